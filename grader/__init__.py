@@ -1,0 +1,31 @@
+"""backprop-grader: grade the "backprop ninja" exercise against autograd."""
+
+__version__ = "0.1.0"
+
+from .api import GradeRequest, grade_submission, lecture_config  # noqa: E402
+from .compare import Comparison, Tolerance, compare_gradient  # noqa: E402
+from .grading import GradingOptions  # noqa: E402
+from .lecture import Config, build_lecture_state  # noqa: E402
+from .loader import Submission, SubmissionError, load_submission  # noqa: E402
+from .results import Result, read_result, write_result  # noqa: E402
+from .sandbox import Limits  # noqa: E402
+
+__all__ = [
+    "Comparison",
+    "Config",
+    "GradeRequest",
+    "GradingOptions",
+    "Limits",
+    "Result",
+    "Submission",
+    "SubmissionError",
+    "Tolerance",
+    "__version__",
+    "build_lecture_state",
+    "compare_gradient",
+    "grade_submission",
+    "lecture_config",
+    "load_submission",
+    "read_result",
+    "write_result",
+]

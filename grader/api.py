@@ -1,0 +1,117 @@
+"""The pipeline: loader -> sandbox -> compare -> results. ``grade_submission`` is the entry."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from . import __version__
+from .catalog import GRADIENTS
+from .grading import GradingOptions, Verdict, collect_gradient_results, grade_exercise4, \
+    grade_stub_gradients
+from .lecture import Config, LectureState, build_lecture_state, read_words
+from .loader import Submission, SubmissionError, load_submission
+from .results import ExerciseResult, Result
+from .sandbox import Limits, SandboxSession
+
+__all__ = ["GradeRequest", "grade_submission", "lecture_config", "scoring_mode_for"]
+
+
+@functools.lru_cache(maxsize=16)
+def _state(config: Config) -> LectureState:
+    return build_lecture_state(config)
+
+
+def lecture_config(words: str | Path | None = None) -> Config:
+    """The lecture config on ``words`` (a names.txt-style file) or the embedded default list."""
+    return Config(words=read_words(words) if words else ())
+
+
+@dataclass(frozen=True)
+class GradeRequest:
+    """Everything that decides a grade, besides the submission itself."""
+
+    config: Config = field(default_factory=Config)
+    hidden: tuple[Config, ...] = ()
+    options: GradingOptions = field(default_factory=GradingOptions)
+    limits: Limits = field(default_factory=Limits)
+
+
+def scoring_mode_for(submission: Submission) -> str:
+    return "isolated" if submission.format == "stubs" else "chained"
+
+
+def _error_result(name: str, message: str, *, status: str = "error",
+                  loss: float | None = None) -> Result:
+    max_score = sum(g.points for g in GRADIENTS) + 4.0
+    return Result(submission=name, status=status, message=message, score=0.0,
+                  max_score=max_score, mode="isolated", loss=loss, grader_version=__version__)
+
+
+def _first_wrong(exercises: tuple[ExerciseResult, ...], verdicts: list[Verdict]) -> str | None:
+    isolated_bad = {(v.gradient.exercise, v.gradient.name) for v in verdicts
+                    if v.mode == "isolated"
+                    and v.status in ("wrong", "shape", "nonfinite", "error", "integrity")}
+    for ex in exercises:
+        for g in ex.gradients:
+            if (ex.name, g.name) in isolated_bad:
+                return g.name
+    return None
+
+
+def grade_submission(source: str | Path | Submission, *,
+                     request: GradeRequest = GradeRequest()) -> Result:
+    """Grade one submission file; never raises for anything the submission does."""
+    try:
+        submission = source if isinstance(source, Submission) else load_submission(source)
+    except SubmissionError as e:
+        return _error_result(Path(str(source)).name, str(e))
+    state = _state(request.config)
+    torch.set_num_threads(1)
+    options = request.options
+    if submission.format != "stubs":
+        from .lecture_style import grade_lecture_style
+
+        return grade_lecture_style(submission, state, request)
+    session = SandboxSession(submission.code, submission.name, request.limits)
+    try:
+        loaded = session.start()
+        if loaded.status != "ok":
+            message = loaded.message or "could not run your file"
+            result = _error_result(submission.name, message,
+                                   status="timeout" if loaded.status == "timeout" else "error",
+                                   loss=state.loss)
+            return _with_output(result, session)
+        verdicts: list[Verdict] = []
+        for config in (request.config, *request.hidden):
+            verdicts += grade_stub_gradients(session, submission.functions, _state(config),
+                                             options)
+        if "ex4" in options.exercises:
+            verdicts += grade_exercise4(session, submission.functions.get("backward"),
+                                        request.config.with_(n_hidden=200), options)
+    finally:
+        session.close()
+    mode = scoring_mode_for(submission)
+    exercises = collect_gradient_results(verdicts, scoring_mode=mode, options=options,
+                                         lecture=request.config)
+    notes = list(submission.notes)
+    if session.restarts:
+        notes.append(f"the process running your code had to be restarted {session.restarts} time(s)")
+    result = Result(
+        submission=submission.name, status="graded", message=None,
+        score=sum(e.score for e in exercises), max_score=sum(e.max_score for e in exercises),
+        mode=mode, loss=state.loss, exercises=exercises,
+        first_wrong=_first_wrong(exercises, verdicts), notes=tuple(notes),
+        configs=tuple(c.label() for c in (request.config, *request.hidden)),
+        grader_version=__version__)
+    return _with_output(result, session)
+
+
+def _with_output(result: Result, session: SandboxSession) -> Result:
+    from dataclasses import replace
+
+    return replace(result, output=session.output())

@@ -1,0 +1,102 @@
+"""Command line: thin commands over grader.api. Exit codes: 0 all pass, 1 some fail, 2 cannot grade."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from . import __version__
+from .api import GradeRequest, grade_submission, lecture_config
+from .grading import GradingOptions
+from .results import write_result
+from .terminal import render_text, use_color
+
+__all__ = ["main"]
+
+EXIT_PASS, EXIT_FAIL, EXIT_CANNOT_GRADE = 0, 1, 2
+
+_DESCRIPTION = """\
+Grade the "backprop ninja" exercise (makemore part 4) against autograd.
+
+Student code runs in a separate, limited process; the grader compares every gradient you
+return with autograd's, in two modes: isolated (each step gets autograd's upstream gradients,
+so each local derivative is graded on its own: this gives the points) and chained (each step
+gets your own upstream gradients, as the notebook does).
+"""
+
+_EPILOG = """\
+exit codes: 0 every gradient passes, 1 some fail, 2 the file cannot be graded.
+examples:
+  backprop-grader check exercises/backprop.py
+  backprop-grader check my_backprop.py --words names.txt --json result.json
+"""
+
+
+def _add_grading_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--words", metavar="FILE",
+                   help="word list, one word a line (the lecture's names.txt); default: the "
+                        "embedded list of U.S. census first names")
+    p.add_argument("--mode", choices=("both", "isolated", "chained"), default="both",
+                   help="which modes to run (default: both; points come from isolated mode for "
+                        "the stub format)")
+    p.add_argument("--steps", type=int, default=10, metavar="K",
+                   help="exercise 4: SGD steps to train with your backward() (default 10)")
+    p.add_argument("--timeout", type=float, default=20.0, metavar="SECONDS",
+                   help="time limit for one call of your code (default 20)")
+
+
+def _request(args: argparse.Namespace) -> GradeRequest:
+    from .sandbox import Limits
+
+    modes = ("isolated", "chained") if args.mode == "both" else (args.mode,)
+    return GradeRequest(config=lecture_config(args.words),
+                        options=GradingOptions(modes=modes, train_steps=max(args.steps, 1)),
+                        limits=Limits(call_seconds=args.timeout))
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    if args.words and not Path(args.words).is_file():
+        print(f"backprop-grader: --words {args.words}: no such file", file=sys.stderr)
+        return EXIT_CANNOT_GRADE
+    result = grade_submission(args.file, request=_request(args))
+    sys.stdout.write(render_text(result, color=use_color(sys.stdout), verbose=args.verbose))
+    if args.json:
+        write_result(result, args.json)
+        print(f"results written to {args.json}")
+    if result.status != "graded":
+        return EXIT_CANNOT_GRADE
+    return EXIT_PASS if result.all_passed else EXIT_FAIL
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="backprop-grader", description=_DESCRIPTION,
+                                     epilog=_EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    check = sub.add_parser("check", help="grade one submission (.py or .ipynb) and print a table",
+                           description="Grade one submission and print, per gradient: status, "
+                                       "exact, approximate, maxdiff and points.",
+                           epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    check.add_argument("file", help="your exercise file: backprop.py or a notebook")
+    _add_grading_options(check)
+    check.add_argument("--json", metavar="OUT", help="also write the results JSON here")
+    check.add_argument("-v", "--verbose", action="store_true",
+                       help="show every message and what your code printed")
+    check.set_defaults(func=_cmd_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_CANNOT_GRADE
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,191 @@
+"""Results as frozen dataclasses, and their JSON form (schema "backprop-grader/result/v1")."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "SCHEMA",
+    "ConfigVerdict",
+    "ExerciseResult",
+    "GradientResult",
+    "IntegrityFlag",
+    "ModeVerdict",
+    "Result",
+    "read_result",
+    "result_from_dict",
+    "result_to_dict",
+    "write_result",
+]
+
+SCHEMA = "backprop-grader/result/v1"
+PASSING = ("exact", "approx")
+
+
+@dataclass(frozen=True)
+class ConfigVerdict:
+    config: str
+    status: str
+    maxdiff: float | None = None
+    mode: str = "isolated"
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class ModeVerdict:
+    """One mode's verdict on one gradient, in the lecture config."""
+
+    mode: str                     # "isolated" | "chained"
+    status: str
+    exact: bool
+    approx: bool
+    allclose: bool
+    maxdiff: float | None
+    rel_error: float | None = None
+    ulps: int | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class GradientResult:
+    name: str
+    variable: str
+    status: str
+    exact: bool
+    approx: bool
+    maxdiff: float | None
+    points: float
+    max_points: float
+    message: str | None = None
+    hint: str | None = None
+    configs: tuple[ConfigVerdict, ...] = ()
+    allclose: bool = False
+    rel_error: float | None = None
+    ulps: int | None = None
+    forward: str = ""
+    shape: str = ""
+    actual_shape: tuple[int, ...] | None = None
+    expected_shape: tuple[int, ...] | None = None
+    modes: tuple[ModeVerdict, ...] = ()
+    traceback: str | None = None
+    explanation: str | None = None   # why approximate rather than exact, when known
+
+    @property
+    def passed(self) -> bool:
+        return self.status in PASSING
+
+
+@dataclass(frozen=True)
+class ExerciseResult:
+    name: str
+    score: float
+    max_score: float
+    gradients: tuple[GradientResult, ...] = ()
+
+
+@dataclass(frozen=True)
+class IntegrityFlag:
+    kind: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Result:
+    submission: str
+    status: str                   # "graded" | "error" | "timeout"
+    message: str | None
+    score: float
+    max_score: float
+    mode: str
+    loss: float | None
+    exercises: tuple[ExerciseResult, ...] = ()
+    integrity: tuple[IntegrityFlag, ...] = ()
+    first_wrong: str | None = None     # first gradient wrong in isolated mode
+    output: str = ""                   # the student's captured stdout/stderr (capped)
+    notes: tuple[str, ...] = ()
+    configs: tuple[str, ...] = ()
+    grader_version: str = ""
+    schema: str = SCHEMA
+
+    def gradients(self) -> tuple[GradientResult, ...]:
+        return tuple(g for ex in self.exercises for g in ex.gradients)
+
+    @property
+    def all_passed(self) -> bool:
+        return self.status == "graded" and all(g.passed for g in self.gradients())
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN/inf: write them as strings so the file stays strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def result_to_dict(result: Result) -> dict[str, Any]:
+    data = asdict(result)
+    order = ["schema", "submission", "status", "message", "score", "max_score", "mode", "loss",
+             "exercises", "integrity"]
+    ordered = {k: data[k] for k in order}
+    ordered.update({k: v for k, v in data.items() if k not in ordered})
+    return _clean(ordered)
+
+
+def _float(value: Any) -> float | None:
+    if value is None:
+        return None
+    return float(value)
+
+
+def _build(cls: type, data: dict[str, Any]) -> Any:
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def result_from_dict(data: dict[str, Any]) -> Result:
+    """Inverse of result_to_dict; unknown fields are ignored, so older files still load."""
+    if data.get("schema") != SCHEMA:
+        raise ValueError(f"not a backprop-grader result (schema {data.get('schema')!r})")
+    exercises = []
+    for ex in data.get("exercises", []):
+        grads = []
+        for g in ex.get("gradients", []):
+            g = dict(g)
+            g["configs"] = tuple(_build(ConfigVerdict, c) for c in g.get("configs", []))
+            g["modes"] = tuple(_build(ModeVerdict, {**m, "maxdiff": _float(m.get("maxdiff"))})
+                               for m in g.get("modes", []))
+            for key in ("maxdiff", "rel_error"):
+                g[key] = _float(g.get(key))
+            for key in ("actual_shape", "expected_shape"):
+                if g.get(key) is not None:
+                    g[key] = tuple(g[key])
+            grads.append(_build(GradientResult, g))
+        exercises.append(_build(ExerciseResult, {**ex, "gradients": tuple(grads)}))
+    top = dict(data)
+    top["exercises"] = tuple(exercises)
+    top["integrity"] = tuple(_build(IntegrityFlag, f) for f in data.get("integrity", []))
+    top["notes"] = tuple(data.get("notes", ()))
+    top["configs"] = tuple(data.get("configs", ()))
+    top["loss"] = _float(data.get("loss"))
+    return _build(Result, top)
+
+
+def write_result(result: Result, path: str | Path) -> None:
+    """Write atomically: a temp file beside the target, then rename."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(json.dumps(result_to_dict(result), indent=2), "utf-8")
+    tmp.replace(target)
+
+
+def read_result(path: str | Path) -> Result:
+    return result_from_dict(json.loads(Path(path).read_text("utf-8")))

@@ -1,0 +1,91 @@
+"""Plain-text rendering of a Result for the terminal: one row per gradient, backward order."""
+
+from __future__ import annotations
+
+import os
+from typing import TextIO
+
+from .results import GradientResult, Result
+
+__all__ = ["render_text", "use_color"]
+
+_COLORS = {"exact": "32", "approx": "36", "wrong": "31", "shape": "31", "nonfinite": "31",
+           "error": "35", "missing": "33", "integrity": "35"}
+_EXERCISE_TITLES = {"ex1": "Exercise 1: backprop through every step",
+                    "ex2": "Exercise 2: cross-entropy backward in one expression",
+                    "ex3": "Exercise 3: batch-norm backward in one expression",
+                    "ex4": "Exercise 4: train with your own backward()"}
+
+
+def use_color(stream: TextIO) -> bool:
+    return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2g}" if value else "0.0"
+
+
+def _yn(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _mode_status(g: GradientResult, mode: str) -> str:
+    for m in g.modes:
+        if m.mode == mode:
+            return m.status
+    return "-"
+
+
+def render_text(result: Result, *, color: bool = False, verbose: bool = False) -> str:
+    """The self-check table, totals per exercise, the first wrong step and the messages."""
+    def paint(status: str, text: str) -> str:
+        return f"\033[{_COLORS.get(status, '0')}m{text}\033[0m" if color else text
+
+    lines = [f"backprop-grader {result.grader_version}: {result.submission}"]
+    if result.loss is not None:
+        lines.append(f"forward loss (lecture config): {result.loss!r}")
+    if result.status != "graded":
+        lines.append(paint("error", f"cannot grade: {result.message}"))
+        if result.output.strip():
+            lines += ["", "your code printed:", _indent(result.output.strip()[-2000:])]
+        return "\n".join(lines) + "\n"
+    for flag in result.integrity:
+        lines.append(paint("integrity", f"INTEGRITY {flag.kind}: {flag.detail}"))
+    lines.append(f"graded in {result.mode} mode (points), in {len(result.configs) or 1} config(s)")
+    header = f"{'gradient':<16} {'status':<9} {'exact':<5} {'approx':<6} {'allclose':<8} " \
+             f"{'maxdiff':<8} {'isolated':<9} {'chained':<9} {'points':>7}"
+    for ex in result.exercises:
+        lines += ["", _EXERCISE_TITLES.get(ex.name, ex.name), header, "-" * len(header)]
+        for g in ex.gradients:
+            status = paint(g.status, f"{g.status:<9}")
+            lines.append(f"{g.name:<16} {status} {_yn(g.exact):<5} {_yn(g.approx):<6} "
+                         f"{_yn(g.allclose):<8} {_fmt(g.maxdiff):<8} "
+                         f"{_mode_status(g, 'isolated'):<9} {_mode_status(g, 'chained'):<9} "
+                         f"{g.points:>3g}/{g.max_points:<3g}")
+            details = [m for m in (g.message, g.explanation, g.hint and f"hint: {g.hint}") if m]
+            if g.status not in ("exact", "approx") or verbose:
+                details = details or []
+                if g.traceback and g.status == "error":
+                    details.append(g.traceback.strip())
+            elif g.status == "approx":
+                details = [d for d in details if d is g.explanation]
+            for d in details:
+                lines.append(_indent(d, "    "))
+        lines.append(f"{'':<16} {'':>62} {ex.score:>3g}/{ex.max_score:<3g}")
+    lines.append("")
+    if result.first_wrong:
+        lines.append(paint("wrong", f"first wrong step (isolated mode): {result.first_wrong}: "
+                                    "fix this one first, the ones after it may follow"))
+    for note in result.notes:
+        lines.append(f"note: {note}")
+    total = f"total: {result.score:g} / {result.max_score:g}"
+    lines.append(paint("exact" if result.all_passed else "wrong", total +
+                       ("  (all passed)" if result.all_passed else "")))
+    if result.output.strip() and verbose:
+        lines += ["", "your code printed:", _indent(result.output.strip()[-4000:])]
+    return "\n".join(lines) + "\n"
+
+
+def _indent(text: str, prefix: str = "  ") -> str:
+    return "\n".join(prefix + line for line in text.splitlines())
+

@@ -1,0 +1,42 @@
+"""Exercise 4's training loop with the student's backward(); runs inside the sandbox."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from .lecture import PARAMETER_NAMES, fused_forward
+
+__all__ = ["batch_tensors", "train_with_student_backward"]
+
+
+def batch_tensors(batches: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {"Xbs": torch.stack([x for x, _ in batches]), "Ybs": torch.stack([y for _, y in batches])}
+
+
+def train_with_student_backward(
+    backward: Callable[..., Any], tensors: dict[str, torch.Tensor], *, steps: int, n: int,
+    lr: float, signature: list[str],
+) -> tuple[dict[str, torch.Tensor], list[float]]:
+    """The lecture's loop: fused forward, the student's gradients, ``p.data += -lr * grad``."""
+    params = {k: tensors[k].clone() for k in PARAMETER_NAMES}
+    Xbs, Ybs = tensors["Xbs"], tensors["Ybs"]
+    losses: list[float] = []
+    with torch.no_grad():
+        for i in range(steps):
+            Xb, Yb = Xbs[i].clone(), Ybs[i].clone()
+            fwd = fused_forward(params, Xb, Yb)
+            losses.append(float(fwd["loss"]))
+            pool: dict[str, Any] = {**fwd, "n": n, "Xb": Xb, "Yb": Yb}
+            pool.update({k: v.clone() for k, v in params.items()})
+            grads = backward(**{p: pool[p] for p in signature})
+            if not isinstance(grads, (list, tuple)) or len(grads) != len(PARAMETER_NAMES):
+                raise TypeError(f"backward() returned {type(grads).__name__} at step {i}, "
+                                f"expected a list of {len(PARAMETER_NAMES)} tensors")
+            for name, grad in zip(PARAMETER_NAMES, grads):
+                if type(grad) is not torch.Tensor or grad.shape != params[name].shape:
+                    raise TypeError(f"at step {i}, the gradient for {name} is not a tensor of "
+                                    f"shape {tuple(params[name].shape)}")
+                params[name] += -lr * grad
+    return params, losses

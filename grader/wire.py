@@ -1,0 +1,139 @@
+"""Frames between the grader and the sandboxed child: a JSON header plus raw tensor bytes.
+
+Never pickle. A frame is ``8-byte length | 4-byte header length | JSON header | tensor bytes``;
+the header says each tensor's dtype, shape and byte range, and the reader checks every one of
+them against the limits before it builds a tensor.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import select
+import struct
+import time
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import torch
+
+__all__ = ["FrameError", "WireLimits", "decode_frame", "encode_frame", "read_frame", "write_frame"]
+
+_DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
+    "bfloat16": torch.bfloat16, "int64": torch.int64, "int32": torch.int32, "bool": torch.bool,
+}
+_NAMES = {v: k for k, v in _DTYPES.items()}
+_LEN = struct.Struct(">QI")
+
+
+class FrameError(Exception):
+    """A frame that breaks the format or the limits."""
+
+
+@dataclass(frozen=True)
+class WireLimits:
+    max_frame_bytes: int = 256 * 2**20
+    max_tensors: int = 64
+    max_tensor_bytes: int = 64 * 2**20
+    max_header_bytes: int = 4 * 2**20
+
+
+def encode_frame(meta: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None) -> bytes:
+    specs: dict[str, dict[str, Any]] = {}
+    chunks: list[bytes] = []
+    offset = 0
+    for name, t in (tensors or {}).items():
+        t = t.detach().to("cpu").contiguous()
+        if t.dtype not in _NAMES:
+            raise FrameError(f"tensor {name!r} has dtype {t.dtype}, which cannot be sent")
+        raw = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        specs[name] = {"dtype": _NAMES[t.dtype], "shape": list(t.shape),
+                       "offset": offset, "nbytes": len(raw)}
+        chunks.append(raw)
+        offset += len(raw)
+    header = json.dumps({"meta": meta, "tensors": specs}, allow_nan=True).encode()
+    body = header + b"".join(chunks)
+    return _LEN.pack(len(body), len(header)) + body
+
+
+def decode_frame(body: bytes, header_len: int, limits: WireLimits
+                 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    if header_len > min(len(body), limits.max_header_bytes):
+        raise FrameError(f"header of {header_len} bytes is too large")
+    try:
+        header = json.loads(body[:header_len])
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FrameError(f"header is not JSON: {e}") from None
+    if not isinstance(header, dict) or not isinstance(header.get("tensors"), dict):
+        raise FrameError("header is not an object with 'tensors'")
+    meta = header.get("meta")
+    if not isinstance(meta, dict):
+        raise FrameError("header has no 'meta' object")
+    specs = header["tensors"]
+    if len(specs) > limits.max_tensors:
+        raise FrameError(f"{len(specs)} tensors, more than the {limits.max_tensors} allowed")
+    data = memoryview(body)[header_len:]
+    tensors: dict[str, torch.Tensor] = {}
+    for name, spec in specs.items():
+        tensors[str(name)] = _decode_tensor(str(name), spec, data, limits)
+    return meta, tensors
+
+
+def _decode_tensor(name: str, spec: Any, data: memoryview, limits: WireLimits) -> torch.Tensor:
+    if not isinstance(spec, dict):
+        raise FrameError(f"tensor {name!r}: bad description")
+    dtype = _DTYPES.get(spec.get("dtype"))  # type: ignore[arg-type]
+    shape, offset, nbytes = spec.get("shape"), spec.get("offset"), spec.get("nbytes")
+    if dtype is None:
+        raise FrameError(f"tensor {name!r}: dtype {spec.get('dtype')!r} is not allowed")
+    if (not isinstance(shape, list) or len(shape) > 8
+            or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**40
+                       for d in shape)):
+        raise FrameError(f"tensor {name!r}: bad shape {shape!r}")
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    expected = math.prod(shape) * itemsize
+    if expected > limits.max_tensor_bytes:
+        raise FrameError(f"tensor {name!r}: shape {tuple(shape)} is {expected:,} bytes, more than "
+                         f"the {limits.max_tensor_bytes:,} allowed")
+    if (not isinstance(offset, int) or not isinstance(nbytes, int) or nbytes != expected
+            or offset < 0 or offset + nbytes > len(data)):
+        raise FrameError(f"tensor {name!r}: byte range does not match its shape")
+    raw = bytearray(data[offset:offset + nbytes])
+    if not raw:
+        return torch.empty(shape, dtype=dtype)
+    return torch.frombuffer(raw, dtype=dtype).reshape(shape)
+
+
+def write_frame(fp: BinaryIO, meta: dict[str, Any],
+                tensors: dict[str, torch.Tensor] | None = None) -> None:
+    fp.write(encode_frame(meta, tensors))
+    fp.flush()
+
+
+def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
+    parts: list[bytes] = []
+    while n:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                raise TimeoutError
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            raise EOFError
+        parts.append(chunk)
+        n -= len(chunk)
+    return b"".join(parts)
+
+
+def read_frame(fd: int, *, limits: WireLimits = WireLimits(), deadline: float | None = None
+               ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Read one frame from a file descriptor; TimeoutError past ``deadline``, EOFError at end."""
+    total, header_len = _LEN.unpack(_read_exact(fd, _LEN.size, deadline))
+    if total > limits.max_frame_bytes:
+        raise FrameError(f"a reply of {total:,} bytes, more than the {limits.max_frame_bytes:,} allowed")
+    return decode_frame(_read_exact(fd, total, deadline), header_len, limits)

@@ -1,0 +1,55 @@
+"""Shared fixtures: the repository's files, small submissions, a quick grading request."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from grader.api import GradeRequest, grade_submission
+from grader.grading import GradingOptions
+from grader.lecture import Config
+from grader.results import Result
+
+ROOT = Path(__file__).resolve().parent.parent
+SUBMISSIONS = Path(__file__).resolve().parent / "submissions"
+SOLUTION = ROOT / "solutions" / "backprop.py"
+EXERCISE = ROOT / "exercises" / "backprop.py"
+NAMES = ROOT.parent / "shared" / "data" / "names.txt"
+
+requires_names = pytest.mark.skipif(
+    not NAMES.exists(), reason=f"the lecture's names.txt is not at {NAMES}")
+
+
+def with_overrides(*override_files: Path) -> str:
+    """The reference solution with some functions redefined (the last definition wins)."""
+    parts = [SOLUTION.read_text()]
+    parts += [f.read_text() for f in override_files]
+    return "\n\n".join(parts)
+
+
+def expectation(path: Path, key: str) -> str | None:
+    """A submission's declared expectation: a comment line '# expect-KEY: value'."""
+    m = re.search(rf"^# expect-{key}: *(.+)$", path.read_text(), re.M)
+    return m.group(1).strip() if m else None
+
+
+@pytest.fixture(scope="session")
+def quick_request() -> GradeRequest:
+    """The lecture config on the embedded words, few training steps."""
+    return GradeRequest(config=Config(), options=GradingOptions(train_steps=3))
+
+
+@pytest.fixture(scope="session")
+def solution_result(quick_request: GradeRequest) -> Result:
+    return grade_submission(SOLUTION, request=quick_request)
+
+
+@pytest.fixture
+def write_submission(tmp_path: Path):
+    def write(code: str, name: str = "submission.py") -> Path:
+        p = tmp_path / name
+        p.write_text(code)
+        return p
+    return write

@@ -1,0 +1,4 @@
+# One stub raises; everything else still graded.
+# expect-first-wrong: dprobs
+def dprobs(dlogprobs, probs):
+    return undefined_name * dlogprobs

@@ -1,0 +1,42 @@
+"""The command line: readable table, exit codes scripts can use, no tracebacks of ours."""
+
+import json
+import subprocess
+import sys
+
+from conftest import EXERCISE, ROOT, SOLUTION
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "grader", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+
+
+def test_check_on_the_solution_exits_0_with_a_table_and_json(tmp_path):
+    out = tmp_path / "r.json"
+    p = run("check", str(SOLUTION), "--steps", "2", "--json", str(out))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "dlogprobs" in p.stdout and "total: 34 / 34" in p.stdout
+    assert json.loads(out.read_text())["schema"] == "backprop-grader/result/v1"
+
+
+def test_check_on_the_stubs_exits_1():
+    p = run("check", str(EXERCISE), "--mode", "isolated", "--steps", "1")
+    assert p.returncode == 1 and "total: 0 / 34" in p.stdout
+
+
+def test_check_on_a_missing_file_exits_2_with_one_clear_line():
+    p = run("check", "nowhere.py")
+    assert p.returncode == 2 and "no such file" in p.stdout and "Traceback" not in p.stdout + p.stderr
+
+
+def test_check_on_a_syntax_error_exits_2(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def dprobs(:\n")
+    p = run("check", str(bad))
+    assert p.returncode == 2 and "syntax error" in p.stdout and "Traceback" not in p.stderr
+
+
+def test_help_explains_the_modes_and_exit_codes():
+    p = run("check", "--help")
+    assert p.returncode == 0 and "isolated" in p.stdout and "exit codes" in p.stdout

@@ -1,0 +1,61 @@
+"""Loading submissions: parse, never execute; clear one-line errors."""
+
+import pytest
+
+from grader.loader import SubmissionError, load_submission
+
+from conftest import EXERCISE, SOLUTION
+
+
+def test_the_exercise_file_defines_every_stub():
+    sub = load_submission(EXERCISE)
+    assert sub.format == "stubs"
+    assert sub.functions["dlogprobs"] == ("logprobs", "Yb", "n")
+    assert "backward" in sub.functions and len(sub.functions) == 29
+
+
+def test_loading_never_runs_the_code(tmp_path):
+    marker = tmp_path / "ran"
+    p = tmp_path / "s.py"
+    p.write_text(f"open({str(marker)!r}, 'w').write('x')\ndef dprobs(dlogprobs, probs):\n    pass\n")
+    load_submission(p)
+    assert not marker.exists()
+
+
+def test_a_missing_file_says_so():
+    with pytest.raises(SubmissionError, match="no such file"):
+        load_submission("does/not/exist.py")
+
+
+def test_a_syntax_error_names_the_line(write_submission):
+    p = write_submission("import torch\n\ndef dprobs(dlogprobs, probs:\n    return 1\n")
+    with pytest.raises(SubmissionError, match="syntax error at line 3"):
+        load_submission(p)
+
+
+def test_a_file_of_another_kind_is_refused(write_submission):
+    p = write_submission("hello", name="notes.txt")
+    with pytest.raises(SubmissionError, match="expected a .py or .ipynb"):
+        load_submission(p)
+
+
+def test_an_empty_file_is_refused(write_submission):
+    with pytest.raises(SubmissionError, match="empty"):
+        load_submission(write_submission("  \n"))
+
+
+def test_a_file_with_nothing_to_grade_says_what_was_looked_for(write_submission):
+    with pytest.raises(SubmissionError, match="found none of the exercise functions"):
+        load_submission(write_submission("x = 1\n"))
+
+
+def test_binary_garbage_is_refused(tmp_path):
+    p = tmp_path / "s.py"
+    p.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(SubmissionError, match="not UTF-8"):
+        load_submission(p)
+
+
+def test_the_last_definition_of_a_stub_wins(write_submission):
+    p = write_submission(SOLUTION.read_text() + "\ndef dprobs(probs, dlogprobs, n):\n    pass\n")
+    assert load_submission(p).functions["dprobs"] == ("probs", "dlogprobs", "n")
