@@ -10,15 +10,15 @@ from typing import Sequence
 import torch
 
 from . import __version__
-from .catalog import GRADIENTS
+from .catalog import EXERCISES, GRADIENTS
 from .grading import GradingOptions, Verdict, collect_gradient_results, grade_exercise4, \
-    grade_stub_gradients
+    grade_stub_gradients, max_points_for
 from .lecture import Config, LectureState, build_lecture_state, read_words
 from .loader import Submission, SubmissionError, load_submission
 from .results import ExerciseResult, Result
 from .sandbox import Limits, SandboxSession
 
-__all__ = ["GradeRequest", "grade_submission", "lecture_config", "scoring_mode_for"]
+__all__ = ["GradeRequest", "error_result", "grade_submission", "lecture_config", "scoring_mode_for"]
 
 
 @functools.lru_cache(maxsize=16)
@@ -46,10 +46,20 @@ def scoring_mode_for(submission: Submission) -> str:
 
 
 def _error_result(name: str, message: str, *, status: str = "error",
-                  loss: float | None = None) -> Result:
-    max_score = sum(g.points for g in GRADIENTS) + 4.0
+                  loss: float | None = None, options: GradingOptions | None = None) -> Result:
+    if options is None:
+        max_score = sum(g.points for g in GRADIENTS) + 4.0
+    else:
+        max_score = sum(max_points_for(g, options) for ex in options.exercises
+                        for g in EXERCISES.get(ex, ()))
     return Result(submission=name, status=status, message=message, score=0.0,
                   max_score=max_score, mode="isolated", loss=loss, grader_version=__version__)
+
+
+def error_result(name: str, message: str, *, status: str = "error",
+                 request: GradeRequest = GradeRequest()) -> Result:
+    """The result of a submission that cannot be graded at all: zero points and the reason."""
+    return _error_result(name, message, status=status, options=request.options)
 
 
 def _first_wrong(exercises: tuple[ExerciseResult, ...], verdicts: list[Verdict]) -> str | None:
@@ -69,7 +79,7 @@ def grade_submission(source: str | Path | Submission, *,
     try:
         submission = source if isinstance(source, Submission) else load_submission(source)
     except SubmissionError as e:
-        return _error_result(Path(str(source)).name, str(e))
+        return _error_result(Path(str(source)).name, str(e), options=request.options)
     state = _state(request.config)
     torch.set_num_threads(1)
     options = request.options
@@ -84,7 +94,7 @@ def grade_submission(source: str | Path | Submission, *,
             message = loaded.message or "could not run your file"
             result = _error_result(submission.name, message,
                                    status="timeout" if loaded.status == "timeout" else "error",
-                                   loss=state.loss)
+                                   loss=state.loss, options=options)
             return _with_output(result, session)
         verdicts: list[Verdict] = []
         for config in (request.config, *request.hidden):

@@ -70,6 +70,111 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return EXIT_PASS if result.all_passed else EXIT_FAIL
 
 
+def _load_assignment(path: str | None):  # -> Assignment
+    from .assignment import Assignment, load_assignment
+
+    return load_assignment(path) if path else Assignment()
+
+
+def _cmd_grade(args: argparse.Namespace) -> int:
+    from .assignment import AssignmentError
+    from .batch import BatchError, grade_many
+
+    try:
+        assignment = _load_assignment(args.config)
+        summary = grade_many(args.dir, args.out, request=assignment.request, jobs=args.jobs,
+                             resume=not args.regrade, progress=sys.stderr,
+                             gradescope=assignment.gradescope,
+                             config_extra=(assignment.integrity_autograd,))
+    except (AssignmentError, BatchError) as e:
+        print(f"backprop-grader: {e}", file=sys.stderr)
+        return EXIT_CANNOT_GRADE
+    counts: dict[str, int] = {}
+    for status in summary.statuses.values():
+        counts[status] = counts.get(status, 0) + 1
+    print(f"{summary.students} student(s): " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+          + f"; graded now {summary.graded} in {summary.seconds:.1f} s ({summary.rate:.1f}/s), "
+          f"unchanged {summary.unchanged}")
+    for skipped in summary.skipped:
+        print(f"skipped {skipped.path}: {skipped.reason}")
+    for note in summary.notes:
+        print(f"note: {note}")
+    print(f"gradebook: {Path(args.out) / 'gradebook.csv'}")
+    if summary.interrupted:
+        print("interrupted: run the same command again to grade the rest", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _cmd_gradescope_build(args: argparse.Namespace) -> int:
+    from .assignment import AssignmentError
+    from .gradescope import build_autograder
+
+    try:
+        path = build_autograder(args.out, config=args.config, torch_spec=args.torch)
+    except (AssignmentError, OSError) as e:
+        print(f"backprop-grader: {e}", file=sys.stderr)
+        return EXIT_CANNOT_GRADE
+    print(f"autograder written to {path}: upload it in Gradescope's Configure Autograder page")
+    return 0
+
+
+def _cmd_gradescope_run(args: argparse.Namespace) -> int:
+    from .assignment import AssignmentError
+    from .gradescope import run_gradescope
+
+    try:
+        assignment = _load_assignment(args.config)
+    except AssignmentError as e:
+        print(f"backprop-grader: {e}", file=sys.stderr)
+        assignment = None
+    data = run_gradescope(submission_dir=args.submission, results_path=args.results,
+                          assignment=assignment)
+    print(f"score {data['score']:g}; results written to {args.results}")
+    return 0
+
+
+def _add_batch_commands(sub: argparse._SubParsersAction) -> None:
+    from .gradescope import RESULTS_PATH, SUBMISSION_DIR
+
+    grade = sub.add_parser(
+        "grade", help="grade a folder of submissions: reports, gradebook.csv, Gradescope JSON",
+        description="Grade every submission in DIR: one file per student (.py/.ipynb), one "
+                    "folder per student, or a .zip of either; the student id is the file or "
+                    "folder name. Writes OUT/students/<id>/{results.json,report.html,"
+                    "gradescope.json}, OUT/summary.html and OUT/gradebook.csv. Students whose "
+                    "file and grading config are unchanged since they were graded are kept, "
+                    "so an interrupted run continues where it stopped.")
+    grade.add_argument("dir", help="folder of submissions")
+    grade.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    grade.add_argument("--jobs", type=int, default=2, metavar="N",
+                       help="submissions graded at once (default 2)")
+    grade.add_argument("--config", metavar="TOML", help="assignment config (points, tolerances, "
+                                                        "limits, ...); see grader/assignment.py")
+    again = grade.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="keep unchanged students' earlier results (the default)")
+    again.add_argument("--regrade", action="store_true",
+                       help="grade everyone again, even if unchanged")
+    grade.set_defaults(func=_cmd_grade)
+
+    gs = sub.add_parser("gradescope", help="package or run the grader as a Gradescope autograder")
+    gs_sub = gs.add_subparsers(dest="gradescope_command", metavar="ACTION", required=True)
+    build = gs_sub.add_parser("build", help="write autograder.zip (setup.sh, run_autograder, "
+                                            "config, the grader)")
+    build.add_argument("--out", default="autograder.zip", metavar="ZIP")
+    build.add_argument("--config", metavar="TOML", help="assignment config to package")
+    build.add_argument("--torch", metavar="SPEC",
+                       help="what setup.sh installs from PyTorch's CPU index (default: "
+                            "torch==<this torch's version>)")
+    build.set_defaults(func=_cmd_gradescope_build)
+    run = gs_sub.add_parser("run", help="inside Gradescope: grade /autograder/submission")
+    run.add_argument("--submission", default=str(SUBMISSION_DIR), metavar="DIR")
+    run.add_argument("--results", default=str(RESULTS_PATH), metavar="JSON")
+    run.add_argument("--config", metavar="TOML")
+    run.set_defaults(func=_cmd_gradescope_run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="backprop-grader", description=_DESCRIPTION,
                                      epilog=_EPILOG,
@@ -86,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("-v", "--verbose", action="store_true",
                        help="show every message and what your code printed")
     check.set_defaults(func=_cmd_check)
+    _add_batch_commands(sub)
     return parser
 
 

@@ -309,8 +309,14 @@ _RANK = {"exact": 0, "approx": 1, "wrong": 2, "nonfinite": 3, "shape": 4, "integ
          "error": 6, "missing": 7}
 
 
+def max_points_for(gradient: Gradient, options: GradingOptions) -> float:
+    """``options.points`` by "ex4.dC" (exercise-qualified: ex1 and ex4 share names) or "dC"."""
+    qualified = f"{gradient.exercise}.{gradient.name}"
+    return options.points.get(qualified, options.points.get(gradient.name, gradient.points))
+
+
 def _points_for(gradient: Gradient, status: str, options: GradingOptions) -> float:
-    max_points = options.points.get(gradient.name, gradient.points)
+    max_points = max_points_for(gradient, options)
     if status == "exact" or (status == "approx" and gradient.name not in options.exact_required):
         return max_points
     return 0.0
@@ -340,7 +346,7 @@ def collect_gradient_results(verdicts: list[Verdict], *, scoring_mode: str,
 
 def _gradient_result(gradient: Gradient, vs: list[Verdict], scoring_mode: str,
                      options: GradingOptions, lecture: Config, hint: str | None) -> GradientResult:
-    max_points = options.points.get(gradient.name, gradient.points)
+    max_points = max_points_for(gradient, options)
     scoring = [v for v in vs if v.mode == scoring_mode] or vs
     if not scoring:
         return GradientResult(gradient.name, gradient.variable, "missing", False, False, None, 0.0,

@@ -1,0 +1,382 @@
+"""Assignment config: a TOML file an instructor writes once -> a ``GradeRequest`` and settings.
+
+Every key is checked: an unknown key, a wrong type or an impossible value is an
+``AssignmentError`` naming the file and the key (with a suggestion when one is close), never a
+silent default. An example with every key::
+
+    title = "Backprop ninja"
+    words = "names.txt"                 # relative to this file; default: the embedded list
+    exercises = ["ex1", "ex2", "ex3", "ex4"]   # which exercises count
+    modes = ["isolated", "chained"]
+
+    [points.gradients]                  # points of single gradients (exercises 1-3)
+    dlogprobs = 2
+    [points.gradients.ex4]              # exercise 4's names repeat exercise 1's: its own table
+    training = 1
+    [points.exercises]                  # an exercise's total, shared among the gradients
+    ex4 = 8                             # not set above, in proportion to their default points
+
+    [tolerance]
+    rtol = 1e-5
+    atol_scale = 1e-6
+    exact_required = ["dlogprobs"]      # or "all": approx earns nothing there
+
+    [training]                          # exercise 4
+    steps = 10
+    lr = 0.1
+
+    [hidden]                            # further configs with other sizes and seeds
+    enabled = true
+    [[hidden.configs]]
+    seed = 7
+    n = 19
+
+    [integrity]
+    autograd = "zero"                   # "zero": a gradient got via autograd scores 0; "flag"
+
+    [limits]                            # per submission
+    call_seconds = 20
+    memory_mb = 4096
+
+    [gradescope]
+    visibility = "visible"
+    stdout_visibility = "hidden"
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (e.g. the Ubuntu 22.04 Gradescope image)
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from .api import GradeRequest, lecture_config
+from .catalog import EXERCISES
+from .compare import Tolerance
+from .grading import MODES, GradingOptions
+from .lecture import Config
+from .sandbox import Limits
+
+__all__ = ["Assignment", "AssignmentError", "GradescopeSettings", "load_assignment",
+           "parse_assignment"]
+
+VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
+INTEGRITY_POLICIES = ("zero", "flag")
+
+
+class AssignmentError(ValueError):
+    """The assignment file is wrong; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class GradescopeSettings:
+    """Top-level visibility of the Gradescope results (see grader.exports)."""
+
+    visibility: str = "visible"
+    stdout_visibility: str = "hidden"
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """What an assignment file decides: the grading request and how results are published."""
+
+    request: GradeRequest = field(default_factory=GradeRequest)
+    title: str = "Backprop ninja"
+    integrity_autograd: str = "zero"
+    gradescope: GradescopeSettings = field(default_factory=GradescopeSettings)
+    source: str = ""                # the file it came from, "" for the defaults
+    words: str | None = None        # the word list as named in the file (relative to it)
+
+
+# -- checking helpers ----------------------------------------------------------------------------
+
+class _Table:
+    """One TOML table being read: remembers which keys were used, to reject the others."""
+
+    def __init__(self, data: Mapping[str, Any], where: str, file: str) -> None:
+        self.data, self.where, self.file = data, where, file
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.where}.{name}" if self.where else name
+
+    def fail(self, name: str, problem: str) -> AssignmentError:
+        return AssignmentError(f"{self.file}: '{self.key(name)}' {problem}")
+
+    def get(self, name: str, kinds: type | tuple[type, ...], default: Any = None) -> Any:
+        self.used.add(name)
+        if name not in self.data:
+            return default
+        value = self.data[name]
+        if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
+            raise self.fail(name, f"is {value!r}, expected {_kind_names(kinds)}")
+        if not isinstance(value, kinds):
+            raise self.fail(name, f"is {_describe(value)}, expected {_kind_names(kinds)}")
+        return value
+
+    def number(self, name: str, default: Any = None, *, positive: bool = True,
+               integer: bool = False) -> Any:
+        value = self.get(name, int if integer else (int, float), default)
+        if value is default:
+            return default
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.fail(name, f"is {value!r}, expected a finite number")
+        if positive and value <= 0:
+            raise self.fail(name, f"is {value!r}, expected a number greater than 0")
+        if not positive and value < 0:
+            raise self.fail(name, f"is {value!r}, expected a number of 0 or more")
+        return value
+
+    def choice(self, name: str, options: tuple[str, ...], default: str) -> str:
+        value = self.get(name, str, default)
+        if value not in options:
+            raise self.fail(name, f"is {value!r}, expected one of {', '.join(options)}")
+        return value
+
+    def table(self, name: str) -> "_Table":
+        value = self.get(name, dict, {})
+        return _Table(value, self.key(name), self.file)
+
+    def finish(self) -> None:
+        """Every key not read is unknown: say which, and what was probably meant."""
+        for name in self.data:
+            if name not in self.used:
+                close = difflib.get_close_matches(name, sorted(self.used), n=1)
+                hint = f": did you mean '{close[0]}'?" if close else \
+                    f" (known keys here: {', '.join(sorted(self.used))})"
+                raise self.fail(name, f"is not a known key{hint}")
+
+
+def _kind_names(kinds: type | tuple[type, ...]) -> str:
+    names = {int: "a number", float: "a number", str: "a string", bool: "true or false",
+             list: "a list", dict: "a table"}
+    seen: list[str] = []
+    for k in kinds if isinstance(kinds, tuple) else (kinds,):
+        if names.get(k, k.__name__) not in seen:
+            seen.append(names.get(k, k.__name__))
+    return " or ".join(seen)
+
+
+def _describe(value: Any) -> str:
+    kind = {str: "a string", int: "a number", float: "a number", bool: "a boolean",
+            list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
+    text = repr(value)
+    return f"{kind} ({text[:40]}{'...' if len(text) > 40 else ''})"
+
+
+def _names(table: _Table, name: str, known: tuple[str, ...], default: tuple[str, ...]
+           ) -> tuple[str, ...]:
+    value = table.get(name, list, None)
+    if value is None:
+        return default
+    out: list[str] = []
+    for item in value:
+        if not isinstance(item, str) or item not in known:
+            close = difflib.get_close_matches(str(item), known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise table.fail(name, f"contains {item!r}{hint}; known: {', '.join(known)}")
+        if item not in out:
+            out.append(item)
+    if not out:
+        raise table.fail(name, "is empty: list at least one")
+    return tuple(out)
+
+
+# -- sections --------------------------------------------------------------------------------
+
+_DEFAULT_POINTS: dict[str, float] = {
+    f"{ex}.{g.name}": g.points for ex, gs in EXERCISES.items() for g in gs}
+# a bare name means the first exercise that has it (dC is exercise 1's; ex4's is [...gradients.ex4])
+_BY_NAME: dict[str, str] = {}
+for _key in _DEFAULT_POINTS:
+    _BY_NAME.setdefault(_key.split(".", 1)[1], _key)
+
+
+def _gradient_key(table: _Table, name: str, exercise: str | None) -> str:
+    if exercise is not None:
+        key = f"{exercise}.{name}"
+        known = [g.name for g in EXERCISES[exercise]]
+    else:
+        key = _BY_NAME.get(name, "")
+        known = list(_BY_NAME)
+    if key not in _DEFAULT_POINTS:
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f": did you mean '{close[0]}'?" if close else f" (known: {', '.join(known)})"
+        raise table.fail(name, f"is not a gradient of {exercise or 'this exercise'}{hint}")
+    return key
+
+
+def _points(table: _Table) -> dict[str, float]:
+    """Points keyed "ex1.dlogprobs": explicit ones, then exercise totals shared among the rest."""
+    gradients = table.table("gradients")
+    points: dict[str, float] = {}
+    for name in list(gradients.data):
+        if name in EXERCISES and isinstance(gradients.data[name], dict):
+            sub = gradients.table(name)
+            for inner in list(sub.data):
+                points[_gradient_key(sub, inner, name)] = float(sub.number(inner, positive=False))
+            sub.finish()
+            continue
+        key = _gradient_key(gradients, name, None)
+        if key in points:
+            raise gradients.fail(name, "is given twice")
+        points[key] = float(gradients.number(name, positive=False))
+    gradients.finish()
+    exercises = table.table("exercises")
+    for ex in list(exercises.data):
+        if ex not in EXERCISES:
+            raise exercises.fail(ex, f"is not an exercise (known: {', '.join(EXERCISES)})")
+        total = float(exercises.number(ex, positive=False))
+        keys = [f"{ex}.{g.name}" for g in EXERCISES[ex]]
+        fixed = sum(points[k] for k in keys if k in points)
+        free = [k for k in keys if k not in points]
+        if not free:
+            if not math.isclose(fixed, total):
+                raise exercises.fail(ex, f"is {total:g} but its gradients' points, all set in "
+                                         f"[points.gradients], add up to {fixed:g}")
+            continue
+        if total < fixed:
+            raise exercises.fail(ex, f"is {total:g}, less than the {fixed:g} points already given "
+                                     "to its gradients in [points.gradients]")
+        weight = sum(_DEFAULT_POINTS[k] for k in free)
+        for k in free:
+            points[k] = (total - fixed) * _DEFAULT_POINTS[k] / weight
+    exercises.finish()
+    table.finish()
+    return points
+
+
+def _config_from(table: _Table, base: Config, index: int) -> Config:
+    changes: dict[str, Any] = {}
+    for f in fields(Config):
+        if f.name in ("words", "name"):
+            continue
+        value = table.number(f.name, None, integer=True, positive=f.name != "seed")
+        if value is not None:
+            changes[f.name] = value
+    name = table.get("name", str, f"hidden-{index}")
+    table.finish()
+    if "n" in changes and changes["n"] < 2:
+        raise table.fail("n", "must be at least 2 (batch norm divides by n - 1)")
+    return replace(base, name=name, **changes)
+
+
+def _hidden(table: _Table, lecture: Config) -> tuple[Config, ...]:
+    enabled = table.get("enabled", bool, True)
+    configs = table.get("configs", list, None)
+    table.finish()
+    if not enabled:
+        return ()
+    if configs is None:
+        return GradeRequest(config=lecture).hidden
+    out = []
+    for i, item in enumerate(configs, 1):
+        if not isinstance(item, dict):
+            raise table.fail("configs", f"entry {i} is {_describe(item)}, expected a table "
+                                        "([[hidden.configs]])")
+        out.append(_config_from(_Table(item, f"hidden.configs[{i}]", table.file), lecture, i))
+    return tuple(out)
+
+
+def _limits(table: _Table) -> Limits:
+    default = Limits()
+    changes: dict[str, Any] = {}
+    units = {"memory_mb": ("memory_bytes", 2**20), "output_kb": ("output_bytes", 1024)}
+    for key, (name, scale) in units.items():
+        value = table.number(key, None)
+        if value is not None:
+            changes[name] = int(value * scale)
+    for f in fields(Limits):
+        value = getattr(default, f.name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if f.name in changes:   # given in friendlier units above
+            if f.name in table.data:
+                friendly = next(k for k, (n, _) in units.items() if n == f.name)
+                raise table.fail(f.name, f"and '{table.key(friendly)}' are both given: keep one")
+            continue
+        got = table.number(f.name, None, integer=isinstance(value, int))
+        if got is not None:
+            changes[f.name] = type(value)(got)
+    table.finish()
+    return replace(default, **changes)
+
+
+def parse_assignment(data: Mapping[str, Any], *, file: str = "assignment.toml",
+                     base_dir: Path | None = None) -> Assignment:
+    """Check a parsed TOML document and build the assignment it describes."""
+    top = _Table(data, "", file)
+    title = top.get("title", str, Assignment.title)
+    words = top.get("words", str, None)
+    if words is not None:
+        words_path = (base_dir or Path(".")) / words
+        if not words_path.is_file():
+            raise top.fail("words", f"names {str(words_path)!r}, which is not a file")
+        lecture = lecture_config(words_path)
+    else:
+        lecture = Config()
+    exercises = _names(top, "exercises", tuple(EXERCISES), GradingOptions().exercises)
+    modes = _names(top, "modes", MODES, GradingOptions().modes)
+    points = _points(top.table("points"))
+
+    tol = top.table("tolerance")
+    base_tol = Tolerance()
+    tolerance = Tolerance(**{f.name: float(tol.number(f.name, getattr(base_tol, f.name)))
+                             for f in fields(Tolerance)})
+    exact = tol.get("exact_required", (list, str), [])
+    if isinstance(exact, str):
+        if exact != "all":
+            raise tol.fail("exact_required", f"is {exact!r}: give a list of gradients or \"all\"")
+        exact_required = frozenset(_BY_NAME)
+    else:
+        exact_required = frozenset(_names(tol, "exact_required", tuple(_BY_NAME), ()))
+    tol.finish()
+
+    training = top.table("training")
+    steps = training.number("steps", GradingOptions().train_steps, integer=True)
+    lr = float(training.number("lr", GradingOptions().train_lr))
+    training.finish()
+
+    hidden = _hidden(top.table("hidden"), lecture)
+    integrity = top.table("integrity")
+    autograd = integrity.choice("autograd", INTEGRITY_POLICIES, "zero")
+    integrity.finish()
+    limits = _limits(top.table("limits"))
+    gs = top.table("gradescope")
+    gradescope = GradescopeSettings(
+        visibility=gs.choice("visibility", VISIBILITIES, "visible"),
+        stdout_visibility=gs.choice("stdout_visibility", VISIBILITIES, "hidden"))
+    gs.finish()
+    top.finish()
+
+    options = GradingOptions(modes=modes, tolerance=tolerance, train_steps=steps, train_lr=lr,
+                             exact_required=exact_required, points=points, exercises=exercises)
+    request = GradeRequest(config=lecture, hidden=hidden, options=options, limits=limits)
+    return Assignment(request=request, title=title, integrity_autograd=autograd,
+                      gradescope=gradescope, source=file, words=words)
+
+
+def load_assignment(path: str | Path) -> Assignment:
+    """Read an assignment TOML file; every problem is an ``AssignmentError`` naming the file."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise AssignmentError(f"{p}: no such file") from None
+    except IsADirectoryError:
+        raise AssignmentError(f"{p}: is a folder, expected an assignment .toml file") from None
+    except OSError as e:
+        raise AssignmentError(f"{p}: cannot read: {e.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise AssignmentError(f"{p}: not UTF-8 text (byte {e.start})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise AssignmentError(f"{p}: not valid TOML: {e}") from None
+    return parse_assignment(data, file=str(p), base_dir=p.parent)

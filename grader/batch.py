@@ -1,0 +1,607 @@
+"""Batch grading: a folder of submissions -> per-student results, reports and a gradebook.
+
+``discover_submissions`` finds one submission per student: a file (``alice.py``,
+``bob.ipynb``), a folder (``carol/...``) or a zip of either (``dave.zip``); the student id is the
+file or folder name. Everything else is listed as skipped, with the reason. ``grade_many`` grades
+them on ``jobs`` threads (the work happens in sandboxed child processes), writes every file
+atomically (a temp file, then a rename), and skips students whose submission and grading config
+are unchanged since their last complete grading, so a killed or interrupted batch resumes where it
+stopped. Output layout::
+
+    OUT/gradebook.csv                      one row per student (grader.exports)
+    OUT/summary.html                       the class summary (grader.report)
+    OUT/batch.json                         what was found, skipped, graded, and how
+    OUT/students/<id>/results.json         backprop-grader/result/v1
+    OUT/students/<id>/report.html          the student's report
+    OUT/students/<id>/gradescope.json      the same result in Gradescope's format
+    OUT/students/<id>/record.json          hashes of what was graded; written last
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import queue
+import re
+import tempfile
+import threading
+import time
+import traceback
+import zipfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+from typing import IO, Any, Callable, Iterator, Sequence
+
+from . import __version__
+from .api import GradeRequest, error_result, grade_submission
+from .exports import GradebookRow, gradescope_results, render_gradebook
+from .loader import MAX_SOURCE_BYTES
+from .results import Result, read_result, write_result
+
+__all__ = [
+    "BatchError",
+    "BatchSummary",
+    "Discovery",
+    "Entry",
+    "Skipped",
+    "config_digest",
+    "discover_submissions",
+    "grade_many",
+    "pick_submission_file",
+    "submission_in_folder",
+    "write_atomic",
+]
+
+SUFFIXES = (".py", ".ipynb")
+_IGNORED_DIRS = {"__pycache__", ".ipynb_checkpoints", "__MACOSX", ".git"}
+_MAX_ZIP_MEMBERS = 10_000
+_MAX_ZIP_TOTAL = 200 * 2**20       # uncompressed bytes in one zip
+RECORD_SCHEMA = "backprop-grader/record/v1"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+BATCH_SCHEMA = "backprop-grader/batch/v1"
+
+GradeFn = Callable[[Path, GradeRequest], Result]
+
+
+class BatchError(Exception):
+    """The batch cannot run at all (no such folder, output in use); one line says why."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One student's submission as found in the folder."""
+
+    student: str                  # the id: file or folder name, safe as a folder name
+    source: str                   # what was found, relative to the folder: "alice.py", "carol/"
+    label: str                    # what the reports call it: "carol/backprop.py"
+    digest: str                   # sha256 of everything the student submitted
+    path: Path | None = None      # the file to grade (inside a zip: read from ``zip_member``)
+    zip_member: str | None = None
+    problem: str | None = None    # why it cannot be graded; it still gets a row and a report
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Discovery:
+    entries: tuple[Entry, ...]
+    skipped: tuple[Skipped, ...]
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    """What one ``grade_many`` call did."""
+
+    out: Path
+    students: int                 # rows in the gradebook
+    graded: int                   # graded in this run
+    unchanged: int                # skipped: graded before with the same file and config
+    pending: int                  # not graded (interrupted)
+    failed: int                   # status other than "graded", this run and before
+    skipped: tuple[Skipped, ...]
+    interrupted: bool
+    seconds: float
+    statuses: dict[str, str] = field(default_factory=dict)   # student -> status
+    notes: tuple[str, ...] = ()
+
+    @property
+    def rate(self) -> float:
+        return self.graded / self.seconds if self.seconds > 0 else 0.0
+
+
+# -- discovery ---------------------------------------------------------------------------------
+
+def _student_id(name: str) -> str:
+    """A file or folder name as a portable folder name: letters, digits, ``._@-``."""
+    stem = re.sub(r"[^A-Za-z0-9._@-]+", "_", name).strip("._-")
+    return stem[:100] or "student"
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _visible(parts: Sequence[str]) -> bool:
+    return not any(p.startswith(".") or p in _IGNORED_DIRS for p in parts)
+
+
+def pick_submission_file(names: Sequence[str], *, where: str) -> tuple[str | None, str | None]:
+    """Among a folder's (or zip's) files, the one to grade, or the reason there is none.
+
+    One ``.py``/``.ipynb`` file: that one. Several: the one named ``backprop``, as the exercise
+    file is. Otherwise the student gets an error naming the candidates, never a silent guess.
+    """
+    candidates = sorted(n for n in names
+                        if PurePosixPath(n).suffix.lower() in SUFFIXES
+                        and _visible(PurePosixPath(n).parts))
+    if len(candidates) == 1:
+        return candidates[0], None
+    if not candidates:
+        others = sorted(n for n in names if _visible(PurePosixPath(n).parts))
+        found = f" (found: {', '.join(others[:5])}{', ...' if len(others) > 5 else ''})" \
+            if others else " (it is empty)"
+        return None, f"no .py or .ipynb file in {where}{found}"
+    named = [n for n in candidates if PurePosixPath(n).stem.lower() == "backprop"]
+    if len(named) == 1:
+        return named[0], None
+    shown = named or candidates
+    return None, (f"several files could be the submission in {where}: "
+                  f"{', '.join(shown[:6])}{', ...' if len(shown) > 6 else ''}; keep one "
+                  "(or name it backprop.py)")
+
+
+def submission_in_folder(folder: Path, rel: str) -> Entry:
+    files: list[str] = []
+    h = hashlib.sha256()
+    for root, dirs, names in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if _visible((d,)))
+        for name in sorted(names):
+            p = Path(root) / name
+            if not _visible((name,)) or p.is_symlink() or not p.is_file():
+                continue
+            r = p.relative_to(folder).as_posix()
+            files.append(r)
+            h.update(r.encode() + b"\0" + _sha256_file(p).encode())
+    pick, problem = pick_submission_file(files, where=f"{rel}/")
+    return Entry(student=_student_id(folder.name), source=f"{rel}/",
+                 label=f"{rel}/{pick}" if pick else f"{rel}/", digest=h.hexdigest(),
+                 path=folder / pick if pick else None, problem=problem)
+
+
+def _zip_entry(path: Path, rel: str) -> Entry:
+    digest = _sha256_file(path)
+    student = _student_id(path.stem)
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = [i for i in z.infolist() if not i.is_dir()]
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        return Entry(student, rel, rel, digest, problem=f"{rel}: not a readable zip file ({e})")
+    if len(infos) > _MAX_ZIP_MEMBERS or sum(i.file_size for i in infos) > _MAX_ZIP_TOTAL:
+        return Entry(student, rel, rel, digest,
+                     problem=f"{rel}: too large once unpacked (more than "
+                             f"{_MAX_ZIP_TOTAL // 2**20} MB or {_MAX_ZIP_MEMBERS} files)")
+    pick, problem = pick_submission_file([i.filename for i in infos], where=rel)
+    return Entry(student, rel, f"{rel}/{pick}" if pick else rel, digest, path=path,
+                 zip_member=pick, problem=problem)
+
+
+def discover_submissions(folder: str | Path, *, exclude: Sequence[str | Path] = ()
+                         ) -> Discovery:
+    """One entry per student in ``folder`` (sorted by id), and what was skipped and why."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise BatchError(f"{root}: no such folder" if not root.exists() else
+                         f"{root}: is a file, expected a folder of submissions")
+    excluded = {Path(p).resolve() for p in exclude}
+    found: list[Entry] = []
+    skipped: list[Skipped] = []
+    for p in sorted(root.iterdir(), key=lambda p: p.name):
+        rel = p.name
+        if p.resolve() in excluded:
+            skipped.append(Skipped(rel, "the output folder"))
+        elif not _visible((p.name,)):
+            skipped.append(Skipped(rel, "hidden or system file"))
+        elif p.is_symlink():
+            skipped.append(Skipped(rel, "a symbolic link (not followed)"))
+        elif p.is_dir():
+            found.append(submission_in_folder(p, rel))
+        elif p.suffix.lower() == ".zip":
+            found.append(_zip_entry(p, rel))
+        elif p.suffix.lower() in SUFFIXES:
+            h = hashlib.sha256(p.name.encode() + b"\0" + _sha256_file(p).encode())
+            found.append(Entry(_student_id(p.stem), rel, rel, h.hexdigest(), path=p))
+        else:
+            skipped.append(Skipped(rel, "not a .py, .ipynb or .zip file, nor a folder"))
+    by_id: dict[str, list[Entry]] = {}
+    for e in found:
+        by_id.setdefault(e.student.lower(), []).append(e)
+    entries = []
+    for same in by_id.values():
+        if len(same) == 1:
+            entries.append(same[0])
+            continue
+        sources = ", ".join(e.source for e in same)
+        h = hashlib.sha256("".join(e.digest for e in same).encode()).hexdigest()
+        entries.append(Entry(same[0].student, sources, sources, h,
+                             problem=f"several submissions for {same[0].student}: {sources}; "
+                                     "keep one and grade again"))
+    return Discovery(tuple(sorted(entries, key=lambda e: e.student)), tuple(skipped))
+
+
+# -- files ----------------------------------------------------------------------------------
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write ``data`` to a temp file beside ``path``, then rename: readers see all or nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)   # as open() would make it, not mkstemp's 0600
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _write_json(path: Path, data: Any) -> None:
+    write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def _canonical(value: Any) -> Any:
+    """A JSON form that is the same in every process (sets sorted, dataclasses named)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {"__type__": type(value).__name__,
+                **{f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)}}
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (set, frozenset)):
+        return sorted((_canonical(v) for v in value), key=repr)
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, float):
+        return repr(value)
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return repr(value)
+
+
+def config_digest(request: GradeRequest, *extra: Any) -> str:
+    """sha256 of everything that decides a grade besides the submission, and the version."""
+    blob = json.dumps([__version__, _canonical(request), _canonical(list(extra))],
+                      sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class _OutputLock:
+    """One batch at a time per output folder (released by the OS even on kill -9)."""
+
+    def __init__(self, out: Path) -> None:
+        self.path = out / ".lock"
+        self.file: IO[str] | None = None
+
+    def __enter__(self) -> "_OutputLock":
+        self.file = open(self.path, "a+")
+        try:
+            fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.close()
+            raise BatchError(f"{self.path.parent}: another grading run is writing there; "
+                             "wait for it or choose another --out") from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.file:
+            self.file.close()
+
+
+# -- grading one student --------------------------------------------------------------------
+
+@dataclass
+class _Done:
+    entry: Entry
+    result: Result | None
+    seconds: float
+    reused: bool
+
+
+def _student_dir(out: Path, entry: Entry) -> Path:
+    return out / "students" / entry.student
+
+
+def _reusable(out: Path, entry: Entry, digest: str) -> Result | None:
+    """The earlier result when this student's submission and the config are unchanged."""
+    folder = _student_dir(out, entry)
+    try:
+        record = json.loads((folder / "record.json").read_text("utf-8"))
+        if (record.get("schema") != RECORD_SCHEMA or record.get("submission_sha256") != entry.digest
+                or record.get("config_sha256") != digest):
+            return None
+        if not all((folder / name).is_file() for name in record.get("files", [])):
+            return None
+        return read_result(folder / "results.json")
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def _unpack(entry: Entry, scratch: Path) -> Path:
+    """A zip member, read with a size limit, as a file in a scratch folder of its own."""
+    assert entry.path is not None and entry.zip_member is not None
+    target = Path(tempfile.mkdtemp(dir=scratch)) / _student_id(PurePosixPath(entry.zip_member).name)
+    with zipfile.ZipFile(entry.path) as z, z.open(entry.zip_member) as member:
+        data = member.read(MAX_SOURCE_BYTES + 1)
+    target.write_bytes(data)
+    return target
+
+
+def _grade_entry(entry: Entry, request: GradeRequest, grade: GradeFn, scratch: Path
+                 ) -> tuple[Result, str | None]:
+    """Grade one student; never raises. Returns the result and our traceback if we failed."""
+    if entry.problem:
+        return error_result(entry.label, entry.problem, request=request), None
+    try:
+        assert entry.path is not None
+        path = _unpack(entry, scratch) if entry.zip_member else entry.path
+        result = grade(path, request)
+        return replace(result, submission=entry.label), None
+    except Exception as e:  # noqa: BLE001 - one student's failure must not stop the batch
+        tb = traceback.format_exc()
+        message = (f"the grader failed on this submission ({type(e).__name__}: {str(e)[:300]}); "
+                   "the batch went on. Please report this with the file.")
+        return error_result(entry.label, message, request=request), tb
+
+
+def _render_report(result: Result) -> str | None:
+    try:
+        from .report import render_report
+    except ImportError:
+        return None
+    return render_report(result)
+
+
+def _write_student(out: Path, entry: Entry, result: Result, *, request: GradeRequest,
+                   digest: str, seconds: float, gradescope: Any, grader_traceback: str | None
+                   ) -> None:
+    """results.json, report.html, gradescope.json, then record.json: complete only when last."""
+    folder = _student_dir(out, entry)
+    files = ["results.json", "gradescope.json"]
+    write_result(result, folder / "results.json")
+    _write_json(folder / "gradescope.json",
+                gradescope_results(result, options=request.options, settings=gradescope))
+    html = _render_report(result)
+    if html is not None:
+        write_atomic(folder / "report.html", html)
+        files.append("report.html")
+    record = {"schema": RECORD_SCHEMA, "student": entry.student, "source": entry.source,
+              "submission": entry.label, "submission_sha256": entry.digest,
+              "config_sha256": digest, "grader_version": __version__, "status": result.status,
+              "seconds": round(seconds, 3), "files": files}
+    if grader_traceback:
+        record["grader_traceback"] = grader_traceback
+    _write_json(folder / "record.json", record)
+
+
+# -- progress -------------------------------------------------------------------------------
+
+class _Progress:
+    """Count, rate, ETA and failures on one line of a terminal; silent when not a terminal."""
+
+    def __init__(self, total: int, stream: IO[str] | None) -> None:
+        self.total, self.stream = total, stream
+        self.done = self.failed = 0
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.enabled = bool(stream and stream.isatty())
+
+    def update(self, failed: bool) -> None:
+        self.done += 1
+        self.failed += failed
+        now = time.monotonic()
+        if self.enabled and (now - self.last > 0.1 or self.done == self.total):
+            self.last = now
+            self._draw(now)
+
+    def _draw(self, now: float) -> None:
+        assert self.stream is not None
+        elapsed = max(now - self.start, 1e-9)
+        rate = self.done / elapsed
+        left = (self.total - self.done) / rate if rate > 0 else 0.0
+        width = 24
+        filled = int(width * self.done / max(self.total, 1))
+        eta = f"{int(left) // 60}:{int(left) % 60:02d}"
+        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}  "
+                          f"{rate:.1f}/s  ETA {eta}  failed {self.failed} ")
+        self.stream.flush()
+
+    def message(self, text: str) -> None:
+        if self.stream:
+            self.stream.write(("\n" if self.enabled and self.done else "") + text + "\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.done:
+            assert self.stream is not None
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# -- the batch --------------------------------------------------------------------------------
+
+def _clean_stray_temp_files(out: Path) -> None:
+    """Temp files left by a killed run (never read: they are renamed only when complete)."""
+    for tmp in out.glob("students/*/.*.tmp"):
+        tmp.unlink(missing_ok=True)
+    for tmp in out.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def _worker(tasks: "queue.Queue[Entry | None]", done: "queue.Queue[_Done]", stop: threading.Event,
+            out: Path, request: GradeRequest, grade: GradeFn, digest: str, gradescope: Any,
+            scratch: Path) -> None:
+    while not stop.is_set():
+        entry = tasks.get()
+        if entry is None:
+            return
+        start = time.monotonic()
+        result: Result | None = None
+        try:
+            result, tb = _grade_entry(entry, request, grade, scratch)
+            _write_student(out, entry, result, request=request, digest=digest,
+                           seconds=time.monotonic() - start, gradescope=gradescope,
+                           grader_traceback=tb)
+        except Exception:  # noqa: BLE001 - e.g. disk full: report this student, go on
+            result = error_result(entry.label, "could not write this student's files: "
+                                  + traceback.format_exc().strip().splitlines()[-1],
+                                  request=request)
+        finally:
+            done.put(_Done(entry, result, time.monotonic() - start, reused=False))
+
+
+def _status(result: Result | None) -> str:
+    return "pending" if result is None else result.status
+
+
+def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = GradeRequest(),
+               jobs: int = 2, resume: bool = True, progress: IO[str] | None = None,
+               grade: GradeFn | None = None, gradescope: Any = None,
+               config_extra: Sequence[Any] = ()) -> BatchSummary:
+    """Grade every submission in ``folder`` into ``out``; see the module docstring.
+
+    ``resume`` (default) reuses a student's earlier files when their submission and the grading
+    config are unchanged. Ctrl-C stops taking new submissions, finishes those in progress (a
+    second Ctrl-C abandons them), and still writes the gradebook, with the others "pending".
+    ``grade`` replaces ``grade_submission`` (tests, other runners); ``config_extra`` adds to the
+    config hash what the request does not hold (an assignment's policies).
+    """
+    from .assignment import GradescopeSettings
+
+    started = time.monotonic()
+    out = Path(out)
+    discovery = discover_submissions(folder, exclude=[out])
+    out.mkdir(parents=True, exist_ok=True)
+    grade_fn: GradeFn = grade or (lambda path, req: grade_submission(path, request=req))
+    gradescope = gradescope or GradescopeSettings()
+    digest = config_digest(request, gradescope, *config_extra)
+    results: dict[str, Result | None] = {e.student: None for e in discovery.entries}
+    graded = unchanged = 0
+    interrupted = False
+    bar = _Progress(len(discovery.entries), progress)
+    with _OutputLock(out), tempfile.TemporaryDirectory(prefix="bpg-batch-") as scratch:
+        _clean_stray_temp_files(out)
+        todo: list[Entry] = []
+        for entry in discovery.entries:
+            earlier = _reusable(out, entry, digest) if resume else None
+            if earlier is not None:
+                results[entry.student] = earlier
+                unchanged += 1
+            else:
+                todo.append(entry)
+        if unchanged and progress:
+            bar.message(f"{unchanged} submission(s) unchanged since they were graded: kept")
+        bar.total = len(todo)
+        tasks: queue.Queue[Entry | None] = queue.Queue()
+        for entry in todo:
+            tasks.put(entry)
+        done: queue.Queue[_Done] = queue.Queue()
+        stop = threading.Event()
+        workers = [threading.Thread(target=_worker, daemon=True, name=f"grade-{i}",
+                                    args=(tasks, done, stop, out, request, grade_fn, digest,
+                                          gradescope, Path(scratch)))
+                   for i in range(max(1, min(jobs, len(todo))))]
+        for _ in workers:
+            tasks.put(None)
+        for w in workers:
+            w.start()
+        remaining = len(todo)
+        try:
+            while remaining:
+                try:
+                    item = done.get(timeout=0.2)
+                except queue.Empty:
+                    if not any(w.is_alive() for w in workers) and done.empty():
+                        break   # cannot happen unless a worker died: never wait forever
+                    continue
+                remaining -= 1
+                graded += 1
+                results[item.entry.student] = item.result
+                bar.update(failed=_status(item.result) != "graded")
+        except KeyboardInterrupt:
+            interrupted = True
+            stop.set()
+            running = sum(w.is_alive() for w in workers)
+            bar.message(f"interrupted: finishing the {running} submission(s) being graded "
+                        "(Ctrl-C again to stop now)")
+            try:
+                while any(w.is_alive() for w in workers) or not done.empty():
+                    try:
+                        item = done.get(timeout=0.2)
+                    except queue.Empty:
+                        continue
+                    graded += 1
+                    results[item.entry.student] = item.result
+                    bar.update(failed=_status(item.result) != "graded")
+            except KeyboardInterrupt:
+                bar.message("stopped; submissions still being graded are left pending")
+        bar.close()
+        notes = _write_class_files(out, discovery, results, request=request, digest=digest,
+                                   interrupted=interrupted)
+    statuses = {s: _status(r) for s, r in results.items()}
+    return BatchSummary(
+        out=out, students=len(discovery.entries), graded=graded, unchanged=unchanged,
+        pending=sum(st == "pending" for st in statuses.values()),
+        failed=sum(st not in ("graded", "pending") for st in statuses.values()),
+        skipped=discovery.skipped, interrupted=interrupted,
+        seconds=time.monotonic() - started, statuses=statuses, notes=tuple(notes))
+
+
+def _write_class_files(out: Path, discovery: Discovery, results: dict[str, Result | None], *,
+                       request: GradeRequest, digest: str, interrupted: bool) -> list[str]:
+    """gradebook.csv, summary.html and batch.json: every student exactly once."""
+    notes: list[str] = []
+    rows = [GradebookRow(student=e.student, submission=e.label, result=results[e.student],
+                         report=f"students/{e.student}/report.html",
+                         problem=e.problem)
+            for e in discovery.entries]
+    write_atomic(out / "gradebook.csv", render_gradebook(rows, options=request.options))
+    done = [r for r in results.values() if r is not None]
+    try:
+        from .report import render_summary
+    except ImportError:
+        notes.append("summary.html and report.html not written: grader.report is not available")
+    else:
+        links = {r.submission: f"students/{e.student}/report.html"
+                 for e in discovery.entries if (r := results[e.student]) is not None}
+        write_atomic(out / "summary.html", render_summary(done, links=links))
+    manifest = {
+        "schema": BATCH_SCHEMA, "grader_version": __version__, "config_sha256": digest,
+        "interrupted": interrupted,
+        "students": [{"student": e.student, "source": e.source, "submission": e.label,
+                      "status": _status(results[e.student]),
+                      "score": results[e.student].score if results[e.student] else None}
+                     for e in discovery.entries],
+        "skipped": [{"path": s.path, "reason": s.reason} for s in discovery.skipped],
+        "notes": notes,
+    }
+    _write_json(out / "batch.json", manifest)
+    return notes
+
+
+def iter_records(out: str | Path) -> Iterator[dict[str, Any]]:
+    """Every student's record.json in an output folder (for tools and tests)."""
+    for p in sorted(Path(out).glob("students/*/record.json")):
+        yield json.loads(p.read_text("utf-8"))
