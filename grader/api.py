@@ -92,6 +92,8 @@ def grade_submission(source: str | Path | Submission, *,
         loaded = session.start()
         if loaded.status != "ok":
             message = loaded.message or "could not run your file"
+            if loaded.status == "timeout":
+                message = f"your file, run top to bottom, {message}"
             result = _error_result(submission.name, message,
                                    status="timeout" if loaded.status == "timeout" else "error",
                                    loss=state.loss, options=options)

@@ -358,7 +358,10 @@ def _grade_entry(entry: Entry, request: GradeRequest, grade: GradeFn, scratch: P
         assert entry.path is not None
         path = _unpack(entry, scratch) if entry.zip_member else entry.path
         result = grade(path, request)
-        return replace(result, submission=entry.label), None
+        message = result.message
+        if message and str(path) in message:   # the student's name for it, not our temp path
+            message = message.replace(str(path), entry.label)
+        return replace(result, submission=entry.label, message=message), None
     except Exception as e:  # noqa: BLE001 - one student's failure must not stop the batch
         tb = traceback.format_exc()
         message = (f"the grader failed on this submission ({type(e).__name__}: {str(e)[:300]}); "

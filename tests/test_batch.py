@@ -1,0 +1,502 @@
+"""Batch grading: discovery, every student exactly once, resume, interruption, atomic files."""
+
+from __future__ import annotations
+
+import _thread
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from grader.api import GradeRequest, error_result
+from grader.batch import BatchError, discover_submissions, grade_many, pick_submission_file
+from grader.grading import GradingOptions
+from grader.catalog import EXERCISE1
+from grader.results import ExerciseResult, GradientResult, Result, read_result
+from grader.sandbox import Limits
+
+from conftest import EXERCISE, ROOT, SOLUTION, SUBMISSIONS, expectation, with_overrides
+from test_exports import assert_gradescope_schema
+
+QUICK_TOML = """\
+[training]
+steps = 1
+[limits]
+call_seconds = 2
+start_seconds = 30
+"""
+QUICK = GradeRequest(options=GradingOptions(train_steps=1),
+                     limits=Limits(call_seconds=2.0, start_seconds=30.0))
+WRONG = sorted((SUBMISSIONS / "wrong").glob("*.py")) + sorted((SUBMISSIONS / "broken").glob("*.py"))
+SOLUTION_CODE = SOLUTION.read_text()
+
+
+def has_module(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(f"grader.{name}") is not None
+
+
+def has_report_module() -> bool:
+    return has_module("report")
+
+
+def gradebook(out: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO((out / "gradebook.csv").read_text())))
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def zip_of(path: Path, files: dict[str, str]) -> Path:
+    with zipfile.ZipFile(path, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+    return path
+
+
+def fake_grade(path: Path, request: GradeRequest) -> Result:
+    """A stand-in for grade_submission: the first k exercise-1 gradients pass, k = lines."""
+    k = min(len(path.read_text().splitlines()), len(EXERCISE1))
+    gradients = tuple(GradientResult(g.name, g.variable, "exact" if i < k else "wrong",
+                                     i < k, i < k, 0.0, 1.0 if i < k else 0.0, 1.0)
+                      for i, g in enumerate(EXERCISE1))
+    return Result(path.name, "graded", None, float(k), float(len(EXERCISE1)), "isolated", 3.3,
+                  exercises=(ExerciseResult("ex1", float(k), float(len(EXERCISE1)), gradients),))
+
+
+# -- discovery ------------------------------------------------------------------------------
+
+def test_discovery_finds_files_folders_and_zips_and_says_what_it_skipped(tmp_path):
+    d = tmp_path / "in"
+    write(d / "alice.py", "x = 1\n")
+    write(d / "bob.ipynb", "{}")
+    write(d / "carol" / "work" / "backprop.py", "x = 1\n")
+    write(d / "carol" / "notes.md", "my notes")
+    write(d / "carol" / ".ipynb_checkpoints" / "backprop-checkpoint.py", "old")
+    zip_of(d / "dave.zip", {"dave/backprop.ipynb": "{}", "__MACOSX/dave/._backprop.ipynb": "x"})
+    write(d / "grades.xlsx", b"\x00")
+    write(d / ".DS_Store", b"\x00")
+    (d / "link.py").symlink_to(d / "alice.py")
+    found = discover_submissions(d)
+    assert [(e.student, e.label, e.problem) for e in found.entries] == [
+        ("alice", "alice.py", None), ("bob", "bob.ipynb", None),
+        ("carol", "carol/work/backprop.py", None), ("dave", "dave.zip/dave/backprop.ipynb", None)]
+    assert {s.path: s.reason for s in found.skipped} == {
+        ".DS_Store": "hidden or system file", "grades.xlsx": "not a .py, .ipynb or .zip file, "
+        "nor a folder", "link.py": "a symbolic link (not followed)"}
+
+
+def test_a_folder_without_one_clear_submission_gets_an_error_row_not_a_guess(tmp_path):
+    d = tmp_path / "in"
+    write(d / "erin" / "a.py", "")
+    write(d / "erin" / "b.py", "")
+    write(d / "fay" / "backprop.py", "")
+    write(d / "fay" / "scratch.py", "")
+    write(d / "gus" / "readme.txt", "")
+    (d / "hal").mkdir()
+    write(d / "ivy.zip", b"not a zip")
+    entries = {e.student: e for e in discover_submissions(d).entries}
+    assert "several files could be the submission in erin/: a.py, b.py" in entries["erin"].problem
+    assert entries["fay"].problem is None and entries["fay"].label == "fay/backprop.py"
+    assert entries["gus"].problem == "no .py or .ipynb file in gus/ (found: readme.txt)"
+    assert entries["hal"].problem == "no .py or .ipynb file in hal/ (it is empty)"
+    assert "ivy.zip: not a readable zip file" in entries["ivy"].problem
+
+
+def test_two_submissions_with_one_id_make_one_row_naming_both(tmp_path):
+    d = tmp_path / "in"
+    write(d / "Jo.py", "")
+    write(d / "jo.ipynb", "{}")
+    (entry,) = discover_submissions(d).entries
+    assert entry.problem == "several submissions for Jo: Jo.py, jo.ipynb; keep one and grade again"
+
+
+def test_student_ids_are_safe_folder_names(tmp_path):
+    d = tmp_path / "in"
+    write(d / "Smith, Ann_1234_assignsubmission_file_.py", "")
+    write(d / "..py", "")
+    ids = [e.student for e in discover_submissions(d).entries]
+    assert ids == ["Smith_Ann_1234_assignsubmission_file"]  # "..py" is hidden: skipped
+
+
+def test_pick_submission_file_prefers_the_exercise_name():
+    assert pick_submission_file(["a/backprop.ipynb", "a/util.py"], where="x") == \
+        ("a/backprop.ipynb", None)
+    assert pick_submission_file(["backprop.py", "backprop.ipynb"], where="x")[0] is None
+
+
+def test_a_missing_folder_is_a_one_line_error(tmp_path):
+    with pytest.raises(BatchError, match="no such folder"):
+        grade_many(tmp_path / "nope", tmp_path / "out", grade=fake_grade)
+
+
+# -- the batch with a stand-in grader (fast) --------------------------------------------------
+
+def small_class(tmp_path: Path, n: int = 6) -> Path:
+    d = tmp_path / "in"
+    for i in range(n):
+        write(d / f"s{i:02d}.py", "x = 1\n" * (i + 1))
+    return d
+
+
+def test_every_student_gets_files_and_one_gradebook_row(tmp_path):
+    d = small_class(tmp_path)
+    write(d / "notes.txt", "not a submission")
+    s = grade_many(d, tmp_path / "out", request=QUICK, grade=fake_grade, jobs=3)
+    rows = gradebook(tmp_path / "out")
+    assert [r["student"] for r in rows] == [f"s{i:02d}" for i in range(6)]
+    assert [r["score"] for r in rows] == [str(i + 1) for i in range(6)]
+    assert s.graded == 6 and s.unchanged == 0 and not s.interrupted
+    assert [k.path for k in s.skipped] == ["notes.txt"]
+    for i in range(6):
+        folder = tmp_path / "out" / "students" / f"s{i:02d}"
+        assert read_result(folder / "results.json").score == i + 1
+        assert_gradescope_schema(json.loads((folder / "gradescope.json").read_text()))
+        record = json.loads((folder / "record.json").read_text())
+        assert record["status"] == "graded" and len(record["submission_sha256"]) == 64
+        assert (folder / "report.html").is_file() == has_report_module()
+    manifest = json.loads((tmp_path / "out" / "batch.json").read_text())
+    assert len(manifest["students"]) == 6 and manifest["skipped"][0]["path"] == "notes.txt"
+    assert not list((tmp_path / "out").rglob("*.tmp"))
+
+
+def test_a_second_run_skips_unchanged_students_and_regrades_changed_ones(tmp_path):
+    d, out = small_class(tmp_path), tmp_path / "out"
+    calls: list[str] = []
+
+    def counting(path, request):
+        calls.append(path.name)
+        return fake_grade(path, request)
+
+    grade_many(d, out, request=QUICK, grade=counting)
+    assert len(calls) == 6
+    calls.clear()
+    s = grade_many(d, out, request=QUICK, grade=counting)
+    assert calls == [] and s.unchanged == 6 and s.graded == 0
+    assert len(gradebook(out)) == 6
+    write(d / "s03.py", "changed\n")
+    s = grade_many(d, out, request=QUICK, grade=counting)
+    assert calls == ["s03.py"] and s.unchanged == 5
+    assert next(r for r in gradebook(out) if r["student"] == "s03")["score"] == "1"
+    calls.clear()
+    other = replace(QUICK, options=replace(QUICK.options, train_steps=2))
+    grade_many(d, out, request=other, grade=counting)
+    assert len(calls) == 6, "a new grading config regrades everyone"
+    calls.clear()
+    grade_many(d, out, request=other, grade=counting, resume=False)
+    assert len(calls) == 6
+
+
+def test_a_lost_or_half_written_file_makes_the_student_graded_again(tmp_path):
+    d, out = small_class(tmp_path, 3), tmp_path / "out"
+    grade_many(d, out, request=QUICK, grade=fake_grade)
+    (out / "students" / "s01" / "gradescope.json").unlink()
+    (out / "students" / "s02" / "results.json").write_text("{ half")
+    write(out / "students" / "s00" / ".results.json.abc.tmp", "{ half")
+    s = grade_many(d, out, request=QUICK, grade=fake_grade)
+    assert s.unchanged == 1 and s.graded == 2
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_a_grader_failure_on_one_student_is_that_students_row_only(tmp_path):
+    d, out = small_class(tmp_path, 4), tmp_path / "out"
+
+    def flaky(path, request):
+        if path.name == "s02.py":
+            raise RuntimeError("boom")
+        return fake_grade(path, request)
+
+    s = grade_many(d, out, request=QUICK, grade=flaky)
+    rows = {r["student"]: r for r in gradebook(out)}
+    assert s.graded == 4 and rows["s01"]["status"] == "graded"
+    assert rows["s02"]["status"] == "error"
+    assert "the grader failed on this submission (RuntimeError: boom)" in rows["s02"]["problems"]
+    record = json.loads((out / "students" / "s02" / "record.json").read_text())
+    assert "RuntimeError: boom" in record["grader_traceback"]
+
+
+def test_ctrl_c_keeps_what_finished_and_lists_the_rest_as_pending(tmp_path):
+    d, out = small_class(tmp_path, 12), tmp_path / "out"
+    started = threading.Event()
+
+    def slow(path, request):
+        started.set()
+        time.sleep(0.3)
+        return fake_grade(path, request)
+
+    def press_ctrl_c():
+        started.wait(5)
+        time.sleep(0.4)
+        _thread.interrupt_main()
+
+    threading.Thread(target=press_ctrl_c, daemon=True).start()
+    s = grade_many(d, out, request=QUICK, grade=slow, jobs=2)
+    rows = gradebook(out)
+    assert s.interrupted and 0 < s.graded < 12 and s.pending == 12 - s.graded
+    assert len(rows) == 12 and len({r["student"] for r in rows}) == 12
+    assert sum(r["status"] == "pending" for r in rows) == s.pending
+    assert sum(r["status"] == "graded" for r in rows) == s.graded
+    again = grade_many(d, out, request=QUICK, grade=fake_grade)
+    assert again.unchanged == s.graded and again.graded == 12 - s.graded
+    assert all(r["status"] == "graded" for r in gradebook(out))
+
+
+def test_two_batches_cannot_write_the_same_output_at_once(tmp_path):
+    d, out = small_class(tmp_path, 2), tmp_path / "out"
+    inside = threading.Event()
+    release = threading.Event()
+
+    def blocking(path, request):
+        inside.set()
+        release.wait(10)
+        return fake_grade(path, request)
+
+    t = threading.Thread(target=grade_many, args=(d, out),
+                         kwargs={"request": QUICK, "grade": blocking, "jobs": 1})
+    t.start()
+    try:
+        assert inside.wait(10)
+        with pytest.raises(BatchError, match="another grading run is writing there"):
+            grade_many(d, out, request=QUICK, grade=fake_grade)
+    finally:
+        release.set()
+        t.join()
+
+
+def test_the_output_folder_inside_the_submissions_folder_is_not_a_submission(tmp_path):
+    d = small_class(tmp_path, 2)
+    s = grade_many(d, d / "graded", request=QUICK, grade=fake_grade)
+    s = grade_many(d, d / "graded", request=QUICK, grade=fake_grade)
+    assert s.students == 2 and ("graded", "the output folder") in [(k.path, k.reason)
+                                                                   for k in s.skipped]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_shows_count_rate_eta_and_failures_on_a_terminal_only(tmp_path):
+    d = small_class(tmp_path, 3)
+    write(d / "zz.py", "boom")
+
+    def failing_one(path, request):
+        if path.name == "zz.py":
+            return error_result(path.name, "no exercise functions", request=request)
+        return fake_grade(path, request)
+
+    tty = _Terminal()
+    grade_many(d, tmp_path / "o1", request=QUICK, grade=failing_one, progress=tty)
+    line = tty.getvalue().rsplit("\r", 1)[-1]
+    assert "4/4" in line and "/s" in line and "ETA 0:00" in line and "failed 1" in line
+    plain = io.StringIO()
+    grade_many(d, tmp_path / "o2", request=QUICK, grade=failing_one, progress=plain)
+    assert plain.getvalue() == ""
+
+
+# -- real grading: 40 mixed submissions -------------------------------------------------------
+
+def _mixed_class(d: Path) -> dict[str, tuple[str, str | None]]:
+    """Writes 40 students; returns id -> (expected status, expected text in problems)."""
+    expect: dict[str, tuple[str, str | None]] = {}
+    for i in range(8):
+        write(d / f"correct{i}.py", SOLUTION_CODE)
+        expect[f"correct{i}"] = ("graded", None)
+    write(d / "folder1" / "backprop.py", SOLUTION_CODE)
+    write(d / "folder2" / "hw4" / "backprop.py", SOLUTION_CODE)
+    write(d / "folder2" / "README.txt", "my submission")
+    zip_of(d / "zipped1.zip", {"backprop.py": SOLUTION_CODE})
+    zip_of(d / "zipped2.zip", {"zipped2/backprop.py": SOLUTION_CODE})
+    for sid in ("folder1", "folder2", "zipped1", "zipped2"):
+        expect[sid] = ("graded", None)
+    for path in WRONG:
+        write(d / f"wrong_{path.stem}.py", with_overrides(path))
+        expect[f"wrong_{path.stem}"] = ("graded", None)
+    for i in range(2):
+        write(d / f"stubs{i}.py", EXERCISE.read_text())
+        expect[f"stubs{i}"] = ("graded", None)
+    erroring = {
+        "syntax": ("def dprobs(:\n", "syntax error at line 1"),
+        "empty": ("", "the file is empty"),
+        "binary": (b"\xff\xfe\x00import torch", "not UTF-8"),
+        "unrelated": ("print('hello world')\n", "found none of the exercise functions"),
+    }
+    for name, (code, text) in erroring.items():
+        write(d / f"err_{name}.py", code)
+        expect[f"err_{name}"] = ("error", text)
+    hostile = {
+        "loop_in_stub": ("def dprobs(dlogprobs, probs):\n    while True:\n        pass\n",
+                         "graded", "dprobs() took longer than 2 s"),
+        "exit_in_stub": ("import os\ndef dcounts(dprobs, counts_sum_inv, dcounts_sum):\n"
+                         "    os._exit(3)\n", "graded", "ex1 dcounts: the process running your code"),
+        "exit_at_top": ("import os\nos._exit(1)\n", "error", "exited with code 1"),
+        "sys_exit_at_top": ("import sys\nsys.exit('bye')\n", "error", "sys.exit"),
+        "ctrl_c_in_stub": ("def dh(dlogits, W2):\n    raise KeyboardInterrupt\n", "graded",
+                           "ex1 dh: raised KeyboardInterrupt"),
+        "print_flood": ("print('x' * 10_000_000)\n", "graded", None),
+        "memory_bomb": ("def db2(dlogits):\n    return bytearray(10**12)\n", "graded", "ex1 db2:"),
+    }
+    for name, (code, status, text) in hostile.items():
+        write(d / f"hostile_{name}.py", SOLUTION_CODE + "\n\n" + code)
+        expect[f"hostile_{name}"] = (status, text)
+    write(d / "notebook_broken.ipynb", '{"cells": [ {"cell_type": "code", "source": ')
+    # the message comes from the notebook loader (grader/notebook.py) where there is one
+    expect["notebook_broken"] = ("error", "notebook_broken.ipynb" if has_module("notebook")
+                                 else None)
+    write(d / "folder_two" / "a.py", SOLUTION_CODE)
+    write(d / "folder_two" / "b.py", SOLUTION_CODE)
+    expect["folder_two"] = ("error", "several files could be the submission")
+    write(d / "loop_at_top.py", SOLUTION_CODE + "\nwhile True:\n    pass\n")
+    expect["loop_at_top"] = ("timeout", "took longer than 30 s")
+    (d / "folder_empty").mkdir()
+    expect["folder_empty"] = ("error", "no .py or .ipynb file in folder_empty/ (it is empty)")
+    write(d / "zip_broken.zip", b"PK\x03\x04 not really")
+    expect["zip_broken"] = ("error", "zip_broken.zip: not a readable zip file")
+    write(d / "twice.py", SOLUTION_CODE)
+    write(d / "twice.ipynb", "{}")
+    expect["twice"] = ("error", "several submissions for twice")
+    write(d / "README.md", "instructions, not a submission")
+    return expect
+
+
+def test_forty_mixed_submissions_each_appear_once_with_the_right_status(tmp_path):
+    d, out = tmp_path / "in", tmp_path / "out"
+    expect = _mixed_class(d)
+    assert len(expect) == 40
+    config = write(tmp_path / "quick.toml", QUICK_TOML)
+    p = subprocess.run([sys.executable, "-m", "grader", "grade", str(d), "--out", str(out),
+                        "--jobs", "2", "--config", str(config)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "Traceback" not in p.stdout + p.stderr
+    assert "skipped README.md: not a .py, .ipynb or .zip file" in p.stdout
+    rows = gradebook(out)
+    assert sorted(r["student"] for r in rows) == sorted(expect), "every student exactly once"
+    for row in rows:
+        status, text = expect[row["student"]]
+        assert row["status"] == status, (row["student"], row["problems"])
+        if text:
+            assert text in row["problems"], (row["student"], row["problems"])
+        folder = out / "students" / row["student"]
+        result = read_result(folder / "results.json")
+        assert result.status == status and str(result.score) .rstrip("0").rstrip(".") == \
+            row["score"].rstrip("0").rstrip(".") or float(row["score"]) == result.score
+        assert_gradescope_schema(json.loads((folder / "gradescope.json").read_text()))
+    by_id = {r["student"]: r for r in rows}
+    for sid in [s for s in expect if s.startswith(("correct", "folder1", "folder2", "zipped"))]:
+        assert by_id[sid]["score"] == by_id[sid]["max_score"] == "34", sid
+    for path in WRONG:
+        row = by_id[f"wrong_{path.stem}"]
+        assert row["first_wrong"] == expectation(path, "first-wrong")
+        assert float(row["score"]) < 34 and row[f"ex1.{row['first_wrong']}"] == "0"
+    assert by_id["hostile_loop_in_stub"]["ex1.dprobs"] == "0"
+    assert by_id["hostile_loop_in_stub"]["ex1.dlogprobs"] == "1", "the rest is still graded"
+    assert by_id["hostile_print_flood"]["score"] == "34"
+    assert (out / "summary.html").is_file() == has_report_module()
+
+
+# -- kill -9 and Ctrl-C on the real command -------------------------------------------------
+
+def _small_real_class(d: Path) -> int:
+    for i in range(3):
+        write(d / f"correct{i}.py", SOLUTION_CODE)
+    for path in WRONG[:3]:
+        write(d / f"wrong_{path.stem}.py", with_overrides(path))
+    write(d / "stubs.py", EXERCISE.read_text())
+    write(d / "syntax.py", "def dprobs(:\n")
+    return len(list(d.iterdir()))
+
+
+def _grade_command(d: Path, out: Path, config: Path) -> list[str]:
+    return [sys.executable, "-m", "grader", "grade", str(d), "--out", str(out), "--jobs", "2",
+            "--config", str(config)]
+
+
+def _records(out: Path) -> set[str]:
+    return {p.parent.name for p in out.glob("students/*/record.json")}
+
+
+def _outputs(out: Path) -> dict[str, str]:
+    """Every output file's content, without what legitimately differs between runs."""
+    files = {}
+    for p in sorted(out.rglob("*")):
+        if not p.is_file() or p.name == ".lock":
+            continue
+        text = p.read_text()
+        if p.name == "record.json":
+            record = json.loads(text)
+            record.pop("seconds")
+            text = json.dumps(record)
+        files[p.relative_to(out).as_posix()] = text
+    return files
+
+
+def test_a_batch_killed_with_sigkill_resumes_with_nothing_lost_or_duplicated(tmp_path):
+    d = tmp_path / "in"
+    total = _small_real_class(d)
+    config = write(tmp_path / "quick.toml", QUICK_TOML)
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    p = subprocess.run(_grade_command(d, full, config), capture_output=True, text=True, cwd=ROOT,
+                       timeout=600)
+    assert p.returncode == 0, p.stderr
+
+    proc = subprocess.Popen(_grade_command(d, killed, config), cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while len(_records(killed)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = _records(killed)
+    assert 2 <= len(done_before) < total, "killed mid-batch"
+    for name in done_before:                    # what was recorded is complete and readable
+        read_result(killed / "students" / name / "results.json")
+
+    p = subprocess.run(_grade_command(d, killed, config), capture_output=True, text=True,
+                       cwd=ROOT, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert f"graded now {total - len(done_before)} " in p.stdout
+    assert f"unchanged {len(done_before)}" in p.stdout
+    assert _outputs(killed) == _outputs(full)
+    rows = gradebook(killed)
+    assert len(rows) == total and len({r["student"] for r in rows}) == total
+
+
+def test_ctrl_c_on_the_command_stops_cleanly_and_the_next_run_finishes(tmp_path):
+    d, out = tmp_path / "in", tmp_path / "out"
+    total = _small_real_class(d)
+    config = write(tmp_path / "quick.toml", QUICK_TOML)
+    proc = subprocess.Popen(_grade_command(d, out, config), cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while not _records(out) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stdout + stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    rows = gradebook(out)
+    assert len(rows) == total and any(r["status"] == "pending" for r in rows)
+    finished = {r["student"] for r in rows if r["status"] != "pending"}
+    assert finished == _records(out)
+    p = subprocess.run(_grade_command(d, out, config), capture_output=True, text=True, cwd=ROOT,
+                       timeout=600)
+    assert p.returncode == 0 and f"unchanged {len(finished)}" in p.stdout
+    assert not any(r["status"] == "pending" for r in gradebook(out))
