@@ -155,7 +155,12 @@ def dC(demb, Xb, C):
 # ---------------------------------------------------------------------------------------------
 
 def dlogits_fused(logits, Yb, n):
-    """loss = F.cross_entropy(logits, Yb)  ->  d loss / d logits, shape (n, vocab_size)."""
+    """loss = F.cross_entropy(logits, Yb)  ->  d loss / d logits, shape (n, vocab_size).
+
+    One expression (or a few lines) from logits and Yb, not the chain of exercise 1. Work out the
+    derivative of -log(softmax(logits)[Yb]) on paper first; the result is approximate, not
+    exact, compared with autograd (maxdiff about 5e-9).
+    """
     raise NotImplementedError
 
 
@@ -164,7 +169,11 @@ def dlogits_fused(logits, Yb, n):
 # ---------------------------------------------------------------------------------------------
 
 def dhprebn_fused(dhpreact, bngain, bnvar_inv, bnraw, n):
-    """hpreact = bngain * (hprebn - mean) / sqrt(var(unbiased) + 1e-5) + bnbias  ->  (n, n_hidden)."""
+    """hpreact = bngain * (hprebn - mean) / sqrt(var(unbiased) + 1e-5) + bnbias  ->  (n, n_hidden).
+
+    dhprebn in one expression from dhpreact, through the whole batch norm (with Bessel's
+    correction n-1 in the variance). Approximate, not exact, compared with autograd.
+    """
     raise NotImplementedError
 
 
@@ -173,5 +182,17 @@ def dhprebn_fused(dhpreact, bngain, bnvar_inv, bnraw, n):
 # ---------------------------------------------------------------------------------------------
 
 def backward(logits, Yb, n, h, W2, hpreact, bngain, bnvar_inv, bnraw, embcat, W1, emb, Xb, C):
-    """Returns [dC, dW1, db1, dW2, db2, dbngain, dbnbias] for the fused forward pass."""
+    """The whole manual backward pass of the training loop (n_hidden = 200).
+
+    Forward pass, under torch.no_grad():
+        emb = C[Xb]; embcat = emb.view(emb.shape[0], -1); hprebn = embcat @ W1 + b1
+        bnmean = hprebn.mean(0, keepdim=True); bnvar = hprebn.var(0, keepdim=True, unbiased=True)
+        bnvar_inv = (bnvar + 1e-5)**-0.5; bnraw = (hprebn - bnmean) * bnvar_inv
+        hpreact = bngain * bnraw + bnbias; h = torch.tanh(hpreact); logits = h @ W2 + b2
+        loss = F.cross_entropy(logits, Yb)
+    Ask for any of these tensors, the parameters (C, W1, b1, W2, b2, bngain, bnbias), n, Xb, Yb.
+    Use your exercise 2 and 3 formulas. Return [dC, dW1, db1, dW2, db2, dbngain, dbnbias], each
+    of its parameter's shape. The grader checks them at step 0, then trains with them for a few
+    SGD steps and compares with training by autograd.
+    """
     raise NotImplementedError
