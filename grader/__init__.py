@@ -3,6 +3,8 @@
 __version__ = "0.1.0"
 
 from .api import GradeRequest, grade_submission, lecture_config  # noqa: E402
+from .assignment import Assignment, AssignmentError, load_assignment  # noqa: E402
+from .batch import BatchSummary, discover_submissions, grade_many  # noqa: E402
 from .compare import Comparison, Tolerance, compare_gradient  # noqa: E402
 from .grading import GradingOptions  # noqa: E402
 from .lecture import Config, build_lecture_state  # noqa: E402
@@ -11,6 +13,9 @@ from .results import Result, read_result, write_result  # noqa: E402
 from .sandbox import Limits  # noqa: E402
 
 __all__ = [
+    "Assignment",
+    "AssignmentError",
+    "BatchSummary",
     "Comparison",
     "Config",
     "GradeRequest",
@@ -23,8 +28,11 @@ __all__ = [
     "__version__",
     "build_lecture_state",
     "compare_gradient",
+    "discover_submissions",
+    "grade_many",
     "grade_submission",
     "lecture_config",
+    "load_assignment",
     "load_submission",
     "read_result",
     "write_result",

@@ -20,7 +20,6 @@ stopped. Output layout::
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import hashlib
 import json
 import os
@@ -296,6 +295,10 @@ class _OutputLock:
         self.file: IO[str] | None = None
 
     def __enter__(self) -> "_OutputLock":
+        try:
+            import fcntl
+        except ImportError:      # Windows: no advisory locks; one run at a time is then on you
+            return self
         self.file = open(self.path, "a+")
         try:
             fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

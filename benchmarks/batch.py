@@ -1,0 +1,170 @@
+"""Batch throughput: `backprop-grader grade --jobs 2` vs one fresh python process per submission.
+
+Generates N submissions (correct, wrong, erroring and hostile ones), grades them all with the
+batch command, and grades a sample of them the naive way: one new `python` process per
+submission running the same grading and writing the same files (results.json, gradescope.json,
+report.html when grader.report exists), one at a time and two at a time. Prints submissions per
+second side by side, measured in this one run, and checks that both ways give the same scores.
+
+    python benchmarks/batch.py                 # 1,000 submissions, baseline on 20
+    python benchmarks/batch.py --n 200 --sample 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTION = (ROOT / "solutions" / "backprop.py").read_text()
+
+# the grading config both ways use: the defaults, with a short time limit so that the few
+# submissions that loop forever cost seconds, not minutes
+CONFIG = """\
+[limits]
+call_seconds = 2
+"""
+
+WRONG = {
+    "wrong_sign": "def dbnmeani(dbndiff):\n    return dbndiff.sum(0, keepdim=True)\n",
+    "missing_keepdim": "def dcounts_sum_inv(dprobs, counts):\n    return (counts * dprobs).sum(1)\n",
+    "bessel": "def dbndiff2(dbnvar, bndiff2, n):\n    return 1.0/n * torch.ones_like(bndiff2) * dbnvar\n",
+    "transpose": "def dW1(dhprebn, embcat):\n    return (dhprebn.T @ embcat).T\n",
+}
+ERRORING = {
+    "raises": "def dprobs(dlogprobs, probs):\n    return undefined_name * dlogprobs\n",
+    "returns_list": "def dh(dlogits, W2):\n    return (dlogits @ W2.T).tolist()\n",
+}
+HOSTILE = {
+    "exit_in_stub": "import os\ndef dcounts(dprobs, counts_sum_inv, dcounts_sum):\n    os._exit(3)\n",
+    "print_flood": "print('x' * 1_000_000)\n",
+    "sys_exit_at_top": "import sys\nsys.exit('bye')\n",
+    "ctrl_c_in_stub": "def dh(dlogits, W2):\n    raise KeyboardInterrupt\n",
+}
+LOOP = "def dprobs(dlogprobs, probs):\n    while True:\n        pass\n"
+
+
+def generate(folder: Path, n: int, seed: int = 0) -> dict[str, int]:
+    """N submissions: 60% correct, 20% wrong, 10% erroring, 10% hostile (1% loop forever)."""
+    rng = random.Random(seed)
+    counts = {"correct": 0, "wrong": 0, "erroring": 0, "hostile": 0}
+    folder.mkdir(parents=True)
+    for i in range(n):
+        r = rng.random()
+        if r < 0.60:
+            kind, code = "correct", SOLUTION
+        elif r < 0.80:
+            kind, code = "wrong", SOLUTION + "\n\n" + rng.choice(list(WRONG.values()))
+        elif r < 0.85:
+            kind, code = "erroring", SOLUTION + "\n\n" + rng.choice(list(ERRORING.values()))
+        elif r < 0.90:
+            kind, code = "erroring", "def dprobs(:\n"
+        elif r < 0.91:
+            kind, code = "hostile", SOLUTION + "\n\n" + LOOP
+        else:
+            kind, code = "hostile", SOLUTION + "\n\n" + rng.choice(list(HOSTILE.values()))
+        counts[kind] += 1
+        (folder / f"student{i:05d}.py").write_text(code)
+    return counts
+
+
+def grade_one(file: Path, config: Path, out: Path) -> None:
+    """The naive way, inside a fresh process: the same grading and files as the batch writes."""
+    sys.path.insert(0, str(ROOT))
+    from grader.api import grade_submission
+    from grader.assignment import load_assignment
+    from grader.batch import write_atomic
+    from grader.exports import gradescope_results
+    from grader.results import write_result
+
+    assignment = load_assignment(config)
+    result = grade_submission(file, request=assignment.request)
+    folder = out / file.stem
+    write_result(result, folder / "results.json")
+    write_atomic(folder / "gradescope.json", json.dumps(gradescope_results(
+        result, options=assignment.request.options, settings=assignment.gradescope), indent=2))
+    try:
+        from grader.report import render_report
+    except ImportError:
+        return
+    write_atomic(folder / "report.html", render_report(result))
+
+
+def _naive(files: list[Path], config: Path, out: Path, parallel: int) -> float:
+    def run(f: Path) -> None:
+        subprocess.run([sys.executable, __file__, "--one", str(f), "--config", str(config),
+                        "--out", str(out)], check=True, cwd=ROOT)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(run, files))
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=1000, help="submissions to generate")
+    parser.add_argument("--sample", type=int, default=20, help="of them, graded the naive way")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        grade_one(Path(args.one), Path(args.config), Path(args.out))
+        return
+
+    with tempfile.TemporaryDirectory(prefix="bpg-bench-") as tmp:
+        work = Path(tmp)
+        counts = generate(work / "in", args.n)
+        config = work / "assignment.toml"
+        config.write_text(CONFIG)
+        print(f"{args.n} submissions ({', '.join(f'{v} {k}' for k, v in counts.items())}); "
+              f"{os.cpu_count()} CPU cores")
+
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "grader", "grade", str(work / "in"),
+                        "--out", str(work / "batch"), "--jobs", str(args.jobs),
+                        "--config", str(config)], check=True, cwd=ROOT,
+                       stdout=subprocess.DEVNULL)
+        batch_s = time.perf_counter() - start
+        with open(work / "batch" / "gradebook.csv") as f:
+            rows = {r["student"]: r for r in csv.DictReader(f)}
+        reports = sum(1 for _ in (work / "batch").glob("students/*/report.html"))
+
+        files = sorted((work / "in").iterdir())
+        sample = random.Random(1).sample(files, min(args.sample, len(files)))
+        naive1_s = _naive(sample, config, work / "naive1", 1)
+        naive2_s = _naive(sample, config, work / "naive2", 2)
+        agree = sum(
+            json.loads((work / "naive1" / f.stem / "results.json").read_text())["score"]
+            == float(rows[f.stem]["score"]) for f in sample)
+
+    batch_rate = args.n / batch_s
+    naive1_rate, naive2_rate = len(sample) / naive1_s, len(sample) / naive2_s
+    width = 44
+    print(f"{'grade --jobs %d (batch)' % args.jobs:<{width}} {args.n:>5} in {batch_s:7.1f} s  "
+          f"{batch_rate:7.2f} submissions/s")
+    print(f"{'naive: one fresh python per submission':<{width}} {len(sample):>5} in "
+          f"{naive1_s:7.1f} s  {naive1_rate:7.2f} submissions/s")
+    print(f"{'naive, two processes at a time':<{width}} {len(sample):>5} in {naive2_s:7.1f} s  "
+          f"{naive2_rate:7.2f} submissions/s")
+    print(f"batch vs naive: {batch_rate / naive1_rate:.1f}x "
+          f"({batch_rate / naive2_rate:.1f}x vs naive two at a time)")
+    print(f"gradebook rows: {len(rows)} of {args.n}; report.html written: {reports} "
+          f"({'full reports' if reports == args.n else 'grader.report not available'}); "
+          f"scores agree on {agree} of {len(sample)} sampled submissions")
+
+
+if __name__ == "__main__":
+    main()
