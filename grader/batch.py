@@ -37,7 +37,6 @@ from typing import IO, Any, Callable, Iterator, Sequence
 from . import __version__
 from .api import GradeRequest, error_result, grade_submission
 from .exports import GradebookRow, gradescope_results, render_gradebook
-from .loader import MAX_SOURCE_BYTES
 from .results import Result, read_result, write_result
 
 __all__ = [
@@ -58,6 +57,7 @@ SUFFIXES = (".py", ".ipynb")
 _IGNORED_DIRS = {"__pycache__", ".ipynb_checkpoints", "__MACOSX", ".git"}
 _MAX_ZIP_MEMBERS = 10_000
 _MAX_ZIP_TOTAL = 200 * 2**20       # uncompressed bytes in one zip
+_MAX_ZIP_MEMBER = 64 * 2**20       # the submission file inside it (notebooks carry outputs)
 RECORD_SCHEMA = "backprop-grader/record/v1"
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -192,6 +192,8 @@ def _zip_entry(path: Path, rel: str) -> Entry:
                      problem=f"{rel}: too large once unpacked (more than "
                              f"{_MAX_ZIP_TOTAL // 2**20} MB or {_MAX_ZIP_MEMBERS} files)")
     pick, problem = pick_submission_file([i.filename for i in infos], where=rel)
+    if pick and next(i for i in infos if i.filename == pick).file_size > _MAX_ZIP_MEMBER:
+        pick, problem = None, f"{rel}: {pick} is larger than {_MAX_ZIP_MEMBER // 2**20} MB"
     return Entry(student, rel, f"{rel}/{pick}" if pick else rel, digest, path=path,
                  zip_member=pick, problem=problem)
 
@@ -280,9 +282,21 @@ def _canonical(value: Any) -> Any:
     return repr(value)
 
 
+def _grader_digest() -> str:
+    """sha256 of the grader's own code and templates: a fixed grader regrades everyone."""
+    package = Path(__file__).resolve().parent
+    h = hashlib.sha256(__version__.encode())
+    for p in sorted(package.rglob("*")):
+        if p.is_file() and p.suffix in (".py", ".html", ".css", ".j2", ".txt") \
+                and "__pycache__" not in p.parts:
+            h.update(p.relative_to(package).as_posix().encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
 def config_digest(request: GradeRequest, *extra: Any) -> str:
-    """sha256 of everything that decides a grade besides the submission, and the version."""
-    blob = json.dumps([__version__, _canonical(request), _canonical(list(extra))],
+    """sha256 of everything that decides a grade besides the submission: the request, the
+    grader's code, and ``extra`` (policies the request does not hold)."""
+    blob = json.dumps([_grader_digest(), _canonical(request), _canonical(list(extra))],
                       sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -347,7 +361,7 @@ def _unpack(entry: Entry, scratch: Path) -> Path:
     assert entry.path is not None and entry.zip_member is not None
     target = Path(tempfile.mkdtemp(dir=scratch)) / _student_id(PurePosixPath(entry.zip_member).name)
     with zipfile.ZipFile(entry.path) as z, z.open(entry.zip_member) as member:
-        data = member.read(MAX_SOURCE_BYTES + 1)
+        data = member.read(_MAX_ZIP_MEMBER + 1)
     target.write_bytes(data)
     return target
 
