@@ -386,12 +386,12 @@ def _grade_entry(entry: Entry, request: GradeRequest, grade: GradeFn, scratch: P
         return error_result(entry.label, message, request=request), tb
 
 
-def _render_report(result: Result) -> str | None:
+def _render_report(result: Result, student: str) -> str | None:
     try:
         from .report import render_report
     except ImportError:
         return None
-    return render_report(result)
+    return render_report(result, student=student, summary_href="../../summary.html")
 
 
 def _write_student(out: Path, entry: Entry, result: Result, *, request: GradeRequest,
@@ -403,7 +403,7 @@ def _write_student(out: Path, entry: Entry, result: Result, *, request: GradeReq
     write_result(result, folder / "results.json")
     _write_json(folder / "gradescope.json",
                 gradescope_results(result, options=request.options, settings=gradescope))
-    html = _render_report(result)
+    html = _render_report(result, entry.student)
     if html is not None:
         write_atomic(folder / "report.html", html)
         files.append("report.html")
@@ -499,14 +499,15 @@ def _status(result: Result | None) -> str:
 def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = GradeRequest(),
                jobs: int = 2, resume: bool = True, progress: IO[str] | None = None,
                grade: GradeFn | None = None, gradescope: Any = None,
-               config_extra: Sequence[Any] = ()) -> BatchSummary:
+               config_extra: Sequence[Any] = (), title: str = "Class summary") -> BatchSummary:
     """Grade every submission in ``folder`` into ``out``; see the module docstring.
 
     ``resume`` (default) reuses a student's earlier files when their submission and the grading
     config are unchanged. Ctrl-C stops taking new submissions, finishes those in progress (a
     second Ctrl-C abandons them), and still writes the gradebook, with the others "pending".
     ``grade`` replaces ``grade_submission`` (tests, other runners); ``config_extra`` adds to the
-    config hash what the request does not hold (an assignment's policies).
+    config hash what the request does not hold (an assignment's policies); ``title`` heads the
+    class summary.
     """
     from .assignment import GradescopeSettings
 
@@ -579,7 +580,7 @@ def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = G
                 bar.message("stopped; submissions still being graded are left pending")
         bar.close()
         notes = _write_class_files(out, discovery, results, request=request, digest=digest,
-                                   interrupted=interrupted)
+                                   interrupted=interrupted, title=title)
     statuses = {s: _status(r) for s, r in results.items()}
     return BatchSummary(
         out=out, students=len(discovery.entries), graded=graded, unchanged=unchanged,
@@ -590,7 +591,8 @@ def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = G
 
 
 def _write_class_files(out: Path, discovery: Discovery, results: dict[str, Result | None], *,
-                       request: GradeRequest, digest: str, interrupted: bool) -> list[str]:
+                       request: GradeRequest, digest: str, interrupted: bool, title: str
+                       ) -> list[str]:
     """gradebook.csv, summary.html and batch.json: every student exactly once."""
     notes: list[str] = []
     rows = [GradebookRow(student=e.student, submission=e.label, result=results[e.student],
@@ -606,7 +608,7 @@ def _write_class_files(out: Path, discovery: Discovery, results: dict[str, Resul
     else:
         links = {r.submission: f"students/{e.student}/report.html"
                  for e in discovery.entries if (r := results[e.student]) is not None}
-        write_atomic(out / "summary.html", render_summary(done, links=links))
+        write_atomic(out / "summary.html", render_summary(done, links=links, title=title))
     manifest = {
         "schema": BATCH_SCHEMA, "grader_version": __version__, "config_sha256": digest,
         "interrupted": interrupted,

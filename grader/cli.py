@@ -85,7 +85,8 @@ def _cmd_grade(args: argparse.Namespace) -> int:
         summary = grade_many(args.dir, args.out, request=assignment.request, jobs=args.jobs,
                              resume=not args.regrade, progress=sys.stderr,
                              gradescope=assignment.gradescope,
-                             config_extra=(assignment.integrity_autograd,))
+                             config_extra=(assignment.integrity_autograd,),
+                             title=assignment.title)
     except (AssignmentError, BatchError) as e:
         print(f"backprop-grader: {e}", file=sys.stderr)
         return EXIT_CANNOT_GRADE
