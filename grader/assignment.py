@@ -357,6 +357,8 @@ def parse_assignment(data: Mapping[str, Any], *, file: str = "assignment.toml",
 
     options = GradingOptions(modes=modes, tolerance=tolerance, train_steps=steps, train_lr=lr,
                              exact_required=exact_required, points=points, exercises=exercises)
+    if "integrity_policy" in {f.name for f in fields(GradingOptions)}:   # the integrity checks
+        options = replace(options, integrity_policy=autograd)
     request = GradeRequest(config=lecture, hidden=hidden, options=options, limits=limits)
     return Assignment(request=request, title=title, integrity_autograd=autograd,
                       gradescope=gradescope, source=file, words=words)

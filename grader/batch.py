@@ -19,6 +19,7 @@ stopped. Output layout::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -492,6 +493,17 @@ def _worker(tasks: "queue.Queue[Entry | None]", done: "queue.Queue[_Done]", stop
             done.put(_Done(entry, result, time.monotonic() - start, reused=False))
 
 
+def _shared_runner_grader(stack: contextlib.ExitStack) -> GradeFn:
+    """grade_submission over one sandbox runner for the whole batch, where the sandbox has one
+    (a worker that imports torch once and forks a child per submission)."""
+    try:
+        from .sandbox import SandboxRunner  # type: ignore[attr-defined]
+    except ImportError:
+        return lambda path, request: grade_submission(path, request=request)
+    runner = stack.enter_context(SandboxRunner())
+    return lambda path, request: grade_submission(path, request=request, runner=runner)
+
+
 def _status(result: Result | None) -> str:
     return "pending" if result is None else result.status
 
@@ -515,14 +527,16 @@ def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = G
     out = Path(out)
     discovery = discover_submissions(folder, exclude=[out])
     out.mkdir(parents=True, exist_ok=True)
-    grade_fn: GradeFn = grade or (lambda path, req: grade_submission(path, request=req))
     gradescope = gradescope or GradescopeSettings()
     digest = config_digest(request, gradescope, *config_extra)
     results: dict[str, Result | None] = {e.student: None for e in discovery.entries}
     graded = unchanged = 0
     interrupted = False
     bar = _Progress(len(discovery.entries), progress)
-    with _OutputLock(out), tempfile.TemporaryDirectory(prefix="bpg-batch-") as scratch:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_OutputLock(out))
+        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="bpg-batch-"))
+        grade_fn = grade or _shared_runner_grader(stack)
         _clean_stray_temp_files(out)
         todo: list[Entry] = []
         for entry in discovery.entries:

@@ -500,3 +500,18 @@ def test_ctrl_c_on_the_command_stops_cleanly_and_the_next_run_finishes(tmp_path)
                        timeout=600)
     assert p.returncode == 0 and f"unchanged {len(finished)}" in p.stdout
     assert not any(r["status"] == "pending" for r in gradebook(out))
+
+
+def test_the_grade_command_reports_a_wrong_folder_or_config_in_one_line(tmp_path):
+    def grade(*args):
+        return subprocess.run([sys.executable, "-m", "grader", "grade", *args], capture_output=True,
+                              text=True, cwd=ROOT, timeout=120)
+
+    p = grade(str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"))
+    assert p.returncode == 2 and "nowhere: no such folder" in p.stderr and "Traceback" not in p.stderr
+    bad = write(tmp_path / "a.toml", "[training]\nstep = 3\n")
+    p = grade(str(tmp_path), "--out", str(tmp_path / "out"), "--config", str(bad))
+    assert p.returncode == 2 and "a.toml: 'training.step' is not a known key: did you mean 'steps'?" \
+        in p.stderr
+    p = grade(str(tmp_path), "--out", str(tmp_path / "out"), "--resume", "--regrade")
+    assert p.returncode == 2 and "not allowed with argument" in p.stderr
