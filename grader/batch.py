@@ -471,10 +471,19 @@ def _clean_stray_temp_files(out: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _worker(tasks: "queue.Queue[Entry | None]", done: "queue.Queue[_Done]", stop: threading.Event,
+@dataclass
+class _Control:
+    """Ctrl-C once: take no new submissions. Twice: also drop those in progress unwritten (the
+    sandbox is being shut down under them, so their results would be wrong)."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    abandon: threading.Event = field(default_factory=threading.Event)
+
+
+def _worker(tasks: "queue.Queue[Entry | None]", done: "queue.Queue[_Done]", control: _Control,
             out: Path, request: GradeRequest, grade: GradeFn, digest: str, gradescope: Any,
             scratch: Path) -> None:
-    while not stop.is_set():
+    while not control.stop.is_set():
         entry = tasks.get()
         if entry is None:
             return
@@ -482,6 +491,9 @@ def _worker(tasks: "queue.Queue[Entry | None]", done: "queue.Queue[_Done]", stop
         result: Result | None = None
         try:
             result, tb = _grade_entry(entry, request, grade, scratch)
+            if control.abandon.is_set():
+                result = None
+                return
             _write_student(out, entry, result, request=request, digest=digest,
                            seconds=time.monotonic() - start, gradescope=gradescope,
                            grader_traceback=tb)
@@ -553,17 +565,17 @@ def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = G
         for entry in todo:
             tasks.put(entry)
         done: queue.Queue[_Done] = queue.Queue()
-        stop = threading.Event()
+        control = _Control()
         workers = [threading.Thread(target=_worker, daemon=True, name=f"grade-{i}",
-                                    args=(tasks, done, stop, out, request, grade_fn, digest,
+                                    args=(tasks, done, control, out, request, grade_fn, digest,
                                           gradescope, Path(scratch)))
                    for i in range(max(1, min(jobs, len(todo))))]
         for _ in workers:
             tasks.put(None)
-        for w in workers:
-            w.start()
         remaining = len(todo)
         try:
+            for w in workers:
+                w.start()
             while remaining:
                 try:
                     item = done.get(timeout=0.2)
@@ -572,12 +584,12 @@ def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = G
                         break   # cannot happen unless a worker died: never wait forever
                     continue
                 remaining -= 1
-                graded += 1
+                graded += item.result is not None
                 results[item.entry.student] = item.result
                 bar.update(failed=_status(item.result) != "graded")
         except KeyboardInterrupt:
             interrupted = True
-            stop.set()
+            control.stop.set()
             running = sum(w.is_alive() for w in workers)
             bar.message(f"interrupted: finishing the {running} submission(s) being graded "
                         "(Ctrl-C again to stop now)")
@@ -587,10 +599,11 @@ def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = G
                         item = done.get(timeout=0.2)
                     except queue.Empty:
                         continue
-                    graded += 1
+                    graded += item.result is not None
                     results[item.entry.student] = item.result
                     bar.update(failed=_status(item.result) != "graded")
             except KeyboardInterrupt:
+                control.abandon.set()
                 bar.message("stopped; submissions still being graded are left pending")
         bar.close()
         notes = _write_class_files(out, discovery, results, request=request, digest=digest,

@@ -258,6 +258,29 @@ def test_ctrl_c_keeps_what_finished_and_lists_the_rest_as_pending(tmp_path):
     assert all(r["status"] == "graded" for r in gradebook(out))
 
 
+def test_a_second_ctrl_c_stops_now_and_writes_nothing_for_unfinished_students(tmp_path):
+    d, out = small_class(tmp_path, 4), tmp_path / "out"
+    started = threading.Event()
+
+    def slow(path, request):
+        started.set()
+        time.sleep(1.0)
+        return fake_grade(path, request)
+
+    def press_ctrl_c_twice():
+        started.wait(5)
+        _thread.interrupt_main()
+        time.sleep(0.2)
+        _thread.interrupt_main()
+
+    threading.Thread(target=press_ctrl_c_twice, daemon=True).start()
+    s = grade_many(d, out, request=QUICK, grade=slow, jobs=2)
+    assert s.interrupted and s.graded == 0 and s.pending == 4
+    assert [r["status"] for r in gradebook(out)] == ["pending"] * 4
+    time.sleep(1.5)                       # the abandoned gradings finish, and are dropped
+    assert not list(out.glob("students/*/record.json"))
+
+
 def test_two_batches_cannot_write_the_same_output_at_once(tmp_path):
     d, out = small_class(tmp_path, 2), tmp_path / "out"
     inside = threading.Event()
