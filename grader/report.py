@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -108,21 +109,18 @@ def _fmt(x: float | None) -> str:
     return f"{x:.3g}"
 
 
-def _paths(values: tuple[tuple[float | None, ...], ...], level_of) -> tuple[dict[int, list[str]], list[str]]:
+def _paths(values: tuple[tuple[float | None, ...], ...], level_of
+           ) -> tuple[dict[int, list[str]], list[str]]:
+    """Path data per colour level: one rectangle per run of equal cells in a row."""
     by_level: dict[int, list[str]] = {}
     bad: list[str] = []
     for y, row in enumerate(values):
         x = 0
-        while x < len(row):
-            v = row[x]
-            key = None if v is None else level_of(v)
-            end = x + 1
-            while end < len(row) and (row[end] is None if v is None else
-                                      row[end] is not None and level_of(row[end]) == key):
-                end += 1
-            rect = f"M{x} {y}h{end - x}v1h-{end - x}z"
+        for key, run in itertools.groupby(None if v is None else level_of(v) for v in row):
+            w = sum(1 for _ in run)
+            rect = f"M{x} {y}h{w}v1h-{w}z"
             (bad if key is None else by_level.setdefault(key, [])).append(rect)
-            x = end
+            x += w
     return by_level, bad
 
 
