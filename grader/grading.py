@@ -299,7 +299,7 @@ def _grade_training(session: SandboxSession, signature: tuple[str, ...], setup: 
     status = "exact" if exact and loss_diff == 0 else ("approx" if ok else "wrong")
     message = (f"after {steps} SGD steps (lr {options.train_lr:g}): loss {losses[-1]:.6f} vs "
                f"autograd's {expected_losses[-1]:.6f}; largest parameter difference "
-               f"{cmp.maxdiff:.3g} in {name}")
+               f"{'not finite' if cmp.maxdiff is None else format(cmp.maxdiff, '.3g')} in {name}")
     if status == "wrong" and cmp.message:
         message += f" ({cmp.message})"
     return Verdict(gradient, config, "isolated", status, cmp, message=message,

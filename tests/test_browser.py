@@ -13,23 +13,16 @@ import pytest
 from grader.api import GradeRequest, grade_submission
 from grader.grading import GradingOptions
 from grader.report import write_reports
-from grader.results import Result, write_result
+from grader.results import read_result, write_result
 
 from conftest import SOLUTION, SUBMISSIONS, with_overrides
 
-CHROMIUM = Path("/usr/bin/chromium")
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:  # pragma: no cover - the test extras install it
-    sync_playwright = None
+CHROMIUM = "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else shutil.which("chromium")
+if CHROMIUM is None:
+    pytest.skip("Chromium is not installed (/usr/bin/chromium; Debian package 'chromium', which "
+                "scripts/test.sh installs)", allow_module_level=True)
 
-pytestmark = [
-    pytest.mark.skipif(not CHROMIUM.exists() and shutil.which("chromium") is None,
-                       reason="Chromium is not installed (/usr/bin/chromium; Debian package "
-                              "'chromium', installed by scripts/test.sh)"),
-    pytest.mark.skipif(sync_playwright is None,
-                       reason="the 'playwright' Python package is not installed (test extras)"),
-]
+from playwright.sync_api import sync_playwright  # noqa: E402  (test extras)
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -56,24 +49,17 @@ def site(tmp_path_factory) -> Path:
         paths.append(root / "results" / f"{name}.json")
         write_result(result, paths[-1])
     # a fourth graded student with a lower score, so that sorting by score reorders the table
-    low = dataclasses.replace(_read(paths[0]), submission="eve.py", score=3.0)
+    low = dataclasses.replace(read_result(paths[0]), submission="eve.py", score=3.0)
     paths.append(root / "results" / "eve.json")
     write_result(low, paths[-1])
     write_reports(paths, root / "site")
     return root / "site"
 
 
-def _read(path: Path) -> Result:
-    from grader.results import read_result
-
-    return read_result(path)
-
-
 @pytest.fixture(scope="module")
 def browser():
     with sync_playwright() as p:
-        executable = str(CHROMIUM) if CHROMIUM.exists() else shutil.which("chromium")
-        b = p.chromium.launch(executable_path=executable, args=FLAGS)
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         yield b
         b.close()
 

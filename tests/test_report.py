@@ -195,6 +195,13 @@ def test_failure_fields_take_the_mismatch_count_from_the_comparison():
     assert [v.label for v in f["views"]] == ["expected", "actual", "difference"]
 
 
+def test_a_comparison_about_other_tensors_is_not_used_for_the_count():
+    # exercise 4's training check compares parameters but shows the loss curves
+    params = compare_gradient(torch.ones(4, 4) * 2, torch.ones(4, 4))
+    f = failure_fields(torch.tensor([3.0, 2.5, 2.0]), torch.tensor([3.0, 2.4, 1.9]), params)
+    assert f["mismatched"] == 2 and f["worst_index"] == (2,) and f["numel"] == 3
+
+
 def test_failure_fields_point_at_the_first_nonfinite_element():
     actual = torch.ones(3, 3)
     actual[1, 1] = float("nan")
@@ -321,6 +328,11 @@ def test_failing_gradients_show_heatmaps_with_text_alternatives(wrong_result):
 def test_status_is_written_out_not_only_coloured(wrong_result):
     text = parse(render_report(wrong_result)).text
     assert "✗ wrong" in text and "✓ exact" in text and "≈ approximate" in text
+
+
+def test_the_student_id_and_the_link_back_to_the_summary(wrong_result):
+    page = parse(render_report(wrong_result, student="s1234 Ada Lovelace", summary_href="../index.html"))
+    assert "s1234 Ada Lovelace" in page.text and ("a", {"href": "../index.html"}) in page.tags
 
 
 def test_a_hint_is_shown_when_present(wrong_result):
