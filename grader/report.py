@@ -40,7 +40,7 @@ _HEATMAP_PX = 320             # the longer side of a heatmap, in CSS pixels
 _STATUS = {
     "exact": ("exact", "✓"), "approx": ("approximate", "≈"), "wrong": ("wrong", "✗"),
     "shape": ("wrong shape", "▭"), "nonfinite": ("NaN / inf", "∞"), "error": ("error", "!"),
-    "missing": ("missing", "–"), "integrity": ("integrity", "⚑"), "timeout": ("timeout", "⏱"),
+    "missing": ("missing", "–"), "integrity": ("integrity", "⚑"), "timeout": ("timeout", "⚠"),
     "graded": ("graded", "✓"),
 }
 
@@ -234,7 +234,7 @@ def _limits_hit(result: Result) -> list[str]:
             for m in (g.message, *(c.message for c in g.configs)):
                 if m and any(w in m for w in _LIMIT_WORDS) and m not in seen:
                     seen.add(m)
-                    hits.append(f"{g.name}: {m}")
+                    hits.append(m if m.startswith(g.name) else f"{g.name}: {m}")
     hits += [n for n in result.notes if "restarted" in n]
     if "output limit" in result.output[-200:]:
         hits.append("output limit: only the first part of what your code printed was kept")
