@@ -19,7 +19,6 @@ import argparse
 import dataclasses
 import json
 import random
-import statistics
 import sys
 import tempfile
 import time

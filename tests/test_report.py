@@ -6,13 +6,11 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
-import html
 import json
 import re
 import subprocess
 import sys
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 import torch
