@@ -9,6 +9,7 @@ from .compare import Comparison, Tolerance, compare_gradient  # noqa: E402
 from .grading import GradingOptions  # noqa: E402
 from .lecture import Config, build_lecture_state  # noqa: E402
 from .loader import Submission, SubmissionError, load_submission  # noqa: E402
+from .report import render_report, render_summary, write_reports  # noqa: E402
 from .results import Result, read_result, write_result  # noqa: E402
 from .sandbox import Limits  # noqa: E402
 
@@ -35,5 +36,8 @@ __all__ = [
     "load_assignment",
     "load_submission",
     "read_result",
+    "render_report",
+    "render_summary",
+    "write_reports",
     "write_result",
 ]

@@ -27,10 +27,13 @@ gets your own upstream gradients, as the notebook does).
 """
 
 _EPILOG = """\
-exit codes: 0 every gradient passes, 1 some fail, 2 the file cannot be graded.
+exit codes: 0 every gradient passes, 1 some fail, 2 the file cannot be graded
+(report: 0 every results file rendered, 2 some could not be read or written).
 examples:
   backprop-grader check exercises/backprop.py
   backprop-grader check my_backprop.py --words names.txt --json result.json
+  backprop-grader check my_backprop.py --html report.html
+  backprop-grader report results/*.json --out reports/
 """
 
 
@@ -65,6 +68,15 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         write_result(result, args.json)
         print(f"results written to {args.json}")
+    if args.html:
+        from .report import write_report
+
+        try:
+            write_report(result, args.html)
+            print(f"report written to {args.html}")
+        except OSError as e:
+            print(f"backprop-grader: cannot write {args.html}: {e.strerror or e}", file=sys.stderr)
+            return EXIT_CANNOT_GRADE
     if result.status != "graded":
         return EXIT_CANNOT_GRADE
     return EXIT_PASS if result.all_passed else EXIT_FAIL
@@ -176,6 +188,26 @@ def _add_batch_commands(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(func=_cmd_gradescope_run)
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import find_results, write_reports
+
+    paths = find_results(args.results)
+    if not paths:
+        print("backprop-grader report: no results JSON files found in "
+              + ", ".join(args.results), file=sys.stderr)
+        return EXIT_CANNOT_GRADE
+    try:
+        written = write_reports(paths, args.out)
+    except OSError as e:
+        print(f"backprop-grader report: cannot write to {args.out}: {e.strerror or e}",
+              file=sys.stderr)
+        return EXIT_CANNOT_GRADE
+    for problem in written.unreadable:
+        print(f"backprop-grader report: {problem}", file=sys.stderr)
+    print(f"{len(written.reports)} report(s) and the class summary written to {written.summary}")
+    return EXIT_CANNOT_GRADE if written.unreadable else EXIT_PASS
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="backprop-grader", description=_DESCRIPTION,
                                      epilog=_EPILOG,
@@ -191,8 +223,16 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", metavar="OUT", help="also write the results JSON here")
     check.add_argument("-v", "--verbose", action="store_true",
                        help="show every message and what your code printed")
+    check.add_argument("--html", metavar="OUT", help="also write the HTML report here")
     check.set_defaults(func=_cmd_check)
     _add_batch_commands(sub)
+    report = sub.add_parser("report", help="HTML reports and a class summary from saved results JSON",
+                            description="Render one HTML report per results JSON file and a class "
+                                        "summary (index.html) into --out. Runs no submission code.")
+    report.add_argument("results", nargs="+", metavar="RESULTS",
+                        help="results JSON files (from check --json or grade), or folders of them")
+    report.add_argument("--out", required=True, metavar="DIR", help="folder to write the pages to")
+    report.set_defaults(func=_cmd_report)
     return parser
 
 

@@ -35,6 +35,7 @@ from .lecture import (
 from .results import ConfigVerdict, ExerciseResult, GradientResult, ModeVerdict
 from .sandbox import CallOutcome, SandboxSession
 from .training import batch_tensors
+from .views import failure_fields
 
 __all__ = ["GradingOptions", "Verdict", "grade_exercise4", "grade_stub_gradients",
            "collect_gradient_results", "explain_inexact"]
@@ -298,7 +299,7 @@ def _grade_training(session: SandboxSession, signature: tuple[str, ...], setup: 
     status = "exact" if exact and loss_diff == 0 else ("approx" if ok else "wrong")
     message = (f"after {steps} SGD steps (lr {options.train_lr:g}): loss {losses[-1]:.6f} vs "
                f"autograd's {expected_losses[-1]:.6f}; largest parameter difference "
-               f"{cmp.maxdiff:.3g} in {name}")
+               f"{'not finite' if cmp.maxdiff is None else format(cmp.maxdiff, '.3g')} in {name}")
     if status == "wrong" and cmp.message:
         message += f" ({cmp.message})"
     return Verdict(gradient, config, "isolated", status, cmp, message=message,
@@ -383,7 +384,21 @@ def _gradient_result(gradient: Gradient, vs: list[Verdict], scoring_mode: str,
         ulps=cmp.ulps if cmp else None, forward=gradient.forward, shape=gradient.shape,
         actual_shape=tuple(main.actual.shape) if main.actual is not None else None,
         expected_shape=tuple(main.expected.shape) if main.expected is not None else None,
-        modes=tuple(modes), traceback=main.traceback, explanation=main.explanation)
+        modes=tuple(modes), traceback=main.traceback, explanation=main.explanation,
+        **_failure_pictures(status, main, scoring))
+
+
+def _failure_pictures(status: str, main: Verdict, scoring: list[Verdict]) -> dict[str, Any]:
+    """A failing gradient's mismatch summary and heatmap views (views.py), from the first verdict
+    that failed with tensors to show: the lecture config when it failed there."""
+    if status in ("exact", "approx"):
+        return {}
+    shown = next((v for v in (main, *scoring) if v.status not in ("exact", "approx")
+                  and v.actual is not None and v.expected is not None), None)
+    if shown is None:
+        return {}
+    return {**failure_fields(shown.actual, shown.expected, shown.comparison),
+            "views_from": f"{shown.mode} mode, {shown.config.label()}"}
 
 
 def _with_substitution(v: Verdict) -> str | None:

@@ -16,6 +16,7 @@ __all__ = [
     "IntegrityFlag",
     "ModeVerdict",
     "Result",
+    "TensorView",
     "read_result",
     "result_from_dict",
     "result_to_dict",
@@ -51,6 +52,23 @@ class ModeVerdict:
 
 
 @dataclass(frozen=True)
+class TensorView:
+    """A small picture of one tensor for the report, at most about 32 x 32 cells.
+
+    The tensor is laid out in 2-D (1-D as one row, 3-D and up as (first dim, the rest)) and pooled
+    in blocks of at most ``cell`` elements: averaged for values, the largest kept for differences.
+    Cells that hold NaN or infinity are ``None``.
+    """
+
+    label: str                                       # "expected" | "actual" | "difference"
+    shape: tuple[int, ...]                           # the tensor's own shape
+    values: tuple[tuple[float | None, ...], ...]     # rows of cells
+    cell: tuple[int, int] = (1, 1)                   # elements per cell (rows, columns), at most
+    pooling: str = "none"                            # "none" | "mean" | "max"
+    worst_cell: tuple[int, int] | None = None        # the cell holding the worst element
+
+
+@dataclass(frozen=True)
 class GradientResult:
     name: str
     variable: str
@@ -73,6 +91,14 @@ class GradientResult:
     modes: tuple[ModeVerdict, ...] = ()
     traceback: str | None = None
     explanation: str | None = None   # why approximate rather than exact, when known
+    # a failing gradient's mismatch summary and pictures (filled from the tensors by views.py)
+    mismatched: int | None = None               # elements outside the tolerance
+    numel: int | None = None                    # elements compared
+    worst_index: tuple[int, ...] | None = None  # where |actual - expected| is greatest
+    worst_actual: float | None = None
+    worst_expected: float | None = None
+    views: tuple[TensorView, ...] = ()          # expected, actual, difference
+    views_from: str | None = None               # which config and mode the pictures show
 
     @property
     def passed(self) -> bool:
@@ -150,6 +176,16 @@ def _build(cls: type, data: dict[str, Any]) -> Any:
     return cls(**{k: v for k, v in data.items() if k in names})
 
 
+def _view_from_dict(data: dict[str, Any]) -> TensorView:
+    v = dict(data)
+    v["shape"] = tuple(v.get("shape", ()))
+    v["values"] = tuple(tuple(_float(x) for x in row) for row in v.get("values", ()))
+    v["cell"] = tuple(v.get("cell", (1, 1)))
+    if v.get("worst_cell") is not None:
+        v["worst_cell"] = tuple(v["worst_cell"])
+    return _build(TensorView, v)
+
+
 def result_from_dict(data: dict[str, Any]) -> Result:
     """Inverse of result_to_dict; unknown fields are ignored, so older files still load."""
     if data.get("schema") != SCHEMA:
@@ -162,11 +198,12 @@ def result_from_dict(data: dict[str, Any]) -> Result:
             g["configs"] = tuple(_build(ConfigVerdict, c) for c in g.get("configs", []))
             g["modes"] = tuple(_build(ModeVerdict, {**m, "maxdiff": _float(m.get("maxdiff"))})
                                for m in g.get("modes", []))
-            for key in ("maxdiff", "rel_error"):
+            for key in ("maxdiff", "rel_error", "worst_actual", "worst_expected"):
                 g[key] = _float(g.get(key))
-            for key in ("actual_shape", "expected_shape"):
+            for key in ("actual_shape", "expected_shape", "worst_index"):
                 if g.get(key) is not None:
                     g[key] = tuple(g[key])
+            g["views"] = tuple(_view_from_dict(v) for v in g.get("views", []))
             grads.append(_build(GradientResult, g))
         exercises.append(_build(ExerciseResult, {**ex, "gradients": tuple(grads)}))
     top = dict(data)

@@ -1,0 +1,488 @@
+"""HTML reports: one page per submission and one class summary, from results alone.
+
+Everything goes through the jinja2 templates under ``grader/templates/`` with autoescaping on:
+a student's output, messages and tracebacks appear as text. The pages are self-contained (inline
+CSS, inline SVG heatmaps and charts, no network: a Content-Security-Policy forbids every fetch and
+every script but our own) and read fine with JavaScript off; a small script sorts tables and
+expands or collapses the details.
+
+This module only reads ``Result`` objects (or saved results JSON): it never runs any code.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import itertools
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+from markupsafe import Markup
+
+from .results import PASSING, SCHEMA, GradientResult, Result, TensorView, read_result
+from .terminal import _EXERCISE_TITLES
+
+__all__ = ["ReportSet", "find_results", "render_report", "render_summary", "write_report",
+           "write_reports"]
+
+_TEMPLATES = Path(__file__).resolve().parent / "templates"
+_MAX_OUTPUT = 20_000          # characters of captured output shown (the tail)
+_MAX_TRACEBACK_LINES = 40
+_HEATMAP_PX = 320             # the longer side of a heatmap, in CSS pixels
+
+# Status: a word, a symbol and a CSS class, so that colour is never the only cue.
+_STATUS = {
+    "exact": ("exact", "✓"), "approx": ("approximate", "≈"), "wrong": ("wrong", "✗"),
+    "shape": ("wrong shape", "▭"), "nonfinite": ("NaN / inf", "∞"), "error": ("error", "!"),
+    "missing": ("missing", "–"), "integrity": ("integrity", "⚑"), "timeout": ("timeout", "⚠"),
+    "graded": ("graded", "✓"),
+}
+
+# Colour-blind-safe palettes: ColorBrewer PuOr (diverging, for signed values) and viridis
+# (sequential, for |actual - expected|).
+_PUOR = ("#b35806", "#e08214", "#fdb863", "#fee0b6", "#f7f7f7", "#d8daeb", "#b2abd2", "#8073ac",
+         "#542788")
+_VIRIDIS = ("#440154", "#472d7b", "#3b528b", "#2c728e", "#21918c", "#28ae80", "#5ec962",
+            "#addc30", "#fde725")
+_VALUE_LEVELS = 21            # odd: one level for zero
+_DIFF_LEVELS = 16
+
+
+# ---------------------------------------------------------------- heatmap geometry
+
+
+def _interpolate(stops: tuple[str, ...], levels: int) -> tuple[str, ...]:
+    rgb = [tuple(int(s[i:i + 2], 16) for i in (1, 3, 5)) for s in stops]
+    out = []
+    for k in range(levels):
+        t = k / (levels - 1) * (len(rgb) - 1)
+        i = min(int(t), len(rgb) - 2)
+        f = t - i
+        c = tuple(round(a + (b - a) * f) for a, b in zip(rgb[i], rgb[i + 1]))
+        out.append("#%02x%02x%02x" % c)
+    return tuple(out)
+
+
+_VALUE_COLOURS = _interpolate(_PUOR, _VALUE_LEVELS)
+_DIFF_COLOURS = _interpolate(_VIRIDIS, _DIFF_LEVELS)
+
+
+@dataclass(frozen=True)
+class _Layer:
+    fill: str
+    d: str          # SVG path data: one rectangle per run of equal cells in a row
+    title: str      # the range of values this colour stands for
+
+
+@dataclass(frozen=True)
+class _Heatmap:
+    id: str
+    label: str
+    heading: str               # "expected", "actual (yours)", "|actual − expected|"
+    caption: str
+    description: str
+    rows: int
+    cols: int
+    width: float
+    height: float
+    layers: tuple[_Layer, ...]
+    nonfinite: str             # path data of cells holding NaN / inf
+    worst_cell: tuple[int, int] | None
+    legend: tuple[str, ...]    # colours, low to high
+    low: str
+    high: str
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    if x == 0:
+        return "0"
+    return f"{x:.3g}"
+
+
+def _paths(values: tuple[tuple[float | None, ...], ...], level_of
+           ) -> tuple[dict[int, list[str]], list[str]]:
+    """Path data per colour level: one rectangle per run of equal cells in a row."""
+    by_level: dict[int, list[str]] = {}
+    bad: list[str] = []
+    for y, row in enumerate(values):
+        x = 0
+        for key, run in itertools.groupby(None if v is None else level_of(v) for v in row):
+            w = sum(1 for _ in run)
+            rect = f"M{x} {y}h{w}v1h-{w}z"
+            (bad if key is None else by_level.setdefault(key, [])).append(rect)
+            x += w
+    return by_level, bad
+
+
+def _heatmap(view: TensorView, *, ident: str, gradient: str, scale: float) -> _Heatmap:
+    rows = len(view.values)
+    cols = len(view.values[0]) if rows else 0
+    is_diff = view.label == "difference"
+    if is_diff:
+        colours, top = _DIFF_COLOURS, scale or 1.0
+        n = len(colours)
+
+        def level_of(v: float) -> int:
+            return min(n - 1, max(0, int(v / top * n)))
+
+        def bounds(k: int) -> tuple[float, float]:
+            return (k * top / n, (k + 1) * top / n)
+        low, high = "0", _fmt(top)
+    else:
+        colours, top = _VALUE_COLOURS, scale or 1.0
+        n = len(colours)
+        half = n // 2
+
+        def level_of(v: float) -> int:
+            return min(n - 1, max(0, half + int(round(v / top * half))))
+
+        def bounds(k: int) -> tuple[float, float]:
+            return ((k - half - 0.5) * top / half, (k - half + 0.5) * top / half)
+        low, high = _fmt(-top), _fmt(top)
+    by_level, bad = _paths(view.values, level_of)
+    def title(k: int) -> str:
+        lo, hi = bounds(k)
+        if k == n - 1:
+            return f"{view.label}: {_fmt(lo)} and above"
+        if k == 0 and not is_diff:
+            return f"{view.label}: {_fmt(hi)} and below"
+        return f"{view.label}: {_fmt(lo)} to {_fmt(hi)}"
+    layers = tuple(_Layer(colours[k], "".join(d), title(k)) for k, d in sorted(by_level.items()))
+    px = max(4.0, min(24.0, _HEATMAP_PX / max(rows, cols, 1)))
+    shape = " × ".join(str(d) for d in view.shape) or "scalar"
+    pooled = ""
+    if view.pooling != "none":
+        how = "largest" if view.pooling == "max" else "mean"
+        pooled = f"; each cell shows the {how} of up to {view.cell[0]} × {view.cell[1]} elements"
+    what = "|actual − expected|" if is_diff else view.label
+    caption = f"shape ({shape}){pooled}"
+    scale_text = (f"viridis colour scale from 0 (dark purple) to {high} (yellow)" if is_diff else
+                  f"colour scale from {low} (orange) through 0 (white) to {high} (purple)")
+    description = f"Heatmap of {what} for {gradient}: {rows} × {cols} cells, {scale_text}"
+    if view.worst_cell is not None:
+        description += "; the outlined cell holds the element with the greatest difference"
+    if bad:
+        description += "; hatched cells are NaN or infinite"
+    heading = {"actual": "actual (yours)", "expected": "expected (autograd)"}.get(view.label, what)
+    return _Heatmap(ident, view.label, heading, caption, description, rows, cols, cols * px, rows * px,
+                    layers, "".join(bad), view.worst_cell, colours, low, high)
+
+
+def _heatmaps(g: GradientResult, ident: str) -> tuple[_Heatmap, ...]:
+    """expected and actual share one scale (expected's range: the truth looks right, a runaway
+    actual saturates); the difference has its own."""
+    def top(view: TensorView) -> float:
+        return max((abs(v) for row in view.values for v in row if v is not None), default=0.0)
+
+    values = [v for v in g.views if v.label != "difference"]
+    expected = next((v for v in values if v.label == "expected"), None)
+    shared = top(expected) if expected is not None else 0.0
+    if shared == 0.0:
+        shared = max((top(v) for v in values), default=0.0)
+    maps = []
+    for i, view in enumerate(g.views):
+        scale = top(view) if view.label == "difference" else shared
+        maps.append(_heatmap(view, ident=f"{ident}-map{i}", gradient=g.name, scale=scale))
+    return tuple(maps)
+
+
+# ---------------------------------------------------------------- page data
+
+
+def _anchor(exercise: str, gradient: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "-", f"{exercise}-{gradient}")
+
+
+def _trim_traceback(text: str | None) -> str | None:
+    if not text:
+        return None
+    lines = text.rstrip().splitlines()
+    if len(lines) > _MAX_TRACEBACK_LINES:
+        cut = len(lines) - _MAX_TRACEBACK_LINES
+        lines = [f"... ({cut} earlier lines cut)"] + lines[-_MAX_TRACEBACK_LINES:]
+    return "\n".join(lines)
+
+
+def _trim_output(text: str) -> tuple[str, int]:
+    if len(text) <= _MAX_OUTPUT:
+        return text, 0
+    return text[-_MAX_OUTPUT:], len(text) - _MAX_OUTPUT
+
+
+_LIMIT_WORDS = ("time limit", "output limit", "out of memory", "CPU time limit", "killed",
+                "restarted", "limit")
+
+
+def _limits_hit(result: Result) -> list[str]:
+    """The sandbox limits this submission ran into, as the grader's messages name them."""
+    hits: list[str] = []
+    if result.status == "timeout":
+        hits.append(result.message or "the submission ran out of time")
+    seen: set[str] = set()
+    for ex in result.exercises:
+        for g in ex.gradients:
+            for m in (g.message, *(c.message for c in g.configs)):
+                if m and any(w in m for w in _LIMIT_WORDS) and m not in seen:
+                    seen.add(m)
+                    hits.append(m if m.startswith(g.name) else f"{g.name}: {m}")
+    hits += [n for n in result.notes if "restarted" in n]
+    if "output limit" in result.output[-200:]:
+        hits.append("output limit: only the first part of what your code printed was kept")
+    return hits
+
+
+def _mode_verdicts(g: GradientResult) -> dict[str, object]:
+    return {m.mode: m for m in g.modes}
+
+
+@dataclass(frozen=True)
+class _GradientView:
+    ex: str
+    anchor: str
+    g: GradientResult
+    modes: dict[str, object]
+    heatmaps: tuple[_Heatmap, ...]
+    traceback: str | None
+    is_first_wrong: bool
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_TEMPLATES)), autoescape=True,
+                             undefined=jinja2.StrictUndefined, trim_blocks=True,
+                             lstrip_blocks=True)
+    env.filters["num"] = _fmt
+    env.filters["yesno"] = lambda flag: "yes" if flag else "no"
+    env.filters["shape"] = lambda s: "–" if s is None else "(" + ", ".join(map(str, s)) + \
+        ("," if len(s) == 1 else "") + ")"
+    env.globals["status_word"] = lambda s: _STATUS.get(s, (s, "?"))[0]
+    env.globals["status_symbol"] = lambda s: _STATUS.get(s, (s, "?"))[1]
+    env.globals["passing"] = PASSING
+    script = (_TEMPLATES / "page.js").read_text("utf-8")
+    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
+    env.globals["script"] = Markup(script)
+    env.globals["csp"] = (f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+                          f"script-src 'sha256-{digest}'; base-uri 'none'; form-action 'none'")
+    return env
+
+
+def render_report(result: Result, *, student: str | None = None,
+                  summary_href: str | None = None) -> str:
+    """One submission's report: scores, first wrong step, every gradient, pictures of failures.
+
+    ``student`` is shown beside the submission's name (an id from the course platform);
+    ``summary_href`` links back to the class summary.
+    """
+    gradients = []
+    for ex in result.exercises:
+        for g in ex.gradients:
+            anchor = _anchor(ex.name, g.name)
+            gradients.append(_GradientView(
+                ex.name, anchor, g, _mode_verdicts(g),
+                _heatmaps(g, anchor) if g.views else (),
+                _trim_traceback(g.traceback),
+                g.name == result.first_wrong and ex.name != "ex4"))
+    first_wrong = next((gv for gv in gradients if gv.is_first_wrong), None)
+    output, cut = _trim_output(result.output)
+    return _environment().get_template("report.html.j2").render(
+        r=result, student=student, summary_href=summary_href, gradients=gradients,
+        exercise_titles=_EXERCISE_TITLES, first_wrong=first_wrong, limits=_limits_hit(result),
+        output=output, output_cut=cut, percent=_percent(result.score, result.max_score),
+        failing=[gv for gv in gradients if not gv.g.passed])
+
+
+# ---------------------------------------------------------------- class summary
+
+
+def _percent(score: float, max_score: float) -> float:
+    return 100.0 * score / max_score if max_score else 0.0
+
+
+@dataclass(frozen=True)
+class _Column:
+    key: tuple[str, str]       # (exercise, gradient)
+    label: str
+    passed: int
+    graded: int
+
+    @property
+    def rate(self) -> float:
+        return 100.0 * self.passed / self.graded if self.graded else 0.0
+
+
+@dataclass(frozen=True)
+class _Bar:
+    label: str
+    count: int
+    x: float
+    y: float
+    height: float
+
+
+def _histogram(percents: list[float], *, bins: int = 10, height: float = 120.0,
+               bar: float = 40.0) -> tuple[list[_Bar], int]:
+    counts = [0] * bins
+    for p in percents:
+        counts[min(bins - 1, max(0, int(p / (100 / bins))))] += 1
+    top = max(counts, default=0) or 1
+    step = 100 // bins
+    bars = []
+    for i, c in enumerate(counts):
+        h = height * c / top
+        label = f"{i * step}–{(i + 1) * step}%"
+        bars.append(_Bar(label, c, i * (bar + 8) + 40, height - h + 10, h))
+    return bars, top
+
+
+@dataclass(frozen=True)
+class _Row:
+    r: Result
+    link: str | None
+    note: str | None                                  # tells apart submissions of one name
+    cells: dict[tuple[str, str], GradientResult]
+    percent: float
+    failing: int
+
+
+def render_summary(results: Sequence[Result], *, links: Mapping[str, str] | None = None,
+                   title: str = "Class summary") -> str:
+    """The class at a glance: score histogram, pass rate per gradient, students × gradients,
+    a sortable table linking to each report (``links``: submission -> href), and the submissions
+    that could not be graded, with why."""
+    links = links or {}
+    return _render_summary(results, [links.get(r.submission) for r in results],
+                           [None] * len(results), title=title)
+
+
+def _render_summary(results: Sequence[Result], row_links: Sequence[str | None],
+                    row_notes: Sequence[str | None], *, title: str) -> str:
+    rows = []
+    columns: dict[tuple[str, str], list[int]] = {}
+    for r, link, note in zip(results, row_links, row_notes):
+        mine: dict[tuple[str, str], GradientResult] = {}
+        if r.status == "graded":
+            for ex in r.exercises:
+                for g in ex.gradients:
+                    key = (ex.name, g.name)
+                    mine[key] = g
+                    tally = columns.setdefault(key, [0, 0])
+                    tally[0] += g.passed
+                    tally[1] += 1
+        rows.append(_Row(r, link, note, mine, _percent(r.score, r.max_score),
+                         sum(not g.passed for g in mine.values())))
+    rows.sort(key=lambda row: (row.r.submission.lower(), row.note or ""))
+    graded = [row for row in rows if row.r.status == "graded"]
+    cols = [_Column(k, k[1] if k[0] in ("ex1", "ex2", "ex3") else f"{k[0]}: {k[1]}", v[0], v[1])
+            for k, v in columns.items()]
+    hardest = sorted(range(len(cols)), key=lambda i: (cols[i].rate, i))
+    percents = [row.percent for row in graded]
+    bars, top = _histogram(percents)
+    mean = sum(percents) / len(percents) if percents else 0.0
+    median = sorted(percents)[len(percents) // 2] if percents else 0.0
+    return _environment().get_template("summary.html.j2").render(
+        title=title, rows=rows, graded=graded,
+        ungraded=[row for row in rows if row.r.status != "graded"], columns=cols,
+        hardest=[cols[i] for i in hardest], bars=bars, bar_top=top, mean=mean, median=median,
+        full=sum(1 for row in graded if row.r.all_passed))
+
+
+# ---------------------------------------------------------------- a folder of reports
+
+
+@dataclass(frozen=True)
+class ReportSet:
+    """What ``write_reports`` wrote: the summary page and one page per submission."""
+
+    summary: Path
+    reports: tuple[Path, ...]      # one per results file, in the order given
+    unreadable: tuple[str, ...]    # results files that could not be read, with why
+
+
+def _safe_name(name: str, taken: set[str]) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name).strip("._") or "submission"
+    candidate, i = stem, 2
+    while candidate.lower() in taken or candidate.lower() in ("index", "summary"):
+        candidate, i = f"{stem}-{i}", i + 1
+    taken.add(candidate.lower())
+    return candidate
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, "utf-8")
+    tmp.replace(path)
+
+
+def write_reports(results_paths: Iterable[str | Path], out_dir: str | Path) -> ReportSet:
+    """Render a report per saved results JSON and the class summary into ``out_dir``.
+
+    Runs no submission code: everything comes from the JSON. A file that is not a readable
+    results JSON is listed in the summary as not graded, with the reason.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results: list[Result] = []
+    unreadable: list[str] = []
+    sources: list[Path] = []
+    for path in map(Path, results_paths):
+        sources.append(path)
+        try:
+            results.append(read_result(path))
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else \
+                "not valid JSON" if isinstance(e, json.JSONDecodeError) else str(e) or type(e).__name__
+            unreadable.append(f"{path}: {reason}")
+            results.append(Result(submission=path.name, status="error",
+                                  message=f"could not read the results file: {reason}",
+                                  score=0.0, max_score=0.0, mode="isolated", loss=None))
+    taken: set[str] = set()
+    names = [r.submission for r in results]
+    hrefs: list[str | None] = []
+    reports: list[Path] = []
+    for result in results:
+        name = _safe_name(result.submission, taken) + ".html"
+        hrefs.append(name)
+        reports.append(out / name)
+        _write_atomic(out / name, render_report(result, summary_href="index.html"))
+    notes = [str(p) if names.count(n) > 1 else None for p, n in zip(sources, names)]
+    summary = out / "index.html"
+    _write_atomic(summary, _render_summary(results, hrefs, notes, title="Class summary"))
+    return ReportSet(summary, tuple(reports), tuple(unreadable))
+
+
+def write_report(result: Result, path: str | Path) -> Path:
+    """Render one submission's report to ``path`` (atomically)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(target, render_report(result))
+    return target
+
+
+def _looks_like_result(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            head = f.read(256)
+    except OSError:
+        return False
+    return SCHEMA.encode() in head
+
+
+def find_results(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given; folders searched for results JSON (other JSON, e.g. exports, skipped)."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += [f for f in sorted(p.rglob("*.json")) if _looks_like_result(f)]
+        else:
+            found.append(p)
+    return found
