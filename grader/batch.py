@@ -26,6 +26,7 @@ import json
 import os
 import queue
 import re
+import stat
 import tempfile
 import threading
 import time
@@ -197,6 +198,30 @@ def _zip_entry(path: Path, rel: str) -> Entry:
         pick, problem = None, f"{rel}: {pick} is larger than {_MAX_ZIP_MEMBER // 2**20} MB"
     return Entry(student, rel, f"{rel}/{pick}" if pick else rel, digest, path=path,
                  zip_member=pick, problem=problem)
+
+
+def unpack_class_zip(path: Path, into: Path) -> Path:
+    """A course platform's download of the whole class, unpacked safely (no paths outside
+    ``into``, no links, size limits); a single top folder is descended into."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = [i for i in z.infolist() if not i.is_dir()]
+            if len(infos) > _MAX_ZIP_MEMBERS or sum(i.file_size for i in infos) > _MAX_ZIP_TOTAL:
+                raise BatchError(f"{path}: too large once unpacked (more than "
+                                 f"{_MAX_ZIP_TOTAL // 2**20} MB or {_MAX_ZIP_MEMBERS} files)")
+            for info in infos:
+                parts = PurePosixPath(info.filename.replace("\\", "/")).parts
+                if (not parts or parts[0] == "/" or ".." in parts
+                        or stat.S_ISLNK(info.external_attr >> 16)):
+                    continue
+                target = into.joinpath(*parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with z.open(info) as src, open(target, "wb") as dst:
+                    dst.write(src.read(_MAX_ZIP_TOTAL))
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise BatchError(f"{path}: not a readable zip file ({e})") from None
+    top = [p for p in into.iterdir() if _visible((p.name,))]
+    return top[0] if len(top) == 1 and top[0].is_dir() else into
 
 
 def discover_submissions(folder: str | Path, *, exclude: Sequence[str | Path] = ()
@@ -533,12 +558,25 @@ def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = G
     config hash what the request does not hold (an assignment's policies); ``title`` heads the
     class summary.
     """
-    from .assignment import GradescopeSettings
-
     started = time.monotonic()
     out = Path(out)
-    discovery = discover_submissions(folder, exclude=[out])
-    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bpg-batch-") as scratch:
+        if Path(folder).is_file() and Path(folder).suffix.lower() == ".zip":
+            folder = unpack_class_zip(Path(folder), Path(scratch) / "class")
+        discovery = discover_submissions(folder, exclude=[out])
+        out.mkdir(parents=True, exist_ok=True)
+        return _grade_discovered(discovery, out, Path(scratch), request=request, jobs=jobs,
+                                 resume=resume, progress=progress, grade=grade,
+                                 gradescope=gradescope, config_extra=config_extra, title=title,
+                                 started=started)
+
+
+def _grade_discovered(discovery: Discovery, out: Path, scratch: Path, *, request: GradeRequest,
+                      jobs: int, resume: bool, progress: IO[str] | None, grade: GradeFn | None,
+                      gradescope: Any, config_extra: Sequence[Any], title: str, started: float
+                      ) -> BatchSummary:
+    from .assignment import GradescopeSettings
+
     gradescope = gradescope or GradescopeSettings()
     digest = config_digest(request, gradescope, *config_extra)
     results: dict[str, Result | None] = {e.student: None for e in discovery.entries}
@@ -547,7 +585,6 @@ def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = G
     bar = _Progress(len(discovery.entries), progress)
     with contextlib.ExitStack() as stack:
         stack.enter_context(_OutputLock(out))
-        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="bpg-batch-"))
         grade_fn = grade or _shared_runner_grader(stack)
         _clean_stray_temp_files(out)
         todo: list[Entry] = []

@@ -158,7 +158,8 @@ def _add_batch_commands(sub: argparse._SubParsersAction) -> None:
                     "gradescope.json}, OUT/summary.html and OUT/gradebook.csv. Students whose "
                     "file and grading config are unchanged since they were graded are kept, "
                     "so an interrupted run continues where it stopped.")
-    grade.add_argument("dir", help="folder of submissions")
+    grade.add_argument("dir", help="folder of submissions (or a .zip of it, as course "
+                                   "platforms download them)")
     grade.add_argument("--out", required=True, metavar="DIR", help="output folder")
     grade.add_argument("--jobs", type=int, default=2, metavar="N",
                        help="submissions graded at once (default 2)")

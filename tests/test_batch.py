@@ -142,6 +142,25 @@ def test_pick_submission_file_prefers_the_exercise_name():
     assert pick_submission_file(["backprop.py", "backprop.ipynb"], where="x")[0] is None
 
 
+def test_a_zip_of_the_whole_class_is_graded_like_its_folder(tmp_path):
+    zip_of(tmp_path / "class.zip", {
+        "hw4/Ann Lee_1_assignsubmission_file_/backprop.py": "x = 1\n",
+        "hw4/Bo Chan_2_assignsubmission_file_/backprop.py": "x = 1\nx = 2\n",
+        "hw4/cy.zip": "not a zip", "../escape.py": "x = 1\n", "/abs.py": "x = 1\n"})
+    s = grade_many(tmp_path / "class.zip", tmp_path / "out", request=QUICK, grade=fake_grade)
+    rows = gradebook(tmp_path / "out")
+    assert [(r["student"], r["status"], r["score"]) for r in rows] == [
+        ("Ann_Lee_1_assignsubmission_file", "graded", "1"),
+        ("Bo_Chan_2_assignsubmission_file", "graded", "2"), ("cy", "error", "0")]
+    assert rows[0]["submission"] == "Ann Lee_1_assignsubmission_file_/backprop.py"
+    assert not (tmp_path / "escape.py").exists() and s.students == 3
+    again = grade_many(tmp_path / "class.zip", tmp_path / "out", request=QUICK, grade=fake_grade)
+    assert again.unchanged == 3
+    (tmp_path / "bad.zip").write_bytes(b"PK nothing")
+    with pytest.raises(BatchError, match="bad.zip: not a readable zip file"):
+        grade_many(tmp_path / "bad.zip", tmp_path / "out2", grade=fake_grade)
+
+
 def test_a_missing_folder_is_a_one_line_error(tmp_path):
     with pytest.raises(BatchError, match="no such folder"):
         grade_many(tmp_path / "nope", tmp_path / "out", grade=fake_grade)
