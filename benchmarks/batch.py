@@ -17,6 +17,7 @@ import csv
 import json
 import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -99,6 +100,12 @@ def grade_one(file: Path, config: Path, out: Path) -> None:
     write_atomic(folder / "report.html", render_report(result))
 
 
+def _children_cpu() -> float:
+    """CPU seconds of finished child processes (and theirs, as each was waited for)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _naive(files: list[Path], config: Path, out: Path, parallel: int) -> float:
     def run(f: Path) -> None:
         subprocess.run([sys.executable, __file__, "--one", str(f), "--config", str(config),
@@ -132,12 +139,14 @@ def main() -> None:
         print(f"{args.n} submissions ({', '.join(f'{v} {k}' for k, v in counts.items())}); "
               f"{os.cpu_count()} CPU cores")
 
+        cpu_before = _children_cpu()
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "grader", "grade", str(work / "in"),
                         "--out", str(work / "batch"), "--jobs", str(args.jobs),
                         "--config", str(config)], check=True, cwd=ROOT,
                        stdout=subprocess.DEVNULL)
         batch_s = time.perf_counter() - start
+        batch_cpu = _children_cpu() - cpu_before
         with open(work / "batch" / "gradebook.csv") as f:
             rows = {r["student"]: r for r in csv.DictReader(f)}
         reports = sum(1 for _ in (work / "batch").glob("students/*/report.html"))
@@ -161,6 +170,10 @@ def main() -> None:
           f"{naive2_rate:7.2f} submissions/s")
     print(f"batch vs naive: {batch_rate / naive1_rate:.1f}x "
           f"({batch_rate / naive2_rate:.1f}x vs naive two at a time)")
+    cores = os.cpu_count() or 1
+    print(f"batch CPU time (all its processes): {batch_cpu / args.n * 1000:.0f} ms per "
+          f"submission, so at most {cores / (batch_cpu / args.n):.1f} submissions/s on "
+          f"{cores} cores")
     print(f"gradebook rows: {len(rows)} of {args.n}; report.html written: {reports} "
           f"({'full reports' if reports == args.n else 'grader.report not available'}); "
           f"scores agree on {agree} of {len(sample)} sampled submissions")
