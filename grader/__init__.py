@@ -9,8 +9,10 @@ from .lecture import Config, build_lecture_state  # noqa: E402
 from .loader import Submission, SubmissionError, load_submission  # noqa: E402
 from .results import Result, read_result, write_result  # noqa: E402
 from .sandbox import Limits  # noqa: E402
+from .selfcheck import CheckReport, check  # noqa: E402
 
 __all__ = [
+    "CheckReport",
     "Comparison",
     "Config",
     "GradeRequest",
@@ -22,6 +24,7 @@ __all__ = [
     "Tolerance",
     "__version__",
     "build_lecture_state",
+    "check",
     "compare_gradient",
     "grade_submission",
     "lecture_config",

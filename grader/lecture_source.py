@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from .catalog import EXERCISE1, EXERCISE2, EXERCISE3, EXERCISE4_INPUT_NAMES, Gradient
 from .lecture import FORWARD_NAMES, PARAMETER_NAMES
+from .notebook import CELL_MARKER_RE
 
 __all__ = [
     "BackwardSource",
@@ -57,7 +58,6 @@ _SYNONYMS = {"bnmean": "bnmeani", "countsum": "counts_sum", "countsuminv": "coun
              "logitmax": "logit_maxes", "logitsmax": "logit_maxes", "logitmaxes": "logit_maxes",
              "bndiffsq": "bndiff2", "bnvarinverse": "bnvar_inv"}
 _NORMALIZED = {re.sub(r"[^a-z0-9]", "", n.lower()): n for n in LECTURE_TENSORS if n != "loss"}
-_MARKER_RE = re.compile(r"^# %% \[(?P<label>[^\]\n]+)\]$")
 
 
 @dataclass(frozen=True)
@@ -308,7 +308,7 @@ def _split_cells(code: str, *, name: str, cells: bool) -> list[tuple[str | None,
     label: str | None = None
     buf: list[str] = []
     for line in code.splitlines():
-        m = _MARKER_RE.match(line)
+        m = CELL_MARKER_RE.match(line)
         if m:
             if label is not None or any(x.strip() for x in buf):
                 out.append((label, f"{name} [{label}]" if label else name, "\n".join(buf) + "\n"))

@@ -24,6 +24,8 @@ from .catalog import STUB_NAMES
 from .loader import SubmissionError
 
 __all__ = [
+    "CELL_MARKER",
+    "CELL_MARKER_RE",
     "CodeCell",
     "build_exercise_notebook",
     "cell_of_line",
@@ -35,7 +37,7 @@ __all__ = [
 
 MAX_NOTEBOOK_BYTES = 64 * 2**20     # outputs (images) make notebooks large; they are never read
 CELL_MARKER = "# %% [{label}]"
-_MARKER_RE = re.compile(r"^# %% \[(?P<label>[^\]\n]+)\]$")
+CELL_MARKER_RE = re.compile(r"^# %% \[(?P<label>[^\n]+)\]$")
 # cell magics whose body is Python: the magic line goes, the body stays
 _PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun", "debug"})
 _ASSIGNED_MAGIC = re.compile(r"^\s*[A-Za-z_][\w.,\s]*=\s*[%!]")
@@ -211,6 +213,8 @@ def _defines_stubs(trees: Iterable[ast.Module]) -> bool:
 def _is_definition(node: ast.stmt) -> bool:
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         return True
+    if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+        return True   # a docstring
     if isinstance(node, ast.Import):
         return not any(a.name.split(".")[0] == "grader" for a in node.names)
     if isinstance(node, ast.ImportFrom):
@@ -241,8 +245,8 @@ def _definitions_only(kept: list[tuple[CodeCell, ast.Module]]
                 continue     # shares a line with a definition (a; b): leave the line alone
             for n in span:
                 lines[n - 1] = ""
-            if not isinstance(node, ast.Pass):      # a dropped magic line: already noted
-                dropped_here.append(node.lineno)
+            if not isinstance(node, ast.Pass) and not _is_self_check(node):
+                dropped_here.append(node.lineno)   # (magic lines and check() go unmentioned)
         if dropped_here:
             not_run.append(f"{cell.label} line{'s' if len(dropped_here) > 1 else ''} "
                            + ", ".join(str(n) for n in dropped_here[:6])
@@ -250,6 +254,20 @@ def _definitions_only(kept: list[tuple[CodeCell, ast.Module]]
         text = "\n".join(lines) + "\n"
         out.append((CodeCell(cell.label, text), ast.parse(text)))
     return out, not_run
+
+
+def _is_self_check(node: ast.stmt) -> bool:
+    """``from grader import check`` and ``check(...)``: the notebook's own self-check cell."""
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return True   # only grader imports are dropped (see _is_definition)
+    value = node.value if isinstance(node, (ast.Expr, ast.Assign)) else None
+    if isinstance(node, ast.Expr) and isinstance(value, (ast.Name, ast.Attribute)):
+        return True   # a bare name, shown as the cell's output: nothing runs
+    if isinstance(value, ast.Call):
+        f = value.func
+        return isinstance(f, ast.Name) and f.id == "check" or \
+            isinstance(f, ast.Attribute) and f.attr == "check"
+    return False
 
 
 def _first_line(node: ast.stmt) -> int:
@@ -268,7 +286,7 @@ def cell_of_line(code: str, line: int) -> tuple[str | None, int]:
     """
     label, start = None, 0
     for i, text in enumerate(code.splitlines()[: max(line, 1)], 1):
-        m = _MARKER_RE.match(text)
+        m = CELL_MARKER_RE.match(text)
         if m:
             label, start = m.group("label"), i
     return label, line - start
@@ -277,7 +295,7 @@ def cell_of_line(code: str, line: int) -> tuple[str | None, int]:
 # -- the exercise notebook, generated from exercises/backprop.py ---------------------------------
 
 _BANNER = re.compile(r"^#\s*(Exercise\s+\d+\s*:.*?)\s*$")
-_INTRO_TITLE = "# Backprop ninja: the exercises (makemore part 4)"
+_INTRO_TITLE = "Backprop ninja: the exercises (makemore part 4)"
 _SELF_CHECK = """\
 ## How to check your work
 
@@ -328,9 +346,12 @@ def build_exercise_notebook(source: str) -> nbformat.NotebookNode:
     tree = ast.parse(source)
     lines = source.splitlines()
     doc = ast.get_docstring(tree, clean=True) or ""
+    title, _, rest = doc.partition("\n")
+    about = _markdown_from_docstring(rest)
     cells: list[nbformat.NotebookNode] = [
-        nbformat.v4.new_markdown_cell("\n\n".join(
-            p for p in (_INTRO_TITLE, _markdown_from_docstring(doc), _SELF_CHECK) if p))]
+        nbformat.v4.new_markdown_cell("\n\n".join(p for p in (
+            f"# {title.strip() or _INTRO_TITLE}", _SELF_CHECK,
+            f"## The exercises\n\n{about}" if about else "") if p))]
     imports: list[str] = []
     previous_end = 0
     body = tree.body[1:] if doc else tree.body
