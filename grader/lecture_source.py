@@ -542,9 +542,19 @@ def _loops(node: ast.AST) -> list[ast.For | ast.While]:
 
 
 def _ex4_body(loop: ast.stmt, tracked: set[str]) -> list[ast.stmt] | None:
+    """The loop's statements when it computes gradients: two of the lecture's, or a
+    ``grads = [...]`` list of seven (whatever the names)."""
     body = _flatten(loop.body)   # type: ignore[attr-defined]
     count = sum(1 for node in body if _analyse(node)[1] & tracked)
-    return body if count >= 2 else None
+    return body if count >= 2 or any(_grads_list(node) is not None for node in body) else None
+
+
+def _grads_list(node: ast.stmt) -> list[ast.expr] | None:
+    if isinstance(node, ast.Assign) and len(node.targets) == 1 and \
+            isinstance(node.targets[0], ast.Name) and node.targets[0].id == "grads" and \
+            isinstance(node.value, (ast.List, ast.Tuple)):
+        return list(node.value.elts)
+    return None
 
 
 def _backward_source(statements: list[Statement], cell_lines: dict[str, list[str]],
@@ -581,7 +591,8 @@ def _build_backward(statements: list[Statement], training: Statement, body: list
                 earlier = [j for j in range(k) if name in info[j][2]]
                 if earlier and any(j in selected for j in earlier):
                     continue
-                if earlier and not (info[earlier[-1]][2] & EXERCISE4_INPUT_NAMES):
+                if earlier and not (info[earlier[-1]][2] & EXERCISE4_INPUT_NAMES) and \
+                        not info[earlier[-1]][3] & _DATA_NAMES:
                     selected.add(earlier[-1])
                     changed = True
                 elif name in top_defs:
@@ -648,10 +659,8 @@ def _returned_gradients(statements: list[Statement], training: Statement,
             if sorted(n or "" for n in names) == sorted(PARAMETER_NAMES):
                 order = [n for n in names if n]
     for node, *_ in reversed(chosen):
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and \
-                isinstance(node.targets[0], ast.Name) and node.targets[0].id == "grads" and \
-                isinstance(node.value, (ast.List, ast.Tuple)):
-            elts = node.value.elts
+        elts = _grads_list(node)
+        if elts is not None:
             if len(elts) != len(PARAMETER_NAMES):
                 return (f"grads has {len(elts)} entries, expected {len(PARAMETER_NAMES)}: "
                         "[dC, dW1, db1, dW2, db2, dbngain, dbnbias]")

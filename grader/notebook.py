@@ -21,7 +21,7 @@ import nbformat
 from nbformat.validator import ValidationError, normalize
 
 from .catalog import STUB_NAMES
-from .loader import SubmissionError
+from .loader import MAX_SOURCE_BYTES, SubmissionError
 
 __all__ = [
     "CELL_MARKER",
@@ -123,6 +123,9 @@ def load_notebook_source(path: str | Path) -> tuple[str, tuple[str, ...]]:
     code, notes = join_cells(cells)
     if not code.strip():
         raise SubmissionError(f"{p}: no Python code in the notebook ({'; '.join(notes)})")
+    if len(code) > MAX_SOURCE_BYTES:
+        raise SubmissionError(f"{p}: {len(code):,} characters of code, more than the "
+                              f"{MAX_SOURCE_BYTES:,} a submission may have")
     return code, notes
 
 

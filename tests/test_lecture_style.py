@@ -228,6 +228,31 @@ def test_a_training_loop_that_uses_autograd_is_not_graded_as_exercise_4(tmp_path
     assert ex4.score == 0 and "exercise 4 not graded" in ex4.gradients[0].message
 
 
+def test_a_gradient_only_passed_to_cmp_is_read_from_the_cmp_call(tmp_path):
+    path = tmp_path / "cmp_only.py"
+    path.write_text("dlogprobs = torch.zeros_like(logprobs)\ndlogprobs[range(n), Yb] = -1.0 / n\n"
+                    "dprobs = (1.0 / probs) * dlogprobs\n"
+                    "cmp('counts_sum_inv', (counts * dprobs).sum(1, keepdim=True), counts_sum_inv)\n")
+    g = by_name(grade_submission(path, request=GradeRequest(
+        options=GradingOptions(exercises=("ex1",)))))[("ex1", "dcounts_sum_inv")]
+    assert g.status == "exact" and "read from your cmp() call at line 4" in g.message
+
+
+def test_exercise_4_with_its_own_names_is_graded_through_the_grads_list(tmp_path):
+    code = (LECTURE / "correct.py").read_text()
+    start = code.index("        # the backward pass, by hand")
+    end = code.index("        lr = 0.1 if i")
+    loop = code[start:end]
+    for name in ("dlogits", "dhpreact", "dhprebn", "dembcat", "demb", "dW1", "db1", "dW2", "db2",
+                 "dbngain", "dbnbias", "dC", "dh"):
+        loop = loop.replace(name, "g_" + name[1:])
+    path = tmp_path / "own_names.py"
+    path.write_text(code[:start] + loop + code[end:])
+    r = grade_submission(path, request=QUICK)
+    ex4 = next(ex for ex in r.exercises if ex.name == "ex4")
+    assert ex4.score == ex4.max_score, [(g.name, g.status, g.message) for g in ex4.gradients]
+
+
 # -- reading the source -------------------------------------------------------------------------------
 
 def test_lecture_style_is_recognised_from_two_gradient_assignments():
