@@ -29,7 +29,7 @@ import torch
 from . import __version__
 from .catalog import EXERCISE4_GRADIENTS, EXERCISE4_TRAINING, GRADIENTS, Gradient
 from .grading import Verdict, collect_gradient_results, grade_exercise4, verdict_from_tensor
-from .lecture import LectureState, build_lecture_state
+from .lecture import FORWARD_NAMES, PARAMETER_NAMES, LectureState, build_lecture_state
 from .lecture_source import (
     SCALAR_NAMES,
     LectureProgram,
@@ -50,6 +50,7 @@ _MAX_ELEMENTS = 1 << 22           # a gradient larger than this is not sent back
 _MAX_CAPTURES = 24
 _SENDABLE = (torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.int32,
              torch.bool)
+_INPUT_NAMES = frozenset((*FORWARD_NAMES, *PARAMETER_NAMES, "Xb", "Yb"))
 _NAME_ERROR = re.compile(r"NameError: name '(\w+)' is not defined")
 
 
@@ -81,6 +82,7 @@ class _Run:
     problems: dict[str, dict[str, Any]]      # record key -> problem, detail
     modified: dict[str, int]                 # record key -> position of the step that changed it
     captures: list[tuple[int, str | None, str | None, torch.Tensor]]  # step, label, input, value
+    changed_inputs: dict[str, int]           # grader tensor -> step that changed it in place
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,12 @@ def _parse_reply(outcome: CallOutcome, plan: _Plan) -> _Run:
         label = c.get("label") if isinstance(c.get("label"), str) else None
         given = c.get("input") if isinstance(c.get("input"), str) else None
         captures.append((p, label, given, tensors[key]))
-    return _Run(errors, records, problems, modified, captures)
+    changed_inputs = {}
+    for c in items("changed_inputs"):
+        p, name = position(c), c.get("input")
+        if p is not None and name in _INPUT_NAMES and name not in changed_inputs:
+            changed_inputs[name] = p
+    return _Run(errors, records, problems, modified, captures, changed_inputs)
 
 
 class _Grader:
@@ -347,6 +354,11 @@ class _Grader:
             position = run.modified.get(self.plan.record_key(k))
             if position is not None:
                 self.notes.append(self._modified_text(src, position))
+        for name, position in sorted(run.changed_inputs.items(), key=lambda x: x[1]):
+            self.notes.append(
+                f"your code changed the forward tensor {name} in place, at "
+                f"{self.plan.step_where(position)} (`{self.plan.step_text(position)}`): the "
+                f"lines after it saw the changed {name}; use .clone() before changing a copy")
 
 
 def _plan(program: LectureProgram) -> _Plan:
@@ -388,7 +400,7 @@ def grade_lecture_style(submission: Any, state: LectureState, request: Any) -> R
     options = request.options
     program = read_lecture_code(submission.code, name=submission.name,
                                 cells=submission.source_kind == "ipynb")
-    if not program.sources and (program.backward is None or program.backward.reason):
+    if not program.sources and program.backward is None:
         return _no_exercise_code(submission, state)
     plan = _plan(program)
     ex4 = program.backward if "ex4" in options.exercises else None
@@ -545,6 +557,8 @@ def _run_steps(meta: dict[str, Any], tensors: dict[str, torch.Tensor]
     modified: list[dict[str, Any]] = []
     calls: list[dict[str, Any]] = []
     watched: list[tuple[str, torch.Tensor, torch.Tensor]] = []
+    pristine = {k: v.clone() for k, v in provided.items()}
+    changed_inputs: list[dict[str, Any]] = []
     current = {"step": -1, "capture": False}
 
     def cmp(s: object = None, dt: object = None, t: object = None, *_: object, **__: object) -> None:
@@ -590,6 +604,10 @@ def _run_steps(meta: dict[str, Any], tensors: dict[str, torch.Tensor]
             else:
                 modified.append({"key": key, "step": position})
         watched = still
+        for name, snap in list(pristine.items()):
+            if not _unchanged(provided[name], snap):
+                changed_inputs.append({"input": name, "step": position})
+                del pristine[name]
         for record in records_after.get(position, []):
             var, key = str(record["var"]), str(record["key"])
             if var not in ns:
@@ -603,4 +621,4 @@ def _run_steps(meta: dict[str, Any], tensors: dict[str, torch.Tensor]
             watched.append((key, ns[var], snap.clone()))
         substitute(position)
     return ({"status": "ok", "errors": errors, "problems": problems, "modified": modified,
-             "cmp": calls}, out)
+             "cmp": calls, "changed_inputs": changed_inputs}, out)

@@ -5,7 +5,6 @@ import importlib.util
 import sys
 import types
 
-import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 

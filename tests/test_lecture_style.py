@@ -228,6 +228,16 @@ def test_a_training_loop_that_uses_autograd_is_not_graded_as_exercise_4(tmp_path
     assert ex4.score == 0 and "exercise 4 not graded" in ex4.gradients[0].message
 
 
+def test_a_forward_tensor_changed_in_place_is_reported(tmp_path):
+    path = tmp_path / "changes_probs.py"
+    path.write_text("dlogprobs = torch.zeros_like(logprobs)\ndlogprobs[range(n), Yb] = -1.0 / n\n"
+                    "dprobs = probs\ndprobs **= -1\ndprobs *= dlogprobs\n")
+    r = grade_submission(path, request=GradeRequest(options=GradingOptions(exercises=("ex1",))))
+    assert status(r, "dprobs") == "exact"
+    assert any("changed the forward tensor probs in place, at line 4 (`dprobs **= -1`)" in n
+               for n in r.notes)
+
+
 def test_a_gradient_only_passed_to_cmp_is_read_from_the_cmp_call(tmp_path):
     path = tmp_path / "cmp_only.py"
     path.write_text("dlogprobs = torch.zeros_like(logprobs)\ndlogprobs[range(n), Yb] = -1.0 / n\n"
