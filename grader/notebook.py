@@ -176,6 +176,9 @@ def join_cells(cells: Iterable[CodeCell]) -> tuple[str, tuple[str, ...]]:
     parts = []
     for cell, _ in kept:
         body = cell.source if cell.source.endswith("\n") else cell.source + "\n"
+        if "# %% [" in body:      # a line of the cell's own that would read as a cell marker
+            body = "".join("#  " + line[2:] if CELL_MARKER_RE.match(line.rstrip("\n"))
+                           else line for line in body.splitlines(True))
         parts.append(CELL_MARKER.format(label=cell.label) + "\n" + body)
     return "".join(parts), tuple(notes)
 

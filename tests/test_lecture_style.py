@@ -13,6 +13,7 @@ from grader.lecture import Config
 from grader.lecture_source import read_lecture_code
 from grader.lecture_style import looks_like_lecture_style, run_lecture_code
 from grader.loader import SubmissionError, load_submission
+from grader.results import read_result, write_result
 from grader.sandbox import Limits
 
 from conftest import SUBMISSIONS, expectation
@@ -56,6 +57,11 @@ def test_a_correct_lecture_style_file_scores_full_marks_in_chained_mode(correct)
             assert g.passed, (g.name, g.status, g.message)
             # exercise 4 is checked on exact inputs, then trained: it has no chained form
             assert {m.mode for m in g.modes} == ({"isolated"} if ex.name == "ex4" else {"chained"})
+
+
+def test_a_lecture_style_result_round_trips_through_json(correct, tmp_path):
+    write_result(correct, tmp_path / "r.json")
+    assert read_result(tmp_path / "r.json") == correct
 
 
 def test_the_result_says_which_lines_ran_and_that_the_rest_did_not(correct):

@@ -131,6 +131,22 @@ def test_cells_keep_their_numbers_and_lines():
     assert cell_of_line("x = 1\ny = 2\n", 2) == (None, 2)
 
 
+def test_a_cell_cannot_fake_another_cells_marker():
+    code, _ = join_cells([CodeCell("cell 1", "a = (1,\n# %% [cell 9]\n2)\n")])
+    assert cell_of_line(code, 4) == ("cell 1", 3)
+    assert code.splitlines()[1:] == ["a = (1,", "#  %% [cell 9]", "2)"]
+
+
+def test_a_lecture_notebook_with_no_exercise_code_says_what_was_looked_for(tmp_path):
+    p = write_notebook(tmp_path, new_markdown_cell("## Exercise 1"),
+                       "words = open('names.txt').read().splitlines()",
+                       "emb = C[Xb]\nloss = -logprobs[range(n), Yb].mean()\nloss.backward()",
+                       "# dlogprobs = ... # TODO\n# cmp('logprobs', dlogprobs, logprobs)")
+    with pytest.raises(SubmissionError, match=r"nb.ipynb: found none of the exercise functions "
+                                              r"\(dlogprobs, .*no lecture-style assignments"):
+        load_submission(p)
+
+
 def test_in_the_function_format_only_definitions_are_taken(tmp_path):
     marker = tmp_path / "data-loading-ran"
     p = write_notebook(tmp_path, "import torch",
