@@ -237,4 +237,9 @@ with torch.no_grad():
         lossi.append(loss.log10().item())
 
 # %%
+# useful for checking your gradients
+for p, g in zip(parameters, grads):
+    cmp(str(tuple(p.shape)), g, p)
+
+# %%
 plt.plot(lossi)
