@@ -103,6 +103,15 @@ def test_only_code_cells_are_read_and_outputs_never(tmp_path):
     assert "def dC" not in sub.code and "import os" not in sub.code and "markdown" not in sub.code
 
 
+def test_fields_of_other_tools_and_malformed_outputs_do_not_matter(tmp_path):
+    p = tmp_path / "colab.ipynb"
+    p.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {"colab": {}}, "cells": [
+        {"cell_type": "code", "source": ["def dprobs(dlogprobs, probs):\n", "    return 1\n"],
+         "metadata": {}, "execution_count": 1, "tool_field": True,
+         "outputs": [{"output_type": "not-an-output", "data": 3}]}]}))
+    assert set(load_submission(p).functions) == {"dprobs"}
+
+
 def test_magics_and_shell_lines_are_dropped_with_a_note(tmp_path):
     p = write_notebook(tmp_path, "%matplotlib inline\n!pip install torch\nimport torch",
                        "%%bash\nrm -rf /", "%%time\ndef dprobs(dlogprobs, probs):\n"
@@ -190,6 +199,7 @@ def check_json(tmp_path, path):
 @pytest.mark.parametrize("twin, notebook", [
     ("lecture/correct.py", "notebooks/magics.ipynb"),
     ("lecture/mistakes.py", "notebooks/mistakes.ipynb"),
+    ("lecture/raises.py", "notebooks/raises.ipynb"),
 ])
 def test_cli_check_on_a_notebook_gives_the_verdicts_of_the_equivalent_py(tmp_path, twin, notebook):
     code_py, py, data_py = check_json(tmp_path, SUBMISSIONS / twin)
