@@ -321,8 +321,12 @@ class _Grader:
 
     def _problem_verdict(self, gradient: Gradient, src: Any, problem: dict[str, Any]) -> Verdict:
         config = self.state.config
-        if problem["problem"] == "too_large" and problem["shape"] is not None:
-            actual = torch.empty(problem["shape"], device="meta")
+        shape = problem["shape"]
+        expected = tuple(self.state.grads[f"d{gradient.variable}"].shape)
+        if problem["problem"] == "too_large" and shape is not None and \
+                all(d >= 0 for d in shape) and tuple(shape) != expected:
+            # only the shape came back (the tensor itself is far too large): a shape verdict
+            actual = torch.empty(shape, device="meta")
             return verdict_from_tensor(gradient, self.state, actual, self.options)
         where = self.plan.step_where(self.plan.positions[src.steps[-1]])
         detail = problem["detail"] or problem["problem"]
