@@ -12,11 +12,13 @@ from .loader import Submission, SubmissionError, load_submission  # noqa: E402
 from .report import render_report, render_summary, write_reports  # noqa: E402
 from .results import Result, read_result, write_result  # noqa: E402
 from .sandbox import Limits  # noqa: E402
+from .selfcheck import CheckReport, check  # noqa: E402
 
 __all__ = [
     "Assignment",
     "AssignmentError",
     "BatchSummary",
+    "CheckReport",
     "Comparison",
     "Config",
     "GradeRequest",
@@ -28,6 +30,7 @@ __all__ = [
     "Tolerance",
     "__version__",
     "build_lecture_state",
+    "check",
     "compare_gradient",
     "discover_submissions",
     "grade_many",

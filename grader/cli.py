@@ -34,6 +34,8 @@ examples:
   backprop-grader check my_backprop.py --words names.txt --json result.json
   backprop-grader check my_backprop.py --html report.html
   backprop-grader report results/*.json --out reports/
+  backprop-grader check my_notebook.ipynb
+  backprop-grader notebook exercises/backprop.py -o exercises/backprop.ipynb
 """
 
 
@@ -209,6 +211,27 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return EXIT_CANNOT_GRADE if written.unreadable else EXIT_PASS
 
 
+def _cmd_notebook(args: argparse.Namespace) -> int:
+    from .notebook import exercise_notebook_text, write_exercise_notebook
+
+    source = Path(args.source)
+    if not source.is_file():
+        print(f"backprop-grader: {source}: no such file", file=sys.stderr)
+        return EXIT_CANNOT_GRADE
+    out = Path(args.output) if args.output else source.with_suffix(".ipynb")
+    if args.check:
+        current = out.read_text("utf-8") if out.is_file() else None
+        if current != exercise_notebook_text(source):
+            print(f"{out} is out of date with {source}: run backprop-grader notebook {source} "
+                  f"-o {out}")
+            return EXIT_FAIL
+        print(f"{out} is up to date with {source}")
+        return EXIT_PASS
+    changed = write_exercise_notebook(source, out)
+    print(f"{'wrote' if changed else 'unchanged:'} {out}")
+    return EXIT_PASS
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="backprop-grader", description=_DESCRIPTION,
                                      epilog=_EPILOG,
@@ -234,6 +257,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="results JSON files (from check --json or grade), or folders of them")
     report.add_argument("--out", required=True, metavar="DIR", help="folder to write the pages to")
     report.set_defaults(func=_cmd_report)
+    notebook = sub.add_parser("notebook", help="generate the exercise notebook from the .py "
+                                               "exercise file",
+                              description="Write the Jupyter notebook students get, generated "
+                                          "from the exercise file: an introduction on how to "
+                                          "self-check, one cell per exercise function, and a "
+                                          "check() cell.")
+    notebook.add_argument("source", help="the exercise file, e.g. exercises/backprop.py")
+    notebook.add_argument("-o", "--output", metavar="NOTEBOOK",
+                          help="where to write it (default: beside the source, .ipynb)")
+    notebook.add_argument("--check", action="store_true",
+                          help="write nothing; exit 1 when the notebook differs from what "
+                               "would be generated")
+    notebook.set_defaults(func=_cmd_notebook)
     return parser
 
 

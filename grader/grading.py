@@ -38,7 +38,7 @@ from .training import batch_tensors
 from .views import failure_fields
 
 __all__ = ["GradingOptions", "Verdict", "grade_exercise4", "grade_stub_gradients",
-           "collect_gradient_results", "explain_inexact"]
+           "collect_gradient_results", "explain_inexact", "verdict_from_tensor"]
 
 MODES = ("isolated", "chained")
 
@@ -103,6 +103,27 @@ def explain_inexact(gradient: Gradient, inputs: dict[str, Any], actual: torch.Te
                     "differently (it is not computed in the same order), so the result differs from "
                     "autograd's in the last bits. Approximate earns full points.")
     return None
+
+
+UPSTREAM_INEXACT = ("an upstream gradient you computed was already approximate, and that "
+                    "difference carries through this step")
+
+
+def verdict_from_tensor(gradient: Gradient, state: LectureState, actual: torch.Tensor,
+                        options: GradingOptions, *, mode: str = "chained",
+                        inputs: dict[str, Any] | None = None,
+                        upstream_inexact: bool = False) -> Verdict:
+    """A gradient the student computed by other means (lecture-style code) vs autograd's."""
+    expected = state.grads[f"d{gradient.variable}"]
+    comparison = _compare(gradient, state, actual, expected, options)
+    explanation = None
+    if comparison.status == "approx":
+        explanation = explain_inexact(gradient, inputs or {}, actual, expected)
+        if explanation is None and upstream_inexact:
+            explanation = UPSTREAM_INEXACT
+    return Verdict(gradient, state.config, mode, comparison.status, comparison,
+                   message=comparison.message, actual=actual, expected=expected,
+                   explanation=explanation)
 
 
 def _compare(gradient: Gradient, state: LectureState, actual: torch.Tensor,
@@ -172,8 +193,7 @@ def grade_stub_gradients(session: SandboxSession, functions: dict[str, tuple[str
                 if explanation is None and mode == "chained" and any(
                         not torch.equal(own.get(p, state.grads[p]), state.grads[p])
                         for p in params if p in gradient.allowed_gradients):
-                    explanation = ("an upstream gradient you computed was already approximate, "
-                                   "and that difference carries through this step")
+                    explanation = UPSTREAM_INEXACT
             verdicts.append(Verdict(gradient, state.config, mode, comparison.status, comparison,
                                     message=comparison.message, actual=actual, expected=expected,
                                     explanation=explanation, substituted=tuple(substituted)))

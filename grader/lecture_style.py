@@ -1,14 +1,57 @@
-"""Lecture-style submissions: ``dlogprobs = ...`` assignments in sequence, as in the notebook."""
+"""Lecture-style submissions: ``dlogprobs = ...`` assignments in sequence, as in the notebook.
+
+Parent side, ``grade_lecture_style``: grader.lecture_source picks the exercise statements out of
+the file or notebook; they run in the sandbox (op "lecture") with the grader's forward tensors,
+parameters, ``n``, ``Xb``, ``Yb``, ``torch``, ``F`` and a ``cmp`` that records instead of
+printing. Each gradient comes back as it was right after the statements that compute it, and is
+compared with autograd's by the same code as the stub format. Lecture-style code is graded in
+chained mode only: each step uses the student's own upstream gradients, as in their notebook;
+where one of them cannot be used (it raised, or has the wrong shape), the program runs again with
+autograd's in its place, so that one mistake costs one gradient. Exercise 4 is graded from the
+training loop's backward lines, turned into a ``backward()`` function; the loop itself never runs.
+
+Child side, ``run_lecture_code``: runs the statements one at a time, copies each gradient after
+its last statement, and notes when a later statement changes it in place through an alias
+(``dhprebn = dbndiff; dhprebn += ...``).
+"""
 
 from __future__ import annotations
 
 import ast
+import linecache
+import re
+import traceback
+from dataclasses import dataclass, replace
+from typing import Any
 
-from .catalog import GRADIENTS
+import torch
 
-__all__ = ["looks_like_lecture_style"]
+from . import __version__
+from .catalog import EXERCISE4_GRADIENTS, EXERCISE4_TRAINING, GRADIENTS, Gradient
+from .grading import Verdict, collect_gradient_results, grade_exercise4, verdict_from_tensor
+from .lecture import FORWARD_NAMES, PARAMETER_NAMES, LectureState, build_lecture_state
+from .lecture_source import (
+    SCALAR_NAMES,
+    LectureProgram,
+    describe_selection,
+    lecture_name,
+    read_lecture_code,
+)
+from .results import Result
+from .sandbox import CallOutcome, SandboxSession
+
+__all__ = ["grade_lecture_style", "looks_like_lecture_style", "run_lecture_code"]
 
 _GRADIENT_NAMES = frozenset(g.name for g in GRADIENTS if g.exercise == "ex1") | {"dlogits", "dhprebn"}
+_UNUSABLE = ("error", "shape", "nonfinite", "missing")
+_MAX_RUNS = 8                     # runs with more and more of autograd's gradients substituted
+_MAX_FILES_BYTES = 1_000_000      # cell texts sent along for tracebacks
+_MAX_ELEMENTS = 1 << 22           # a gradient larger than this is not sent back
+_MAX_CAPTURES = 24
+_SENDABLE = (torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.int32,
+             torch.bool)
+_INPUT_NAMES = frozenset((*FORWARD_NAMES, *PARAMETER_NAMES, "Xb", "Yb"))
+_NAME_ERROR = re.compile(r"NameError: name '(\w+)' is not defined")
 
 
 def _assigned_names(tree: ast.Module) -> set[str]:
@@ -26,3 +69,560 @@ def _assigned_names(tree: ast.Module) -> set[str]:
 def looks_like_lecture_style(tree: ast.Module) -> bool:
     """At least two of the lecture's gradient variables are assigned."""
     return len(_assigned_names(tree) & _GRADIENT_NAMES) >= 2
+
+
+# == parent side ==================================================================================
+
+@dataclass
+class _Run:
+    """One run of the program in one config: what came back, checked."""
+
+    errors: dict[int, dict[str, str]]        # step position -> kind, message, traceback
+    records: dict[str, torch.Tensor]         # record key -> tensor
+    problems: dict[str, dict[str, Any]]      # record key -> problem, detail
+    modified: dict[str, int]                 # record key -> position of the step that changed it
+    captures: list[tuple[int, str | None, str | None, torch.Tensor]]  # step, label, input, value
+    changed_inputs: dict[str, int]           # grader tensor -> step that changed it in place
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The request a program becomes: steps in order, where to read each gradient."""
+
+    program: LectureProgram
+    positions: dict[int, int]                # statement index -> step position
+
+    def record_key(self, k: int) -> str:
+        return f"r{k}"
+
+    def step_where(self, position: int) -> str:
+        st = self.program.statement(self.program.run[position])
+        return st.where()
+
+    def step_text(self, position: int) -> str:
+        return self.program.statement(self.program.run[position]).first_line_text()
+
+    def meta(self, state: LectureState, substitutions: list[tuple[int, list[str], str]]
+             ) -> dict[str, Any]:
+        program = self.program
+        files = {program.statement(i).file for i in program.run}
+        texts = {f: program.files[f] for f in sorted(files)}
+        if sum(len(t) for t in texts.values()) > _MAX_FILES_BYTES:
+            texts = {}
+        config = state.config
+        return {
+            "op": "lecture",
+            "files": texts,
+            "steps": [{"file": program.statement(i).file, "line": program.statement(i).line,
+                       "code": program.statement(i).code, "capture": i in program.captures}
+                      for i in program.run],
+            "records": [{"after": self.positions[src.steps[-1]], "var": src.var,
+                         "key": self.record_key(k)} for k, src in enumerate(program.sources)],
+            "aliases": dict(program.aliases),
+            "scalars": {"n": config.n, "batch_size": config.n, "vocab_size": state.vocab_size,
+                        "n_embd": config.n_embd, "n_hidden": config.n_hidden,
+                        "block_size": config.block_size},
+            "inputs": [*state.forward, *state.params, "Xb", "Yb"],
+            "substitute": [{"after": after, "vars": names, "key": key}
+                           for after, names, key in substitutions],
+            "max_captures": _MAX_CAPTURES,
+        }
+
+
+def _inputs(state: LectureState) -> dict[str, torch.Tensor]:
+    return {**state.forward, **state.params, "Xb": state.Xb, "Yb": state.Yb}
+
+
+def _parse_reply(outcome: CallOutcome, plan: _Plan) -> _Run:
+    """Check what the child sent: it runs student code, so nothing in it is trusted."""
+    meta, tensors = outcome.meta, outcome.tensors
+    steps = len(plan.program.run)
+    keys = {plan.record_key(k) for k in range(len(plan.program.sources))}
+
+    def items(name: str) -> list[dict[str, Any]]:
+        value = meta.get(name)
+        return [x for x in value if isinstance(x, dict)] if isinstance(value, list) else []
+
+    def position(x: dict[str, Any]) -> int | None:
+        p = x.get("step")
+        return p if isinstance(p, int) and 0 <= p < steps else None
+
+    errors = {}
+    for e in items("errors"):
+        p = position(e)
+        if p is not None and p not in errors:
+            errors[p] = {"kind": "missing" if e.get("kind") == "missing" else "error",
+                         "message": str(e.get("message", "raised an exception"))[:500],
+                         "traceback": str(e.get("traceback", ""))[:4000]}
+    problems = {}
+    for r in items("problems"):
+        key = r.get("key")
+        if key in keys:
+            problems[key] = {"problem": str(r.get("problem", ""))[:40],
+                             "detail": str(r.get("detail", ""))[:200],
+                             "shape": [int(d) for d in r.get("shape", []) if isinstance(d, int)]
+                             if isinstance(r.get("shape"), list) else None}
+    records = {k: tensors[k] for k in keys if k in tensors and k not in problems}
+    modified = {}
+    for m in items("modified"):
+        p, key = position(m), m.get("key")
+        if p is not None and key in keys:
+            modified[key] = p
+    captures = []
+    for c in items("cmp"):
+        p, key = position(c), c.get("key")
+        if p is None or not isinstance(key, str) or key not in tensors:
+            continue
+        label = c.get("label") if isinstance(c.get("label"), str) else None
+        given = c.get("input") if isinstance(c.get("input"), str) else None
+        captures.append((p, label, given, tensors[key]))
+    changed_inputs = {}
+    for c in items("changed_inputs"):
+        p, name = position(c), c.get("input")
+        if p is not None and name in _INPUT_NAMES and name not in changed_inputs:
+            changed_inputs[name] = p
+    return _Run(errors, records, problems, modified, captures, changed_inputs)
+
+
+class _Grader:
+    """Runs a program in one config, substituting autograd's gradients where the student's
+    cannot be used, and turns what came back into verdicts."""
+
+    def __init__(self, session: SandboxSession, plan: _Plan, state: LectureState, options: Any
+                 ) -> None:
+        self.session, self.plan, self.state, self.options = session, plan, state, options
+        self.program = plan.program
+        self.notes: list[str] = []
+
+    def _request(self, substituted: dict[str, tuple[int, list[str]]]) -> CallOutcome:
+        subs = []
+        tensors = _inputs(self.state)
+        for k, (name, (after, names)) in enumerate(sorted(substituted.items())):
+            key = f"s{k}"
+            tensors[key] = self.state.grads[name]
+            subs.append((after, names, key))
+        return self.session.request(self.plan.meta(self.state, subs), tensors,
+                                    seconds=self.session.limits.call_seconds * 2)
+
+    def grade(self) -> list[Verdict]:
+        program = self.program
+        sources = {s.gradient.name: s for s in program.sources}
+        # a gradient with no code at all: autograd's, from the start, for the steps after it
+        substituted: dict[str, tuple[int, list[str]]] = {
+            name: (-1, [name]) for name in program.missing if name in _GRADIENT_NAMES}
+        frozen: dict[str, Verdict] = {}
+        verdicts: dict[str, Verdict] = {}
+        run: _Run | None = None
+        for _ in range(_MAX_RUNS):
+            outcome = self._request(substituted)
+            if outcome.status != "ok":
+                message = outcome.message or "the exercise code could not be run"
+                if outcome.status == "timeout":
+                    message = f"your exercise code {message}"
+                return [Verdict(g, self.state.config, "chained", "error", message=message)
+                        for g in GRADIENTS if g.exercise in self.options.exercises]
+            run = _parse_reply(outcome, self.plan)
+            verdicts = {src.gradient.name: self._verdict(k, src, run, substituted)
+                        for k, src in enumerate(program.sources)}
+            fresh = self._own_failures(verdicts, substituted)
+            if not fresh:
+                break
+            for name in fresh:
+                frozen[name] = verdicts[name]
+                src = sources[name]
+                substituted[name] = (self.plan.positions[src.steps[-1]], [src.var])
+        verdicts.update(frozen)
+        assert run is not None
+        out = list(verdicts.values())
+        for gradient in GRADIENTS:
+            if gradient.name not in verdicts:
+                out.append(self._missing(gradient, run))
+        self._describe_modified(run)
+        return [v for v in out if v.gradient.exercise in self.options.exercises]
+
+    def _own_failures(self, verdicts: dict[str, Verdict],
+                      substituted: dict[str, tuple[int, list[str]]]) -> list[str]:
+        """Exercise-1 gradients that cannot be used and whose inputs were all usable: their
+        failure is their own. The ones reading a failed gradient wait for the next run."""
+        failed_vars: set[str] = set()
+        own: list[str] = []
+        for src in sorted(self.program.sources, key=lambda s: s.steps[-1]):
+            name = src.gradient.name
+            v = verdicts[name]
+            if v.status not in _UNUSABLE or name in substituted or src.gradient.exercise != "ex1":
+                continue
+            reads = {n for i in src.steps for n in self.program.statement(i).reads}
+            if not reads & failed_vars:
+                own.append(name)
+            failed_vars.add(src.var)
+        return own
+
+    def _where_error(self, position: int, error: dict[str, str]) -> str:
+        message = f"{self.plan.step_where(position)}: {error['message']}"
+        m = _NAME_ERROR.search(error["message"])
+        if m:
+            message += self._explain_undefined(m.group(1))
+        return message
+
+    def _explain_undefined(self, name: str) -> str:
+        why = self.program.unresolved.get(name)
+        if why is None:
+            defined = [st for st in self.program.statements
+                       if name in st.assigns and st.index not in self.program.run]
+            if defined:
+                why = f"{defined[-1].where()}, which is not run"
+        if why is None:
+            return ""
+        return (f" ({name} is computed at {why}: the grader runs only the exercise code, with "
+                "the lecture's tensors (emb ... loss), the parameters, n, Xb, Yb; use the "
+                f"lecture's names, or tell it what {name} is with cmp('<lecture name>', "
+                f"d{name}, {name}))")
+
+    def _verdict(self, k: int, src: Any, run: _Run,
+                 substituted: dict[str, tuple[int, list[str]]]) -> Verdict:
+        gradient, config = src.gradient, self.state.config
+        key = self.plan.record_key(k)
+        for step in src.steps:
+            position = self.plan.positions[step]
+            error = run.errors.get(position)
+            if error:
+                status = "missing" if error["kind"] == "missing" else "error"
+                return Verdict(gradient, config, "chained", status,
+                               message=self._where_error(position, error),
+                               traceback=error["traceback"] or None)
+        problem = run.problems.get(key)
+        if problem:
+            return self._problem_verdict(gradient, src, problem)
+        actual = run.records.get(key)
+        if actual is None:
+            return Verdict(gradient, config, "chained", "error",
+                           message=f"{src.var} could not be read back after "
+                                   f"{self.plan.step_where(self.plan.positions[src.steps[-1]])}")
+        own = self._own(run)
+        upstream = [u for u in gradient.upstream if u in own]
+        inexact = any(not torch.equal(own[u], self.state.grads[u]) for u in upstream
+                      if own[u].shape == self.state.grads[u].shape)
+        inputs = {"h": self.state.forward["h"], **({"dh": own["dh"]} if "dh" in own else {})}
+        verdict = verdict_from_tensor(gradient, self.state, actual, self.options,
+                                      inputs=inputs, upstream_inexact=inexact)
+        reads = {n for i in src.steps for n in self.program.statement(i).reads}
+        used = tuple(name for name, (_, names) in substituted.items()
+                     if name != gradient.name and reads & set(names))
+        verdict.substituted = used
+        if key in run.modified:
+            verdict.message = "; ".join(m for m in (verdict.message, self._modified_text(
+                src, run.modified[key])) if m)
+        return verdict
+
+    def _own(self, run: _Run) -> dict[str, torch.Tensor]:
+        return {src.gradient.name: run.records[self.plan.record_key(k)]
+                for k, src in enumerate(self.program.sources)
+                if src.gradient.exercise == "ex1" and self.plan.record_key(k) in run.records}
+
+    def _problem_verdict(self, gradient: Gradient, src: Any, problem: dict[str, Any]) -> Verdict:
+        config = self.state.config
+        shape = problem["shape"]
+        expected = tuple(self.state.grads[f"d{gradient.variable}"].shape)
+        if problem["problem"] == "too_large" and shape is not None and \
+                all(d >= 0 for d in shape) and tuple(shape) != expected:
+            # only the shape came back (the tensor itself is far too large): a shape verdict
+            actual = torch.empty(shape, device="meta")
+            return verdict_from_tensor(gradient, self.state, actual, self.options)
+        where = self.plan.step_where(self.plan.positions[src.steps[-1]])
+        detail = problem["detail"] or problem["problem"]
+        return Verdict(gradient, config, "chained", "error",
+                       message=f"after {where}, {src.var} {detail}")
+
+    def _missing(self, gradient: Gradient, run: _Run) -> Verdict:
+        config = self.state.config
+        if gradient.exercise == "ex1":
+            for position, label, given, value in reversed(run.captures):
+                meant = given or (lecture_name(label) if label else None)
+                if meant == gradient.variable:
+                    verdict = verdict_from_tensor(gradient, self.state, value, self.options)
+                    verdict.message = "; ".join(m for m in (
+                        verdict.message, f"read from your cmp() call at "
+                                         f"{self.plan.step_where(position)}") if m)
+                    return verdict
+        looked = self.program.missing.get(gradient.name, "not found")
+        return Verdict(gradient, config, "chained", "missing", message=looked)
+
+    def _modified_text(self, src: Any, position: int) -> str:
+        return (f"{src.var} was modified after you computed it, by "
+                f"{self.plan.step_where(position)} (`{self.plan.step_text(position)}`): "
+                f"graded as it was when assigned; use .clone() when you start a new gradient "
+                f"from {src.var}")
+
+    def _describe_modified(self, run: _Run) -> None:
+        for k, src in enumerate(self.program.sources):
+            position = run.modified.get(self.plan.record_key(k))
+            if position is not None:
+                self.notes.append(self._modified_text(src, position))
+        for name, position in sorted(run.changed_inputs.items(), key=lambda x: x[1]):
+            self.notes.append(
+                f"your code changed the forward tensor {name} in place, at "
+                f"{self.plan.step_where(position)} (`{self.plan.step_text(position)}`): the "
+                f"lines after it saw the changed {name}; use .clone() before changing a copy")
+
+
+def _plan(program: LectureProgram) -> _Plan:
+    return _Plan(program, {index: position for position, index in enumerate(program.run)})
+
+
+def _exercise4_verdicts(session: SandboxSession, program: LectureProgram, request: Any,
+                        load_problem: str | None) -> tuple[list[Verdict], str]:
+    config = request.config.with_(n_hidden=200)
+    targets = (*EXERCISE4_GRADIENTS, EXERCISE4_TRAINING)
+    source = program.backward
+    if source is None:
+        reason = ("no training loop with manual backward lines (dlogits = ..., ..., dC = ..., "
+                  "grads = [...]) found")
+    elif source.reason or load_problem:
+        reason = f"{source.where}: {source.reason or load_problem}"
+    else:
+        verdicts = grade_exercise4(session, source.params, config, request.options)
+        return verdicts, (f"exercise 4: graded from your training loop's backward lines, "
+                          f"{source.where}, run as backward({', '.join(source.params)}) on the "
+                          f"grader's batches; the loop itself was not run")
+    message = f"exercise 4 not graded: {reason}"
+    return [Verdict(g, config, "isolated", "missing", message=message) for g in targets], message
+
+
+def _no_exercise_code(submission: Any, state: LectureState) -> Result:
+    looked = ("assignments to the lecture's gradients (dlogprobs = ..., dprobs = ..., ..., "
+              "dC = ..., dlogits = ..., dhprebn = ...) at the top level of a cell, cmp('name', "
+              "dvar, var) calls naming your own variables, or a training loop with manual "
+              "backward lines")
+    return Result(submission=submission.name, status="error",
+                  message=f"{submission.name}: found no exercise code to grade: looked for {looked}",
+                  score=0.0, max_score=sum(g.points for g in GRADIENTS) + 4.0, mode="chained",
+                  loss=state.loss, notes=tuple(submission.notes), grader_version=__version__)
+
+
+def grade_lecture_style(submission: Any, state: LectureState, request: Any) -> Result:
+    """Grade lecture-style code (a .py file or notebook cells) in chained mode."""
+    options = request.options
+    program = read_lecture_code(submission.code, name=submission.name,
+                                cells=submission.source_kind == "ipynb")
+    if not program.sources and program.backward is None:
+        return _no_exercise_code(submission, state)
+    plan = _plan(program)
+    ex4 = program.backward if "ex4" in options.exercises else None
+    load_code = ex4.code if ex4 is not None and ex4.code else ""
+    session = SandboxSession(load_code, submission.name, request.limits)
+    notes: list[str] = list(submission.notes)
+    load_problem = None
+    try:
+        loaded = session.start()
+        if loaded.status != "ok" and load_code:
+            load_problem = f"its backward() could not be defined: {loaded.message}"
+            session.close()
+            session = SandboxSession("", submission.name, request.limits)
+            loaded = session.start()
+        if loaded.status != "ok":
+            return replace(_no_exercise_code(submission, state), message=(
+                f"{submission.name}: the grader could not start a process for your code: "
+                f"{loaded.message}"), notes=())
+        verdicts: list[Verdict] = []
+        extra: list[str] = []
+        if program.sources:
+            for config in (request.config, *request.hidden):
+                config_state = state if config == request.config else build_lecture_state(config)
+                grader = _Grader(session, plan, config_state, options)
+                verdicts += grader.grade()
+                extra += [n for n in grader.notes if n not in extra]
+        ex4_note = None
+        if "ex4" in options.exercises:
+            ex4_verdicts, ex4_note = _exercise4_verdicts(session, program, request, load_problem)
+            verdicts += ex4_verdicts
+    finally:
+        session.close()
+    exercises = collect_gradient_results(verdicts, scoring_mode="chained", options=options,
+                                         lecture=request.config)
+    notes += describe_selection(program)
+    notes += _mapping_notes(program)
+    notes += list(program.notes)
+    if ex4_note:
+        notes.append(ex4_note)
+    notes += extra
+    first = next((g.name for ex in exercises if ex.name == "ex1" for g in ex.gradients
+                  if g.status in ("wrong", "shape", "nonfinite", "error")), None)
+    if first:
+        notes.append(f"first gradient that fails (chained mode): {first}; the ones after it use "
+                     "your own upstream gradients, so they may fail because of it")
+    notes.append("lecture-style code is graded in chained mode: each gradient is computed from "
+                 "your own upstream gradients, as in your notebook (autograd's where yours "
+                 "raised or had the wrong shape)")
+    if session.restarts:
+        notes.append(f"the process running your code had to be restarted {session.restarts} time(s)")
+    return Result(
+        submission=submission.name, status="graded", message=None,
+        score=sum(e.score for e in exercises), max_score=sum(e.max_score for e in exercises),
+        mode="chained", loss=state.loss, exercises=exercises, first_wrong=None,
+        notes=tuple(notes), configs=tuple(c.label() for c in (request.config, *request.hidden)),
+        grader_version=__version__, output=session.output())
+
+
+def _mapping_notes(program: LectureProgram) -> list[str]:
+    notes = []
+    used = {s.var for s in program.sources}
+    renamed = [f"{var} as {gradient} ({how})" for var, (gradient, how) in program.renamed.items()
+               if var in used]
+    if renamed:
+        notes.append("your variables graded under other names: " + "; ".join(renamed)
+                     + "; the others by their lecture names")
+    if program.aliases:
+        notes.append("your names for the grader's tensors (from your cmp() calls): "
+                     + ", ".join(f"{a} = {b}" for a, b in sorted(program.aliases.items())))
+    return notes
+
+
+# == child side ===================================================================================
+
+def _child_traceback(exc: BaseException, files: set[str]) -> str:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename in files]
+    text = "".join(traceback.format_list(frames) + traceback.format_exception_only(type(exc), exc))
+    return text[:4000]
+
+
+def _exception_text(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code!r})"
+    if isinstance(exc, NotImplementedError):
+        return "raises NotImplementedError (not done yet)"
+    return f"raised {type(exc).__name__}: {str(exc)[:300]}"
+
+
+def _unchanged(obj: torch.Tensor, snapshot: torch.Tensor) -> bool:
+    if obj.shape != snapshot.shape or obj.dtype != snapshot.dtype:
+        return False
+    if torch.equal(obj, snapshot):
+        return True
+    if obj.is_floating_point():
+        return bool(((obj == snapshot) | (obj.isnan() & snapshot.isnan())).all())
+    return False
+
+
+def _snapshot(value: object) -> tuple[torch.Tensor | None, dict[str, Any] | None]:
+    if not isinstance(value, torch.Tensor):
+        return None, {"problem": "not_tensor",
+                      "detail": f"is a {type(value).__name__}, expected a torch.Tensor"}
+    if value.dtype not in _SENDABLE:
+        return None, {"problem": "dtype", "detail": f"has dtype {value.dtype}, which cannot be "
+                                                    "graded: use float32"}
+    if value.numel() > _MAX_ELEMENTS:
+        return None, {"problem": "too_large", "shape": list(value.shape),
+                      "detail": f"has shape {tuple(value.shape)}, far larger than a gradient"}
+    snap = value.detach().to("cpu").clone().contiguous()
+    if type(snap) is not torch.Tensor:
+        snap = snap.as_subclass(torch.Tensor)
+    return snap, None
+
+
+def run_lecture_code(meta: dict[str, Any], tensors: dict[str, torch.Tensor], filename: str
+                     ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Run the exercise statements one at a time; read each gradient after its statements."""
+    try:
+        return _run_steps(meta, tensors)
+    except BaseException as exc:  # noqa: BLE001  student code may have broken torch or builtins
+        return {"status": "error",
+                "message": f"the exercise code could not be run: {_exception_text(exc)}"}, {}
+
+
+def _run_steps(meta: dict[str, Any], tensors: dict[str, torch.Tensor]
+               ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    files = {str(k): str(v) for k, v in dict(meta.get("files", {})).items()}
+    for name, text in files.items():
+        linecache.cache[name] = (len(text), None, text.splitlines(True), name)
+    steps = list(meta["steps"])
+    file_names = {str(s["file"]) for s in steps}
+    provided = {str(k): tensors[k] for k in meta["inputs"] if k in tensors}
+    ns: dict[str, Any] = {"__name__": "__lecture__", "torch": torch, "F": F, "nn": nn}
+    ns.update({str(k): v for k, v in dict(meta.get("scalars", {})).items()
+               if k in SCALAR_NAMES and isinstance(v, int)})
+    ns.update(provided)
+    for alias, target in dict(meta.get("aliases", {})).items():
+        if target in provided:
+            ns[str(alias)] = provided[target]
+    records_after: dict[int, list[dict[str, Any]]] = {}
+    for r in meta.get("records", []):
+        records_after.setdefault(int(r["after"]), []).append(r)
+    subs_after: dict[int, list[dict[str, Any]]] = {}
+    for s in meta.get("substitute", []):
+        subs_after.setdefault(int(s["after"]), []).append(s)
+    max_captures = int(meta.get("max_captures", _MAX_CAPTURES))
+
+    out: dict[str, torch.Tensor] = {}
+    errors: list[dict[str, Any]] = []
+    problems: list[dict[str, Any]] = []
+    modified: list[dict[str, Any]] = []
+    calls: list[dict[str, Any]] = []
+    watched: list[tuple[str, torch.Tensor, torch.Tensor]] = []
+    pristine = {k: v.clone() for k, v in provided.items()}
+    changed_inputs: list[dict[str, Any]] = []
+    current = {"step": -1, "capture": False}
+
+    def cmp(s: object = None, dt: object = None, t: object = None, *_: object, **__: object) -> None:
+        """Records what the student compares (the lecture's cmp prints it)."""
+        if len(calls) >= 500:
+            return
+        given = next((k for k, v in provided.items() if v is t), None)
+        entry: dict[str, Any] = {"step": current["step"],
+                                 "label": s[:80] if isinstance(s, str) else None, "input": given}
+        if current["capture"] and isinstance(dt, torch.Tensor) and \
+                sum(1 for c in calls if "key" in c) < max_captures:
+            snap, problem = _snapshot(dt)
+            if snap is not None:
+                entry["key"] = f"c{len(calls)}"
+                out[entry["key"]] = snap
+        calls.append(entry)
+
+    ns["cmp"] = cmp
+
+    def substitute(after: int) -> None:
+        for s in subs_after.get(after, []):
+            value = tensors[s["key"]]
+            for var in s["vars"]:
+                ns[str(var)] = value.clone()
+
+    substitute(-1)
+    for position, step in enumerate(steps):
+        current["step"], current["capture"] = position, bool(step.get("capture"))
+        try:
+            code = compile("\n" * (int(step["line"]) - 1) + str(step["code"]), str(step["file"]),
+                           "exec")
+            exec(code, ns)  # noqa: S102  student code, in the sandbox
+        except BaseException as exc:  # noqa: BLE001  student code: anything may come out
+            errors.append({"step": position,
+                           "kind": "missing" if isinstance(exc, NotImplementedError) else "error",
+                           "message": _exception_text(exc),
+                           "traceback": _child_traceback(exc, file_names)})
+        current["capture"] = False
+        still: list[tuple[str, torch.Tensor, torch.Tensor]] = []
+        for key, obj, snap in watched:
+            if _unchanged(obj, snap):
+                still.append((key, obj, snap))
+            else:
+                modified.append({"key": key, "step": position})
+        watched = still
+        for name, snap in list(pristine.items()):
+            if not _unchanged(provided[name], snap):
+                changed_inputs.append({"input": name, "step": position})
+                del pristine[name]
+        for record in records_after.get(position, []):
+            var, key = str(record["var"]), str(record["key"])
+            if var not in ns:
+                problems.append({"key": key, "problem": "undefined", "detail": "is not defined"})
+                continue
+            snap, problem = _snapshot(ns[var])
+            if problem:
+                problems.append({"key": key, **problem})
+                continue
+            out[key] = snap
+            watched.append((key, ns[var], snap.clone()))
+        substitute(position)
+    return ({"status": "ok", "errors": errors, "problems": problems, "modified": modified,
+             "cmp": calls, "changed_inputs": changed_inputs}, out)

@@ -1,0 +1,330 @@
+"""Lecture-style code (dlogprobs = ... in sequence): only the exercise code runs, with the
+grader's tensors; each gradient is graded as it was when assigned, in chained mode."""
+
+import ast
+from pathlib import Path
+
+import pytest
+import torch
+
+from grader.api import GradeRequest, grade_submission
+from grader.grading import GradingOptions
+from grader.lecture import Config
+from grader.lecture_source import read_lecture_code
+from grader.lecture_style import looks_like_lecture_style, run_lecture_code
+from grader.loader import SubmissionError, load_submission
+from grader.results import read_result, write_result
+from grader.sandbox import Limits
+
+from conftest import SUBMISSIONS, expectation
+
+LECTURE = SUBMISSIONS / "lecture"
+QUICK = GradeRequest(options=GradingOptions(train_steps=2))
+NO_EX4 = GradeRequest(options=GradingOptions(exercises=("ex1", "ex2", "ex3")))
+
+
+def line_of(path: Path, text: str, nth: int = 1) -> int:
+    """The line number of the nth line of ``path`` that starts with ``text``."""
+    hits = [i for i, line in enumerate(path.read_text().splitlines(), 1) if line.startswith(text)]
+    return hits[nth - 1]
+
+
+def by_name(result):
+    return {(ex.name, g.name): g for ex in result.exercises for g in ex.gradients}
+
+
+def status(result, name, exercise="ex1"):
+    return by_name(result)[(exercise, name)].status
+
+
+@pytest.fixture(scope="module")
+def correct():
+    return grade_submission(LECTURE / "correct.py", request=QUICK)
+
+
+@pytest.fixture(scope="module")
+def mistakes():
+    return grade_submission(LECTURE / "mistakes.py", request=QUICK)
+
+
+# -- a correct file --------------------------------------------------------------------------------
+
+def test_a_correct_lecture_style_file_scores_full_marks_in_chained_mode(correct):
+    assert correct.status == "graded" and correct.mode == "chained"
+    assert correct.score == correct.max_score == float(expectation(LECTURE / "correct.py", "score"))
+    for ex in correct.exercises:
+        for g in ex.gradients:
+            assert g.passed, (g.name, g.status, g.message)
+            # exercise 4 is checked on exact inputs, then trained: it has no chained form
+            assert {m.mode for m in g.modes} == ({"isolated"} if ex.name == "ex4" else {"chained"})
+
+
+def test_a_lecture_style_result_round_trips_through_json(correct, tmp_path):
+    write_result(correct, tmp_path / "r.json")
+    assert read_result(tmp_path / "r.json") == correct
+
+
+def test_the_result_says_which_lines_ran_and_that_the_rest_did_not(correct):
+    notes = "\n".join(correct.notes)
+    first = line_of(LECTURE / "correct.py", "dlogprobs = ")
+    assert "ran only the exercise code" in notes and f"lines {first}-" in notes
+    assert "not run: the other" in notes and "data loading" in notes
+
+
+def test_exercise_2_and_3_are_told_apart_from_exercise_1_by_position(correct):
+    notes = "\n".join(correct.notes)
+    path = LECTURE / "correct.py"
+    assert (f"dlogits is assigned twice: exercise 1's at line {line_of(path, 'dlogits = ')}, "
+            f"exercise 2's (one expression) at line {line_of(path, 'dlogits = ', 2)}") in notes
+    assert "dhprebn is assigned twice" in notes
+    assert status(correct, "dlogits_fused", "ex2") == "approx"     # about 5e-9, as the lecture says
+    assert status(correct, "dlogits") == "exact"
+
+
+def test_renamed_variables_are_mapped_from_the_students_cmp_calls(correct):
+    notes = "\n".join(correct.notes)
+    line = line_of(LECTURE / "correct.py", 'cmp("bn_mean"')
+    assert f"dbn_mean as dbnmeani (from your cmp('bn_mean', dbn_mean, ...) at line {line})" in notes
+    assert "bn_var = bnvar" in notes          # their forward name for the grader's tensor
+    assert status(correct, "dbnmeani") == "approx" and status(correct, "dbnvar") == "approx"
+
+
+def test_exercise_4_is_graded_from_the_training_loops_backward_lines(correct):
+    ex4 = next(ex for ex in correct.exercises if ex.name == "ex4")
+    assert ex4.score == ex4.max_score == 4
+    note = next(n for n in correct.notes if n.startswith("exercise 4"))
+    path = LECTURE / "correct.py"
+    lines = f"lines {line_of(path, '        dlogits = ')}-{line_of(path, '        grads = ')}"
+    assert f"{lines} (inside the training loop)" in note and "the loop itself was not run" in note
+
+
+def test_data_loading_plots_and_the_training_loop_never_run(tmp_path):
+    markers = [tmp_path / f"ran-{k}" for k in range(3)]
+    code = (LECTURE / "correct.py").read_text()
+    code = code.replace('words = open("names.txt", "r").read().splitlines()',
+                        f'open({str(markers[0])!r}, "w").write("x")\n'
+                        'words = open("names.txt", "r").read().splitlines()')
+    code = code.replace("        lossi.append(loss.log10().item())",
+                        f"        open({str(markers[1])!r}, 'w').write('x')\n"
+                        "        lossi.append(loss.log10().item())")
+    code = code.replace("plt.plot(lossi)", f"open({str(markers[2])!r}, 'w').write('x')")
+    path = tmp_path / "lecture.py"
+    path.write_text(code)
+    r = grade_submission(path, request=QUICK)
+    assert r.score == r.max_score
+    assert not any(m.exists() for m in markers)
+
+
+# -- mistakes ----------------------------------------------------------------------------------------
+
+def test_mistakes_are_graded_where_they_are(mistakes):
+    assert mistakes.score == float(expectation(LECTURE / "mistakes.py", "score"))
+    assert status(mistakes, "dW2") == "shape" and "transposed" in by_name(mistakes)[("ex1", "dW2")].message
+    assert status(mistakes, "dbnbias") == "shape"
+    assert "keepdim" in by_name(mistakes)[("ex1", "dbnbias")].message
+    assert status(mistakes, "dC") == "wrong"
+    assert status(mistakes, "dlogits_fused", "ex2") == "wrong"
+    failing = {name for (ex, name), g in by_name(mistakes).items() if ex == "ex1" and not g.passed}
+    assert failing == {"dW2", "dbnbias", "dC"}
+
+
+def test_an_in_place_change_through_an_alias_is_reported_and_the_gradient_graded_as_assigned(
+        mistakes):
+    dbndiff = by_name(mistakes)[("ex1", "dbndiff")]
+    assert dbndiff.passed
+    line = line_of(LECTURE / "mistakes.py", "dhprebn += ")
+    assert f"dbndiff was modified after you computed it, by line {line}" in dbndiff.message
+    assert ".clone()" in dbndiff.message
+    assert any("dbndiff was modified after you computed it" in n for n in mistakes.notes)
+
+
+def test_exercises_not_attempted_are_missing_and_exercise_4_says_it_was_not_graded(mistakes):
+    assert status(mistakes, "dhprebn_fused", "ex3") == "missing"
+    ex4 = next(ex for ex in mistakes.exercises if ex.name == "ex4")
+    assert ex4.score == 0 and all(g.status == "missing" for g in ex4.gradients)
+    assert "exercise 4 not graded: no training loop with manual backward lines" in \
+        ex4.gradients[0].message
+
+
+def test_an_exercise_statement_that_raises_costs_only_its_own_gradient():
+    r = grade_submission(LECTURE / "raises.py", request=NO_EX4)
+    g = by_name(r)
+    assert r.score == float(expectation(LECTURE / "raises.py", "score"))
+    assert g[("ex1", "dbnvar")].status == "error"
+    line = line_of(LECTURE / "raises.py", "dbn_var = ")
+    assert f"line {line}: raised NameError: name 'dbnvar_invv' is not defined" in \
+        g[("ex1", "dbnvar")].message
+    assert "dbnvar_invv" in g[("ex1", "dbnvar")].traceback
+    dbndiff2 = g[("ex1", "dbndiff2")]
+    assert dbndiff2.passed
+    assert "used autograd's dbnvar" in dbndiff2.modes[0].message
+    assert [name for (ex, name), v in g.items() if ex == "ex1" and not v.passed] == ["dbnvar"]
+
+
+def test_a_hard_coded_batch_size_fails_in_a_hidden_config(tmp_path):
+    code = (LECTURE / "correct.py").read_text().replace(
+        "dlogprobs[range(n), Yb] = -1.0 / n", "dlogprobs[range(32), Yb] = -1.0 / 32")
+    path = tmp_path / "hard_coded.py"
+    path.write_text(code)
+    request = GradeRequest(hidden=(Config(n=20, name="hidden"),),
+                           options=GradingOptions(exercises=("ex1",)))
+    g = by_name(grade_submission(path, request=request))[("ex1", "dlogprobs")]
+    assert g.status in ("error", "wrong", "shape") and not g.passed
+    assert "correct in the lecture config but" in g.message
+
+
+def test_an_endless_exercise_statement_times_out_with_a_clear_message(tmp_path):
+    path = tmp_path / "endless.py"
+    path.write_text("dlogprobs = torch.zeros_like(logprobs)\nwhile True:\n    dlogprobs += 0\n"
+                    "dprobs = dlogprobs / probs\n")
+    r = grade_submission(path, request=GradeRequest(options=GradingOptions(exercises=("ex1",)),
+                                                    limits=Limits(call_seconds=2)))
+    g = by_name(r)[("ex1", "dlogprobs")]
+    assert g.status == "error" and "took longer than" in g.message
+
+
+def test_a_name_from_code_that_is_not_run_is_explained(tmp_path):
+    path = tmp_path / "uses_data.py"
+    path.write_text("words = open('names.txt').read().splitlines()\nscale = 1 / len(words)\n"
+                    "dlogprobs = torch.zeros_like(logprobs)\ndlogprobs[range(n), Yb] = -scale\n"
+                    "dprobs = (1.0 / probs) * dlogprobs\n")
+    g = by_name(grade_submission(path, request=GradeRequest(
+        options=GradingOptions(exercises=("ex1",)))))[("ex1", "dlogprobs")]
+    assert g.status == "error"
+    assert "name 'scale' is not defined (scale is computed at line 2, which is not run: it reads " \
+           "words" in g.message
+
+
+def test_helpers_the_exercise_code_needs_are_run(tmp_path):
+    path = tmp_path / "helpers.py"
+    path.write_text("import math\n\ndef one_hot_rows(n, Yb, value):\n"
+                    "    out = torch.zeros((n, 27))\n    out[range(n), Yb] = value\n    return out\n\n"
+                    "HALF = math.sqrt(0.25)\n"
+                    "dlogprobs = one_hot_rows(n, Yb, -1.0 / n) * HALF * 2\n"
+                    "dprobs = (1.0 / probs) * dlogprobs\n")
+    r = grade_submission(path, request=GradeRequest(options=GradingOptions(exercises=("ex1",))))
+    assert status(r, "dlogprobs") == "exact" and status(r, "dprobs") == "exact"
+
+
+def test_code_with_gradients_but_no_exercise_statements_says_what_was_looked_for(tmp_path):
+    path = tmp_path / "inside.py"
+    path.write_text("def f():\n    dlogprobs = 1\n    dprobs = 2\n")
+    r = grade_submission(path, request=QUICK)
+    assert r.status == "error" and "found no exercise code to grade: looked for" in r.message
+    assert "cmp('name', dvar, var)" in r.message
+
+
+def test_an_unfilled_lecture_notebook_is_refused_by_the_loader(tmp_path):
+    path = tmp_path / "todo.py"
+    path.write_text("# dlogprobs = ... # TODO\n# cmp('logprobs', dlogprobs, logprobs)\nx = 1\n")
+    with pytest.raises(SubmissionError, match="no lecture-style assignments"):
+        load_submission(path)
+
+
+def test_a_training_loop_that_uses_autograd_is_not_graded_as_exercise_4(tmp_path):
+    code = (LECTURE / "correct.py").read_text()
+    start = code.index("        # the backward pass, by hand")
+    end = code.index("        lr = 0.1 if i")
+    path = tmp_path / "autograd_loop.py"
+    path.write_text(code[:start] + "        for p in parameters:\n            p.grad = None\n"
+                    "        loss.backward()\n        grads = [p.grad for p in parameters]\n"
+                    + code[end:])
+    r = grade_submission(path, request=QUICK)
+    ex4 = next(ex for ex in r.exercises if ex.name == "ex4")
+    assert ex4.score == 0 and "exercise 4 not graded" in ex4.gradients[0].message
+
+
+def test_a_forward_tensor_changed_in_place_is_reported(tmp_path):
+    path = tmp_path / "changes_probs.py"
+    path.write_text("dlogprobs = torch.zeros_like(logprobs)\ndlogprobs[range(n), Yb] = -1.0 / n\n"
+                    "dprobs = probs\ndprobs **= -1\ndprobs *= dlogprobs\n")
+    r = grade_submission(path, request=GradeRequest(options=GradingOptions(exercises=("ex1",))))
+    assert status(r, "dprobs") == "exact"
+    assert any("changed the forward tensor probs in place, at line 4 (`dprobs **= -1`)" in n
+               for n in r.notes)
+
+
+def test_a_gradient_only_passed_to_cmp_is_read_from_the_cmp_call(tmp_path):
+    path = tmp_path / "cmp_only.py"
+    path.write_text("dlogprobs = torch.zeros_like(logprobs)\ndlogprobs[range(n), Yb] = -1.0 / n\n"
+                    "dprobs = (1.0 / probs) * dlogprobs\n"
+                    "cmp('counts_sum_inv', (counts * dprobs).sum(1, keepdim=True), counts_sum_inv)\n")
+    g = by_name(grade_submission(path, request=GradeRequest(
+        options=GradingOptions(exercises=("ex1",)))))[("ex1", "dcounts_sum_inv")]
+    assert g.status == "exact" and "read from your cmp() call at line 4" in g.message
+
+
+def test_exercise_4_with_its_own_names_is_graded_through_the_grads_list(tmp_path):
+    code = (LECTURE / "correct.py").read_text()
+    start = code.index("        # the backward pass, by hand")
+    end = code.index("        lr = 0.1 if i")
+    loop = code[start:end]
+    for name in ("dlogits", "dhpreact", "dhprebn", "dembcat", "demb", "dW1", "db1", "dW2", "db2",
+                 "dbngain", "dbnbias", "dC", "dh"):
+        loop = loop.replace(name, "g_" + name[1:])
+    path = tmp_path / "own_names.py"
+    path.write_text(code[:start] + loop + code[end:])
+    r = grade_submission(path, request=QUICK)
+    ex4 = next(ex for ex in r.exercises if ex.name == "ex4")
+    assert ex4.score == ex4.max_score, [(g.name, g.status, g.message) for g in ex4.gradients]
+
+
+# -- reading the source -------------------------------------------------------------------------------
+
+def test_lecture_style_is_recognised_from_two_gradient_assignments():
+    assert looks_like_lecture_style(ast.parse("dlogprobs = 1\ndprobs = 2\n"))
+    assert not looks_like_lecture_style(ast.parse("dlogprobs = 1\nx = 2\n"))
+
+
+def test_statements_of_one_gradient_are_grouped_and_in_place_changes_continue_the_group():
+    program = read_lecture_code(
+        "dcounts = a * b\ndcounts_sum = c\ndcounts += d\ndC = torch.zeros_like(C)\n"
+        "dC.index_add_(0, Xb.view(-1), demb.view(-1, 10))\n", name="s.py", cells=False)
+    groups = {s.gradient.name: s.steps for s in program.sources}
+    assert groups["dcounts"] == (0, 2) and groups["dC"] == (3, 4)
+
+
+def test_a_fused_dlogits_before_the_next_steps_counts_as_exercise_1():
+    program = read_lecture_code(
+        "dlogits = F.softmax(logits, 1)\ndlogits[range(n), Yb] -= 1\ndlogits /= n\n"
+        "dh = dlogits @ W2.T\n", name="s.py", cells=False)
+    assert [(s.gradient.exercise, s.gradient.name) for s in program.sources] == \
+        [("ex1", "dlogits"), ("ex1", "dh")]
+
+
+# -- the child side, run directly ---------------------------------------------------------------------
+
+def test_the_child_reads_each_gradient_after_its_statements_and_sees_later_aliasing():
+    steps = ["da = x * 2", "db = da", "db += 1", "dc = db * 0"]
+    meta = {"files": {}, "inputs": ["x"], "scalars": {"n": 3}, "aliases": {},
+            "steps": [{"file": "s.py", "line": i + 1, "code": c} for i, c in enumerate(steps)],
+            "records": [{"after": 0, "var": "da", "key": "r0"},
+                        {"after": 2, "var": "db", "key": "r1"}],
+            "substitute": []}
+    reply, out = run_lecture_code(meta, {"x": torch.ones(2)}, "s.py")
+    assert reply["status"] == "ok" and not reply["errors"]
+    assert torch.equal(out["r0"], torch.full((2,), 2.0))     # da as assigned, before db += 1
+    assert torch.equal(out["r1"], torch.full((2,), 3.0))
+    assert reply["modified"] == [{"key": "r0", "step": 2}]
+
+
+def test_the_child_records_errors_by_step_and_keeps_going():
+    meta = {"files": {"s.py": "da = y\ndb = x\n"}, "inputs": ["x"], "scalars": {}, "aliases": {},
+            "steps": [{"file": "s.py", "line": 1, "code": "da = y"},
+                      {"file": "s.py", "line": 2, "code": "db = x"}],
+            "records": [{"after": 1, "var": "db", "key": "r0"}], "substitute": []}
+    reply, out = run_lecture_code(meta, {"x": torch.ones(1)}, "s.py")
+    assert reply["errors"][0]["step"] == 0 and "NameError" in reply["errors"][0]["message"]
+    assert 'File "s.py", line 1' in reply["errors"][0]["traceback"]
+    assert "r0" in out
+
+
+def test_the_childs_cmp_records_instead_of_printing(capsys):
+    meta = {"files": {}, "inputs": ["x"], "scalars": {}, "aliases": {},
+            "steps": [{"file": "s.py", "line": 1, "code": "cmp('x', x * 3, x)", "capture": True}],
+            "records": [], "substitute": []}
+    reply, out = run_lecture_code(meta, {"x": torch.ones(1)}, "s.py")
+    call = reply["cmp"][0]
+    assert call["label"] == "x" and call["input"] == "x" and torch.equal(out[call["key"]],
+                                                                         torch.full((1,), 3.0))
+    assert capsys.readouterr().out == ""
