@@ -358,9 +358,15 @@ def test_progress_shows_count_rate_eta_and_failures_on_a_terminal_only(tmp_path)
 def _mixed_class(d: Path) -> dict[str, tuple[str, str | None]]:
     """Writes 40 students; returns id -> (expected status, expected text in problems)."""
     expect: dict[str, tuple[str, str | None]] = {}
-    for i in range(8):
+    for i in range(5):
         write(d / f"correct{i}.py", SOLUTION_CODE)
         expect[f"correct{i}"] = ("graded", None)
+    # what students actually hand in: the lecture's notebook and code, our stubs in a notebook
+    write(d / "nb_lecture.ipynb", (SUBMISSIONS / "notebooks" / "correct.ipynb").read_text())
+    write(d / "nb_stubs.ipynb", (SUBMISSIONS / "notebooks" / "stubs.ipynb").read_text())
+    write(d / "lecture_style.py", (SUBMISSIONS / "lecture" / "correct.py").read_text())
+    for sid in ("nb_lecture", "nb_stubs", "lecture_style"):
+        expect[sid] = ("graded", None)
     write(d / "folder1" / "backprop.py", SOLUTION_CODE)
     write(d / "folder2" / "hw4" / "backprop.py", SOLUTION_CODE)
     write(d / "folder2" / "README.txt", "my submission")
@@ -442,8 +448,10 @@ def test_forty_mixed_submissions_each_appear_once_with_the_right_status(tmp_path
             row["score"].rstrip("0").rstrip(".") or float(row["score"]) == result.score
         assert_gradescope_schema(json.loads((folder / "gradescope.json").read_text()))
     by_id = {r["student"]: r for r in rows}
-    for sid in [s for s in expect if s.startswith(("correct", "folder1", "folder2", "zipped"))]:
+    full = ("correct", "folder1", "folder2", "zipped", "nb_lecture", "lecture_style")
+    for sid in [s for s in expect if s.startswith(full)]:
         assert by_id[sid]["score"] == by_id[sid]["max_score"] == "34", sid
+    assert 0 < float(by_id["nb_stubs"]["score"]) < 34
     for path in WRONG:
         row = by_id[f"wrong_{path.stem}"]
         assert row["first_wrong"] == expectation(path, "first-wrong")
