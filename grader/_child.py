@@ -28,11 +28,22 @@ _MAX_TRACEBACK = 4000
 _MIB = 2**20
 
 
+def _text(value: object, limit: int = 300) -> str:
+    """str() of something the student made, which may refuse to be printed."""
+    try:
+        return str(value)[:limit]
+    except BaseException:  # a hostile __str__
+        return f"<a {type(value).__name__} that cannot be printed>"
+
+
 def _student_traceback(exc: BaseException, filename: str) -> str:
     """The student's own frames only, then the exception line."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == filename]
-    lines = traceback.format_list(frames) if frames else []
-    lines += traceback.format_exception_only(type(exc), exc)
+    try:
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == filename]
+        lines = traceback.format_list(frames) if frames else []
+        lines += traceback.format_exception_only(type(exc), exc)
+    except BaseException:  # a hostile exception
+        lines = [f"{type(exc).__name__}: {_text(exc)}\n"]
     text = "".join(lines)
     if len(text) > _MAX_TRACEBACK:
         text = text[:_MAX_TRACEBACK] + "\n... (traceback cut)"
@@ -41,7 +52,7 @@ def _student_traceback(exc: BaseException, filename: str) -> str:
 
 def _limit_hit(exc: BaseException, limits: dict[str, Any]) -> tuple[str, str] | None:
     """(limit name, message) when an exception says the student's code ran into a limit."""
-    text = str(exc)
+    text = _text(exc, 1000)
     if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError)
                                         and "can't allocate memory" in text):
         return "memory", (f"ran out of memory: the limit is {limits['memory_bytes'] // _MIB:,} MiB "
@@ -64,11 +75,11 @@ def _exception_reply(exc: BaseException, filename: str, limits: dict[str, Any]) 
         return {"status": "error", "limit": limit[0], "message": limit[1],
                 "traceback": _student_traceback(exc, filename)}
     if isinstance(exc, SystemExit):
-        message = f"called sys.exit({exc.code!r}); return a tensor instead"
+        message = f"called sys.exit({_text(repr(exc.code), 100)}); return a tensor instead"
     elif isinstance(exc, KeyboardInterrupt):
         message = "raised KeyboardInterrupt"
     else:
-        message = f"raised {type(exc).__name__}: {str(exc)[:300]}"
+        message = f"raised {_text(type(exc).__name__, 100)}: {_text(exc)}"
     return {"status": "error", "message": message, "traceback": _student_traceback(exc, filename)}
 
 

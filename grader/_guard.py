@@ -54,7 +54,8 @@ class _Mode(TorchFunctionMode):
                 self.watch.record("requires_grad", "calls .requires_grad_() (rebuilds the graph)")
         elif kwargs.get("requires_grad") is True:
             name = getattr(func, "__name__", "a factory")
-            self.watch.record("requires_grad", f"creates a tensor with {name}(..., requires_grad=True)")
+            self.watch.record("requires_grad",
+                              f"creates a tensor with {name}(..., requires_grad=True)")
         return func(*args, **kwargs)
 
 
@@ -95,8 +96,8 @@ class AutogradWatch:
         def set_grad(t: torch.Tensor, value: torch.Tensor | None) -> None:
             grad.__set__(t, value)
 
-        torch.Tensor.requires_grad = property(get_requires_grad, set_requires_grad)  # type: ignore[assignment]
-        torch.Tensor.grad = property(get_grad, set_grad)  # type: ignore[assignment]
+        setattr(torch.Tensor, "requires_grad", property(get_requires_grad, set_requires_grad))
+        setattr(torch.Tensor, "grad", property(get_grad, set_grad))
 
     def _called_from_student(self) -> bool:
         frame = sys._getframe(2)

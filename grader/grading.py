@@ -54,6 +54,11 @@ class GradingOptions:
     exercises: tuple[str, ...] = ("ex1", "ex2", "ex3", "ex4")
     integrity_policy: str = "zero"   # a gradient computed with autograd: "zero" points or "flag"
 
+    def __post_init__(self) -> None:
+        if self.integrity_policy not in ("zero", "flag"):
+            raise ValueError("integrity_policy must be 'zero' or 'flag', not "
+                             f"{self.integrity_policy!r}")
+
 
 @dataclass
 class Verdict:

@@ -40,6 +40,14 @@ def _line(code_lines: list[str], lineno: int) -> str:
     return text[:120]
 
 
+def _name_of(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return None
+
+
 def scan_source(code: str, *, filename: str = "<submission>") -> tuple[IntegrityFlag, ...]:
     """Static flags for autograd use in ``code`` (kind "source"); comments and docstrings,
     being no code, are not flagged. Code that does not parse gets no flags (the loader says why)."""
@@ -51,7 +59,13 @@ def scan_source(code: str, *, filename: str = "<submission>") -> tuple[Integrity
     found: list[tuple[int, str]] = []
     for node in ast.walk(tree):
         what = None
-        if isinstance(node, ast.Attribute) and node.attr in _ATTRIBUTES:
+        if isinstance(node, ast.Attribute) and node.attr == "grad" and _name_of(node.value) in (
+                "autograd", "func"):
+            what = None           # torch.autograd.grad / torch.func.grad: flagged as such
+        elif isinstance(node, ast.Attribute) and node.attr == "func" \
+                and _name_of(node.value) == "torch":
+            what = "uses torch.func"
+        elif isinstance(node, ast.Attribute) and node.attr in _ATTRIBUTES:
             what = _ATTRIBUTES[node.attr]
         elif isinstance(node, ast.Name) and node.id in ("autograd", "functorch"):
             what = f"uses {node.id}"
@@ -61,7 +75,8 @@ def scan_source(code: str, *, filename: str = "<submission>") -> tuple[Integrity
         elif isinstance(node, ast.ImportFrom):
             module = node.module or ""
             imported = {a.name for a in node.names}
-            if module.startswith(_MODULES) or (module == "torch" and imported & {"autograd", "func"}):
+            if module.startswith(_MODULES) or (
+                    module == "torch" and imported & {"autograd", "func"}):
                 what = f"imports from {module}"
         elif isinstance(node, ast.keyword) and node.arg == "requires_grad" and not (
                 isinstance(node.value, ast.Constant) and node.value.value is False):

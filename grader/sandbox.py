@@ -17,8 +17,10 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import select
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -110,16 +112,26 @@ class _UidPool:
         self.held: dict[int, int] = {}     # uid -> lock file descriptor
         self.folder = Path(tempfile.gettempdir()) / "backprop-grader-uids"
 
+    def _open_folder(self) -> None:
+        """The lock folder, made and checked: ours, a real folder, not a planted symlink."""
+        try:
+            self.folder.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        st = os.lstat(self.folder)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            raise RuntimeError(f"{self.folder} is not a private folder of this user: remove it")
+
     def take(self) -> int:
         """A uid for a new child: the longest-free one, so that the worker has had time to finish
         off the processes of its last session; a new one while fewer than two are free."""
         if len(self.free) >= 2 or (self.free and len(self.held) >= 64):
             return self.free.pop(0)
-        self.folder.mkdir(mode=0o700, exist_ok=True)
+        self._open_folder()
         for uid in range(self.base, self.base + _UID_RANGE):
             if uid in self.held:
                 continue
-            fd = os.open(self.folder / str(uid), os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(self.folder / str(uid), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -192,6 +204,7 @@ class SandboxRunner:
         self.tmp_bytes, self.start_seconds = tmp_bytes, start_seconds
         self.can_drop_uid = False
         self.worker_data_bytes = 0              # the worker's own heap: torch imported
+        self.worker_info: dict[str, Any] = {}   # its "ready" message: pid, threads, ...
         self.bwrap_problem: str | None = None   # why bubblewrap is not used, when it is not
         self._uids = _UidPool(uid_base)
         self._lock = threading.Lock()
@@ -199,6 +212,7 @@ class SandboxRunner:
         self._main: socket.socket | None = None
         self._tail: _Tail | None = None
         self._closed = False
+        self._pid = os.getpid()
 
     # -- worker lifetime ----------------------------------------------------------------------
     def start(self) -> "SandboxRunner":
@@ -209,6 +223,8 @@ class SandboxRunner:
     def _ensure_started(self) -> None:
         if self._closed:
             raise RuntimeError("this SandboxRunner is closed")
+        if os.getpid() != self._pid:
+            raise RuntimeError("a SandboxRunner cannot cross a fork: create one in each process")
         if self._proc is not None and self._proc.poll() is None:
             return
         self._stop_worker()
@@ -282,6 +298,7 @@ class SandboxRunner:
         self.isolation = "bwrap" if use_bwrap else "process"
         self.can_drop_uid = bool(ready.get("can_drop_uid"))
         self.worker_data_bytes = int(ready.get("data_bytes", 0))
+        self.worker_info = ready
         return None
 
     def _stop_worker(self) -> None:
@@ -307,7 +324,8 @@ class SandboxRunner:
             pid = queue.pop(0)
             try:
                 argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                if argv[0] == sys.executable.encode() and any(b"grader.forkserver" in a for a in argv):
+                if argv[0] == sys.executable.encode() and any(
+                        b"grader.forkserver" in a for a in argv):
                     return pid
                 for task in os.listdir(f"/proc/{pid}/task"):
                     queue += map(int, Path(f"/proc/{pid}/task/{task}/children").read_text().split())
@@ -389,27 +407,50 @@ class SandboxRunner:
 # -- one submission ------------------------------------------------------------------------------
 
 class _OutputSink(threading.Thread):
-    """Drains the child's stdout+stderr, keeping the first ``cap`` bytes and counting the rest."""
+    """Drains the child's stdout+stderr, keeping the first ``cap`` bytes and counting the rest.
+
+    ``finish()`` ends it without waiting for the pipe to close: a stopped child has written
+    (and flushed, before its last reply) everything it will, and its exit may take a while."""
 
     def __init__(self, fd: int, cap: int) -> None:
         super().__init__(daemon=True)
         self.fd, self.cap = fd, cap
         self.kept = bytearray()
         self.dropped = 0
+        self._wake_r, self._wake_w = os.pipe()
+
+    def _take(self, chunk: bytes) -> None:
+        room = max(self.cap - len(self.kept), 0)
+        self.kept += chunk[:room]
+        self.dropped += max(len(chunk) - room, 0)
 
     def run(self) -> None:
         try:
             while True:
-                chunk = os.read(self.fd, 1 << 20)
-                if not chunk:
+                ready, _, _ = select.select([self.fd, self._wake_r], [], [])
+                if self.fd in ready:
+                    chunk = os.read(self.fd, 1 << 20)
+                    if not chunk:
+                        return
+                    self._take(chunk)
+                elif self._wake_r in ready:       # finish(): take what is there, then stop
+                    os.set_blocking(self.fd, False)
+                    while chunk := os.read(self.fd, 1 << 20):
+                        self._take(chunk)
                     return
-                room = max(self.cap - len(self.kept), 0)
-                self.kept += chunk[:room]
-                self.dropped += max(len(chunk) - room, 0)
-        except OSError:
+        except OSError:     # BlockingIOError included: nothing more to take
             return
         finally:
-            os.close(self.fd)
+            for fd in (self.fd, self._wake_r, self._wake_w):
+                os.close(fd)
+
+    def finish(self) -> None:
+        if self.is_alive():
+            try:
+                os.write(self._wake_w, b"x")
+            except OSError:
+                pass
+        self.join(timeout=2.0)
 
     def text(self) -> str:
         text = self.kept.decode("utf-8", "replace")
@@ -459,7 +500,10 @@ class SandboxSession:
     def _start(self) -> CallOutcome:
         if self._deadline is None:
             self._deadline = time.monotonic() + self.limits.total_seconds
-        spawned = self.runner.spawn(self.limits)
+        try:
+            spawned = self.runner.spawn(self.limits)
+        except RuntimeError as e:       # no sandbox at all (e.g. isolation="bwrap" without it)
+            spawned = str(e)
         if isinstance(spawned, str):
             return CallOutcome("error", message=f"the sandbox could not start: {spawned}")
         self.child = spawned
@@ -591,8 +635,12 @@ class SandboxSession:
                             tensors, seconds=seconds)
 
     def output(self) -> str:
+        """What the code printed so far (all of it once the session is closed)."""
         for sink in self.sinks:
-            sink.join(timeout=2)
+            if self.child is None:
+                sink.finish()
+            else:
+                sink.join(timeout=0.05)
         return "".join(s.text() for s in self.sinks)
 
     @property

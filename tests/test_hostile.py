@@ -81,7 +81,8 @@ def substituted(code: str, *, other: Path, out: Path, port: int) -> str:
                 .replace("__PORT__", str(port)))
 
 
-def grade_attack(attack: Path, runner: SandboxRunner, tmp_path: Path) -> tuple[Result, Path, socket.socket]:
+def grade_attack(attack: Path, runner: SandboxRunner, tmp_path: Path
+                 ) -> tuple[Result, Path, socket.socket]:
     folder, out = tmp_path / "submissions", tmp_path / "out"
     folder.mkdir(parents=True)
     out.mkdir(parents=True)
