@@ -137,16 +137,25 @@ def _place_fds(targets: dict[int, int]) -> None:
 
 
 def _set_limits(limits: dict[str, Any]) -> None:
-    vm = _status("VmSize") or 0
+    vm = _status("VmSize")
     memory = int(limits["memory_bytes"])
     cpu = int(limits["cpu_seconds"])
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-    resource.setrlimit(resource.RLIMIT_DATA, (memory, memory))
-    resource.setrlimit(resource.RLIMIT_AS, (vm + memory, vm + memory))   # backstop
-    resource.setrlimit(resource.RLIMIT_NPROC, (int(limits["max_processes"]),) * 2)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (int(limits["file_bytes"]),) * 2)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (_OPEN_FILES, _OPEN_FILES))
+    wanted = [("RLIMIT_CORE", 0), ("RLIMIT_CPU", (cpu, cpu + 1)), ("RLIMIT_DATA", memory),
+              ("RLIMIT_NPROC", int(limits["max_processes"])),
+              ("RLIMIT_FSIZE", int(limits["file_bytes"])), ("RLIMIT_NOFILE", _OPEN_FILES)]
+    if vm is not None:       # a backstop: what torch has mapped, plus the memory limit
+        wanted.append(("RLIMIT_AS", vm + memory))
+    for name, value in wanted:
+        soft, hard = value if isinstance(value, tuple) else (value, value)
+        which = getattr(resource, name, None)
+        if which is None:
+            continue
+        try:
+            resource.setrlimit(which, (soft, hard))
+        except (ValueError, OSError):
+            if sys.platform.startswith("linux"):
+                raise
+            # elsewhere some limits cannot be set (macOS: RLIMIT_AS, RLIMIT_DATA); go without
 
 
 def _reset_signals() -> None:
@@ -498,11 +507,25 @@ class ForkServer:
             self._finish(session)
 
 
-def main(fd: int) -> None:
+def main(fd: str) -> None:
     """The worker's entry: ``fd`` is the main socket to the runner."""
     for name in _PRELOAD:
         try:
             importlib.import_module(name)
         except ImportError:
             pass
-    ForkServer(socket.socket(fileno=fd)).serve()
+    ForkServer(socket.socket(fileno=int(fd))).serve()
+
+
+def serve_direct(fd: str, limits: str) -> None:
+    """Where there is no fork server (not Linux): this fresh interpreter is the child itself,
+    started in its working folder, serving the protocol on socket ``fd``."""
+    spec = json.loads(limits)
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    _set_limits(spec)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    from ._child import serve, warm_up
+
+    serve(int(fd), spec, warm_up())

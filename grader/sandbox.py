@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import stat
@@ -176,15 +177,82 @@ class _Tail(threading.Thread):
         return b"".join(self.buffer).decode("utf-8", "replace")[-self.cap:]
 
 
-@dataclass(frozen=True)
-class _Spawned:
-    """What a session holds for one child."""
+class _ForkedChild:
+    """A child of the fork server: stopped through the worker, which reports its exit too."""
 
-    control: socket.socket        # to the worker: stop, and the child's exit code
-    proto: socket.socket          # frames to and from the child
-    output: int                   # read end of the child's stdout+stderr
-    pid: int                      # in the worker's pid namespace
-    uid: int | None
+    def __init__(self, runner: "SandboxRunner", control: socket.socket, proto: socket.socket,
+                 output: int, uid: int | None) -> None:
+        self.runner, self.control, self.proto, self.output, self.uid = (
+            runner, control, proto, output, uid)
+
+    def stop(self, *, wait: bool) -> tuple[int | None, int]:
+        """Stop the child and all it started: (its exit code if it ended by itself, how many
+        processes were killed). ``wait``: until every one is gone and counted (after a failure);
+        otherwise the worker finishes in the background and the count is 0."""
+        code: int | None = None
+        processes = 0
+        try:
+            self.control.settimeout(15)
+            self.control.send(json.dumps({"op": "stop", "wait": wait}).encode())
+            while True:
+                message = json.loads(self.control.recv(4096) or b"{}")
+                if message.get("event") == "exited" and code is None:
+                    code = message.get("code")
+                if message.get("event") in ("stopped", None):
+                    processes = int(message.get("processes") or 0)
+                    break
+        except (OSError, ValueError):
+            pass
+        finally:
+            self.control.close()
+            self.proto.close()
+            if self.uid is not None:
+                self.runner.release_uid(self.uid)
+        return code, processes
+
+    def exit_code(self, seconds: float) -> int | None:
+        """Wait briefly for the worker to report that the child ended."""
+        self.control.settimeout(seconds)
+        try:
+            while True:
+                message = json.loads(self.control.recv(4096) or b"{}")
+                if message.get("event") == "exited":
+                    return message.get("code")
+                if not message:
+                    return None
+        except (OSError, ValueError):
+            return None
+
+
+class _DirectChild:
+    """A child that is a fresh interpreter of its own, where there is no fork server (not
+    Linux): a torch import per submission, the same protocol, the limits the platform has."""
+
+    uid = None
+
+    def __init__(self, proc: subprocess.Popen[bytes], proto: socket.socket, output: int,
+                 workdir: str) -> None:
+        self.proc, self.proto, self.output, self.workdir = proc, proto, output, workdir
+
+    def stop(self, *, wait: bool) -> tuple[int | None, int]:
+        code = self.proc.poll()
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait()
+        self.proto.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        return code, 1
+
+    def exit_code(self, seconds: float) -> int | None:
+        try:
+            return self.proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            return None
+
+
+_Child = _ForkedChild | _DirectChild
 
 
 class SandboxRunner:
@@ -196,10 +264,13 @@ class SandboxRunner:
     """
 
     def __init__(self, *, isolation: str = "auto", uid_base: int = _UID_BASE,
-                 tmp_bytes: int = 512 * _MIB, start_seconds: float = 120.0) -> None:
+                 tmp_bytes: int = 512 * _MIB, start_seconds: float = 120.0,
+                 forkserver: bool | None = None) -> None:
         if isolation not in ("auto", "bwrap", "process"):
             raise ValueError(f"isolation must be 'auto', 'bwrap' or 'process', not {isolation!r}")
         self.requested = isolation
+        # the fork server needs Linux (prctl, /proc); elsewhere each child is a fresh interpreter
+        self.forkserver = sys.platform.startswith("linux") if forkserver is None else forkserver
         self.isolation: str | None = None       # what runs: "bwrap" or "process", once started
         self.tmp_bytes, self.start_seconds = tmp_bytes, start_seconds
         self.can_drop_uid = False
@@ -225,6 +296,11 @@ class SandboxRunner:
             raise RuntimeError("this SandboxRunner is closed")
         if os.getpid() != self._pid:
             raise RuntimeError("a SandboxRunner cannot cross a fork: create one in each process")
+        if not self.forkserver:
+            if self.isolation is None:
+                self._fall_back("bubblewrap needs Linux and the fork server")
+                self.isolation = "process"
+            return
         if self._proc is not None and self._proc.poll() is None:
             return
         self._stop_worker()
@@ -232,24 +308,33 @@ class SandboxRunner:
             problem = self._start_worker(use_bwrap=True)
             if problem is None:
                 return
-            self.bwrap_problem = problem
-            if self.requested == "bwrap":
-                raise RuntimeError(f"bubblewrap sandbox unavailable: {problem}")
-            warnings.warn(f"backprop-grader: {problem}; falling back to process isolation "
-                          "(student code can read any file this user can read; see the README, "
-                          "'Security model')", RuntimeWarning, stacklevel=4)
+            self._fall_back(problem)
         problem = self._start_worker(use_bwrap=False)
         if problem is not None:
             raise RuntimeError(f"the sandbox worker did not start: {problem}")
 
-    def _worker_command(self, use_bwrap: bool) -> list[str] | str:
+    def _fall_back(self, problem: str) -> None:
+        """No bubblewrap: an error if it was asked for, else one warning."""
+        self.bwrap_problem = problem
+        if self.requested == "bwrap":
+            raise RuntimeError(f"bubblewrap sandbox unavailable: {problem}")
+        if self.requested == "auto":
+            warnings.warn(f"backprop-grader: {problem}; falling back to process isolation "
+                          "(student code can read any file this user can read; see the README, "
+                          "'Security model')", RuntimeWarning, stacklevel=5)
+
+    def _python_command(self, use_bwrap: bool, entry: str) -> list[str]:
         package_dir = str(Path(__file__).resolve().parent)
         paths = [str(Path(package_dir).parent)]
         paths += [p for p in (bubblewrap.library_paths() if use_bwrap else
                               [os.path.abspath(p) for p in sys.path if p]) if p not in paths]
-        bootstrap = ("import sys; sys.path[:0] = " + repr(paths) +
-                     "; from grader.forkserver import main; main(int(sys.argv[1]))")
-        command = [sys.executable, "-I", "-c", bootstrap]
+        return [sys.executable, "-I", "-c",
+                f"import sys; sys.path[:0] = {paths!r}; from grader.forkserver import {entry}; "
+                f"{entry}(*sys.argv[1:])"]
+
+    def _worker_command(self, use_bwrap: bool) -> list[str] | str:
+        package_dir = str(Path(__file__).resolve().parent)
+        command = self._python_command(use_bwrap, "main")
         if not use_bwrap:
             return command
         bwrap = bubblewrap.find_bwrap()
@@ -350,8 +435,12 @@ class SandboxRunner:
         self.close()
 
     # -- children -----------------------------------------------------------------------------
-    def spawn(self, limits: Limits, *, seconds: float = 30.0) -> _Spawned | str:
-        """Fork a child with ``limits``; a _Spawned, or why it could not start."""
+    def spawn(self, limits: Limits, *, seconds: float = 30.0) -> _Child | str:
+        """Fork a child with ``limits``; the child, or why it could not start."""
+        if not self.forkserver:
+            with self._lock:
+                self._ensure_started()
+            return self._spawn_direct(limits)
         control, control_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         proto, proto_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         out_r, out_w = os.pipe()
@@ -392,7 +481,28 @@ class SandboxRunner:
                 self.release_uid(uid)
             return str(reply.get("message") or "the sandbox worker did not answer"
                        + (f": {self.worker_log().strip()[-300:]}" if self.worker_log() else ""))
-        return _Spawned(control, proto, out_r, int(reply["pid"]), uid)
+        return _ForkedChild(self, control, proto, out_r, uid)
+
+    def _spawn_direct(self, limits: Limits) -> _Child | str:
+        proto, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        out_r, out_w = os.pipe()
+        workdir = tempfile.mkdtemp(prefix="bpg-")
+        command = self._python_command(False, "serve_direct")
+        try:
+            proc = subprocess.Popen(
+                command + [str(theirs.fileno()), json.dumps(limits.for_child())],
+                stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w, pass_fds=(theirs.fileno(),),
+                cwd=workdir, env={**_WORKER_ENV, "HOME": workdir, "TMPDIR": workdir},
+                start_new_session=True)
+        except OSError as e:
+            proto.close()
+            os.close(out_r)
+            shutil.rmtree(workdir, ignore_errors=True)
+            return f"cannot start {sys.executable}: {e.strerror}"
+        finally:
+            theirs.close()
+            os.close(out_w)
+        return _DirectChild(proc, proto, out_r, workdir)
 
     @property
     def uids(self) -> tuple[int, ...]:
@@ -483,7 +593,7 @@ class SandboxSession:
         self.code, self.filename, self.limits = code, filename, limits
         self._own_runner = runner is None
         self.runner = runner if runner is not None else SandboxRunner()
-        self.child: _Spawned | None = None
+        self.child: _Child | None = None
         self.sinks: list[_OutputSink] = []
         self.load_outcome: CallOutcome | None = None
         self.restarts = 0
@@ -518,46 +628,13 @@ class SandboxSession:
 
     def _stop(self, *, wait: bool = False) -> tuple[int | None, int]:
         """Stop the child and all it started: (its exit code if it ended by itself, how many
-        processes were killed). ``wait``: until every one is gone and counted (after a failure);
-        otherwise the worker finishes in the background and the count is 0."""
+        processes were killed; 0 unless ``wait``)."""
         child, self.child = self.child, None
         if child is None:
             return None, 0
-        code: int | None = None
-        processes = 0
-        try:
-            child.control.settimeout(15)
-            child.control.send(json.dumps({"op": "stop", "wait": wait}).encode())
-            while True:
-                message = json.loads(child.control.recv(4096) or b"{}")
-                if message.get("event") == "exited" and code is None:
-                    code = message.get("code")
-                if message.get("event") in ("stopped", None):
-                    processes = int(message.get("processes") or 0)
-                    break
-        except (OSError, ValueError):
-            pass
-        finally:
-            child.control.close()
-            child.proto.close()
-            if child.uid is not None:
-                self.runner.release_uid(child.uid)
+        code, processes = child.stop(wait=wait)
         self.processes_killed += max(processes - 1, 0)
         return code, processes
-
-    def _exit_code(self, seconds: float = 2.0) -> int | None:
-        """Wait briefly for the worker to report that the child ended."""
-        assert self.child is not None
-        self.child.control.settimeout(seconds)
-        try:
-            while True:
-                message = json.loads(self.child.control.recv(4096) or b"{}")
-                if message.get("event") == "exited":
-                    return message.get("code")
-                if not message:
-                    return None
-        except (OSError, ValueError):
-            return None
 
     def _send(self, frame: bytes, deadline: float) -> None:
         assert self.child is not None
@@ -584,7 +661,7 @@ class SandboxSession:
             return CallOutcome("timeout", message=f"took longer than {seconds:g} s (limit: wall "
                                                   "time)", limit="wall time")
         except (EOFError, ConnectionError, BrokenPipeError):
-            code = self._exit_code()
+            code = self.child.exit_code(2.0)
             self._stop(wait=True)
             message, limit = _describe_exit(code, self.limits)
             return CallOutcome("error", message=f"the process running your code {message}",

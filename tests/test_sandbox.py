@@ -303,3 +303,30 @@ def test_in_bwrap_the_child_sees_no_work_tree_no_host_tmp_and_no_network(runner,
         with pytest.raises(BlockingIOError):
             listener.accept()
     assert out.output.split("\n")[:2] == ["False False False True", "no network"]
+
+
+def test_where_there_is_no_fork_server_each_child_is_a_fresh_interpreter():
+    code = "def f(x):\n    return x * 3\n\ndef hang(x):\n    while True: pass\n"
+    with pytest.warns(RuntimeWarning, match="bubblewrap needs Linux"):
+        with SandboxRunner(forkserver=False) as r:
+            with open_session(code, filename="s.py", limits=Limits(call_seconds=1.0),
+                              runner=r) as s:
+                hung = s.call("hang", {"x": torch.ones(1)})
+                again = s.call("f", {"x": torch.ones(1)})
+    assert r.isolation == "process" and hung.limit == "wall time"
+    assert again.status == "ok" and torch.equal(again.tensors["result"], torch.full((1,), 3.0))
+
+
+def test_a_worker_that_died_is_started_again_for_the_next_session():
+    import signal
+
+    with SandboxRunner() as r:
+        first = run_in_sandbox("def f(x):\n    return x\n", {"x": torch.ones(1)}, function="f",
+                               runner=r)
+        os.kill(r.worker_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while r._proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        second = run_in_sandbox("def f(x):\n    return x\n", {"x": torch.ones(1)}, function="f",
+                                runner=r)
+    assert first.status == second.status == "ok"
