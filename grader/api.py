@@ -13,10 +13,11 @@ from . import __version__
 from .catalog import GRADIENTS
 from .grading import GradingOptions, Verdict, collect_gradient_results, grade_exercise4, \
     grade_stub_gradients
+from .integrity import integrity_flags, scan_source
 from .lecture import Config, LectureState, build_lecture_state, read_words
 from .loader import Submission, SubmissionError, load_submission
 from .results import ExerciseResult, Result
-from .sandbox import Limits, SandboxSession
+from .sandbox import Limits, SandboxRunner, SandboxSession
 
 __all__ = ["GradeRequest", "grade_submission", "lecture_config", "scoring_mode_for"]
 
@@ -64,8 +65,12 @@ def _first_wrong(exercises: tuple[ExerciseResult, ...], verdicts: list[Verdict])
 
 
 def grade_submission(source: str | Path | Submission, *,
-                     request: GradeRequest = GradeRequest()) -> Result:
-    """Grade one submission file; never raises for anything the submission does."""
+                     request: GradeRequest = GradeRequest(),
+                     runner: SandboxRunner | None = None) -> Result:
+    """Grade one submission file; never raises for anything the submission does.
+
+    ``runner``: a SandboxRunner to reuse (grading many files); without one, the submission gets
+    a runner of its own, started and stopped here."""
     try:
         submission = source if isinstance(source, Submission) else load_submission(source)
     except SubmissionError as e:
@@ -76,8 +81,8 @@ def grade_submission(source: str | Path | Submission, *,
     if submission.format != "stubs":
         from .lecture_style import grade_lecture_style
 
-        return grade_lecture_style(submission, state, request)
-    session = SandboxSession(submission.code, submission.name, request.limits)
+        return grade_lecture_style(submission, state, request, runner=runner)
+    session = SandboxSession(submission.code, submission.name, request.limits, runner=runner)
     try:
         loaded = session.start()
         if loaded.status != "ok":
@@ -99,6 +104,9 @@ def grade_submission(source: str | Path | Submission, *,
     exercises = collect_gradient_results(verdicts, scoring_mode=mode, options=options,
                                          lecture=request.config)
     notes = list(submission.notes)
+    if session.output_dropped:
+        notes.append(f"your code printed {session.output_dropped:,} bytes more than the "
+                     f"{request.limits.output_bytes:,} kept (limit: output bytes)")
     if session.restarts:
         notes.append(f"the process running your code had to be restarted {session.restarts} time(s)")
     result = Result(
@@ -114,4 +122,6 @@ def grade_submission(source: str | Path | Submission, *,
 def _with_output(result: Result, session: SandboxSession) -> Result:
     from dataclasses import replace
 
-    return replace(result, output=session.output())
+    flags = integrity_flags(scan_source(session.code, filename=session.filename),
+                            session.integrity)
+    return replace(result, output=session.output(), integrity=flags)

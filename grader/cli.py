@@ -50,6 +50,11 @@ def _add_grading_options(p: argparse.ArgumentParser) -> None:
                    help="exercise 4: SGD steps to train with your backward() (default 10)")
     p.add_argument("--timeout", type=float, default=20.0, metavar="SECONDS",
                    help="time limit for one call of your code (default 20)")
+    p.add_argument("--integrity", choices=("zero", "flag"), default="zero",
+                   help="a gradient computed with autograd: scores 0 (default) or is only flagged")
+    p.add_argument("--isolation", choices=("auto", "bwrap", "process"), default="auto",
+                   help="sandbox: bubblewrap where it works (auto, default), bubblewrap or fail "
+                        "(bwrap), or process isolation only (process); see README, Security model")
 
 
 def _request(args: argparse.Namespace) -> GradeRequest:
@@ -57,7 +62,8 @@ def _request(args: argparse.Namespace) -> GradeRequest:
 
     modes = ("isolated", "chained") if args.mode == "both" else (args.mode,)
     return GradeRequest(config=lecture_config(args.words),
-                        options=GradingOptions(modes=modes, train_steps=max(args.steps, 1)),
+                        options=GradingOptions(modes=modes, train_steps=max(args.steps, 1),
+                                               integrity_policy=args.integrity),
                         limits=Limits(call_seconds=args.timeout))
 
 
@@ -65,7 +71,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if args.words and not Path(args.words).is_file():
         print(f"backprop-grader: --words {args.words}: no such file", file=sys.stderr)
         return EXIT_CANNOT_GRADE
-    result = grade_submission(args.file, request=_request(args))
+    from .sandbox import SandboxRunner
+
+    with SandboxRunner(isolation=args.isolation) as runner:
+        result = grade_submission(args.file, request=_request(args), runner=runner)
     sys.stdout.write(render_text(result, color=use_color(sys.stdout), verbose=args.verbose))
     if args.json:
         write_result(result, args.json)

@@ -7,7 +7,7 @@ chained mode feeds the student's own, as the notebook does. Points come from iso
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -22,6 +22,7 @@ from .catalog import (
     Gradient,
 )
 from .compare import Comparison, Tolerance, compare_gradient
+from .integrity import autograd_events, autograd_message
 from .lecture import (
     PARAMETER_NAMES,
     Config,
@@ -52,6 +53,12 @@ class GradingOptions:
     exact_required: frozenset[str] = frozenset()
     points: dict[str, float] = field(default_factory=dict)   # per-gradient override
     exercises: tuple[str, ...] = ("ex1", "ex2", "ex3", "ex4")
+    integrity_policy: str = "zero"   # a gradient computed with autograd: "zero" points or "flag"
+
+    def __post_init__(self) -> None:
+        if self.integrity_policy not in ("zero", "flag"):
+            raise ValueError("integrity_policy must be 'zero' or 'flag', not "
+                             f"{self.integrity_policy!r}")
 
 
 @dataclass
@@ -141,6 +148,20 @@ def _outcome_verdict(gradient: Gradient, config: Config, mode: str,
     return Verdict(gradient, config, mode, status, message=message, traceback=outcome.traceback)
 
 
+def _integrity_checked(verdict: Verdict, session: SandboxSession, outcome: CallOutcome,
+                       options: GradingOptions) -> Verdict:
+    """Under the "zero" policy, a gradient whose call (or the file's load) used autograd gets
+    status "integrity" and no points; see grader.integrity."""
+    if options.integrity_policy != "zero":
+        return verdict
+    if autograd_events(outcome.integrity):
+        return replace(verdict, status="integrity", message=autograd_message(outcome.integrity))
+    if autograd_events(session.load_integrity):
+        return replace(verdict, status="integrity",
+                       message=autograd_message(session.load_integrity, at_load=True))
+    return verdict
+
+
 def grade_stub_gradients(session: SandboxSession, functions: dict[str, tuple[str, ...]],
                          state: LectureState, options: GradingOptions,
                          gradients: tuple[Gradient, ...] = GRADIENTS) -> list[Verdict]:
@@ -194,9 +215,11 @@ def grade_stub_gradients(session: SandboxSession, functions: dict[str, tuple[str
                         not torch.equal(own.get(p, state.grads[p]), state.grads[p])
                         for p in params if p in gradient.allowed_gradients):
                     explanation = UPSTREAM_INEXACT
-            verdicts.append(Verdict(gradient, state.config, mode, comparison.status, comparison,
-                                    message=comparison.message, actual=actual, expected=expected,
-                                    explanation=explanation, substituted=tuple(substituted)))
+            verdicts.append(_integrity_checked(
+                Verdict(gradient, state.config, mode, comparison.status, comparison,
+                        message=comparison.message, actual=actual, expected=expected,
+                        explanation=explanation, substituted=tuple(substituted)),
+                session, outcome, options))
     return verdicts
 
 
@@ -275,8 +298,9 @@ def grade_exercise4(session: SandboxSession, params_of_backward: tuple[str, ...]
         actual = outcome.tensors[str(i)]
         cmp = compare_gradient(actual, exp, scale=scales[gradient.name],
                                tolerance=options.tolerance)
-        verdicts.append(Verdict(gradient, config, "isolated", cmp.status, cmp, message=cmp.message,
-                                actual=actual, expected=exp))
+        verdicts.append(_integrity_checked(
+            Verdict(gradient, config, "isolated", cmp.status, cmp, message=cmp.message,
+                    actual=actual, expected=exp), session, outcome, options))
     verdicts.append(_grade_training(session, params_of_backward, setup, options))
     return verdicts
 
@@ -322,8 +346,10 @@ def _grade_training(session: SandboxSession, signature: tuple[str, ...], setup: 
                f"{'not finite' if cmp.maxdiff is None else format(cmp.maxdiff, '.3g')} in {name}")
     if status == "wrong" and cmp.message:
         message += f" ({cmp.message})"
-    return Verdict(gradient, config, "isolated", status, cmp, message=message,
-                   actual=torch.tensor(losses), expected=torch.tensor(expected_losses))
+    return _integrity_checked(
+        Verdict(gradient, config, "isolated", status, cmp, message=message,
+                actual=torch.tensor(losses), expected=torch.tensor(expected_losses)),
+        session, outcome, options)
 
 
 _RANK = {"exact": 0, "approx": 1, "wrong": 2, "nonfinite": 3, "shape": 4, "integrity": 5,
