@@ -49,7 +49,7 @@ from .lecture import (
     sample_batches,
     train_with_autograd,
 )
-from .probes import Probe, probe_for
+from .probes import Probe, probe_book
 from .results import ConfigVerdict, ExerciseResult, GradientResult, ModeVerdict
 from .sandbox import CallOutcome, SandboxSession
 from .training import batch_tensors
@@ -320,21 +320,22 @@ def grade_hidden_configs(session: SandboxSession, functions: dict[str, tuple[str
                                gradients)
     passed = {v.gradient.name for v in lecture_verdicts
               if v.mode == "isolated" and v.passed and v.config == lecture.config and not v.probe}
+    books = [probe_book(s.config) if options.probes else None for s in (lecture, *hidden)]
     out: list[Verdict] = []
     for gradient in targets:
         if gradient.name not in passed:
             continue
         params = functions[gradient.name]
         if not hidden:
-            probe = probe_for(lecture.config, gradient, params) if options.probes else None
+            probe = books[0].probe(gradient, params) if books[0] else None
             if probe is not None:
                 v = _isolated_call(session, gradient, params, lecture, probe, options, teach=True)
                 if not v.passed:
                     v.message = _probe_message(gradient, params, lecture, probe, v)
                 out.append(v)
             continue
-        for state in hidden:
-            probe = probe_for(state.config, gradient, params) if options.probes else None
+        for state, book in zip(hidden, books[1:]):
+            probe = book.probe(gradient, params) if book else None
             v = _isolated_call(session, gradient, params, state, probe, options, teach=False)
             out.append(v)
             if v.passed:
@@ -350,7 +351,7 @@ def _explain_hidden_failure(session: SandboxSession, gradient: Gradient, params:
                             state_for: StateFor) -> list[Verdict]:
     """Probe on the lecture config first (the step itself is wrong), then one size at a time."""
     if failed.probe:
-        probe = probe_for(lecture.config, gradient, params)
+        probe = probe_book(lecture.config).probe(gradient, params)
         assert probe is not None
         v = _isolated_call(session, gradient, params, lecture, probe, options, teach=True)
         if not v.passed:

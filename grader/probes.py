@@ -31,9 +31,10 @@ from typing import Any
 import torch
 
 from .catalog import Gradient
-from .lecture import PARAMETER_NAMES, Config, LectureState, build_lecture_state, chunked_forward
+from .lecture import PARAMETER_NAMES, Config, build_lecture_state, chunked_forward
 
-__all__ = ["PARENTS", "Probe", "downstream_of", "injection_points", "probe_for"]
+__all__ = ["PARENTS", "Probe", "ProbeBook", "downstream_of", "injection_points", "probe_book",
+           "probe_for"]
 
 # The chunked forward pass as a graph: each tensor and the tensors it is computed from.
 PARENTS: dict[str, tuple[str, ...]] = {
@@ -108,51 +109,56 @@ class Probe:
         return ", ".join(f"d{v}" for v in self.injected)
 
 
-@dataclass(frozen=True)
-class _Graph:
-    leaves: dict[str, torch.Tensor]
-    forward: dict[str, torch.Tensor]
-    state: LectureState
+class ProbeBook:
+    """Every probe of one config, made on first use (one per stub and injection points)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.state = build_lecture_state(config)
+        self.leaves = {k: v.clone().requires_grad_(True) for k, v in self.state.params.items()}
+        self.forward = chunked_forward(self.leaves, self.state.Xb, self.state.Yb)
+        self._made: dict[tuple[str, tuple[str, ...]], Probe] = {}
+
+    def probe(self, gradient: Gradient, params: tuple[str, ...]) -> Probe | None:
+        """The probe for a stub with these parameters; None if it cannot be probed."""
+        injected = injection_points(gradient, params)
+        if not injected:
+            return None
+        key = (gradient.name, injected)
+        if key not in self._made:
+            self._made[key] = self._make(gradient, injected)
+        return self._made[key]
+
+    def _node(self, name: str) -> torch.Tensor:
+        return self.leaves[name] if name in PARAMETER_NAMES else self.forward[name]
+
+    def _make(self, gradient: Gradient, injected: tuple[str, ...]) -> Probe:
+        config, state = self.config, self.state
+        true = [state.grads[f"d{v}"] for v in injected] + [state.grads[u] for u in gradient.upstream]
+        size = max((float(t.abs().max()) for t in true if t.numel()), default=0.0) or 1.0
+        g = torch.Generator().manual_seed(
+            zlib.crc32(f"{config.seed}/{gradient.name}/{','.join(injected)}".encode()))
+        outputs = [self._node(v) for v in injected]
+        R = [torch.randn(o.shape, generator=g) * size for o in outputs]
+        wanted = [gradient.variable] + [_variable_of(p) for p in gradient.allowed_gradients
+                                        if _variable_of(p) != gradient.variable]
+        grads = torch.autograd.grad(outputs, [self._node(v) for v in wanted], grad_outputs=R,
+                                    retain_graph=True, allow_unused=True)
+        by_name = {v: (gr if gr is not None else torch.zeros_like(self._node(v))).detach()
+                   for v, gr in zip(wanted, grads)}
+        pool: dict[str, Any] = {k: v.detach() for k, v in self.forward.items()}
+        pool.update({k: v.detach() for k, v in self.leaves.items()})
+        pool.update({"n": config.n, "Xb": state.Xb, "Yb": state.Yb})
+        pool.update({f"d{v}": t for v, t in by_name.items() if v != gradient.variable})
+        return Probe(config, gradient.name, injected, pool, by_name[gradient.variable])
 
 
 @functools.lru_cache(maxsize=16)
-def _graph(config: Config) -> _Graph:
-    state = build_lecture_state(config)
-    leaves = {k: v.clone().requires_grad_(True) for k, v in state.params.items()}
-    forward = chunked_forward(leaves, state.Xb, state.Yb)
-    return _Graph(leaves, forward, state)
-
-
-def _node(graph: _Graph, name: str) -> torch.Tensor:
-    return graph.leaves[name] if name in PARAMETER_NAMES else graph.forward[name]
+def probe_book(config: Config) -> ProbeBook:
+    """The probes of ``config`` (cached: the same for every submission)."""
+    return ProbeBook(config)
 
 
 def probe_for(config: Config, gradient: Gradient, params: tuple[str, ...]) -> Probe | None:
     """The probe for a stub with these parameters in ``config``; None if it cannot be probed."""
-    injected = injection_points(gradient, params)
-    if not injected:
-        return None
-    return _probe(config, gradient, injected)
-
-
-@functools.lru_cache(maxsize=512)
-def _probe(config: Config, gradient: Gradient, injected: tuple[str, ...]) -> Probe:
-    graph = _graph(config)
-    state = graph.state
-    true = [state.grads[f"d{v}"] for v in injected] + [state.grads[u] for u in gradient.upstream]
-    size = max((float(t.abs().max()) for t in true if t.numel()), default=0.0) or 1.0
-    g = torch.Generator().manual_seed(
-        zlib.crc32(f"{config.seed}/{gradient.name}/{','.join(injected)}".encode()))
-    outputs = [_node(graph, v) for v in injected]
-    R = [torch.randn(o.shape, generator=g) * size for o in outputs]
-    wanted = [gradient.variable] + [_variable_of(p) for p in gradient.allowed_gradients
-                                    if _variable_of(p) != gradient.variable]
-    grads = torch.autograd.grad(outputs, [_node(graph, v) for v in wanted], grad_outputs=R,
-                                retain_graph=True, allow_unused=True)
-    by_name = {v: (gr if gr is not None else torch.zeros_like(_node(graph, v))).detach()
-               for v, gr in zip(wanted, grads)}
-    pool: dict[str, Any] = {k: v.detach() for k, v in graph.forward.items()}
-    pool.update({k: v.detach() for k, v in graph.leaves.items()})
-    pool.update({"n": config.n, "Xb": state.Xb, "Yb": state.Yb})
-    pool.update({f"d{v}": t for v, t in by_name.items() if v != gradient.variable})
-    return Probe(config, gradient.name, injected, pool, by_name[gradient.variable])
+    return probe_book(config).probe(gradient, params)

@@ -155,3 +155,32 @@ def test_the_self_check_never_says_all_passed_while_a_hidden_config_failed(tmp_p
     without = check("--no-hidden")
     assert without.returncode == 0 and "(all passed)" in without.stdout
     assert "lecture config only" in without.stdout
+
+
+def test_chained_only_grading_runs_the_hidden_configs_chained(tmp_path):
+    path = tmp_path / "hard_coded.py"
+    path.write_text(with_overrides(HARD_CODED))
+    r = grade_submission(path, request=GradeRequest(
+        options=GradingOptions(exercises=("ex1",), modes=("chained",))))
+    g = next(g for g in r.gradients() if g.name == "dhprebn")
+    assert not g.passed and "hidden-1" in g.message and "32 (n)" in g.message
+    assert {x.name for x in r.gradients() if not x.passed} >= {"dlogprobs", "dhprebn", "demb"}
+
+
+@pytest.mark.parametrize("on_hidden", [True, False])
+def test_exercise_4_checks_its_gradients_on_one_hidden_config_and_trains_on_the_lecture_one(
+        on_hidden, tmp_path):
+    path = tmp_path / "hard_coded_backward.py"
+    path.write_text(with_overrides(SUBMISSIONS / "hidden" / "hard_coded_backward.py"))
+    r = grade_submission(path, request=GradeRequest(
+        hidden=HiddenConfigs(exercise4=on_hidden),
+        options=GradingOptions(exercises=("ex4",), train_steps=2)))
+    by_name = {g.name: g for g in r.gradients()}
+    assert by_name["training"].passed
+    if on_hidden:
+        for name in ("dW2", "db2", "dC"):
+            assert not by_name[name].passed, name
+            assert by_name[name].message.startswith("correct at n=32, wrong at n=19: is 32 "
+                                                    "hard-coded?"), by_name[name].message
+    else:
+        assert r.all_passed

@@ -12,7 +12,7 @@ from grader.compare import compare_gradient
 from grader.configs import HiddenConfigs
 from grader.grading import GradingOptions
 from grader.lecture import PARAMETER_NAMES, Config, build_lecture_state, chunked_forward
-from grader.probes import PARENTS, downstream_of, injection_points, probe_for
+from grader.probes import PARENTS, ProbeBook, downstream_of, injection_points, probe_for
 
 from conftest import SOLUTION, SUBMISSIONS, with_overrides
 
@@ -87,7 +87,8 @@ def test_a_probe_is_not_hidden_behind_a_nearly_zero_upstream():
 def test_probes_are_reproducible():
     g = gradient_by_name("dbndiff")
     a = probe_for(SMALL, g, _params("dbndiff"))
-    b = probe_for(SMALL.with_(name="same sizes, other name"), g, _params("dbndiff"))
+    b = ProbeBook(SMALL).probe(g, _params("dbndiff"))       # built afresh, not from the cache
+    assert a is not b
     assert torch.equal(a.pool["dbnraw"], b.pool["dbnraw"]) and torch.equal(a.expected, b.expected)
 
 
