@@ -179,7 +179,8 @@ def describe_hard_coding(culprits: tuple[Dimension, ...], *, base: Config, other
         values = _or([str(d.lecture) for d in culprits])
         use = "n or the tensors' shapes" if any(d.name == "n" for d in culprits) else \
             "the tensors' shapes (e.g. x.shape[1])"
-        return f"correct at {right}, wrong at {wrong}: is {values} hard-coded? take sizes from {use}"
+        return (f"correct at {right}, wrong at {wrong}: is {values} hard-coded? "
+                f"take sizes from {use}")
     sizes = ", ".join(d.phrase("hidden") for d in changed)
     if changed and not tested:
         values = _or([f"{d.lecture} ({d.name})" for d in changed])

@@ -23,6 +23,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 __all__ = ["Hint", "MISTAKES", "Mistake", "find_hint", "generic_hint", "mistakes_for"]
 
@@ -48,177 +49,178 @@ class Hint:
 
 # --- exercise 1 ----------------------------------------------------------------------------
 
-def _dlogprobs_sum_not_mean(logprobs, Yb, n):
+def _dlogprobs_sum_not_mean(logprobs: Tensor, Yb: Tensor, n: int) -> Tensor:
     out = torch.zeros_like(logprobs)
     out[range(n), Yb] = -1.0
     return out
 
 
-def _dlogprobs_sign(logprobs, Yb, n):
+def _dlogprobs_sign(logprobs: Tensor, Yb: Tensor, n: int) -> Tensor:
     out = torch.zeros_like(logprobs)
     out[range(n), Yb] = 1.0 / n
     return out
 
 
-def _dlogprobs_every_entry(logprobs, n):
+def _dlogprobs_every_entry(logprobs: Tensor, n: int) -> Tensor:
     return torch.full_like(logprobs, -1.0 / n)
 
 
-def _dprobs_times_probs(dlogprobs, probs):
+def _dprobs_times_probs(dlogprobs: Tensor, probs: Tensor) -> Tensor:
     return probs * dlogprobs
 
 
-def _dcounts_sum_inv_no_keepdim(dprobs, counts):
+def _dcounts_sum_inv_no_keepdim(dprobs: Tensor, counts: Tensor) -> Tensor:
     return (counts * dprobs).sum(1)
 
 
-def _dcounts_sum_inv_no_sum(dprobs, counts):
+def _dcounts_sum_inv_no_sum(dprobs: Tensor, counts: Tensor) -> Tensor:
     return counts * dprobs
 
 
-def _dcounts_sum_inv_wrong_dim(dprobs, counts):
+def _dcounts_sum_inv_wrong_dim(dprobs: Tensor, counts: Tensor) -> Tensor:
     return (counts * dprobs).sum(0, keepdim=True)
 
 
-def _dcounts_sum_exponent(dcounts_sum_inv, counts_sum):
+def _dcounts_sum_exponent(dcounts_sum_inv: Tensor, counts_sum: Tensor) -> Tensor:
     return -counts_sum**-1 * dcounts_sum_inv
 
 
-def _dcounts_one_branch(dprobs, counts_sum_inv):
+def _dcounts_one_branch(dprobs: Tensor, counts_sum_inv: Tensor) -> Tensor:
     return counts_sum_inv * dprobs
 
 
-def _dcounts_sum_branch_only(dprobs, dcounts_sum):
+def _dcounts_sum_branch_only(dprobs: Tensor, dcounts_sum: Tensor) -> Tensor:
     return torch.ones_like(dprobs) * dcounts_sum
 
 
-def _dnorm_logits_input(dcounts, norm_logits):
+def _dnorm_logits_input(dcounts: Tensor, norm_logits: Tensor) -> Tensor:
     return norm_logits * dcounts
 
 
-def _dlogit_maxes_sign(dnorm_logits):
+def _dlogit_maxes_sign(dnorm_logits: Tensor) -> Tensor:
     return dnorm_logits.sum(1, keepdim=True)
 
 
-def _dlogit_maxes_no_sum(dnorm_logits):
+def _dlogit_maxes_no_sum(dnorm_logits: Tensor) -> Tensor:
     return -dnorm_logits
 
 
-def _dlogits_no_max_branch(dnorm_logits):
+def _dlogits_no_max_branch(dnorm_logits: Tensor) -> Tensor:
     return dnorm_logits.clone()
 
 
-def _dlogits_max_to_every_element(dnorm_logits, dlogit_maxes):
+def _dlogits_max_to_every_element(dnorm_logits: Tensor, dlogit_maxes: Tensor) -> Tensor:
     return dnorm_logits + dlogit_maxes
 
 
-def _dh_transposed(dlogits, W2):
+def _dh_transposed(dlogits: Tensor, W2: Tensor) -> Tensor:
     return (dlogits @ W2.T).T
 
 
-def _dW2_transposed(dlogits, h):
+def _dW2_transposed(dlogits: Tensor, h: Tensor) -> Tensor:
     return dlogits.T @ h
 
 
-def _db2_no_sum(dlogits):
+def _db2_no_sum(dlogits: Tensor) -> Tensor:
     return dlogits.clone()
 
 
-def _db2_wrong_dim(dlogits):
+def _db2_wrong_dim(dlogits: Tensor) -> Tensor:
     return dlogits.sum(1)
 
 
-def _db2_keepdim(dlogits):
+def _db2_keepdim(dlogits: Tensor) -> Tensor:
     return dlogits.sum(0, keepdim=True)
 
 
-def _dhpreact_one_minus_tanh(dh, h):
+def _dhpreact_one_minus_tanh(dh: Tensor, h: Tensor) -> Tensor:
     return (1.0 - h) * dh
 
 
-def _dhpreact_input(dh, hpreact):
+def _dhpreact_input(dh: Tensor, hpreact: Tensor) -> Tensor:
     return (1.0 - hpreact**2) * dh
 
 
-def _dhpreact_tanh_twice(dh, h):
+def _dhpreact_tanh_twice(dh: Tensor, h: Tensor) -> Tensor:
     return (1.0 - torch.tanh(h) ** 2) * dh
 
 
-def _dbngain_no_sum(dhpreact, bnraw):
+def _dbngain_no_sum(dhpreact: Tensor, bnraw: Tensor) -> Tensor:
     return bnraw * dhpreact
 
 
-def _dbngain_no_keepdim(dhpreact, bnraw):
+def _dbngain_no_keepdim(dhpreact: Tensor, bnraw: Tensor) -> Tensor:
     return (bnraw * dhpreact).sum(0)
 
 
-def _dbnbias_wrong_dim(dhpreact):
+def _dbnbias_wrong_dim(dhpreact: Tensor) -> Tensor:
     return dhpreact.sum(1, keepdim=True)
 
 
-def _dbnraw_wrong_factor(dhpreact, bnraw):
+def _dbnraw_wrong_factor(dhpreact: Tensor, bnraw: Tensor) -> Tensor:
     return bnraw * dhpreact
 
 
-def _dbnvar_inv_no_sum(dbnraw, bndiff):
+def _dbnvar_inv_no_sum(dbnraw: Tensor, bndiff: Tensor) -> Tensor:
     return bndiff * dbnraw
 
 
-def _dbnvar_exponent(dbnvar_inv, bnvar):
+def _dbnvar_exponent(dbnvar_inv: Tensor, bnvar: Tensor) -> Tensor:
     return (-0.5 * (bnvar + 1e-5) ** -0.5) * dbnvar_inv
 
 
-def _dbndiff2_bessel(dbnvar, bndiff2, n):
+def _dbndiff2_bessel(dbnvar: Tensor, bndiff2: Tensor, n: int) -> Tensor:
     return 1.0 / n * torch.ones_like(bndiff2) * dbnvar
 
 
-def _dbndiff2_no_factor(dbnvar, bndiff2):
+def _dbndiff2_no_factor(dbnvar: Tensor, bndiff2: Tensor) -> Tensor:
     return torch.ones_like(bndiff2) * dbnvar
 
 
-def _dbndiff_one_branch(dbnraw, bnvar_inv):
+def _dbndiff_one_branch(dbnraw: Tensor, bnvar_inv: Tensor) -> Tensor:
     return bnvar_inv * dbnraw
 
 
-def _dbndiff_square_without_two(dbnraw, bnvar_inv, dbndiff2, bndiff):
+def _dbndiff_square_without_two(dbnraw: Tensor, bnvar_inv: Tensor, dbndiff2: Tensor,
+                                bndiff: Tensor) -> Tensor:
     return bnvar_inv * dbnraw + bndiff * dbndiff2
 
 
-def _dbnmeani_sign(dbndiff):
+def _dbnmeani_sign(dbndiff: Tensor) -> Tensor:
     return dbndiff.sum(0, keepdim=True)
 
 
-def _dhprebn_one_branch(dbndiff):
+def _dhprebn_one_branch(dbndiff: Tensor) -> Tensor:
     return dbndiff.clone()
 
 
-def _dhprebn_no_mean_factor(dbndiff, dbnmeani):
+def _dhprebn_no_mean_factor(dbndiff: Tensor, dbnmeani: Tensor) -> Tensor:
     return dbndiff + dbnmeani
 
 
-def _dembcat_transposed(dhprebn, W1):
+def _dembcat_transposed(dhprebn: Tensor, W1: Tensor) -> Tensor:
     return (dhprebn @ W1.T).T
 
 
-def _dW1_transposed(dhprebn, embcat):
+def _dW1_transposed(dhprebn: Tensor, embcat: Tensor) -> Tensor:
     return dhprebn.T @ embcat
 
 
-def _db1_keepdim(dhprebn):
+def _db1_keepdim(dhprebn: Tensor) -> Tensor:
     return dhprebn.sum(0, keepdim=True)
 
 
-def _demb_view_order(dembcat, emb):
+def _demb_view_order(dembcat: Tensor, emb: Tensor) -> Tensor:
     n, block_size, n_embd = emb.shape
     return dembcat.view(n, n_embd, block_size)
 
 
-def _demb_view_transposed(dembcat, emb):
+def _demb_view_transposed(dembcat: Tensor, emb: Tensor) -> Tensor:
     n, block_size, n_embd = emb.shape
     return dembcat.view(n, n_embd, block_size).transpose(1, 2)
 
 
-def _dC_assigned(demb, Xb, C):
+def _dC_assigned(demb: Tensor, Xb: Tensor, C: Tensor) -> Tensor:
     out = torch.zeros_like(C)
     for k in range(Xb.shape[0]):
         for j in range(Xb.shape[1]):
@@ -228,28 +230,30 @@ def _dC_assigned(demb, Xb, C):
 
 # --- exercise 2 and 3 ----------------------------------------------------------------------
 
-def _dlogits_fused_no_mean(logits, Yb, n):
+def _dlogits_fused_no_mean(logits: Tensor, Yb: Tensor, n: int) -> Tensor:
     out = F.softmax(logits, 1)
     out[range(n), Yb] -= 1
     return out
 
 
-def _dlogits_fused_no_target(logits, n):
+def _dlogits_fused_no_target(logits: Tensor, n: int) -> Tensor:
     return F.softmax(logits, 1) / n
 
 
-def _dlogits_fused_wrong_dim(logits, Yb, n):
+def _dlogits_fused_wrong_dim(logits: Tensor, Yb: Tensor, n: int) -> Tensor:
     out = F.softmax(logits, 0)
     out[range(n), Yb] -= 1
     return out / n
 
 
-def _dhprebn_fused_biased(dhpreact, bngain, bnvar_inv, bnraw, n):
+def _dhprebn_fused_biased(dhpreact: Tensor, bngain: Tensor, bnvar_inv: Tensor, bnraw: Tensor,
+                          n: int) -> Tensor:
     return bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(0)
                                      - bnraw * (dhpreact * bnraw).sum(0))
 
 
-def _dhprebn_fused_no_gain(dhpreact, bnvar_inv, bnraw, n):
+def _dhprebn_fused_no_gain(dhpreact: Tensor, bnvar_inv: Tensor, bnraw: Tensor,
+                           n: int) -> Tensor:
     return bnvar_inv / n * (n * dhpreact - dhpreact.sum(0)
                             - n / (n - 1) * bnraw * (dhpreact * bnraw).sum(0))
 

@@ -134,7 +134,8 @@ class ProbeBook:
 
     def _make(self, gradient: Gradient, injected: tuple[str, ...]) -> Probe:
         config, state = self.config, self.state
-        true = [state.grads[f"d{v}"] for v in injected] + [state.grads[u] for u in gradient.upstream]
+        true = [state.grads[f"d{v}"] for v in injected]
+        true += [state.grads[u] for u in gradient.upstream]
         size = max((float(t.abs().max()) for t in true if t.numel()), default=0.0) or 1.0
         g = torch.Generator().manual_seed(
             zlib.crc32(f"{config.seed}/{gradient.name}/{','.join(injected)}".encode()))

@@ -54,6 +54,7 @@ def render_text(result: Result, *, color: bool = False, verbose: bool = False) -
     lines.append(_configs_line(result))
     header = f"{'gradient':<16} {'status':<9} {'exact':<5} {'approx':<6} {'allclose':<8} " \
              f"{'maxdiff':<8} {'isolated':<9} {'chained':<9} {'points':>7}"
+    last_reason = None
     for ex in result.exercises:
         lines += ["", _EXERCISE_TITLES.get(ex.name, ex.name), header, "-" * len(header)]
         for g in ex.gradients:
@@ -69,6 +70,11 @@ def render_text(result: Result, *, color: bool = False, verbose: bool = False) -
                     details.append(g.traceback.strip())
             elif g.status == "approx":
                 details = [d for d in details if d is g.explanation]
+            if g.explanation and g.explanation in details:
+                reason, _, rest = g.explanation.partition("; largest distance")
+                if reason == last_reason and rest:
+                    details[details.index(g.explanation)] = f"(as above) largest distance{rest}"
+                last_reason = reason
             for d in details:
                 lines.append(_indent(d, "    "))
         lines.append(f"{'':<16} {'':>62} {ex.score:>3g}/{ex.max_score:<3g}")
