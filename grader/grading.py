@@ -93,6 +93,7 @@ class Verdict:
     probe: bool = False                 # fed random upstream gradients (grader/probes.py)
     hint: str | None = None             # a known mistake (grader/hints.py), when it matched
     hint_key: str | None = None
+    limit: str | None = None            # the sandbox limit the call hit ("wall time", ...)
 
     @property
     def passed(self) -> bool:
@@ -138,7 +139,7 @@ def _outcome_verdict(gradient: Gradient, config: Config, mode: str,
     if outcome.status == "timeout":
         message = f"{gradient.name}() {outcome.message}"
     return Verdict(gradient, config, mode, status, message=message, traceback=outcome.traceback,
-                   probe=probe)
+                   probe=probe, limit=outcome.limit)
 
 
 def _judge(gradient: Gradient, config: Config, mode: str, outcome: CallOutcome,
@@ -310,8 +311,9 @@ def grade_hidden_configs(session: SandboxSession, functions: dict[str, tuple[str
     Isolated mode (the default): one call per stub and hidden config, with random upstream
     gradients where the stub's signature allows a consistent probe (grader/probes.py); with no
     hidden config, one probe call per stub on the lecture config. A stub stops at its first
-    failure, which is then explained with a few more calls of that stub alone. Chained-only
-    grading runs the hidden configs chained, without probes or diagnosis.
+    failure, which is then explained with a few more calls of that stub alone (none after a call
+    that hit a sandbox limit). Chained-only grading runs the hidden configs chained, without
+    probes or diagnosis.
     """
     targets = [g for g in gradients if g.exercise in options.exercises
                and g.name in functions]
@@ -360,15 +362,33 @@ def _explain_hidden_failure(session: SandboxSession, gradient: Gradient, params:
                 f": {failed.message}" if failed.message else "")
             return [v]
 
-    def fails_alone(config: Config) -> bool:
-        return not _isolated_call(session, gradient, params, state_for(config), None, options,
-                                  teach=False).passed
+    changed = changed_dimensions(lecture.config, failed.config)
+    if failed.limit is not None:     # a hang or a crash: no more calls to find out which size
+        sizes = ", ".join(d.phrase("hidden") for d in changed)
+        failed.message = (f"correct in the {lecture.config.name} config, but in "
+                          f"{failed.config.name} ({sizes or 'other data'}): {failed.message}")
+        return []
 
-    changed, culprits = _culprits(lecture.config, failed.config, fails_alone)
+    def fails_alone(config: Config) -> bool:
+        v = _isolated_call(session, gradient, params, state_for(config), None, options,
+                           teach=False)
+        if v.limit is not None:
+            raise _GiveUp
+        return not v.passed
+
+    try:
+        _, culprits = _culprits(lecture.config, failed.config, fails_alone)
+        tested = True
+    except _GiveUp:
+        culprits, tested = (), False
     failed.message = _with_detail(describe_hard_coding(culprits, base=lecture.config,
-                                                       other=failed.config, changed=changed),
-                                  failed)
+                                                       other=failed.config, changed=changed,
+                                                       tested=tested), failed)
     return []
+
+
+class _GiveUp(Exception):
+    """A diagnosis call hit a sandbox limit: stop calling that stub."""
 
 
 def _hidden_chained(session: SandboxSession, functions: dict[str, tuple[str, ...]],

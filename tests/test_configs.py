@@ -22,6 +22,7 @@ from grader.configs import (
 )
 from grader.grading import GradingOptions
 from grader.lecture import Config, build_lecture_state
+from grader.sandbox import Limits
 
 from conftest import ROOT, SUBMISSIONS, with_overrides
 
@@ -185,3 +186,16 @@ def test_exercise_4_checks_its_gradients_on_one_hidden_config_and_trains_on_the_
                                                     "hard-coded?"), by_name[name].message
     else:
         assert r.all_passed
+
+
+def test_a_stub_that_hangs_at_other_sizes_fails_with_the_limit_named(tmp_path):
+    path = tmp_path / "hangs.py"
+    path.write_text(with_overrides(SUBMISSIONS / "hidden" / "hangs_at_other_sizes.py"))
+    r = grade_submission(path, request=GradeRequest(
+        options=GradingOptions(exercises=("ex1",), modes=("isolated",)),
+        limits=Limits(call_seconds=1.0)))
+    g = next(g for g in r.gradients() if g.name == "dhprebn")
+    assert g.status == "error" and "time limit" in g.message and "hidden-1" in g.message
+    assert [x.name for x in r.gradients() if not x.passed] == ["dhprebn"]
+    # one timeout, then no more calls of that stub to find out which size
+    assert [c.config for c in g.configs] == ["lecture", "hidden-1"]
