@@ -11,8 +11,9 @@ import torch
 
 from . import __version__
 from .catalog import GRADIENTS
+from .configs import HiddenConfigs, resolve_hidden_configs
 from .grading import GradingOptions, Verdict, collect_gradient_results, grade_exercise4, \
-    grade_stub_gradients
+    grade_exercise4_hidden, grade_hidden_configs, grade_stub_gradients
 from .integrity import integrity_flags, scan_source
 from .lecture import Config, LectureState, build_lecture_state, read_words
 from .loader import Submission, SubmissionError, load_submission
@@ -22,7 +23,7 @@ from .sandbox import Limits, SandboxRunner, SandboxSession
 __all__ = ["GradeRequest", "grade_submission", "lecture_config", "scoring_mode_for"]
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=32)
 def _state(config: Config) -> LectureState:
     return build_lecture_state(config)
 
@@ -37,9 +38,17 @@ class GradeRequest:
     """Everything that decides a grade, besides the submission itself."""
 
     config: Config = field(default_factory=Config)
-    hidden: tuple[Config, ...] = ()
+    # hidden configs: HiddenConfigs (the default variants with final grading's seeds; .off(),
+    # .self_check(), fixed seeds or variants), or explicit Configs (() turns them off)
+    hidden: HiddenConfigs | tuple[Config, ...] = HiddenConfigs()
     options: GradingOptions = field(default_factory=GradingOptions)
     limits: Limits = field(default_factory=Limits)
+
+    def hidden_configs(self) -> tuple[Config, ...]:
+        """The hidden configs this request grades on, besides ``config``."""
+        if isinstance(self.hidden, HiddenConfigs):
+            return resolve_hidden_configs(self.config, self.hidden)
+        return tuple(self.hidden)
 
 
 def scoring_mode_for(submission: Submission) -> str:
@@ -91,13 +100,19 @@ def grade_submission(source: str | Path | Submission, *,
                                    status="timeout" if loaded.status == "timeout" else "error",
                                    loss=state.loss)
             return _with_output(result, session)
-        verdicts: list[Verdict] = []
-        for config in (request.config, *request.hidden):
-            verdicts += grade_stub_gradients(session, submission.functions, _state(config),
-                                             options)
+        hidden = request.hidden_configs()
+        verdicts = grade_stub_gradients(session, submission.functions, state, options)
+        verdicts += grade_hidden_configs(session, submission.functions, verdicts, state,
+                                         tuple(_state(c) for c in hidden), options,
+                                         state_for=_state)
         if "ex4" in options.exercises:
-            verdicts += grade_exercise4(session, submission.functions.get("backward"),
-                                        request.config.with_(n_hidden=200), options)
+            backward = submission.functions.get("backward")
+            ex4_config = request.config.with_(n_hidden=200)
+            ex4 = grade_exercise4(session, backward, ex4_config, options)
+            if hidden and _exercise4_on_hidden(request):
+                ex4 += grade_exercise4_hidden(session, backward, ex4, ex4_config, hidden[0],
+                                              options)
+            verdicts += ex4
     finally:
         session.close()
     mode = scoring_mode_for(submission)
@@ -114,9 +129,13 @@ def grade_submission(source: str | Path | Submission, *,
         score=sum(e.score for e in exercises), max_score=sum(e.max_score for e in exercises),
         mode=mode, loss=state.loss, exercises=exercises,
         first_wrong=_first_wrong(exercises, verdicts), notes=tuple(notes),
-        configs=tuple(c.label() for c in (request.config, *request.hidden)),
+        configs=tuple(c.label() for c in (request.config, *hidden)),
         grader_version=__version__)
     return _with_output(result, session)
+
+
+def _exercise4_on_hidden(request: GradeRequest) -> bool:
+    return not isinstance(request.hidden, HiddenConfigs) or request.hidden.exercise4
 
 
 def _with_output(result: Result, session: SandboxSession) -> Result:

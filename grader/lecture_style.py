@@ -301,11 +301,11 @@ class _Grader:
                                    f"{self.plan.step_where(self.plan.positions[src.steps[-1]])}")
         own = self._own(run)
         upstream = [u for u in gradient.upstream if u in own]
-        inexact = any(not torch.equal(own[u], self.state.grads[u]) for u in upstream
-                      if own[u].shape == self.state.grads[u].shape)
+        inexact = tuple(u for u in upstream if own[u].shape == self.state.grads[u].shape
+                        and not torch.equal(own[u], self.state.grads[u]))
         inputs = {"h": self.state.forward["h"], **({"dh": own["dh"]} if "dh" in own else {})}
         verdict = verdict_from_tensor(gradient, self.state, actual, self.options,
-                                      inputs=inputs, upstream_inexact=inexact)
+                                      inputs=inputs, inexact_upstream=inexact)
         reads = {n for i in src.steps for n in self.program.statement(i).reads}
         used = tuple(name for name, (_, names) in substituted.items()
                      if name != gradient.name and reads & set(names))
@@ -431,7 +431,7 @@ def grade_lecture_style(submission: Any, state: LectureState, request: Any, *,
         verdicts: list[Verdict] = []
         extra: list[str] = []
         if program.sources:
-            for config in (request.config, *request.hidden):
+            for config in (request.config, *request.hidden_configs()):
                 config_state = state if config == request.config else build_lecture_state(config)
                 grader = _Grader(session, plan, config_state, options)
                 verdicts += grader.grade()
@@ -464,7 +464,7 @@ def grade_lecture_style(submission: Any, state: LectureState, request: Any, *,
         submission=submission.name, status="graded", message=None,
         score=sum(e.score for e in exercises), max_score=sum(e.max_score for e in exercises),
         mode="chained", loss=state.loss, exercises=exercises, first_wrong=None,
-        notes=tuple(notes), configs=tuple(c.label() for c in (request.config, *request.hidden)),
+        notes=tuple(notes), configs=tuple(c.label() for c in (request.config, *request.hidden_configs())),
         grader_version=__version__, output=session.output(),
         integrity=_integrity(program, session, load_code))
 
