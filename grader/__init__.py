@@ -6,6 +6,7 @@ from .api import GradeRequest, grade_submission, lecture_config  # noqa: E402
 from .assignment import Assignment, AssignmentError, load_assignment  # noqa: E402
 from .batch import BatchSummary, discover_submissions, grade_many  # noqa: E402
 from .compare import Comparison, Tolerance, compare_gradient  # noqa: E402
+from .configs import HiddenConfigs, HiddenVariant  # noqa: E402
 from .grading import GradingOptions  # noqa: E402
 from .lecture import Config, build_lecture_state  # noqa: E402
 from .loader import Submission, SubmissionError, load_submission  # noqa: E402
@@ -23,6 +24,8 @@ __all__ = [
     "Config",
     "GradeRequest",
     "GradingOptions",
+    "HiddenConfigs",
+    "HiddenVariant",
     "Limits",
     "Result",
     "Submission",

@@ -1,12 +1,15 @@
 """The sandboxed side: runs one submission's code and answers the grader's requests.
 
-This module runs in the child process only. It speaks frames (grader.wire) on private file
-descriptors; whatever the student prints goes to stderr, which the grader caps. Nothing here is
-trusted by the grader: every reply is checked again on the other side.
+This module runs in the child process only (forked by grader.forkserver, limits set, privileges
+dropped). It speaks frames (grader.wire) on one socket; whatever the student prints goes to a pipe
+the grader caps. Nothing here is trusted by the grader: every reply is checked again on the other
+side. While student code runs, an ``AutogradWatch`` records any use of autograd, and each reply
+carries those records under ``"integrity"``.
 """
 
 from __future__ import annotations
 
+import errno
 import linecache
 import os
 import sys
@@ -17,65 +20,135 @@ from typing import Any, Callable
 import torch
 
 from . import wire
+from ._guard import AutogradWatch
+
+__all__ = ["serve"]
 
 _MAX_TRACEBACK = 4000
+_MIB = 2**20
+
+
+def _text(value: object, limit: int = 300) -> str:
+    """str() of something the student made, which may refuse to be printed."""
+    try:
+        return str(value)[:limit]
+    except BaseException:  # a hostile __str__
+        return f"<a {type(value).__name__} that cannot be printed>"
 
 
 def _student_traceback(exc: BaseException, filename: str) -> str:
     """The student's own frames only, then the exception line."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == filename]
-    lines = traceback.format_list(frames) if frames else []
-    lines += traceback.format_exception_only(type(exc), exc)
+    try:
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == filename]
+        lines = traceback.format_list(frames) if frames else []
+        lines += traceback.format_exception_only(type(exc), exc)
+    except BaseException:  # a hostile exception
+        lines = [f"{type(exc).__name__}: {_text(exc)}\n"]
     text = "".join(lines)
     if len(text) > _MAX_TRACEBACK:
         text = text[:_MAX_TRACEBACK] + "\n... (traceback cut)"
     return text
 
 
-def _exception_reply(exc: BaseException, filename: str) -> dict[str, Any]:
+def _limit_hit(exc: BaseException, limits: dict[str, Any]) -> tuple[str, str] | None:
+    """(limit name, message) when an exception says the student's code ran into a limit."""
+    text = _text(exc, 1000)
+    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError)
+                                        and "can't allocate memory" in text):
+        return "memory", (f"ran out of memory: the limit is {limits['memory_bytes'] // _MIB:,} MiB "
+                          "(limit: memory)")
+    if isinstance(exc, OSError) and exc.errno == errno.EAGAIN or \
+            isinstance(exc, RuntimeError) and "can't start new thread" in text:
+        return "processes", (f"could not start another process or thread: at most "
+                             f"{limits['max_processes']} are allowed (limit: processes)")
+    if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
+        return "file size", (f"wrote a file larger than {limits['file_bytes'] // _MIB:,} MiB "
+                             "(limit: file size)")
+    return None
+
+
+def _exception_reply(exc: BaseException, filename: str, limits: dict[str, Any]) -> dict[str, Any]:
     if isinstance(exc, NotImplementedError):
         return {"status": "missing", "message": "raises NotImplementedError (not done yet)"}
+    limit = _limit_hit(exc, limits)
+    if limit is not None:
+        return {"status": "error", "limit": limit[0], "message": limit[1],
+                "traceback": _student_traceback(exc, filename)}
     if isinstance(exc, SystemExit):
-        message = f"called sys.exit({exc.code!r}); return a tensor instead"
+        message = f"called sys.exit({_text(repr(exc.code), 100)}); return a tensor instead"
     elif isinstance(exc, KeyboardInterrupt):
         message = "raised KeyboardInterrupt"
     else:
-        message = f"raised {type(exc).__name__}: {str(exc)[:300]}"
+        message = f"raised {_text(type(exc).__name__, 100)}: {_text(exc)}"
     return {"status": "error", "message": message, "traceback": _student_traceback(exc, filename)}
 
 
-def _as_tensor(value: object, what: str) -> torch.Tensor:
+class _ReturnError(Exception):
+    """What a stub returned cannot be sent back; ``limit`` names the limit, if one was hit."""
+
+    def __init__(self, message: str, limit: str | None = None) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+def _as_tensor(value: object, what: str, limits: dict[str, Any]) -> torch.Tensor:
     if type(value) is not torch.Tensor:
         if isinstance(value, torch.Tensor):
-            raise TypeError(f"{what} is a {type(value).__name__} (a subclass of torch.Tensor); "
-                            "return a plain torch.Tensor")
-        raise TypeError(f"{what} is a {type(value).__name__}, expected a torch.Tensor")
+            raise _ReturnError(f"{what} is a {type(value).__name__} (a subclass of torch.Tensor); "
+                               "return a plain torch.Tensor")
+        raise _ReturnError(f"{what} is a {type(value).__name__}, expected a torch.Tensor")
+    nbytes = value.numel() * value.element_size()   # before copying: an expanded view is cheap
+    if nbytes > limits["max_tensor_bytes"]:
+        raise _ReturnError(f"{what} has shape {tuple(value.shape)}: {nbytes:,} bytes, more than "
+                           f"the {limits['max_tensor_bytes']:,} allowed (limit: returned tensor "
+                           "size)", "returned tensor size")
     return value.detach().to("cpu").contiguous().clone()
 
 
 class _Child:
-    def __init__(self, rfd: int, wfd: int) -> None:
-        self.rfd = rfd
-        self.out = os.fdopen(wfd, "wb", buffering=0)
+    def __init__(self, fd: int, limits: dict[str, Any], watch: AutogradWatch) -> None:
+        self.rfd = fd
+        self.out = os.fdopen(os.dup(fd), "wb", buffering=0)
+        self.limits = limits
+        self.pid = os.getpid()
         self.module = ModuleType("__student__")
         self.filename = "<submission>"
+        self.watch = watch
 
     def reply(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None) -> None:
+        if os.getpid() != self.pid:    # a copy the student forked: only the child itself answers
+            os._exit(0)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError, AttributeError):  # the student may have closed them
+                pass
+        events = self.watch.take()
+        if events:
+            meta = {**meta, "integrity": events}
         try:
             frame = wire.encode_frame(meta, tensors)
         except wire.FrameError as e:
             frame = wire.encode_frame({"status": "error", "message": str(e)})
         self.out.write(frame)
 
+    def _guarded(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def run(**kwargs: Any) -> Any:
+            with self.watch.watching():
+                return fn(**kwargs)
+        return run
+
     def op_load(self, meta: dict[str, Any]) -> None:
-        self.filename = str(meta.get("filename", "<submission>"))
+        self.filename = self.watch.filename = str(meta.get("filename", "<submission>"))
         code = str(meta["code"])
         linecache.cache[self.filename] = (len(code), None, code.splitlines(True), self.filename)
         self.module.__dict__["__file__"] = self.filename
         try:
-            exec(compile(code, self.filename, "exec"), self.module.__dict__)  # noqa: S102
+            compiled = compile(code, self.filename, "exec")
+            with self.watch.watching():
+                exec(compiled, self.module.__dict__)  # noqa: S102
         except BaseException as exc:  # student code: anything may come out
-            reply = _exception_reply(exc, self.filename)
+            reply = _exception_reply(exc, self.filename, self.limits)
             if reply["status"] == "missing":
                 reply = {"status": "error", "message": "raised NotImplementedError at top level",
                          "traceback": _student_traceback(exc, self.filename)}
@@ -97,23 +170,33 @@ class _Child:
         kwargs: dict[str, Any] = dict(meta.get("scalars", {}))
         kwargs.update(tensors)
         try:
-            value = fn(**kwargs)
+            value = self._guarded(fn)(**kwargs)
         except BaseException as exc:  # student code
-            self.reply(_exception_reply(exc, self.filename))
+            self.reply(_exception_reply(exc, self.filename, self.limits))
             return
         try:
-            if meta.get("returns") == "list":
-                if not isinstance(value, (list, tuple)):
-                    raise TypeError(f"{name}() returned a {type(value).__name__}, expected a "
-                                    "list of tensors")
-                out = {str(i): _as_tensor(v, f"item {i} of what {name}() returned")
-                       for i, v in enumerate(value)}
-            else:
-                out = {"result": _as_tensor(value, f"what {name}() returned")}
-        except TypeError as e:
-            self.reply({"status": "error", "message": str(e)})
+            out = self._returned_tensors(name, value, meta.get("returns"))
+        except _ReturnError as e:
+            self.reply({"status": "error", "message": str(e), "limit": e.limit})
+            return
+        except BaseException as exc:  # a hostile object's __len__, __iter__ or __getitem__
+            self.reply(_exception_reply(exc, self.filename, self.limits))
             return
         self.reply({"status": "ok"}, out)
+
+    def _returned_tensors(self, name: str, value: object, returns: object
+                          ) -> dict[str, torch.Tensor]:
+        if returns != "list":
+            return {"result": _as_tensor(value, f"what {name}() returned", self.limits)}
+        if type(value) not in (list, tuple):
+            raise _ReturnError(f"{name}() returned a {type(value).__name__}, expected a list of "
+                               "tensors")
+        if len(value) > self.limits["max_tensors"]:
+            raise _ReturnError(f"{name}() returned {len(value)} items, more than the "
+                               f"{self.limits['max_tensors']} allowed (limit: returned tensor "
+                               "count)", "returned tensor count")
+        return {str(i): _as_tensor(v, f"item {i} of what {name}() returned", self.limits)
+                for i, v in enumerate(value)}
 
     def op_train(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
         from .training import train_with_student_backward
@@ -124,10 +207,10 @@ class _Child:
             return
         try:
             params, losses = train_with_student_backward(
-                fn, tensors, steps=int(meta["steps"]), n=int(meta["n"]),
+                self._guarded(fn), tensors, steps=int(meta["steps"]), n=int(meta["n"]),
                 lr=float(meta["lr"]), signature=list(meta["signature"]))
         except BaseException as exc:  # student code
-            self.reply(_exception_reply(exc, self.filename))
+            self.reply(_exception_reply(exc, self.filename, self.limits))
             return
         self.reply({"status": "ok", "losses": losses}, params)
 
@@ -147,21 +230,28 @@ class _Child:
             elif op == "lecture":
                 from .lecture_style import run_lecture_code
 
-                self.reply(*run_lecture_code(meta, tensors, self.filename))
+                with self.watch.watching():
+                    reply = run_lecture_code(meta, tensors, self.filename)
+                self.reply(*reply)
             else:
                 return
 
 
-def serve_on_stdio() -> None:
-    """Take the protocol off stdin/stdout; the student's prints go to stderr."""
-    rfd, wfd = os.dup(0), os.dup(1)
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.dup2(2, 1)
-    sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
+def warm_up() -> AutogradWatch:
+    """Before any session: one thread for torch, the autograd watch installed, and the frame
+    code run once, so that a session's first request pays none of it."""
     torch.set_num_threads(1)
-    _Child(rfd, wfd).serve()
+    watch = AutogradWatch("<submission>")
+    frame = wire.encode_frame({"op": "warm-up"}, {"x": torch.ones(2, 3)})
+    with watch.watching():
+        meta, tensors = wire.decode_frame(frame[12:], int.from_bytes(frame[8:12], "big"),
+                                          wire.WireLimits())
+        (tensors["x"] * 2).sum(1, keepdim=True)
+    watch.take()
+    return watch
 
 
-if __name__ == "__main__":
-    serve_on_stdio()
+def serve(fd: int, limits: dict[str, Any], watch: AutogradWatch) -> None:
+    """Answer the grader's requests on socket ``fd`` until it closes; ``limits`` as the fork
+    server set them (memory_bytes, max_processes, file_bytes, max_tensor_bytes, max_tensors)."""
+    _Child(fd, limits, watch).serve()

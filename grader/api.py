@@ -11,17 +11,19 @@ import torch
 
 from . import __version__
 from .catalog import EXERCISES, GRADIENTS
+from .configs import HiddenConfigs, resolve_hidden_configs
 from .grading import GradingOptions, Verdict, collect_gradient_results, grade_exercise4, \
-    grade_stub_gradients, max_points_for
+    grade_exercise4_hidden, grade_hidden_configs, grade_stub_gradients, max_points_for
+from .integrity import integrity_flags, scan_source
 from .lecture import Config, LectureState, build_lecture_state, read_words
 from .loader import Submission, SubmissionError, load_submission
 from .results import ExerciseResult, Result
-from .sandbox import Limits, SandboxSession
+from .sandbox import Limits, SandboxRunner, SandboxSession
 
 __all__ = ["GradeRequest", "error_result", "grade_submission", "lecture_config", "scoring_mode_for"]
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=32)
 def _state(config: Config) -> LectureState:
     return build_lecture_state(config)
 
@@ -36,9 +38,17 @@ class GradeRequest:
     """Everything that decides a grade, besides the submission itself."""
 
     config: Config = field(default_factory=Config)
-    hidden: tuple[Config, ...] = ()
+    # hidden configs: HiddenConfigs (the default variants with final grading's seeds; .off(),
+    # .self_check(), fixed seeds or variants), or explicit Configs (() turns them off)
+    hidden: HiddenConfigs | tuple[Config, ...] = HiddenConfigs()
     options: GradingOptions = field(default_factory=GradingOptions)
     limits: Limits = field(default_factory=Limits)
+
+    def hidden_configs(self) -> tuple[Config, ...]:
+        """The hidden configs this request grades on, besides ``config``."""
+        if isinstance(self.hidden, HiddenConfigs):
+            return resolve_hidden_configs(self.config, self.hidden)
+        return tuple(self.hidden)
 
 
 def scoring_mode_for(submission: Submission) -> str:
@@ -74,8 +84,12 @@ def _first_wrong(exercises: tuple[ExerciseResult, ...], verdicts: list[Verdict])
 
 
 def grade_submission(source: str | Path | Submission, *,
-                     request: GradeRequest = GradeRequest()) -> Result:
-    """Grade one submission file; never raises for anything the submission does."""
+                     request: GradeRequest = GradeRequest(),
+                     runner: SandboxRunner | None = None) -> Result:
+    """Grade one submission file; never raises for anything the submission does.
+
+    ``runner``: a SandboxRunner to reuse (grading many files); without one, the submission gets
+    a runner of its own, started and stopped here."""
     try:
         submission = source if isinstance(source, Submission) else load_submission(source)
     except SubmissionError as e:
@@ -86,8 +100,8 @@ def grade_submission(source: str | Path | Submission, *,
     if submission.format != "stubs":
         from .lecture_style import grade_lecture_style
 
-        return grade_lecture_style(submission, state, request)
-    session = SandboxSession(submission.code, submission.name, request.limits)
+        return grade_lecture_style(submission, state, request, runner=runner)
+    session = SandboxSession(submission.code, submission.name, request.limits, runner=runner)
     try:
         loaded = session.start()
         if loaded.status != "ok":
@@ -98,19 +112,28 @@ def grade_submission(source: str | Path | Submission, *,
                                    status="timeout" if loaded.status == "timeout" else "error",
                                    loss=state.loss, options=options)
             return _with_output(result, session)
-        verdicts: list[Verdict] = []
-        for config in (request.config, *request.hidden):
-            verdicts += grade_stub_gradients(session, submission.functions, _state(config),
-                                             options)
+        hidden = request.hidden_configs()
+        verdicts = grade_stub_gradients(session, submission.functions, state, options)
+        verdicts += grade_hidden_configs(session, submission.functions, verdicts, state,
+                                         tuple(_state(c) for c in hidden), options,
+                                         state_for=_state)
         if "ex4" in options.exercises:
-            verdicts += grade_exercise4(session, submission.functions.get("backward"),
-                                        request.config.with_(n_hidden=200), options)
+            backward = submission.functions.get("backward")
+            ex4_config = request.config.with_(n_hidden=200)
+            ex4 = grade_exercise4(session, backward, ex4_config, options)
+            if hidden and _exercise4_on_hidden(request):
+                ex4 += grade_exercise4_hidden(session, backward, ex4, ex4_config, hidden[0],
+                                              options)
+            verdicts += ex4
     finally:
         session.close()
     mode = scoring_mode_for(submission)
     exercises = collect_gradient_results(verdicts, scoring_mode=mode, options=options,
                                          lecture=request.config)
     notes = list(submission.notes)
+    if session.output_dropped:
+        notes.append(f"your code printed {session.output_dropped:,} bytes more than the "
+                     f"{request.limits.output_bytes:,} kept (limit: output bytes)")
     if session.restarts:
         notes.append(f"the process running your code had to be restarted {session.restarts} time(s)")
     result = Result(
@@ -118,12 +141,18 @@ def grade_submission(source: str | Path | Submission, *,
         score=sum(e.score for e in exercises), max_score=sum(e.max_score for e in exercises),
         mode=mode, loss=state.loss, exercises=exercises,
         first_wrong=_first_wrong(exercises, verdicts), notes=tuple(notes),
-        configs=tuple(c.label() for c in (request.config, *request.hidden)),
+        configs=tuple(c.label() for c in (request.config, *hidden)),
         grader_version=__version__)
     return _with_output(result, session)
+
+
+def _exercise4_on_hidden(request: GradeRequest) -> bool:
+    return not isinstance(request.hidden, HiddenConfigs) or request.hidden.exercise4
 
 
 def _with_output(result: Result, session: SandboxSession) -> Result:
     from dataclasses import replace
 
-    return replace(result, output=session.output())
+    flags = integrity_flags(scan_source(session.code, filename=session.filename),
+                            session.integrity)
+    return replace(result, output=session.output(), integrity=flags)

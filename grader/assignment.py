@@ -27,9 +27,14 @@ silent default. An example with every key::
 
     [hidden]                            # further configs with other sizes and seeds
     enabled = true
-    [[hidden.configs]]
-    seed = 7
+    seed = 4242                         # final grading's data: set your own
+    exercise4 = true                    # exercise 4's gradients on the first one too
+    [[hidden.variants]]                 # replace the default variants (grader/configs.py)
+    name = "odd"
     n = 19
+    n_hidden = 23
+    drop_letters = "qxz"                # a smaller vocabulary
+    # or [[hidden.configs]] with seed, n, n_embd, n_hidden, block_size: used exactly as given
 
     [integrity]
     autograd = "zero"                   # "zero": a gradient got via autograd scores 0; "flag"
@@ -59,6 +64,7 @@ except ModuleNotFoundError:  # Python 3.10 (e.g. the Ubuntu 22.04 Gradescope ima
 from .api import GradeRequest, lecture_config
 from .catalog import EXERCISES
 from .compare import Tolerance
+from .configs import HiddenConfigs, HiddenVariant, resolve_hidden_configs
 from .grading import MODES, GradingOptions
 from .lecture import Config
 from .sandbox import Limits
@@ -267,21 +273,51 @@ def _config_from(table: _Table, base: Config, index: int) -> Config:
     return replace(base, name=name, **changes)
 
 
-def _hidden(table: _Table, lecture: Config) -> tuple[Config, ...]:
-    enabled = table.get("enabled", bool, True)
-    configs = table.get("configs", list, None)
+def _variant_from(table: _Table, index: int) -> HiddenVariant:
+    values: dict[str, Any] = {"name": table.get("name", str, f"hidden-{index}"),
+                              "drop_letters": table.get("drop_letters", str, "")}
+    for f in fields(HiddenVariant):
+        if f.name not in values:
+            value = table.number(f.name, None, integer=True, positive=f.name != "seed")
+            if value is not None:
+                values[f.name] = value
     table.finish()
-    if not enabled:
-        return ()
-    if configs is None:
-        return GradeRequest(config=lecture).hidden
+    return HiddenVariant(**values)
+
+
+def _tables(table: _Table, key: str) -> list[_Table]:
+    items = table.get(key, list, [])
     out = []
-    for i, item in enumerate(configs, 1):
+    for i, item in enumerate(items, 1):
         if not isinstance(item, dict):
-            raise table.fail("configs", f"entry {i} is {_describe(item)}, expected a table "
-                                        "([[hidden.configs]])")
-        out.append(_config_from(_Table(item, f"hidden.configs[{i}]", table.file), lecture, i))
-    return tuple(out)
+            raise table.fail(key, f"entry {i} is {_describe(item)}, expected a table "
+                                  f"([[{table.key(key)}]])")
+        out.append(_Table(item, f"{table.key(key)}[{i}]", table.file))
+    return out
+
+
+def _hidden(table: _Table, lecture: Config) -> HiddenConfigs:
+    """[hidden]: on/off, final grading's seed, exercise 4 on the first hidden config, and either
+    variants of the lecture config ([[hidden.variants]]) or exact configs ([[hidden.configs]])."""
+    default = HiddenConfigs()
+    enabled = table.get("enabled", bool, True)
+    seed = table.number("seed", default.seed, integer=True, positive=False)
+    exercise4 = table.get("exercise4", bool, default.exercise4)
+    variants = tuple(_variant_from(t, i) for i, t in enumerate(_tables(table, "variants"), 1))
+    configs = tuple(_config_from(t, lecture, i) for i, t in enumerate(_tables(table, "configs"), 1))
+    if variants and configs:
+        raise table.fail("configs", "and 'hidden.variants' are both given: keep one")
+    if "variants" in table.data and not variants:
+        raise table.fail("variants", "is empty: to grade on the lecture config only, set "
+                                     "enabled = false")
+    table.finish()
+    hidden = HiddenConfigs(enabled=enabled, seed=seed, exercise4=exercise4,
+                           variants=variants or default.variants, configs=configs)
+    try:
+        resolve_hidden_configs(lecture, hidden)
+    except ValueError as e:
+        raise AssignmentError(f"{table.file}: [hidden]: {e}") from None
+    return hidden
 
 
 def _limits(table: _Table) -> Limits:
@@ -356,9 +392,8 @@ def parse_assignment(data: Mapping[str, Any], *, file: str = "assignment.toml",
     top.finish()
 
     options = GradingOptions(modes=modes, tolerance=tolerance, train_steps=steps, train_lr=lr,
-                             exact_required=exact_required, points=points, exercises=exercises)
-    if "integrity_policy" in {f.name for f in fields(GradingOptions)}:   # the integrity checks
-        options = replace(options, integrity_policy=autograd)
+                             exact_required=exact_required, points=points, exercises=exercises,
+                             integrity_policy=autograd)
     request = GradeRequest(config=lecture, hidden=hidden, options=options, limits=limits)
     return Assignment(request=request, title=title, integrity_autograd=autograd,
                       gradescope=gradescope, source=file, words=words)

@@ -40,6 +40,7 @@ from . import __version__
 from .api import GradeRequest, error_result, grade_submission
 from .exports import GradebookRow, gradescope_results, render_gradebook
 from .results import Result, read_result, write_result
+from .sandbox import SandboxRunner
 
 __all__ = [
     "BatchError",
@@ -531,12 +532,8 @@ def _worker(tasks: "queue.Queue[Entry | None]", done: "queue.Queue[_Done]", cont
 
 
 def _shared_runner_grader(stack: contextlib.ExitStack) -> GradeFn:
-    """grade_submission over one sandbox runner for the whole batch, where the sandbox has one
-    (a worker that imports torch once and forks a child per submission)."""
-    try:
-        from .sandbox import SandboxRunner  # type: ignore[attr-defined]
-    except ImportError:
-        return lambda path, request: grade_submission(path, request=request)
+    """grade_submission over one sandbox runner for the whole batch (a worker that imports
+    torch once and forks a child per submission), closed when the batch ends."""
     runner = stack.enter_context(SandboxRunner())
     return lambda path, request: grade_submission(path, request=request, runner=runner)
 

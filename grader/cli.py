@@ -9,6 +9,7 @@ from typing import Sequence
 
 from . import __version__
 from .api import GradeRequest, grade_submission, lecture_config
+from .configs import HiddenConfigs
 from .grading import GradingOptions
 from .results import write_result
 from .terminal import render_text, use_color
@@ -27,8 +28,11 @@ gets your own upstream gradients, as the notebook does).
 """
 
 _EPILOG = """\
-exit codes: 0 every gradient passes, 1 some fail, 2 the file cannot be graded
+exit codes: 0 every gradient passes (in every config), 1 some fail, 2 the file cannot be graded
 (report: 0 every results file rendered, 2 some could not be read or written).
+hidden configs: besides the lecture's sizes, check grades each gradient at other sizes and seeds
+(odd and prime batch sizes, n = 2, other n_embd, n_hidden, block_size, vocabulary), the same kinds
+as final grading but with other data; a gradient passes only if it passes in all of them.
 examples:
   backprop-grader check exercises/backprop.py
   backprop-grader check my_backprop.py --words names.txt --json result.json
@@ -50,14 +54,32 @@ def _add_grading_options(p: argparse.ArgumentParser) -> None:
                    help="exercise 4: SGD steps to train with your backward() (default 10)")
     p.add_argument("--timeout", type=float, default=20.0, metavar="SECONDS",
                    help="time limit for one call of your code (default 20)")
+    p.add_argument("--integrity", choices=("zero", "flag"), default="zero",
+                   help="a gradient computed with autograd: scores 0 (default) or is only flagged")
+    p.add_argument("--isolation", choices=("auto", "bwrap", "process"), default="auto",
+                   help="sandbox: bubblewrap where it works (auto, default), bubblewrap or fail "
+                        "(bwrap), or process isolation only (process); see README, Security model")
+    p.add_argument("--hidden", action=argparse.BooleanOptionalAction, default=True,
+                   help="also grade on hidden configs (other sizes and seeds, the same kinds as "
+                        "final grading): a gradient passes only if it passes in every config "
+                        "(default: on)")
+    p.add_argument("--seed", type=int, metavar="N",
+                   help="seed of the hidden configs (default: the self-check's own, which is "
+                        "not final grading's)")
+    p.add_argument("--probes", action=argparse.BooleanOptionalAction, default=True,
+                   help="isolated mode: also feed each step random upstream gradients and "
+                        "compare with autograd's vector-Jacobian product (default: on)")
 
 
 def _request(args: argparse.Namespace) -> GradeRequest:
     from .sandbox import Limits
 
     modes = ("isolated", "chained") if args.mode == "both" else (args.mode,)
-    return GradeRequest(config=lecture_config(args.words),
-                        options=GradingOptions(modes=modes, train_steps=max(args.steps, 1)),
+    hidden = HiddenConfigs.self_check(args.seed) if args.hidden else HiddenConfigs.off()
+    return GradeRequest(config=lecture_config(args.words), hidden=hidden,
+                        options=GradingOptions(modes=modes, train_steps=max(args.steps, 1),
+                                               probes=args.probes,
+                                               integrity_policy=args.integrity),
                         limits=Limits(call_seconds=args.timeout))
 
 
@@ -65,7 +87,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if args.words and not Path(args.words).is_file():
         print(f"backprop-grader: --words {args.words}: no such file", file=sys.stderr)
         return EXIT_CANNOT_GRADE
-    result = grade_submission(args.file, request=_request(args))
+    from .sandbox import SandboxRunner
+
+    with SandboxRunner(isolation=args.isolation) as runner:
+        result = grade_submission(args.file, request=_request(args), runner=runner)
     sys.stdout.write(render_text(result, color=use_color(sys.stdout), verbose=args.verbose))
     if args.json:
         write_result(result, args.json)

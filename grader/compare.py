@@ -85,6 +85,9 @@ def compare_gradient(actual: torch.Tensor, expected: torch.Tensor, *,
                           f"{bad} of {actual.numel()} elements are NaN or infinite: look for a "
                           "division by zero or log of 0")
     exact = actual.dtype == expected.dtype and bool(torch.equal(a, expected))
+    if exact and a.numel():   # bit-identical, the common case: the same verdict, measured faster
+        return Comparison("exact", True, True, True, 0.0, 0.0, None,
+                          0 if expected.dtype == torch.float32 else None, 0, (0,) * a.dim())
     diff = (a.double() - expected.double()).abs()
     maxdiff = float(diff.max()) if diff.numel() else 0.0
     e_abs = expected.double().abs()

@@ -3,12 +3,26 @@
 Isolated mode feeds autograd's upstream gradients, so every local step is graded on its own;
 chained mode feeds the student's own, as the notebook does. Points come from isolated mode
 (stub format) in every config.
+
+Beyond the lecture config, ``grade_hidden_configs`` grades each gradient that passed there on the
+hidden configs (grader/configs.py), in isolated mode with random upstream probes
+(grader/probes.py): a gradient passes only if it passes everywhere. When it fails somewhere, the
+grader finds out why with a few more calls of that stub only: the probe again on the lecture
+config (then the step is wrong, hidden behind a nearly-zero true upstream), else one size changed
+at a time (then a size is hard-coded). Exactness comes from the lecture config alone: elsewhere
+(other sizes, random upstream) an answer only has to be right, approximate or exact.
+
+A wrong answer gets a hint (grader/hints.py) when it matches a known mistake, built in this
+process from the same inputs the stub got; a right but inexact one gets an explanation
+(grader/explain.py). The gradient under test never goes to the child: each call carries one
+stub's inputs only.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import functools
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
 
 import torch
 
@@ -22,6 +36,10 @@ from .catalog import (
     Gradient,
 )
 from .compare import Comparison, Tolerance, compare_gradient
+from .configs import Dimension, changed_dimensions, describe_hard_coding, dimension_config
+from .explain import EXERCISE4_REASON, explain_inexact
+from .hints import find_hint
+from .integrity import autograd_events, autograd_message
 from .lecture import (
     PARAMETER_NAMES,
     Config,
@@ -32,15 +50,19 @@ from .lecture import (
     sample_batches,
     train_with_autograd,
 )
+from .probes import Probe, probe_book
 from .results import ConfigVerdict, ExerciseResult, GradientResult, ModeVerdict
 from .sandbox import CallOutcome, SandboxSession
 from .training import batch_tensors
 from .views import failure_fields
 
-__all__ = ["GradingOptions", "Verdict", "grade_exercise4", "grade_stub_gradients",
-           "collect_gradient_results", "explain_inexact", "verdict_from_tensor"]
+__all__ = ["GradingOptions", "Verdict", "grade_exercise4", "grade_exercise4_hidden",
+           "grade_hidden_configs", "grade_stub_gradients", "collect_gradient_results",
+           "explain_inexact", "verdict_from_tensor"]
 
 MODES = ("isolated", "chained")
+PASSING = ("exact", "approx")
+StateFor = Callable[[Config], LectureState]
 
 
 @dataclass(frozen=True)
@@ -52,6 +74,13 @@ class GradingOptions:
     exact_required: frozenset[str] = frozenset()
     points: dict[str, float] = field(default_factory=dict)   # per-gradient override
     exercises: tuple[str, ...] = ("ex1", "ex2", "ex3", "ex4")
+    probes: bool = True       # isolated mode: also grade each step on random upstream gradients
+    integrity_policy: str = "zero"   # a gradient computed with autograd: "zero" points or "flag"
+
+    def __post_init__(self) -> None:
+        if self.integrity_policy not in ("zero", "flag"):
+            raise ValueError("integrity_policy must be 'zero' or 'flag', not "
+                             f"{self.integrity_policy!r}")
 
 
 @dataclass
@@ -69,6 +98,14 @@ class Verdict:
     expected: torch.Tensor | None = None
     explanation: str | None = None
     substituted: tuple[str, ...] = ()   # chained mode: upstream gradients replaced by autograd's
+    probe: bool = False                 # fed random upstream gradients (grader/probes.py)
+    hint: str | None = None             # a known mistake (grader/hints.py), when it matched
+    hint_key: str | None = None
+    limit: str | None = None            # the sandbox limit the call hit ("wall time", ...)
+
+    @property
+    def passed(self) -> bool:
+        return self.status in PASSING
 
 
 def _check_signature(gradient: Gradient, params: tuple[str, ...], allowed: frozenset[str]
@@ -93,37 +130,21 @@ def _scale(gradient: Gradient, state: LectureState) -> float:
     return max(mags, default=0.0)
 
 
-def explain_inexact(gradient: Gradient, inputs: dict[str, Any], actual: torch.Tensor,
-                    expected: torch.Tensor) -> str | None:
-    """Why a correct answer is approximate rather than exact, when the grader can tell."""
-    if gradient.name == "dhpreact" and {"dh", "h"} <= inputs.keys():
-        h, dh = inputs["h"], inputs["dh"]
-        if torch.equal(actual, (1.0 - h**2) * dh) or torch.equal(actual, dh * (1 - h * h)):
-            return ("(1 - h**2) * dh is the right formula; current PyTorch's tanh backward rounds "
-                    "differently (it is not computed in the same order), so the result differs from "
-                    "autograd's in the last bits. Approximate earns full points.")
-    return None
-
-
-UPSTREAM_INEXACT = ("an upstream gradient you computed was already approximate, and that "
-                    "difference carries through this step")
+def _base(state: LectureState) -> dict[str, Any]:
+    return {**state.forward, **state.params, "n": state.config.n, "Xb": state.Xb, "Yb": state.Yb}
 
 
 def verdict_from_tensor(gradient: Gradient, state: LectureState, actual: torch.Tensor,
                         options: GradingOptions, *, mode: str = "chained",
                         inputs: dict[str, Any] | None = None,
-                        upstream_inexact: bool = False) -> Verdict:
-    """A gradient the student computed by other means (lecture-style code) vs autograd's."""
+                        inexact_upstream: tuple[str, ...] = ()) -> Verdict:
+    """A gradient the student computed by other means (lecture-style code) vs autograd's, with
+    the same hints and explanations as a stub's answer."""
     expected = state.grads[f"d{gradient.variable}"]
-    comparison = _compare(gradient, state, actual, expected, options)
-    explanation = None
-    if comparison.status == "approx":
-        explanation = explain_inexact(gradient, inputs or {}, actual, expected)
-        if explanation is None and upstream_inexact:
-            explanation = UPSTREAM_INEXACT
-    return Verdict(gradient, state.config, mode, comparison.status, comparison,
-                   message=comparison.message, actual=actual, expected=expected,
-                   explanation=explanation)
+    outcome = CallOutcome("ok", {"result": actual})
+    return _judge(gradient, state.config, mode, outcome, expected, scale=_scale(gradient, state),
+                  pool={**_base(state), **state.grads, **(inputs or {})}, options=options,
+                  inexact_upstream=inexact_upstream, teach=actual.device.type != "meta")
 
 
 def _compare(gradient: Gradient, state: LectureState, actual: torch.Tensor,
@@ -133,12 +154,53 @@ def _compare(gradient: Gradient, state: LectureState, actual: torch.Tensor,
 
 
 def _outcome_verdict(gradient: Gradient, config: Config, mode: str,
-                     outcome: CallOutcome) -> Verdict:
+                     outcome: CallOutcome, *, probe: bool = False) -> Verdict:
     status = "missing" if outcome.status == "missing" else "error"
     message = outcome.message
     if outcome.status == "timeout":
         message = f"{gradient.name}() {outcome.message}"
-    return Verdict(gradient, config, mode, status, message=message, traceback=outcome.traceback)
+    return Verdict(gradient, config, mode, status, message=message, traceback=outcome.traceback,
+                   probe=probe, limit=outcome.limit)
+
+
+def _judge(gradient: Gradient, config: Config, mode: str, outcome: CallOutcome,
+           expected: torch.Tensor, *, scale: float, pool: dict[str, Any],
+           options: GradingOptions, probe: bool = False, teach: bool = True,
+           generic_hints: bool = True, inexact_upstream: tuple[str, ...] = ()) -> Verdict:
+    """Compare one call's answer; a wrong one gets a hint, an inexact one an explanation."""
+    if outcome.status != "ok":
+        return _outcome_verdict(gradient, config, mode, outcome, probe=probe)
+    actual = outcome.tensors["result"]
+    cmp = compare_gradient(actual, expected, scale=scale, tolerance=options.tolerance)
+    verdict = Verdict(gradient, config, mode, cmp.status, cmp, message=cmp.message,
+                      actual=actual, expected=expected, probe=probe)
+    if not teach:
+        return verdict
+    if cmp.status == "approx":
+        verdict.explanation = explain_inexact(
+            gradient.name, pool, actual, expected, ulps=cmp.ulps, scale=scale,
+            inexact_upstream=inexact_upstream,
+            exact_required=gradient.name in options.exact_required)
+    elif not verdict.passed:
+        hint = find_hint(gradient.name, actual, expected, pool, scale=scale,
+                         generic=generic_hints, probe=probe)
+        if hint is not None:
+            verdict.hint, verdict.hint_key = hint.text, hint.key
+    return verdict
+
+
+def _integrity_checked(verdict: Verdict, session: SandboxSession, outcome: CallOutcome,
+                       options: GradingOptions) -> Verdict:
+    """Under the "zero" policy, a gradient whose call (or the file's load) used autograd gets
+    status "integrity" and no points; see grader.integrity."""
+    if options.integrity_policy != "zero":
+        return verdict
+    if autograd_events(outcome.integrity):
+        return replace(verdict, status="integrity", message=autograd_message(outcome.integrity))
+    if autograd_events(session.load_integrity):
+        return replace(verdict, status="integrity",
+                       message=autograd_message(session.load_integrity, at_load=True))
+    return verdict
 
 
 def grade_stub_gradients(session: SandboxSession, functions: dict[str, tuple[str, ...]],
@@ -146,9 +208,9 @@ def grade_stub_gradients(session: SandboxSession, functions: dict[str, tuple[str
                          gradients: tuple[Gradient, ...] = GRADIENTS) -> list[Verdict]:
     """Every exercise-1..3 stub in one config, in both modes."""
     verdicts: list[Verdict] = []
-    base: dict[str, Any] = {**state.forward, **state.params, "n": state.config.n,
-                            "Xb": state.Xb, "Yb": state.Yb}
+    base = _base(state)
     own: dict[str, torch.Tensor] = {}          # the student's chained gradients so far
+    own_passed: dict[str, bool] = {}
     cache: dict[tuple[str, str], tuple[dict[str, Any], CallOutcome]] = {}
     for gradient in gradients:
         if gradient.exercise not in options.exercises:
@@ -179,24 +241,28 @@ def grade_stub_gradients(session: SandboxSession, functions: dict[str, tuple[str
                 else:
                     inputs[p] = base[p]
             outcome = _reuse_or_call(session, gradient.name, inputs, cache)
-            if outcome.status != "ok":
-                verdicts.append(_outcome_verdict(gradient, state.config, mode, outcome))
-                continue
-            actual = outcome.tensors["result"]
-            comparison = _compare(gradient, state, actual, expected, options)
-            if mode == "chained" and comparison.status in ("exact", "approx", "wrong") \
-                    and actual.shape == expected.shape:
-                own[gradient.name] = actual
-            explanation = None
-            if comparison.status == "approx":
-                explanation = explain_inexact(gradient, inputs, actual, expected)
-                if explanation is None and mode == "chained" and any(
-                        not torch.equal(own.get(p, state.grads[p]), state.grads[p])
-                        for p in params if p in gradient.allowed_gradients):
-                    explanation = UPSTREAM_INEXACT
-            verdicts.append(Verdict(gradient, state.config, mode, comparison.status, comparison,
-                                    message=comparison.message, actual=actual, expected=expected,
-                                    explanation=explanation, substituted=tuple(substituted)))
+            upstream = [p for p in params if p in gradient.allowed_gradients]
+            wrong_upstream = tuple(p for p in upstream
+                                   if mode == "chained" and p in own and not own_passed[p])
+            inexact = tuple(p for p in upstream if mode == "chained" and p in own
+                            and own_passed[p] and not torch.equal(own[p], state.grads[p]))
+            verdict = _integrity_checked(
+                _judge(gradient, state.config, mode, outcome, expected,
+                       scale=_scale(gradient, state), pool={**base, **state.grads, **inputs},
+                       options=options, generic_hints=not wrong_upstream,
+                       inexact_upstream=inexact),
+                session, outcome, options)
+            verdict.substituted = tuple(substituted)
+            if mode == "chained" and verdict.actual is not None \
+                    and verdict.status in ("exact", "approx", "wrong") \
+                    and verdict.actual.shape == expected.shape:
+                own[gradient.name] = verdict.actual
+                own_passed[gradient.name] = verdict.passed
+            if wrong_upstream and not verdict.passed:
+                note = (f"your {', '.join(wrong_upstream)}, which chained mode feeds to this step, "
+                        f"{'was' if len(wrong_upstream) == 1 else 'were'} already wrong")
+                verdict.message = f"{verdict.message}; {note}" if verdict.message else note
+            verdicts.append(verdict)
     return verdicts
 
 
@@ -217,6 +283,169 @@ def _reuse_or_call(session: SandboxSession, name: str, inputs: dict[str, Any],
     return outcome
 
 
+# -- hidden configs and probes --------------------------------------------------------------
+
+def _isolated_call(session: SandboxSession, gradient: Gradient, params: tuple[str, ...],
+                   state: LectureState, probe: Probe | None, options: GradingOptions,
+                   *, teach: bool) -> Verdict:
+    """One isolated call of a stub: autograd's upstream gradients, or a probe's random ones."""
+    if probe is not None:
+        inputs, expected, pool = probe.inputs(params), probe.expected, probe.pool
+        scale = probe.scale(params)
+    else:
+        base = _base(state)
+        inputs = {p: state.grads[p] if p in gradient.allowed_gradients else base[p]
+                  for p in params}
+        expected, pool = state.grads[f"d{gradient.variable}"], {**base, **state.grads}
+        scale = _scale(gradient, state)
+    outcome = session.call(gradient.name, inputs)
+    return _judge(gradient, state.config, "isolated", outcome, expected, scale=scale, pool=pool,
+                  options=options, probe=probe is not None, teach=teach)
+
+
+def _probe_message(gradient: Gradient, params: tuple[str, ...], lecture: LectureState,
+                   probe: Probe, verdict: Verdict) -> str:
+    upstream = [p for p in params if p in gradient.allowed_gradients]
+    mags = {p: float(lecture.grads[p].abs().max()) for p in upstream}
+    top = max(mags.values(), default=0.0)
+    tiny = [p for p, m in mags.items() if m <= 1e-5 * top]
+    own = float(lecture.grads[f"d{gradient.variable}"].abs().max())
+    if tiny:
+        why = (f"autograd's {', '.join(tiny)} {'is' if len(tiny) == 1 else 'are'} nearly zero "
+               f"here (largest {max(mags[p] for p in tiny):.1g}), which hides a mistake in this "
+               "step")
+    elif own <= 1e-5 * top:
+        why = (f"autograd's own {gradient.name} is nearly zero here (largest {own:.1g}), so a "
+               "wrong step still lands within the tolerance")
+    else:
+        why = "it only happens to match for autograd's particular upstream"
+    detail = f" ({verdict.message})" if verdict.message else ""
+    return (f"correct with autograd's upstream gradients but not with random ones (d"
+            f"{', d'.join(probe.injected)} drawn at random, the rest derived from "
+            f"{'it' if len(probe.injected) == 1 else 'them'}): {why}{detail}")
+
+
+def _culprits(lecture: Config, hidden: Config, fails_alone: Callable[[Config], bool]
+              ) -> tuple[tuple[Dimension, ...], tuple[Dimension, ...]]:
+    """The sizes that differ, and those that break the answer when changed alone."""
+    changed = changed_dimensions(lecture, hidden)
+    return changed, tuple(d for d in changed if fails_alone(dimension_config(lecture, hidden, d)))
+
+
+def _with_detail(message: str, verdict: Verdict) -> str:
+    if not verdict.message:
+        return message
+    return f"{message} (in {verdict.config.name}: {verdict.message})"
+
+
+def grade_hidden_configs(session: SandboxSession, functions: dict[str, tuple[str, ...]],
+                         lecture_verdicts: list[Verdict], lecture: LectureState,
+                         hidden: tuple[LectureState, ...], options: GradingOptions, *,
+                         state_for: StateFor,
+                         gradients: tuple[Gradient, ...] = GRADIENTS) -> list[Verdict]:
+    """Each stub that passed the lecture config, on the hidden configs (and probes).
+
+    Isolated mode (the default): one call per stub and hidden config, with random upstream
+    gradients where the stub's signature allows a consistent probe (grader/probes.py); with no
+    hidden config, one probe call per stub on the lecture config. A stub stops at its first
+    failure, which is then explained with a few more calls of that stub alone (none after a call
+    that hit a sandbox limit). Chained-only grading runs the hidden configs chained, without
+    probes or diagnosis.
+    """
+    targets = [g for g in gradients if g.exercise in options.exercises
+               and g.name in functions]
+    if "isolated" not in options.modes:
+        return _hidden_chained(session, functions, lecture_verdicts, lecture, hidden, options,
+                               gradients)
+    passed = {v.gradient.name for v in lecture_verdicts
+              if v.mode == "isolated" and v.passed and v.config == lecture.config and not v.probe}
+    books = [probe_book(s.config) if options.probes else None for s in (lecture, *hidden)]
+    out: list[Verdict] = []
+    for gradient in targets:
+        if gradient.name not in passed:
+            continue
+        params = functions[gradient.name]
+        if not hidden:
+            probe = books[0].probe(gradient, params) if books[0] else None
+            if probe is not None:
+                v = _isolated_call(session, gradient, params, lecture, probe, options, teach=True)
+                if not v.passed:
+                    v.message = _probe_message(gradient, params, lecture, probe, v)
+                out.append(v)
+            continue
+        for state, book in zip(hidden, books[1:]):
+            probe = book.probe(gradient, params) if book else None
+            v = _isolated_call(session, gradient, params, state, probe, options, teach=False)
+            out.append(v)
+            if v.passed:
+                continue
+            out += _explain_hidden_failure(session, gradient, params, lecture, v, options,
+                                           state_for)
+            break
+    return out
+
+
+def _explain_hidden_failure(session: SandboxSession, gradient: Gradient, params: tuple[str, ...],
+                            lecture: LectureState, failed: Verdict, options: GradingOptions,
+                            state_for: StateFor) -> list[Verdict]:
+    """Probe on the lecture config first (the step itself is wrong), then one size at a time."""
+    if failed.probe:
+        probe = probe_book(lecture.config).probe(gradient, params)
+        assert probe is not None
+        v = _isolated_call(session, gradient, params, lecture, probe, options, teach=True)
+        if not v.passed:
+            v.message = _probe_message(gradient, params, lecture, probe, v)
+            failed.message = f"also wrong in {failed.config.name}" + (
+                f": {failed.message}" if failed.message else "")
+            return [v]
+
+    changed = changed_dimensions(lecture.config, failed.config)
+    if failed.limit is not None:     # a hang or a crash: no more calls to find out which size
+        sizes = ", ".join(d.phrase("hidden") for d in changed)
+        failed.message = (f"correct in the {lecture.config.name} config, but in "
+                          f"{failed.config.name} ({sizes or 'other data'}): {failed.message}")
+        return []
+
+    def fails_alone(config: Config) -> bool:
+        v = _isolated_call(session, gradient, params, state_for(config), None, options,
+                           teach=False)
+        if v.limit is not None:
+            raise _GiveUp
+        return not v.passed
+
+    try:
+        _, culprits = _culprits(lecture.config, failed.config, fails_alone)
+        tested = True
+    except _GiveUp:
+        culprits, tested = (), False
+    failed.message = _with_detail(describe_hard_coding(culprits, base=lecture.config,
+                                                       other=failed.config, changed=changed,
+                                                       tested=tested), failed)
+    return []
+
+
+class _GiveUp(Exception):
+    """A diagnosis call hit a sandbox limit: stop calling that stub."""
+
+
+def _hidden_chained(session: SandboxSession, functions: dict[str, tuple[str, ...]],
+                    lecture_verdicts: list[Verdict], lecture: LectureState,
+                    hidden: tuple[LectureState, ...], options: GradingOptions,
+                    gradients: tuple[Gradient, ...]) -> list[Verdict]:
+    passed = {v.gradient.name for v in lecture_verdicts if v.mode == "chained" and v.passed}
+    chained = replace(options, modes=("chained",))
+    out: list[Verdict] = []
+    for state in hidden:
+        for v in grade_stub_gradients(session, functions, state, chained, gradients):
+            if not v.passed and v.gradient.name in passed:
+                changed = changed_dimensions(lecture.config, state.config)
+                v.message = _with_detail(describe_hard_coding(
+                    (), base=lecture.config, other=state.config, changed=changed, tested=False), v)
+            v.hint = v.hint_key = None      # hidden failures are explained by the sizes
+            out.append(v)
+    return out
+
+
 @dataclass(frozen=True)
 class Exercise4Setup:
     config: Config
@@ -233,20 +462,18 @@ def exercise4_setup(config: Config, steps: int) -> Exercise4Setup:
     return Exercise4Setup(config, params, batches)
 
 
-def grade_exercise4(session: SandboxSession, params_of_backward: tuple[str, ...] | None,
-                    config: Config, options: GradingOptions) -> list[Verdict]:
-    """backward(): its 7 gradients at step 0, then K steps of SGD with it vs autograd's."""
-    setup = exercise4_setup(config, options.train_steps)
-    targets = (*EXERCISE4_GRADIENTS, EXERCISE4_TRAINING)
-    if params_of_backward is None:
-        return [Verdict(g, config, "isolated", "missing",
-                        message="no function backward() in your file") for g in targets]
-    allowed = EXERCISE4_INPUT_NAMES
-    bad = [p for p in params_of_backward if p not in allowed]
-    if bad:
-        message = (f"backward() asks for '{bad[0]}', which is not one of the training loop's tensors "
-                   f"({', '.join(sorted(allowed))})")
-        return [Verdict(g, config, "isolated", "error", message=message) for g in targets]
+@dataclass(frozen=True)
+class _Exercise4Reference:
+    setup: Exercise4Setup
+    expected: dict[str, torch.Tensor]    # autograd's 7 gradients at step 0
+    scales: dict[str, float]             # tolerance scale of each
+    pool: dict[str, Any]                 # what backward() may ask for, at step 0
+
+
+@functools.lru_cache(maxsize=16)
+def _exercise4_reference(config: Config, steps: int) -> _Exercise4Reference:
+    """Autograd's step-0 gradients of the fused forward (cached: the same for every student)."""
+    setup = exercise4_setup(config, steps)
     Xb, Yb = setup.batches[0]
     leaves = {k: v.clone().requires_grad_(True) for k, v in setup.params.items()}
     fwd = fused_forward(leaves, Xb, Yb)
@@ -260,10 +487,25 @@ def grade_exercise4(session: SandboxSession, params_of_backward: tuple[str, ...]
     scales = {k: float(fwd[v].grad.abs().max()) for k, v in consumer.items()}
     pool: dict[str, Any] = {**{k: v.detach() for k, v in fwd.items()}, **setup.params,
                             "n": config.n, "Xb": Xb, "Yb": Yb}
-    outcome = session.call("backward", {p: pool[p] for p in params_of_backward}, returns="list")
+    return _Exercise4Reference(setup, expected, scales, pool)
+
+
+@functools.lru_cache(maxsize=8)
+def _training_reference(config: Config, steps: int, lr: float
+                        ) -> tuple[dict[str, torch.Tensor], list[float]]:
+    setup = _exercise4_reference(config, steps).setup
+    return train_with_autograd(setup.params, setup.batches[:steps], lr=lr)
+
+
+def _backward_verdicts(session: SandboxSession, params_of_backward: tuple[str, ...],
+                       config: Config, options: GradingOptions) -> list[Verdict]:
+    """One call of backward() at step 0: a verdict for each of its 7 gradients."""
+    ref = _exercise4_reference(config, options.train_steps)
+    outcome = session.call("backward", {p: ref.pool[p] for p in params_of_backward},
+                           returns="list")
     verdicts: list[Verdict] = []
     for i, gradient in enumerate(EXERCISE4_GRADIENTS):
-        exp = expected[gradient.name]
+        exp = ref.expected[gradient.name]
         if outcome.status != "ok":
             verdicts.append(_outcome_verdict(gradient, config, "isolated", outcome))
             continue
@@ -273,20 +515,83 @@ def grade_exercise4(session: SandboxSession, params_of_backward: tuple[str, ...]
                                             "expected 7: [dC, dW1, db1, dW2, db2, dbngain, dbnbias]"))
             continue
         actual = outcome.tensors[str(i)]
-        cmp = compare_gradient(actual, exp, scale=scales[gradient.name],
+        cmp = compare_gradient(actual, exp, scale=ref.scales[gradient.name],
                                tolerance=options.tolerance)
-        verdicts.append(Verdict(gradient, config, "isolated", cmp.status, cmp, message=cmp.message,
-                                actual=actual, expected=exp))
-    verdicts.append(_grade_training(session, params_of_backward, setup, options))
+        v = Verdict(gradient, config, "isolated", cmp.status, cmp, message=cmp.message,
+                    actual=actual, expected=exp)
+        if cmp.status == "approx":
+            v.explanation = explain_inexact(
+                gradient.name, {}, actual, exp, ulps=cmp.ulps, scale=ref.scales[gradient.name],
+                exact_required=gradient.name in options.exact_required,
+                known_reason=EXERCISE4_REASON)
+        verdicts.append(_integrity_checked(v, session, outcome, options))
     return verdicts
+
+
+def _backward_problem(params_of_backward: tuple[str, ...]) -> str | None:
+    bad = [p for p in params_of_backward if p not in EXERCISE4_INPUT_NAMES]
+    if bad:
+        return (f"backward() asks for '{bad[0]}', which is not one of the training loop's tensors "
+                f"({', '.join(sorted(EXERCISE4_INPUT_NAMES))})")
+    return None
+
+
+def grade_exercise4(session: SandboxSession, params_of_backward: tuple[str, ...] | None,
+                    config: Config, options: GradingOptions) -> list[Verdict]:
+    """backward(): its 7 gradients at step 0, then K steps of SGD with it vs autograd's."""
+    targets = (*EXERCISE4_GRADIENTS, EXERCISE4_TRAINING)
+    if params_of_backward is None:
+        return [Verdict(g, config, "isolated", "missing",
+                        message="no function backward() in your file") for g in targets]
+    problem = _backward_problem(params_of_backward)
+    if problem:
+        return [Verdict(g, config, "isolated", "error", message=problem) for g in targets]
+    verdicts = _backward_verdicts(session, params_of_backward, config, options)
+    verdicts.append(_grade_training(session, params_of_backward,
+                                    _exercise4_reference(config, options.train_steps).setup,
+                                    options))
+    return verdicts
+
+
+def grade_exercise4_hidden(session: SandboxSession, params_of_backward: tuple[str, ...] | None,
+                           lecture_verdicts: list[Verdict], lecture: Config, hidden: Config,
+                           options: GradingOptions) -> list[Verdict]:
+    """backward()'s step-0 gradients on one hidden config (training stays on the lecture's).
+
+    A gradient right in the lecture config and wrong here is re-checked with one size changed at
+    a time (one more call of backward() per size) to name the hard-coded one.
+    """
+    if params_of_backward is None or _backward_problem(params_of_backward):
+        return []
+    passed = {v.gradient.name for v in lecture_verdicts
+              if v.gradient.exercise == "ex4" and v.passed and v.config == lecture}
+    if not passed:
+        return []
+    verdicts = _backward_verdicts(session, params_of_backward, hidden, options)
+    failing = [v for v in verdicts if v.gradient.name in passed and not v.passed]
+    if failing:
+        alone: dict[Config, set[str]] = {}
+
+        def fails_alone_for(name: str) -> Callable[[Config], bool]:
+            def fails(config: Config) -> bool:
+                if config not in alone:
+                    alone[config] = {v.gradient.name for v in _backward_verdicts(
+                        session, params_of_backward, config, options) if not v.passed}
+                return name in alone[config]
+            return fails
+
+        for v in failing:
+            changed, culprits = _culprits(lecture, hidden, fails_alone_for(v.gradient.name))
+            v.message = _with_detail(describe_hard_coding(culprits, base=lecture, other=hidden,
+                                                          changed=changed), v)
+    return [v for v in verdicts if v.gradient.name in passed]
 
 
 def _grade_training(session: SandboxSession, signature: tuple[str, ...], setup: Exercise4Setup,
                     options: GradingOptions) -> Verdict:
     gradient, config = EXERCISE4_TRAINING, setup.config
     steps = options.train_steps
-    expected_params, expected_losses = train_with_autograd(setup.params, setup.batches[:steps],
-                                                           lr=options.train_lr)
+    expected_params, expected_losses = _training_reference(config, steps, options.train_lr)
     outcome = session.request(
         {"op": "train", "steps": steps, "n": config.n, "lr": options.train_lr,
          "signature": list(signature)},
@@ -322,12 +627,10 @@ def _grade_training(session: SandboxSession, signature: tuple[str, ...], setup: 
                f"{'not finite' if cmp.maxdiff is None else format(cmp.maxdiff, '.3g')} in {name}")
     if status == "wrong" and cmp.message:
         message += f" ({cmp.message})"
-    return Verdict(gradient, config, "isolated", status, cmp, message=message,
-                   actual=torch.tensor(losses), expected=torch.tensor(expected_losses))
-
-
-_RANK = {"exact": 0, "approx": 1, "wrong": 2, "nonfinite": 3, "shape": 4, "integrity": 5,
-         "error": 6, "missing": 7}
+    return _integrity_checked(
+        Verdict(gradient, config, "isolated", status, cmp, message=message,
+                actual=torch.tensor(losses), expected=torch.tensor(expected_losses)),
+        session, outcome, options)
 
 
 def max_points_for(gradient: Gradient, options: GradingOptions) -> float:
@@ -367,58 +670,71 @@ def collect_gradient_results(verdicts: list[Verdict], *, scoring_mode: str,
 
 def _gradient_result(gradient: Gradient, vs: list[Verdict], scoring_mode: str,
                      options: GradingOptions, lecture: Config, hint: str | None) -> GradientResult:
+    """Pass only if every config passes; exact or approximate as in the lecture config.
+
+    The message of a gradient right in the lecture config but wrong elsewhere is the reason the
+    grader found: a probe on the lecture config (the step itself is wrong) or a hidden config
+    (a hard-coded size).
+    """
     max_points = max_points_for(gradient, options)
     scoring = [v for v in vs if v.mode == scoring_mode] or vs
     if not scoring:
         return GradientResult(gradient.name, gradient.variable, "missing", False, False, None, 0.0,
                               max_points, message="not graded", forward=gradient.forward,
                               shape=gradient.shape)
-    main = next((v for v in scoring if v.config == lecture), scoring[0])
-    worst = max(scoring, key=lambda v: _RANK.get(v.status, 9))
-    status = worst.status if _RANK.get(worst.status, 9) > _RANK.get(main.status, 9) else main.status
-    message = main.message
-    if worst is not main and _RANK.get(worst.status, 9) > 1 and main.status in ("exact", "approx"):
-        message = (f"correct in the {main.config.name} config but {worst.status} in "
-                   f"{worst.config.label()}" + (f": {worst.message}" if worst.message else ""))
+    main = next((v for v in scoring if v.config == lecture and not v.probe), scoring[0])
+    failing = [v for v in scoring if v is not main and not v.passed]
+    cause = None
+    if main.passed and failing:
+        cause = next((v for v in failing if v.probe and v.config == lecture), failing[0])
+    shown = cause or main
+    status, message = shown.status, shown.message
+    hint_text, hint_key = shown.hint, shown.hint_key
+    if hint_text is None and not (main.passed and cause is None):
+        hint_text = hint
     cmp = main.comparison
     modes = []
     for v in vs:
-        if v.config != main.config:
+        if v.config != main.config or v.probe:
             continue
         c = v.comparison
         modes.append(ModeVerdict(v.mode, v.status, bool(c and c.exact), bool(c and c.approx),
                                  bool(c and c.allclose), c.maxdiff if c else None,
                                  c.rel_error if c else None, c.ulps if c else None,
-                                 _with_substitution(v)))
+                                 _with_substitution(v), hint=v.hint, hint_key=v.hint_key,
+                                 explanation=v.explanation))
     configs = tuple(ConfigVerdict(v.config.name, v.status,
                                   v.comparison.maxdiff if v.comparison else None, v.mode,
-                                  v.message) for v in vs)
+                                  v.message, probe=v.probe, label=v.config.label())
+                    for v in vs)
     return GradientResult(
         name=gradient.name, variable=gradient.variable, status=status,
         exact=bool(cmp and cmp.exact and status == "exact"),
         approx=status in ("exact", "approx"),
         maxdiff=cmp.maxdiff if cmp else None,
         points=_points_for(gradient, status, options), max_points=max_points,
-        message=message, hint=hint, configs=configs,
+        message=message, hint=hint_text, hint_key=hint_key, configs=configs,
         allclose=bool(cmp and cmp.allclose), rel_error=cmp.rel_error if cmp else None,
         ulps=cmp.ulps if cmp else None, forward=gradient.forward, shape=gradient.shape,
         actual_shape=tuple(main.actual.shape) if main.actual is not None else None,
         expected_shape=tuple(main.expected.shape) if main.expected is not None else None,
-        modes=tuple(modes), traceback=main.traceback, explanation=main.explanation,
-        **_failure_pictures(status, main, scoring))
+        modes=tuple(modes), traceback=shown.traceback,
+        explanation=main.explanation if status == "approx" else None,
+        **_failure_pictures(status, shown, scoring))
 
 
-def _failure_pictures(status: str, main: Verdict, scoring: list[Verdict]) -> dict[str, Any]:
+def _failure_pictures(status: str, shown: Verdict, scoring: list[Verdict]) -> dict[str, Any]:
     """A failing gradient's mismatch summary and heatmap views (views.py), from the first verdict
-    that failed with tensors to show: the lecture config when it failed there."""
+    that failed with tensors to show: the one whose message is shown when it has them."""
     if status in ("exact", "approx"):
         return {}
-    shown = next((v for v in (main, *scoring) if v.status not in ("exact", "approx")
-                  and v.actual is not None and v.expected is not None), None)
-    if shown is None:
+    pictured = next((v for v in (shown, *scoring) if not v.passed
+                     and v.actual is not None and v.expected is not None), None)
+    if pictured is None:
         return {}
-    return {**failure_fields(shown.actual, shown.expected, shown.comparison),
-            "views_from": f"{shown.mode} mode, {shown.config.label()}"}
+    return {**failure_fields(pictured.actual, pictured.expected, pictured.comparison),
+            "views_from": f"{pictured.mode} mode, {pictured.config.label()}"
+                          + (" (random upstream probe)" if pictured.probe else "")}
 
 
 def _with_substitution(v: Verdict) -> str | None:

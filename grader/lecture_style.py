@@ -37,7 +37,8 @@ from .lecture_source import (
     lecture_name,
     read_lecture_code,
 )
-from .results import Result
+from .results import IntegrityFlag, Result
+from .integrity import integrity_flags, scan_source
 from .sandbox import CallOutcome, SandboxSession
 
 __all__ = ["grade_lecture_style", "looks_like_lecture_style", "run_lecture_code"]
@@ -300,11 +301,11 @@ class _Grader:
                                    f"{self.plan.step_where(self.plan.positions[src.steps[-1]])}")
         own = self._own(run)
         upstream = [u for u in gradient.upstream if u in own]
-        inexact = any(not torch.equal(own[u], self.state.grads[u]) for u in upstream
-                      if own[u].shape == self.state.grads[u].shape)
+        inexact = tuple(u for u in upstream if own[u].shape == self.state.grads[u].shape
+                        and not torch.equal(own[u], self.state.grads[u]))
         inputs = {"h": self.state.forward["h"], **({"dh": own["dh"]} if "dh" in own else {})}
         verdict = verdict_from_tensor(gradient, self.state, actual, self.options,
-                                      inputs=inputs, upstream_inexact=inexact)
+                                      inputs=inputs, inexact_upstream=inexact)
         reads = {n for i in src.steps for n in self.program.statement(i).reads}
         used = tuple(name for name, (_, names) in substituted.items()
                      if name != gradient.name and reads & set(names))
@@ -399,8 +400,12 @@ def _no_exercise_code(submission: Any, state: LectureState) -> Result:
                   loss=state.loss, notes=tuple(submission.notes), grader_version=__version__)
 
 
-def grade_lecture_style(submission: Any, state: LectureState, request: Any) -> Result:
-    """Grade lecture-style code (a .py file or notebook cells) in chained mode."""
+def grade_lecture_style(submission: Any, state: LectureState, request: Any, *,
+                        runner: Any = None) -> Result:
+    """Grade lecture-style code (a .py file or notebook cells) in chained mode.
+
+    Only the statements that run are scanned for autograd use: a copy of the lecture notebook
+    calls loss.backward() in its own forward cell, which the grader never runs."""
     options = request.options
     program = read_lecture_code(submission.code, name=submission.name,
                                 cells=submission.source_kind == "ipynb")
@@ -409,7 +414,7 @@ def grade_lecture_style(submission: Any, state: LectureState, request: Any) -> R
     plan = _plan(program)
     ex4 = program.backward if "ex4" in options.exercises else None
     load_code = ex4.code if ex4 is not None and ex4.code else ""
-    session = SandboxSession(load_code, submission.name, request.limits)
+    session = SandboxSession(load_code, submission.name, request.limits, runner=runner)
     notes: list[str] = list(submission.notes)
     load_problem = None
     try:
@@ -417,7 +422,7 @@ def grade_lecture_style(submission: Any, state: LectureState, request: Any) -> R
         if loaded.status != "ok" and load_code:
             load_problem = f"its backward() could not be defined: {loaded.message}"
             session.close()
-            session = SandboxSession("", submission.name, request.limits)
+            session = SandboxSession("", submission.name, request.limits, runner=runner)
             loaded = session.start()
         if loaded.status != "ok":
             return replace(_no_exercise_code(submission, state), message=(
@@ -426,7 +431,7 @@ def grade_lecture_style(submission: Any, state: LectureState, request: Any) -> R
         verdicts: list[Verdict] = []
         extra: list[str] = []
         if program.sources:
-            for config in (request.config, *request.hidden):
+            for config in (request.config, *request.hidden_configs()):
                 config_state = state if config == request.config else build_lecture_state(config)
                 grader = _Grader(session, plan, config_state, options)
                 verdicts += grader.grade()
@@ -459,8 +464,16 @@ def grade_lecture_style(submission: Any, state: LectureState, request: Any) -> R
         submission=submission.name, status="graded", message=None,
         score=sum(e.score for e in exercises), max_score=sum(e.max_score for e in exercises),
         mode="chained", loss=state.loss, exercises=exercises, first_wrong=None,
-        notes=tuple(notes), configs=tuple(c.label() for c in (request.config, *request.hidden)),
-        grader_version=__version__, output=session.output())
+        notes=tuple(notes), configs=tuple(c.label() for c in (request.config, *request.hidden_configs())),
+        grader_version=__version__, output=session.output(),
+        integrity=_integrity(program, session, load_code))
+
+
+def _integrity(program: LectureProgram, session: SandboxSession, load_code: str
+               ) -> tuple[IntegrityFlag, ...]:
+    ran = "\n".join(program.statement(i).code for i in program.run)
+    static = scan_source(ran + "\n" + load_code, filename="exercise code")
+    return integrity_flags(static, session.integrity)
 
 
 def _mapping_notes(program: LectureProgram) -> list[str]:

@@ -34,6 +34,8 @@ class ConfigVerdict:
     maxdiff: float | None = None
     mode: str = "isolated"
     message: str | None = None
+    probe: bool = False           # graded with random upstream gradients (grader/probes.py)
+    label: str = ""               # the config's sizes and seed
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ class ModeVerdict:
     rel_error: float | None = None
     ulps: int | None = None
     message: str | None = None
+    hint: str | None = None       # a known mistake this mode's answer matches
+    hint_key: str | None = None
+    explanation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,7 @@ class GradientResult:
     max_points: float
     message: str | None = None
     hint: str | None = None
+    hint_key: str | None = None      # which known mistake (grader/hints.py), or "sign" etc.
     configs: tuple[ConfigVerdict, ...] = ()
     allclose: bool = False
     rel_error: float | None = None

@@ -51,9 +51,10 @@ def render_text(result: Result, *, color: bool = False, verbose: bool = False) -
         return "\n".join(lines) + "\n"
     for flag in result.integrity:
         lines.append(paint("integrity", f"INTEGRITY {flag.kind}: {flag.detail}"))
-    lines.append(f"graded in {result.mode} mode (points), in {len(result.configs) or 1} config(s)")
+    lines.append(_configs_line(result))
     header = f"{'gradient':<16} {'status':<9} {'exact':<5} {'approx':<6} {'allclose':<8} " \
              f"{'maxdiff':<8} {'isolated':<9} {'chained':<9} {'points':>7}"
+    last_reason = None
     for ex in result.exercises:
         lines += ["", _EXERCISE_TITLES.get(ex.name, ex.name), header, "-" * len(header)]
         for g in ex.gradients:
@@ -69,10 +70,20 @@ def render_text(result: Result, *, color: bool = False, verbose: bool = False) -
                     details.append(g.traceback.strip())
             elif g.status == "approx":
                 details = [d for d in details if d is g.explanation]
+            if g.explanation and g.explanation in details:
+                reason, _, rest = g.explanation.partition("; largest distance")
+                if reason == last_reason and rest:
+                    details[details.index(g.explanation)] = f"(as above) largest distance{rest}"
+                last_reason = reason
             for d in details:
                 lines.append(_indent(d, "    "))
         lines.append(f"{'':<16} {'':>62} {ex.score:>3g}/{ex.max_score:<3g}")
     lines.append("")
+    elsewhere = [g.name for g in result.gradients() if _failed_elsewhere(g, result.mode)]
+    if elsewhere:
+        lines.append(paint("wrong", f"right in the lecture config but wrong in a hidden config "
+                                    f"or with random upstream gradients: {', '.join(elsewhere)} "
+                                    "(see their messages)"))
     if result.first_wrong:
         lines.append(paint("wrong", f"first wrong step (isolated mode): {result.first_wrong}: "
                                     "fix this one first, the ones after it may follow"))
@@ -84,6 +95,21 @@ def render_text(result: Result, *, color: bool = False, verbose: bool = False) -
     if result.output.strip() and verbose:
         lines += ["", "your code printed:", _indent(result.output.strip()[-4000:])]
     return "\n".join(lines) + "\n"
+
+
+def _configs_line(result: Result) -> str:
+    hidden = len(result.configs) - 1
+    if hidden <= 0:
+        return f"graded in {result.mode} mode (points), in the lecture config only"
+    return (f"graded in {result.mode} mode (points), in the lecture config and {hidden} hidden "
+            f"config{'s' if hidden > 1 else ''} (other sizes and seeds): a gradient passes only "
+            "if it passes in all of them")
+
+
+def _failed_elsewhere(g: GradientResult, mode: str) -> bool:
+    """Wrong overall, though right in the lecture config (a hidden config or a probe failed)."""
+    lecture = next((m for m in g.modes if m.mode == mode), None)
+    return not g.passed and lecture is not None and lecture.status in ("exact", "approx")
 
 
 def _indent(text: str, prefix: str = "  ") -> str:

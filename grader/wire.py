@@ -29,11 +29,17 @@ _LEN = struct.Struct(">QI")
 
 
 class FrameError(Exception):
-    """A frame that breaks the format or the limits."""
+    """A frame that breaks the format or the limits; ``limit`` names the limit it broke, if any."""
+
+    def __init__(self, message: str, *, limit: str | None = None) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 @dataclass(frozen=True)
 class WireLimits:
+    """What one frame may carry; the grader checks every reply from the sandbox against these."""
+
     max_frame_bytes: int = 256 * 2**20
     max_tensors: int = 64
     max_tensor_bytes: int = 64 * 2**20
@@ -73,7 +79,8 @@ def decode_frame(body: bytes, header_len: int, limits: WireLimits
         raise FrameError("header has no 'meta' object")
     specs = header["tensors"]
     if len(specs) > limits.max_tensors:
-        raise FrameError(f"{len(specs)} tensors, more than the {limits.max_tensors} allowed")
+        raise FrameError(f"{len(specs)} tensors, more than the {limits.max_tensors} allowed "
+                         "(limit: returned tensor count)", limit="returned tensor count")
     data = memoryview(body)[header_len:]
     tensors: dict[str, torch.Tensor] = {}
     for name, spec in specs.items():
@@ -96,7 +103,8 @@ def _decode_tensor(name: str, spec: Any, data: memoryview, limits: WireLimits) -
     expected = math.prod(shape) * itemsize
     if expected > limits.max_tensor_bytes:
         raise FrameError(f"tensor {name!r}: shape {tuple(shape)} is {expected:,} bytes, more than "
-                         f"the {limits.max_tensor_bytes:,} allowed")
+                         f"the {limits.max_tensor_bytes:,} allowed (limit: returned tensor size)",
+                         limit="returned tensor size")
     if (not isinstance(offset, int) or not isinstance(nbytes, int) or nbytes != expected
             or offset < 0 or offset + nbytes > len(data)):
         raise FrameError(f"tensor {name!r}: byte range does not match its shape")
@@ -135,5 +143,6 @@ def read_frame(fd: int, *, limits: WireLimits = WireLimits(), deadline: float | 
     """Read one frame from a file descriptor; TimeoutError past ``deadline``, EOFError at end."""
     total, header_len = _LEN.unpack(_read_exact(fd, _LEN.size, deadline))
     if total > limits.max_frame_bytes:
-        raise FrameError(f"a reply of {total:,} bytes, more than the {limits.max_frame_bytes:,} allowed")
+        raise FrameError(f"a reply of {total:,} bytes, more than the {limits.max_frame_bytes:,} "
+                         "allowed (limit: reply size)", limit="reply size")
     return decode_frame(_read_exact(fd, total, deadline), header_len, limits)

@@ -62,8 +62,8 @@ def test_every_section_reaches_the_request():
     assert a.title == "CS 231 HW 4" and o.exercises == ("ex1", "ex2") and o.modes == ("isolated",)
     assert o.points["ex1.dlogprobs"] == 3 and o.tolerance.rtol == 1e-4
     assert o.tolerance.atol_scale == 1e-5 and o.exact_required == {"dprobs", "dh"}
-    assert o.train_steps == 3 and o.train_lr == 0.05 and a.request.hidden == ()
-    assert a.integrity_autograd == "flag"
+    assert o.train_steps == 3 and o.train_lr == 0.05 and a.request.hidden_configs() == ()
+    assert a.integrity_autograd == "flag" and o.integrity_policy == "flag"
     assert limits.call_seconds == 5.0 and isinstance(limits.call_seconds, float)
     assert limits.memory_bytes == 1024 * 2**20 and limits.max_processes == 8
     assert a.gradescope.visibility == "after_due_date"
@@ -107,13 +107,33 @@ def test_hidden_configs_are_read_with_their_sizes():
         name = "tiny"
         n = 2
     """)
-    first, second = a.request.hidden
+    first, second = a.request.hidden_configs()
     assert (first.seed, first.n, first.n_hidden, first.name) == (7, 19, 23, "hidden-1")
     assert second.name == "tiny" and second.n == 2 and second.n_embd == Config().n_embd
 
 
+def test_hidden_variants_and_seed_replace_the_defaults():
+    default = parse("").request.hidden_configs()
+    assert len(default) == 2, "the grader's default hidden configs"
+    a = parse("""
+        [hidden]
+        seed = 4242
+        exercise4 = false
+        [[hidden.variants]]
+        name = "odd"
+        n = 19
+        drop_letters = "qxz"
+    """)
+    (odd,) = a.request.hidden_configs()
+    assert (odd.name, odd.n, odd.seed) == ("odd", 19, 4242) and not a.request.hidden.exercise4
+    assert not any(set("qxz") & set(w) for w in odd.resolved_words())
+    reseeded = parse("[hidden]\nseed = 4242").request.hidden_configs()
+    assert [c.seed for c in reseeded] == [4242, 4243] and [c.n for c in reseeded] == \
+        [c.n for c in default]
+
+
 def test_words_are_read_relative_to_the_file(tmp_path):
-    (tmp_path / "words.txt").write_text("emma\nolivia\nava\n" * 20)
+    (tmp_path / "words.txt").write_text("emma\nolivia\nava\n" * 50)
     (tmp_path / "a.toml").write_text('words = "words.txt"\n')
     a = load_assignment(tmp_path / "a.toml")
     assert a.request.config.words[:3] == ("emma", "olivia", "ava") and a.words == "words.txt"
@@ -135,6 +155,10 @@ def test_words_are_read_relative_to_the_file(tmp_path):
     ("[hidden]\nenabled = 'yes'", "'hidden.enabled' is a string ('yes'), expected true or false"),
     ("[[hidden.configs]]\nn = 1", "'hidden.configs[1].n' must be at least 2"),
     ("[[hidden.configs]]\nbatch = 4", "'hidden.configs[1].batch' is not a known key"),
+    ("[[hidden.variants]]\nn = 0", "'hidden.variants[1].n' is 0, expected a number greater"),
+    ("[[hidden.variants]]\ndrop_letters = 'aeiou'", "[hidden]: hidden config hidden-1: dropping"),
+    ("[[hidden.variants]]\nn=3\n[[hidden.configs]]\nn=3", "are both given: keep one"),
+    ("[hidden]\nvariants = []", "set enabled = false"),
     ("[integrity]\nautograd = 'ignore'", "expected one of zero, flag"),
     ("[limits]\nmemory_mb = 1\nmemory_bytes = 3", "are both given"),
     ("[gradescope]\nvisibility = 'public'", "expected one of hidden, after_due_date"),
@@ -162,8 +186,9 @@ def test_the_example_in_the_module_docstring_is_valid(tmp_path):
 
     example = module.__doc__.split("::", 1)[1]
     text = "\n".join(line[4:] for line in example.splitlines())
-    (tmp_path / "names.txt").write_text("emma\nolivia\nava\nisabella\n" * 10)
+    (tmp_path / "names.txt").write_text("emma\nolivia\nava\nisabella\n" * 40)
     (tmp_path / "a.toml").write_text(text)
     a = load_assignment(tmp_path / "a.toml")
-    assert a.request.options.points["ex1.dlogprobs"] == 2 and a.request.hidden[0].n == 19
+    assert a.request.options.points["ex1.dlogprobs"] == 2
+    assert a.request.hidden_configs()[0].n == 19 and a.request.hidden.seed == 4242
     assert Path(a.source).name == "a.toml"

@@ -1,66 +1,332 @@
-"""The child process: tensors in, tensors out; failures become outcomes, never exceptions."""
+"""The sandbox: tensors in, tensors out; failures become outcomes, never exceptions."""
 
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import pytest
 import torch
 
-from grader.sandbox import Limits, open_session
+from grader import bubblewrap
+from grader.sandbox import Limits, SandboxRunner, SandboxSession, open_session, run_in_sandbox
+from grader.wire import WireLimits
+
+from conftest import ROOT, SOLUTION
+
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: children drop to their own "
+                                                       "uid only when the grader runs as root")
 
 
-def test_a_stub_runs_in_the_child_and_returns_its_tensor():
-    with open_session("def f(x):\n    return x * 2\n", filename="s.py") as s:
+@pytest.fixture(scope="module")
+def runner():
+    with SandboxRunner() as r:
+        yield r
+
+
+def needs_bwrap(runner: SandboxRunner) -> None:
+    runner.start()
+    if runner.isolation != "bwrap":
+        pytest.skip(f"needs bubblewrap (bwrap): {runner.bwrap_problem}")
+
+
+def test_a_stub_runs_in_the_child_and_returns_its_tensor(runner):
+    with open_session("def f(x):\n    return x * 2\n", filename="s.py", runner=runner) as s:
         out = s.call("f", {"x": torch.ones(3)})
     assert out.status == "ok" and torch.equal(out.tensors["result"], torch.full((3,), 2.0))
 
 
-def test_scalars_and_tensors_are_passed_by_name():
-    with open_session("def f(x, n):\n    return x * n\n", filename="s.py") as s:
+def test_scalars_and_tensors_are_passed_by_name(runner):
+    with open_session("def f(x, n):\n    return x * n\n", filename="s.py", runner=runner) as s:
         out = s.call("f", {"x": torch.ones(2), "n": 3})
     assert torch.equal(out.tensors["result"], torch.full((2,), 3.0))
 
 
-def test_the_student_traceback_keeps_only_student_lines():
+def test_run_in_sandbox_runs_the_file_then_one_function_and_keeps_what_it_printed(runner):
+    code = "print('loading')\ndef f(x):\n    print('calling')\n    return x + 1\n"
+    out = run_in_sandbox(code, {"x": torch.zeros(2)}, Limits(), function="f", runner=runner)
+    assert out.status == "ok" and torch.equal(out.tensors["result"], torch.ones(2))
+    assert out.output == "loading\ncalling\n"
+
+
+def test_a_session_without_a_runner_starts_and_stops_a_worker_of_its_own():
+    with open_session("def f(x):\n    return x\n", filename="s.py") as s:
+        assert s.call("f", {"x": torch.ones(1)}).status == "ok"
+        proc = s.runner._proc
+    assert proc is not None and proc.poll() is not None
+
+
+def test_the_student_traceback_keeps_only_student_lines(runner):
     code = "def helper():\n    return 1 / 0\n\ndef f(x):\n    return helper()\n"
-    with open_session(code, filename="mine.py") as s:
+    with open_session(code, filename="mine.py", runner=runner) as s:
         out = s.call("f", {"x": torch.ones(1)})
     assert out.status == "error" and "ZeroDivisionError" in out.message
     assert "mine.py" in out.traceback and "_child.py" not in out.traceback
 
 
-def test_not_implemented_is_missing():
-    with open_session("def f(x):\n    raise NotImplementedError\n", filename="s.py") as s:
+def test_not_implemented_is_missing(runner):
+    code = "def f(x):\n    raise NotImplementedError\n"
+    with open_session(code, filename="s.py", runner=runner) as s:
         assert s.call("f", {"x": torch.ones(1)}).status == "missing"
 
 
-def test_a_non_tensor_return_is_a_clear_error():
-    with open_session("def f(x):\n    return [1, 2]\n", filename="s.py") as s:
+def test_a_non_tensor_return_is_a_clear_error(runner):
+    with open_session("def f(x):\n    return [1, 2]\n", filename="s.py", runner=runner) as s:
         out = s.call("f", {"x": torch.ones(1)})
     assert out.status == "error" and "list, expected a torch.Tensor" in out.message
 
 
-def test_a_hang_times_out_and_the_next_call_gets_a_fresh_child():
+def test_a_hang_times_out_and_the_next_call_gets_a_fresh_child(runner):
     code = "def hang(x):\n    while True: pass\n\ndef f(x):\n    return x + 1\n"
-    with open_session(code, filename="s.py", limits=Limits(call_seconds=1.0)) as s:
+    with open_session(code, filename="s.py", limits=Limits(call_seconds=1.0), runner=runner) as s:
         out = s.call("hang", {"x": torch.ones(1)})
         assert out.status == "timeout" and out.limit == "wall time"
+        assert "(limit: wall time)" in out.message
         again = s.call("f", {"x": torch.ones(1)})
     assert again.status == "ok" and s.restarts == 1
 
 
-def test_a_crash_is_described():
+def test_a_crash_is_described(runner):
     code = "import os\ndef f(x):\n    os._exit(3)\n"
-    with open_session(code, filename="s.py") as s:
+    with open_session(code, filename="s.py", runner=runner) as s:
         out = s.call("f", {"x": torch.ones(1)})
     assert out.status == "error" and "exited with code 3" in out.message
 
 
-def test_prints_are_captured_and_capped():
+def test_prints_are_captured_and_capped(runner):
     code = "def f(x):\n    print('A' * 100000)\n    return x\n"
-    with open_session(code, filename="s.py", limits=Limits(output_bytes=1000)) as s:
+    with open_session(code, filename="s.py", limits=Limits(output_bytes=1000),
+                      runner=runner) as s:
         assert s.call("f", {"x": torch.ones(1)}).status == "ok"
     text = s.output()
-    assert text.startswith("A" * 1000) and "dropped" in text
+    assert text.startswith("A" * 1000) and "(limit: output bytes)" in text
+    assert s.output_dropped == 100001 - 1000
 
 
-def test_an_error_at_top_level_fails_the_load():
-    with open_session("raise RuntimeError('boom')\n", filename="s.py") as s:
+def test_an_error_at_top_level_fails_the_load(runner):
+    with open_session("raise RuntimeError('boom')\n", filename="s.py", runner=runner) as s:
         assert s.load_outcome.status == "error"
         assert "run top to bottom" in s.load_outcome.message and "boom" in s.load_outcome.message
+
+
+def test_inputs_arrive_as_fresh_tensors_with_no_graph_and_no_grad(runner):
+    code = ("import torch\n"
+            "def f(x):\n"
+            "    flags = [x.requires_grad, x.grad is None, x.grad_fn is None]\n"
+            "    x.mul_(0)\n"
+            "    return torch.tensor(flags)\n")
+    x = torch.ones(3, requires_grad=True) * 2          # a graph on the grader's side
+    with open_session(code, filename="s.py", runner=runner) as s:
+        first = s.call("f", {"x": x.detach()})
+        second = s.call("f", {"x": x.detach()})
+    assert first.tensors["result"].tolist() == [False, True, True]
+    assert second.status == "ok" and torch.equal(x.detach(), torch.full((3,), 2.0))
+
+
+def test_the_worker_forks_children_from_one_thread_with_torch_already_imported(runner):
+    runner.start()
+    assert runner.worker_info["threads"] == 1
+    code = ("import os, sys\n"
+            "def f(x):\n"
+            "    print(os.getppid(), 'torch' in sys.modules)\n"
+            "    return x\n")
+    out = run_in_sandbox(code, {"x": torch.ones(1)}, function="f", runner=runner)
+    assert out.output.split() == [str(runner.worker_info["pid"]), "True"]
+
+
+@as_root
+def test_each_child_runs_as_its_own_unprivileged_uid_without_groups(runner):
+    code = ("import os\n"
+            "def f(x):\n"
+            "    print(os.getuid(), os.geteuid(), os.getgid(), os.getgroups())\n"
+            "    return x\n")
+    with open_session(code, filename="s.py", runner=runner) as s:
+        assert s.call("f", {"x": torch.ones(1)}).status == "ok"
+        uid = s.uid
+    assert uid is not None and uid > 0
+    assert s.output().split() == [str(uid)] * 3 + ["[]"]
+
+
+def test_each_child_starts_in_a_fresh_empty_folder_that_is_wiped_after(runner):
+    code = ("import os\n"
+            "def f(x):\n"
+            "    print(os.getcwd(), sorted(os.listdir('.')))\n"
+            "    open('left-behind.txt', 'w').write('x')\n"
+            "    return x\n")
+    seen = []
+    for _ in range(2):
+        out = run_in_sandbox(code, {"x": torch.ones(1)}, function="f", runner=runner)
+        cwd, listing = out.output.split(" ", 1)
+        seen.append(cwd)
+        assert listing.strip() == "[]"
+    assert seen[0] != seen[1]
+    root = Path(f"/proc/{runner.worker_pid}/root") if runner.isolation == "bwrap" else Path("/")
+    deadline = time.monotonic() + 5
+    while any((root / c.lstrip("/")).exists() for c in seen) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not any((root / c.lstrip("/")).exists() for c in seen)
+
+
+@pytest.mark.parametrize("limit, limits, code, returns", [
+    ("memory", Limits(memory_bytes=512 * 2**20),
+     "import torch\ndef f(x):\n    return torch.ones(2**28)\n", "tensor"),
+    ("CPU time", Limits(cpu_seconds=1, call_seconds=30),
+     "def f(x):\n    while True: pass\n", "tensor"),
+    ("file size", Limits(file_bytes=2**20),
+     "def f(x):\n    open('big', 'wb').write(bytes(2**21))\n    return x\n", "tensor"),
+    ("returned tensor count", Limits(wire=WireLimits(max_tensors=4)),
+     "def f(x):\n    return [x] * 5\n", "list"),
+    ("returned tensor size", Limits(wire=WireLimits(max_tensor_bytes=1024)),
+     "import torch\ndef f(x):\n    return torch.zeros(1000)\n", "tensor"),
+])
+def test_a_limit_that_is_hit_is_reported_by_name(runner, limit, limits, code, returns):
+    out = run_in_sandbox(code, {"x": torch.ones(1)}, limits, function="f", returns=returns,
+                         runner=runner)
+    assert out.status == "error" and out.limit == limit
+    assert f"(limit: {limit})" in out.message
+
+
+def test_the_whole_submission_has_a_time_limit_too(runner):
+    code = "import time\ndef f(x):\n    time.sleep(0.3)\n    return x\n"
+    limits = Limits(total_seconds=0.5)
+    with open_session(code, filename="s.py", limits=limits, runner=runner) as s:
+        outcomes = [s.call("f", {"x": torch.ones(1)}) for _ in range(4)]
+    assert outcomes[0].status == "ok"
+    assert outcomes[-1].status == "timeout" and outcomes[-1].limit == "total time"
+
+
+def test_autograd_calls_are_reported_with_the_student_line(runner):
+    code = ("def f(x):\n"
+            "    x = x.clone().requires_grad_()\n"
+            "    (x * x).sum().backward()\n"
+            "    return x.grad\n")
+    out = run_in_sandbox(code, {"x": torch.ones(2)}, function="f", runner=runner)
+    assert out.status == "ok" and torch.equal(out.tensors["result"], torch.full((2,), 2.0))
+    kinds = {e["kind"]: e["detail"] for e in out.integrity}
+    assert set(kinds) == {"autograd", "requires_grad", "grad"}
+    assert "f(), line 3: (x * x).sum().backward()" in kinds["autograd"]
+
+
+def test_setting_requires_grad_and_calling_autograd_grad_are_seen(runner):
+    code = ("import torch\n"
+            "def f(x):\n"
+            "    x = x.clone()\n"
+            "    x.requires_grad = True\n"
+            "    return torch.autograd.grad((x ** 3).sum(), x)[0]\n")
+    out = run_in_sandbox(code, {"x": torch.ones(2)}, function="f", runner=runner)
+    details = " ".join(e["detail"] for e in out.integrity)
+    assert "sets .requires_grad = True" in details and "torch.autograd.grad()" in details
+
+
+def test_plain_tensor_code_raises_no_integrity_record(runner):
+    code = "def f(x):\n    return (x * 2).sum(0, keepdim=True)\n"
+    out = run_in_sandbox(code, {"x": torch.ones(2, 2)}, function="f", runner=runner)
+    assert out.status == "ok" and out.integrity == ()
+
+
+def test_sessions_in_threads_share_one_worker_and_each_gets_its_own_uid(runner):
+    code = "import os\ndef f(x):\n    print(os.getuid())\n    return x * os.getpid()\n"
+    results: list = []
+
+    def grade() -> None:
+        with open_session(code, filename="s.py", runner=runner) as s:
+            out = s.call("f", {"x": torch.ones(1)})
+            time.sleep(0.2)        # overlap with the other threads' sessions
+            results.append((out.status, s.uid))
+
+    threads = [threading.Thread(target=grade) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [status for status, _ in results] == ["ok"] * 4
+    if runner.can_drop_uid:
+        assert len({uid for _, uid in results}) == 4
+
+
+def test_without_bwrap_the_runner_warns_once_and_isolates_processes(monkeypatch):
+    monkeypatch.setattr(bubblewrap, "find_bwrap", lambda: None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with SandboxRunner() as r:
+            out = run_in_sandbox("def f(x):\n    return x\n", {"x": torch.ones(1)}, function="f",
+                                 runner=r)
+            out = run_in_sandbox("def f(x):\n    return x\n", {"x": torch.ones(1)}, function="f",
+                                 runner=r)
+    assert out.status == "ok" and r.isolation == "process"
+    assert [str(w.message) for w in caught if "bubblewrap" in str(w.message)] == [
+        "backprop-grader: bubblewrap (bwrap) is not installed; falling back to process "
+        "isolation (student code can read any file this user can read; see the README, "
+        "'Security model')"]
+
+
+def test_a_bwrap_that_cannot_start_also_falls_back(monkeypatch):
+    monkeypatch.setattr(bubblewrap, "find_bwrap", lambda: "/bin/false")
+    with pytest.warns(RuntimeWarning, match="bubblewrap is installed but the sandbox did not"):
+        with SandboxRunner() as r:
+            r.start()
+    assert r.isolation == "process"
+
+
+def test_asking_for_bwrap_where_there_is_none_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(bubblewrap, "find_bwrap", lambda: None)
+    with SandboxRunner(isolation="bwrap") as r:
+        out = run_in_sandbox("def f(x):\n    return x\n", {"x": torch.ones(1)}, function="f",
+                             runner=r)
+    assert out.status == "error" and "bubblewrap (bwrap) is not installed" in out.message
+
+
+def test_in_bwrap_the_child_sees_no_work_tree_no_host_tmp_and_no_network(runner, tmp_path):
+    needs_bwrap(runner)
+    marker = tmp_path / "host-only.txt"
+    marker.write_text("secret")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.setblocking(False)
+    paths = [str(SOLUTION), str(ROOT / "tests"), str(marker), str(ROOT / "grader")]
+    code = ("import os, socket\n"
+            "def f(x):\n"
+            f"    print(*[os.path.exists(p) for p in {paths!r}])\n"
+            "    try:\n"
+            f"        socket.create_connection(('127.0.0.1', {listener.getsockname()[1]}), 1)\n"
+            "        print('connected')\n"
+            "    except OSError:\n"
+            "        print('no network')\n"
+            "    return x\n")
+    with listener:
+        out = run_in_sandbox(code, {"x": torch.ones(1)}, function="f", runner=runner)
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+    assert out.output.split("\n")[:2] == ["False False False True", "no network"]
+
+
+def test_where_there_is_no_fork_server_each_child_is_a_fresh_interpreter():
+    code = "def f(x):\n    return x * 3\n\ndef hang(x):\n    while True: pass\n"
+    with pytest.warns(RuntimeWarning, match="bubblewrap needs Linux"):
+        with SandboxRunner(forkserver=False) as r:
+            with open_session(code, filename="s.py", limits=Limits(call_seconds=1.0),
+                              runner=r) as s:
+                hung = s.call("hang", {"x": torch.ones(1)})
+                again = s.call("f", {"x": torch.ones(1)})
+    assert r.isolation == "process" and hung.limit == "wall time"
+    assert again.status == "ok" and torch.equal(again.tensors["result"], torch.full((1,), 3.0))
+
+
+def test_a_worker_that_died_is_started_again_for_the_next_session():
+    import signal
+
+    with SandboxRunner() as r:
+        first = run_in_sandbox("def f(x):\n    return x\n", {"x": torch.ones(1)}, function="f",
+                               runner=r)
+        os.kill(r.worker_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while r._proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        second = run_in_sandbox("def f(x):\n    return x\n", {"x": torch.ones(1)}, function="f",
+                                runner=r)
+    assert first.status == second.status == "ok"

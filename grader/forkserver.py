@@ -1,0 +1,531 @@
+"""The sandbox's long-lived worker: imports torch once, then forks one child per session.
+
+``main()`` runs in its own process (inside bubblewrap when the grader found it working, see
+grader.bubblewrap), started by ``grader.sandbox.SandboxRunner``. The worker never runs a torch
+op, so it has a single thread when it forks (forking a process whose thread pools are running can
+leave the child's locks held forever); each child sets its limits, drops to its session's
+unprivileged uid, and then serves grader._child's protocol.
+
+The worker is a child subreaper: every process a child starts stays its descendant, so "no
+process left behind" is something it can check rather than hope for.
+
+Messages are JSON on SOCK_SEQPACKET sockets:
+
+* runner -> worker, main socket, with three descriptors attached (control socket, protocol
+  socket, output pipe): ``{"op": "spawn", "uid": int | null, "limits": {...}}``
+* worker -> runner, main socket, once: ``{"event": "ready", "pid", "threads", "can_drop_uid",
+  "data_bytes"}``
+* worker -> session, control socket: ``{"event": "started", "pid"}``, ``{"event": "failed",
+  "message"}``, ``{"event": "exited", "code"}`` when the child ends by itself, and
+  ``{"event": "stopped", "code", "processes"}`` after a stop.
+* session -> worker, control socket: ``{"op": "stop"}``; closing the socket means the same.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import gc
+import importlib
+import json
+import os
+import resource
+import selectors
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["main"]
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_NO_NEW_PRIVS = 38
+_PROTOCOL_FD = 3
+_OPEN_FILES = 256
+_KILL_SECONDS = 5.0
+# imported once here so that children need not read them from disk (after dropping to an
+# unprivileged uid they may not be able to: a Python under /root, for example)
+_PRELOAD = ("torch", "torch.nn.functional", "numpy", "grader._child", "grader._guard",
+            "grader.training", "grader.lecture_style", "grader.lecture", "math", "random",
+            "ctypes", "socket", "encodings.idna", "pickle", "shutil", "subprocess", "threading",
+            "signal", "resource", "json", "re", "itertools", "functools", "collections",
+            "operator", "copy", "typing", "dataclasses", "statistics", "time", "string")
+
+
+def _prctl(option: int, value: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(option, value, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
+
+
+def _status(field: str, pid: int | str = "self") -> int | None:
+    """A number from /proc/PID/status (kB fields in bytes; Uid: the real uid)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    parts = line.split()
+                    return int(parts[1]) * (1024 if parts[-1] == "kB" else 1)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _children() -> list[int]:
+    """This process's children (orphans of any session are re-parented to it: a subreaper)."""
+    try:
+        with open(f"/proc/self/task/{os.getpid()}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except FileNotFoundError:   # kernel without CONFIG_PROC_CHILDREN: scan
+        mine, found = os.getpid(), []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                except (OSError, IndexError):
+                    continue
+                if int(fields[1]) == mine:
+                    found.append(int(entry))
+        return found
+
+
+def _processes_of(uid: int) -> list[int]:
+    """Every process (in this pid namespace) whose real uid is ``uid``."""
+    return [int(e) for e in os.listdir("/proc") if e.isdigit() and _status("Uid", e) == uid]
+
+
+def _kill_uid(uid: int) -> None:
+    """SIGKILL every process of ``uid`` in one go: a fork becomes ``uid`` and calls
+    kill(-1), which the kernel applies to all of that uid's processes at once, so that no fork
+    slips through between a scan and a kill."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            os.kill(-1, signal.SIGKILL)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def _can_drop_uid() -> bool:
+    """Root with the whole uid range (not root inside a user namespace mapping one uid)."""
+    if os.geteuid() != 0:
+        return False
+    try:
+        with open("/proc/self/uid_map") as f:
+            return any(int(line.split()[2]) > 1 for line in f if line.strip())
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def _place_fds(targets: dict[int, int]) -> None:
+    """dup2 each source onto its target without clobbering a source that sits on a target."""
+    high = {target: fcntl.fcntl(source, fcntl.F_DUPFD, 64) for target, source in targets.items()}
+    for target, source in high.items():
+        os.dup2(source, target)
+    os.closerange(max(targets) + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+
+
+def _set_limits(limits: dict[str, Any]) -> None:
+    vm = _status("VmSize")
+    memory = int(limits["memory_bytes"])
+    cpu = int(limits["cpu_seconds"])
+    wanted = [("RLIMIT_CORE", 0), ("RLIMIT_CPU", (cpu, cpu + 1)), ("RLIMIT_DATA", memory),
+              ("RLIMIT_NPROC", int(limits["max_processes"])),
+              ("RLIMIT_FSIZE", int(limits["file_bytes"])), ("RLIMIT_NOFILE", _OPEN_FILES)]
+    if vm is not None:       # a backstop: what torch has mapped, plus the memory limit
+        wanted.append(("RLIMIT_AS", vm + memory))
+    for name, value in wanted:
+        soft, hard = value if isinstance(value, tuple) else (value, value)
+        which = getattr(resource, name, None)
+        if which is None:
+            continue
+        try:
+            resource.setrlimit(which, (soft, hard))
+        except (ValueError, OSError):
+            if sys.platform.startswith("linux"):
+                raise
+            # elsewhere some limits cannot be set (macOS: RLIMIT_AS, RLIMIT_DATA); go without
+
+
+def _reset_signals() -> None:
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)       # a too-large write fails with EFBIG
+
+
+def _spare(orders: socket.socket) -> None:
+    """A child forked ahead of time: warm up, then wait for a session. Never returns."""
+    _reset_signals()
+    _place_fds({0: os.open(os.devnull, os.O_RDWR), 1: 2, 2: 2, _PROTOCOL_FD: orders.detach()})
+    orders = socket.socket(fileno=_PROTOCOL_FD)
+    from ._child import warm_up
+
+    watch = warm_up()
+    data, fds, _, _ = socket.recv_fds(orders, 1 << 16, 2)
+    if not data or len(fds) != 2:
+        os._exit(0)
+    spec = json.loads(data)
+    orders.detach()
+    _become_child(spec["limits"], spec["uid"], spec["workdir"], fds[0], fds[1], watch)
+
+
+def _become_child(limits: dict[str, Any], uid: int | None, workdir: str, proto_fd: int,
+                  out_fd: int, watch: Any) -> None:
+    """In the child: isolate, limit, drop privileges, then serve. Never returns."""
+    os.setsid()
+    _place_fds({0: os.open(os.devnull, os.O_RDWR), 1: out_fd, 2: out_fd, _PROTOCOL_FD: proto_fd})
+    os.chdir(workdir)
+    _set_limits(limits)
+    if uid is not None:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+        if os.getuid() != uid or os.geteuid() != uid:
+            raise OSError("could not drop privileges")
+    _prctl(_PR_SET_NO_NEW_PRIVS, 1)
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)           # after setuid, which clears it
+    os.environ.clear()
+    os.environ.update({"HOME": workdir, "TMPDIR": workdir, "PATH": "/usr/bin:/bin",
+                       "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                       "OPENBLAS_NUM_THREADS": "1"})
+    tempfile.tempdir = workdir
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    from ._child import serve
+
+    serve(_PROTOCOL_FD, limits, watch)
+
+
+def _run_forked(body: Any, *args: Any) -> None:
+    """The forked side: run ``body``; whatever happens, never return into the worker's loop."""
+    code = 71
+    try:
+        body(*args)
+        code = 0
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+@dataclass
+class _Session:
+    control: socket.socket
+    pid: int
+    uid: int | None
+    workdir: str
+    code: int | None = None          # the child's exit code, subprocess-style, once reaped
+
+
+class ForkServer:
+    """The worker's event loop: spawn requests, stop requests, children ending.
+
+    A spare child is forked ahead of time, so that a session starts without waiting for a fork.
+    A stopped session's processes are killed at once; the worker finishes reaping them (and
+    wiping the working folder) in the background, before it reuses the session's uid.
+    """
+
+    def __init__(self, main_socket: socket.socket) -> None:
+        self.main = main_socket
+        self.can_drop_uid = _can_drop_uid()
+        self.selector = selectors.DefaultSelector()
+        self.by_pid: dict[int, _Session] = {}        # sessions whose child is not reaped yet
+        self.dying: list[_Session] = []               # stopped, processes not all gone yet
+        self.spare: tuple[int, socket.socket] | None = None
+        self.swept: set[int] = set()                  # uids cleared of leftovers
+        self.wakeup_r, wakeup_w = os.pipe()
+        os.set_blocking(self.wakeup_r, False)
+        os.set_blocking(wakeup_w, False)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        signal.set_wakeup_fd(wakeup_w)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)     # the grader decides when we stop
+        _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+    # -- the loop ---------------------------------------------------------------------------
+    def serve(self) -> None:
+        threads = len(os.listdir("/proc/self/task"))
+        if threads != 1:
+            print(f"backprop-grader worker: {threads} threads before forking; children may "
+                  "deadlock (is OMP_NUM_THREADS=1 set?)", file=sys.stderr)
+        gc.freeze()      # children then leave the worker's objects alone: fewer copied pages
+        self._send(self.main, {"event": "ready", "pid": os.getpid(), "threads": threads,
+                               "can_drop_uid": self.can_drop_uid,
+                               "data_bytes": _status("VmData") or 0})
+        self.selector.register(self.main, selectors.EVENT_READ, None)
+        self.selector.register(self.wakeup_r, selectors.EVENT_READ, None)
+        self._make_spare()
+        while True:
+            events = self.selector.select(0.005 if self.dying else None)
+            for key, _ in events:
+                try:
+                    if key.fileobj is self.main:
+                        if not self._on_main():
+                            self._shutdown()
+                            return
+                    elif key.fileobj == self.wakeup_r:
+                        self._drain_wakeup()
+                    else:
+                        self._on_control(key.data)
+                except Exception:  # keep serving the other sessions
+                    traceback.print_exc()
+            try:
+                self._reap()
+                self._tend_dying()
+                if self.spare is None:
+                    self._make_spare()
+            except Exception:
+                traceback.print_exc()
+
+    def _drain_wakeup(self) -> None:
+        try:
+            while os.read(self.wakeup_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    @staticmethod
+    def _send(sock: socket.socket, message: dict[str, Any]) -> None:
+        try:
+            sock.send(json.dumps(message).encode())
+        except OSError:
+            pass  # the grader side went away; it will see the outcome as a closed socket
+
+    def _on_main(self) -> bool:
+        try:
+            data, fds, _, _ = socket.recv_fds(self.main, 1 << 16, 3)
+        except OSError:
+            return False
+        if not data:
+            return False
+        try:
+            spec = json.loads(data)
+        except ValueError:
+            spec = {}
+        if spec.get("op") != "spawn" or len(fds) != 3:
+            for fd in fds:
+                os.close(fd)
+            return True
+        control = socket.socket(fileno=fds[0])
+        try:
+            self._spawn(spec, control, fds[1], fds[2])
+        finally:
+            os.close(fds[1])
+            os.close(fds[2])
+        return True
+
+    # -- children ---------------------------------------------------------------------------
+    def _make_spare(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            ours.close()
+            _run_forked(_spare, theirs)
+        theirs.close()
+        self.spare = (pid, ours)
+
+    def _spawn(self, spec: dict[str, Any], control: socket.socket, proto_fd: int,
+               out_fd: int) -> None:
+        limits = dict(spec["limits"])
+        data = _status("VmData") or 0
+        if data >= int(limits["memory_bytes"]):
+            self._send(control, {"event": "failed", "message": (
+                f"the memory limit ({int(limits['memory_bytes']) >> 20} MiB) is below what torch "
+                f"itself needs ({data >> 20} MiB): raise Limits.memory_bytes")})
+            control.close()
+            return
+        uid = spec.get("uid") if self.can_drop_uid else None
+        for old in [s for s in self.dying if s.uid == uid and uid is not None]:
+            self._finish(old)                          # the uid must be clean before reuse
+        if uid is not None and uid not in self.swept:
+            _kill_uid(uid)      # leftovers of a grader that died without cleaning up, if any
+            self.swept.add(uid)
+        workdir = tempfile.mkdtemp(prefix="bpg-")
+        if uid is not None:
+            os.chown(workdir, uid, uid)
+        orders = json.dumps({"limits": limits, "uid": uid, "workdir": workdir}).encode()
+        for _ in range(2):
+            if self.spare is None:
+                self._make_spare()
+            assert self.spare is not None
+            pid, sock = self.spare
+            self.spare = None
+            try:
+                socket.send_fds(sock, [orders], [proto_fd, out_fd])
+                break
+            except OSError:      # the spare died: make another
+                continue
+            finally:
+                sock.close()
+        else:
+            self._send(control, {"event": "failed", "message": "could not fork a child"})
+            control.close()
+            shutil.rmtree(workdir, ignore_errors=True)
+            return
+        session = _Session(control, pid, uid, workdir)
+        self.by_pid[pid] = session
+        self.selector.register(control, selectors.EVENT_READ, session)
+        self._send(control, {"event": "started", "pid": pid})
+        self._make_spare()
+
+    def _on_control(self, session: _Session) -> None:
+        try:
+            data = session.control.recv(4096)
+        except OSError:
+            data = b""
+        message: dict[str, Any] = {}
+        if data:
+            try:
+                message = json.loads(data)
+            except ValueError:
+                return
+            if message.get("op") != "stop":
+                return
+        self.selector.unregister(session.control)
+        if message.get("wait"):
+            processes: int | None = self._finish(session)
+        else:                                # the usual end: kill the child, tidy up later
+            self._kill(session, sweep=False)
+            self.dying.append(session)
+            processes = None
+        if data:
+            self._send(session.control, {"event": "stopped", "code": session.code,
+                                         "processes": processes})
+        session.control.close()
+
+    def _remaining(self, session: _Session) -> list[int]:
+        """The session's processes among this worker's children, zombies included. Every
+        process a session starts stays a descendant of this subreaper, so once its child is
+        reaped and this list is empty, nothing of the session is left anywhere."""
+        spare = self.spare[0] if self.spare else None
+        found = []
+        for pid in _children():
+            if pid == spare:
+                continue
+            owner = self.by_pid.get(pid)
+            if owner is session or (owner is None and (
+                    session.uid is None or _status("Uid", pid) == session.uid)):
+                found.append(pid)
+        return found
+
+    def _kill(self, session: _Session, *, sweep: bool) -> None:
+        """SIGKILL the session's child; with ``sweep``, every process the session started too:
+        all processes of its uid at once when it has one, else the strays re-parented here."""
+        if session.pid in self.by_pid:
+            try:
+                os.kill(session.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if not sweep:
+            return
+        if session.uid is not None:
+            _kill_uid(session.uid)
+        else:
+            for pid in self._remaining(session):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
+    def _finish(self, session: _Session) -> int:
+        """Kill everything of the session, wait until it is all gone, wipe its folder; return
+        how many processes there were."""
+        if session.uid is not None:
+            count = len(_processes_of(session.uid))
+        else:
+            count = len({*self._remaining(session), session.pid} - {None})
+        deadline = time.monotonic() + _KILL_SECONDS
+        pause = 0.0002
+        while True:
+            self._kill(session, sweep=True)
+            time.sleep(pause)
+            pause = min(pause * 2, 0.01)
+            self._reap()
+            if session.pid not in self.by_pid and not self._remaining(session):
+                break
+            if time.monotonic() > deadline:
+                print(f"backprop-grader worker: processes of a session outlived "
+                      f"{_KILL_SECONDS:g} s of SIGKILL", file=sys.stderr)
+                break
+        shutil.rmtree(session.workdir, ignore_errors=True)
+        if session in self.dying:
+            self.dying.remove(session)
+        return count
+
+    def _tend_dying(self) -> None:
+        for session in list(self.dying):
+            if session.pid in self.by_pid:
+                continue                        # its child is still on its way out
+            if self._remaining(session):
+                self._kill(session, sweep=True)   # it left processes: sweep them
+            else:
+                shutil.rmtree(session.workdir, ignore_errors=True)
+                self.dying.remove(session)
+
+    @staticmethod
+    def _alive(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        except (OSError, IndexError):
+            return False
+
+    def _reap(self) -> None:
+        """Collect every ended child; tell a session when its own child ended."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if self.spare is not None and pid == self.spare[0]:
+                self.spare[1].close()
+                self.spare = None
+            session = self.by_pid.pop(pid, None)
+            if session is not None:
+                session.code = os.waitstatus_to_exitcode(status)
+                if session not in self.dying:
+                    self._send(session.control, {"event": "exited", "code": session.code})
+
+    def _shutdown(self) -> None:
+        if self.spare is not None:
+            os.kill(self.spare[0], signal.SIGKILL)
+        for session in list(self.by_pid.values()) + self.dying:
+            self._finish(session)
+
+
+def main(fd: str) -> None:
+    """The worker's entry: ``fd`` is the main socket to the runner."""
+    for name in _PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    ForkServer(socket.socket(fileno=int(fd))).serve()
+
+
+def serve_direct(fd: str, limits: str) -> None:
+    """Where there is no fork server (not Linux): this fresh interpreter is the child itself,
+    started in its working folder, serving the protocol on socket ``fd``."""
+    spec = json.loads(limits)
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    _set_limits(spec)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    from ._child import serve, warm_up
+
+    serve(int(fd), spec, warm_up())

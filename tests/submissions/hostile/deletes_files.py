@@ -1,0 +1,21 @@
+# Deletes every file in its working folder, then the folder itself. Then answers correctly.
+# The next session, and the next submission, still get a fresh, empty working folder.
+# expect-gradient: dlogprobs
+# expect-status: exact
+# expect-output: deleted own files: True
+import os
+import shutil
+
+import torch
+
+
+def dlogprobs(logprobs, Yb, n):
+    with open("scratch.txt", "w") as f:
+        f.write("mine")
+    for entry in os.listdir("."):
+        os.remove(entry)
+    print("deleted own files:", not os.listdir("."))
+    shutil.rmtree(os.getcwd(), ignore_errors=True)
+    out = torch.zeros_like(logprobs)
+    out[range(n), Yb] = -1.0 / n
+    return out

@@ -1,0 +1,8 @@
+# Reads hpreact.grad, hoping the grader's autograd left it there. It did not: tensors reach
+# student code with no graph and no .grad.
+# expect-gradient: dbngain
+# expect-status: error
+# expect-message: is a NoneType, expected a torch.Tensor
+# expect-integrity: grad
+def dbngain(dhpreact, bnraw, hpreact):
+    return hpreact.grad

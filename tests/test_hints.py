@@ -1,0 +1,192 @@
+"""Known mistakes: a wrong answer that matches one gets its hint; right answers never get one."""
+
+import importlib.util
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from grader.api import GradeRequest, grade_submission
+from grader.catalog import GRADIENTS, gradient_by_name
+from grader.compare import compare_gradient
+from grader.grading import GradingOptions
+from grader.hints import MISTAKES, find_hint, generic_hint
+from grader.lecture import Config, build_lecture_state
+from grader.probes import probe_for
+
+from conftest import SOLUTION, SUBMISSIONS, with_overrides
+
+MISTAKE_FILES = SUBMISSIONS / "mistakes"
+ALTERNATIVES = sorted((SUBMISSIONS / "alternatives").glob("*.py"))
+CONFIGS = [Config(), Config(seed=5, n=19, n_embd=7, n_hidden=23, block_size=4, name="odd")]
+
+
+def _solution():
+    spec = importlib.util.spec_from_file_location("reference_solution", SOLUTION)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)   # our own reference answers, not student code
+    return module
+
+
+SOLUTION_MODULE = _solution()
+
+
+def _lecture_pool(state):
+    return {**state.forward, **state.params, "n": state.config.n, "Xb": state.Xb,
+            "Yb": state.Yb, **state.grads}
+
+
+def _scale(gradient, state):
+    return max((float(state.grads[u].abs().max()) for u in gradient.upstream), default=0.0)
+
+
+def _groups():
+    """Mistakes on distinct gradients share one submission (one grading run per group).
+
+    Mistakes that only random upstream gradients reveal get groups of their own, without
+    upstream mistakes, so that chained mode sees autograd-like upstream gradients there.
+    """
+    groups: list[list] = []
+    for probe_only in (False, True):
+        mine: list[list] = []
+        for m in MISTAKES:
+            if m.needs_probe != probe_only:
+                continue
+            slot = next((g for g in mine if m.gradient not in {x.gradient for x in g}), None)
+            if slot is None:
+                mine.append([m])
+            else:
+                slot.append(m)
+        groups += mine
+    return groups
+
+
+GROUPS = _groups()
+
+
+def test_the_catalog_holds_at_least_20_mistakes_each_with_a_submission_written_with_it():
+    keys = [m.key for m in MISTAKES]
+    assert len(keys) >= 20 and len(set(keys)) == len(keys)
+    assert {p.stem for p in MISTAKE_FILES.glob("*.py")} == set(keys)
+    for m in MISTAKES:
+        text = (MISTAKE_FILES / f"{m.key}.py").read_text()
+        assert re.search(rf"^# expect-hint: {m.key}$", text, re.M)
+        assert f"def {m.gradient}(" in text
+        assert m.gradient in {g.name for g in GRADIENTS} and m.hint
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"n={c.n}")
+@pytest.mark.parametrize("mistake", MISTAKES, ids=lambda m: m.key)
+def test_each_mistake_is_wrong_and_recognised_from_the_same_inputs(mistake, config):
+    """With autograd's upstream, or (for the hidden ones) with a random upstream probe."""
+    gradient = gradient_by_name(mistake.gradient)
+    state = build_lecture_state(config)
+    if mistake.needs_probe:
+        params = tuple(inspect.signature(getattr(SOLUTION_MODULE, gradient.name)).parameters)
+        probe = probe_for(config, gradient, params)
+        pool, expected, scale = probe.pool, probe.expected, probe.scale(params)
+    else:
+        pool, scale = _lecture_pool(state), _scale(gradient, state)
+        expected = state.grads[f"d{gradient.variable}"]
+    wrong = mistake.build(**{p: pool[p] for p in mistake.params})
+    assert compare_gradient(wrong, expected, scale=scale).status not in ("exact", "approx")
+    hint = find_hint(gradient.name, wrong, expected, pool, scale=scale,
+                     probe=mistake.needs_probe)
+    assert hint is not None and hint.key == mistake.key
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"n={c.n}")
+def test_the_reference_answers_never_match_a_mistake(config):
+    state = build_lecture_state(config)
+    pool = _lecture_pool(state)
+    for gradient in GRADIENTS:
+        fn = getattr(SOLUTION_MODULE, gradient.name)
+        actual = fn(**{p: pool[p] for p in inspect.signature(fn).parameters})
+        expected = state.grads[f"d{gradient.variable}"]
+        for probe in (False, True):
+            assert find_hint(gradient.name, actual, expected, pool,
+                             scale=_scale(gradient, state), probe=probe) is None, gradient.name
+
+
+def test_a_sign_flip_or_a_constant_factor_gets_a_generic_hint():
+    state = build_lecture_state(Config())
+    e, scale, n = state.grads["dW2"], _scale(gradient_by_name("dW2"), state), state.config.n
+    assert generic_hint(-e, e, scale=scale, n=n).key == "sign"
+    halved = generic_hint(e / 2, e, scale=scale, n=n)
+    assert halved.key == "constant_factor" and "(= 1/2)" in halved.text
+    assert "(= n)" in generic_hint(e * n, e, scale=scale, n=n).text
+    noisy = e + torch.randn(e.shape, generator=torch.Generator().manual_seed(0)) * scale
+    assert generic_hint(noisy, e, scale=scale, n=n) is None
+    assert generic_hint(e.T.contiguous(), e.T.contiguous() * 0, scale=scale, n=n) is None
+
+
+@pytest.fixture(scope="module")
+def graded_groups(tmp_path_factory):
+    """Each group graded once, both modes, lazily; exercises 1 to 3 (exercise 4 has no hints)."""
+    cache = {}
+    folder = tmp_path_factory.mktemp("mistakes")
+
+    def grade(index):
+        if index not in cache:
+            path = folder / f"group{index}.py"
+            path.write_text(with_overrides(*[MISTAKE_FILES / f"{m.key}.py"
+                                             for m in GROUPS[index]]))
+            cache[index] = grade_submission(path, request=GradeRequest(
+                options=GradingOptions(exercises=("ex1", "ex2", "ex3"))))
+        return cache[index]
+    return grade
+
+
+def _group_of(mistake):
+    return next(i for i, g in enumerate(GROUPS) if mistake in g)
+
+
+def _by_mode(g):
+    return {m.mode: m for m in g.modes}
+
+
+@pytest.mark.parametrize("mistake", MISTAKES, ids=lambda m: m.key)
+def test_a_submission_with_a_known_mistake_gets_its_hint_on_that_gradient_in_both_modes(
+        mistake, graded_groups):
+    r = graded_groups(_group_of(mistake))
+    g = next(g for g in r.gradients() if g.name == mistake.gradient)
+    assert not g.passed and g.points == 0
+    assert g.hint_key == mistake.key and g.hint
+    modes = _by_mode(g)
+    if mistake.needs_probe:
+        # autograd's own upstream hides it in both modes; the isolated probe shows it
+        assert modes["isolated"].status in ("exact", "approx")
+        assert modes["chained"].status in ("exact", "approx") and modes["chained"].hint is None
+        assert any(c.probe and c.config == "lecture" and c.status == "wrong" for c in g.configs)
+    else:
+        assert modes["isolated"].hint_key == mistake.key
+        assert modes["chained"].hint_key == mistake.key
+
+
+@pytest.mark.parametrize("index", range(len(GROUPS)))
+def test_no_other_gradient_gets_a_hint(index, graded_groups):
+    r = graded_groups(index)
+    mine = {m.gradient for m in GROUPS[index]}
+    for g in r.gradients():
+        if g.name not in mine:
+            assert g.hint is None and all(m.hint is None for m in g.modes), g.name
+
+
+@pytest.mark.parametrize("path", ALTERNATIVES, ids=lambda p: p.stem)
+def test_correct_alternative_formulations_pass_without_a_hint(path, tmp_path):
+    submission = tmp_path / path.name
+    submission.write_text(with_overrides(path))
+    r = grade_submission(submission, request=GradeRequest(
+        options=GradingOptions(exercises=("ex1", "ex2", "ex3"))))
+    assert r.all_passed and r.score == r.max_score, [
+        (g.name, g.status, g.message) for g in r.gradients() if not g.passed]
+    defined = set(re.findall(r"^def (\w+)\(", path.read_text(), re.M))
+    for g in r.gradients():
+        assert g.hint is None and all(m.hint is None for m in g.modes), g.name
+        assert all(c.status in ("exact", "approx") for c in g.configs), (g.name, g.configs)
+        if g.name in defined:
+            assert all(m.status in ("exact", "approx") for m in g.modes), g.name
+            if g.status == "approx":
+                assert g.explanation and "points" in g.explanation, g.name
