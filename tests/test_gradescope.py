@@ -70,7 +70,7 @@ def test_a_bad_config_fails_at_build_time_not_at_the_first_submission(tmp_path):
     assert not (tmp_path / "x.zip").exists()
     outside = tmp_path / "b.toml"
     outside.write_text('words = "../names.txt"\n')
-    (tmp_path.parent / "names.txt").write_text("emma\nava\n" * 20)
+    (tmp_path.parent / "names.txt").write_text("emma\nava\n" * 100)
     with pytest.raises(AssignmentError, match="put the word list beside the assignment file"):
         build_autograder(tmp_path / "x.zip", config=outside)
 
