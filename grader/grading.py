@@ -125,8 +125,14 @@ def _check_signature(gradient: Gradient, params: tuple[str, ...], allowed: froze
     return None
 
 
-def _scale(gradient: Gradient, state: LectureState) -> float:
-    mags = [float(state.grads[u].abs().max()) for u in gradient.upstream if u in state.grads]
+def _scale(gradient: Gradient, state: LectureState, mode: str = "isolated") -> float:
+    """The magnitude that sets the absolute tolerance of a step.
+
+    Isolated: the upstream gradients the step is computed from. Chained: every gradient upstream
+    of it, since rounding differences made anywhere above carry down the chain; below batch norm
+    the true gradients can be pure rounding noise (n = 2) while those above are not."""
+    names = gradient.upstream if mode == "isolated" else gradient.allowed_gradients
+    mags = [float(state.grads[u].abs().max()) for u in names if u in state.grads]
     return max(mags, default=0.0)
 
 
@@ -142,15 +148,11 @@ def verdict_from_tensor(gradient: Gradient, state: LectureState, actual: torch.T
     the same hints and explanations as a stub's answer."""
     expected = state.grads[f"d{gradient.variable}"]
     outcome = CallOutcome("ok", {"result": actual})
-    return _judge(gradient, state.config, mode, outcome, expected, scale=_scale(gradient, state),
+    return _judge(gradient, state.config, mode, outcome, expected,
+                  scale=_scale(gradient, state, mode),
                   pool={**_base(state), **state.grads, **(inputs or {})}, options=options,
-                  inexact_upstream=inexact_upstream, teach=actual.device.type != "meta")
-
-
-def _compare(gradient: Gradient, state: LectureState, actual: torch.Tensor,
-             expected: torch.Tensor, options: GradingOptions) -> Comparison:
-    return compare_gradient(actual, expected, scale=_scale(gradient, state),
-                            tolerance=options.tolerance)
+                  inexact_upstream=inexact_upstream, teach=actual.device.type != "meta",
+                  hint_scale=_scale(gradient, state))
 
 
 def _outcome_verdict(gradient: Gradient, config: Config, mode: str,
@@ -166,8 +168,13 @@ def _outcome_verdict(gradient: Gradient, config: Config, mode: str,
 def _judge(gradient: Gradient, config: Config, mode: str, outcome: CallOutcome,
            expected: torch.Tensor, *, scale: float, pool: dict[str, Any],
            options: GradingOptions, probe: bool = False, teach: bool = True,
-           generic_hints: bool = True, inexact_upstream: tuple[str, ...] = ()) -> Verdict:
-    """Compare one call's answer; a wrong one gets a hint, an inexact one an explanation."""
+           generic_hints: bool = True, inexact_upstream: tuple[str, ...] = (),
+           hint_scale: float | None = None) -> Verdict:
+    """Compare one call's answer; a wrong one gets a hint, an inexact one an explanation.
+
+    ``hint_scale``: the scale known mistakes are matched at, when tighter than the grading
+    tolerance's (chained mode grades at the scale of the whole chain above a step, but a
+    mistake is told from the right answer at the scale of the step's own inputs)."""
     if outcome.status != "ok":
         return _outcome_verdict(gradient, config, mode, outcome, probe=probe)
     actual = outcome.tensors["result"]
@@ -182,7 +189,8 @@ def _judge(gradient: Gradient, config: Config, mode: str, outcome: CallOutcome,
             inexact_upstream=inexact_upstream,
             exact_required=gradient.name in options.exact_required)
     elif not verdict.passed:
-        hint = find_hint(gradient.name, actual, expected, pool, scale=scale,
+        hint = find_hint(gradient.name, actual, expected, pool,
+                         scale=scale if hint_scale is None else hint_scale,
                          generic=generic_hints, probe=probe)
         if hint is not None:
             verdict.hint, verdict.hint_key = hint.text, hint.key
@@ -248,9 +256,9 @@ def grade_stub_gradients(session: SandboxSession, functions: dict[str, tuple[str
                             and own_passed[p] and not torch.equal(own[p], state.grads[p]))
             verdict = _integrity_checked(
                 _judge(gradient, state.config, mode, outcome, expected,
-                       scale=_scale(gradient, state), pool={**base, **state.grads, **inputs},
+                       scale=_scale(gradient, state, mode), pool={**base, **state.grads, **inputs},
                        options=options, generic_hints=not wrong_upstream,
-                       inexact_upstream=inexact),
+                       inexact_upstream=inexact, hint_scale=_scale(gradient, state)),
                 session, outcome, options)
             verdict.substituted = tuple(substituted)
             if mode == "chained" and verdict.actual is not None \
@@ -689,6 +697,12 @@ def _gradient_result(gradient: Gradient, vs: list[Verdict], scoring_mode: str,
         cause = next((v for v in failing if v.probe and v.config == lecture), failing[0])
     shown = cause or main
     status, message = shown.status, shown.message
+    if cause is not None and not cause.probe and cause.config != main.config \
+            and not (message or "").startswith("correct"):
+        # not diagnosed by grade_hidden_configs (lecture style): name what changed at least
+        changed = changed_dimensions(main.config, cause.config)
+        message = _with_detail(describe_hard_coding((), base=main.config, other=cause.config,
+                                                    changed=changed, tested=False), cause)
     hint_text, hint_key = shown.hint, shown.hint_key
     if hint_text is None and not (main.passed and cause is None):
         hint_text = hint

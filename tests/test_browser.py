@@ -107,7 +107,7 @@ def test_a_student_report_shows_scores_and_the_failing_heatmap(browser, site, tm
 def test_a_wrong_shape_shows_both_shapes(browser, site, tmp_path):
     page, console = open_page(browser, site / "bea.py.html")
     card = page.locator("#ex1-dcounts_sum_inv")
-    assert "wrong shape" in card.locator("summary").inner_text()
+    assert "wrong shape" in card.locator("> summary").inner_text()
     assert card.locator("svg.map").count() == 2
     assert card.locator("figure[data-label='actual'] svg.map").bounding_box()["height"] > 0
     page.screenshot(path=str(tmp_path / "report-shape.png"))
@@ -139,7 +139,7 @@ def test_the_report_reads_the_same_with_javascript_off(browser, site, tmp_path):
     svg.scroll_into_view_if_needed()
     assert svg.bounding_box()["width"] > 100
     assert not page.get_by_role("button", name="expand all").is_visible()  # needs the script
-    page.locator("#ex1-dlogprobs summary").click()                         # <details> still works
+    page.locator("#ex1-dlogprobs > summary").click()                         # <details> still works
     assert page.locator("#ex1-dlogprobs").get_attribute("open") is not None
     page.screenshot(path=str(tmp_path / "report-nojs.png"))
     assert console.errors == []
