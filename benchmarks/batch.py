@@ -159,9 +159,11 @@ def main() -> None:
         sample = random.Random(1).sample(files, min(args.sample, len(files)))
         naive1_s = _naive(sample, config, work / "naive1", 1)
         naive2_s = _naive(sample, config, work / "naive2", 2)
-        agree = sum(
-            json.loads((work / "naive1" / f.stem / "results.json").read_text())["score"]
-            == float(rows[f.stem]["score"]) for f in sample)
+        naive_scores = {f.stem: json.loads((work / "naive1" / f.stem / "results.json")
+                                           .read_text())["score"] for f in sample}
+        differ = [f"{k}: batch {rows[k]['score']}, naive {v:g}" for k, v in naive_scores.items()
+                  if v != float(rows[k]["score"])]
+        agree = len(sample) - len(differ)
 
     batch_rate = args.n / batch_s
     naive1_rate, naive2_rate = len(sample) / naive1_s, len(sample) / naive2_s
@@ -181,7 +183,8 @@ def main() -> None:
               f"running counts too): at most {cores / (batch_cpu / args.n):.1f} submissions/s")
     print(f"gradebook rows: {len(rows)} of {args.n}; report.html written: {reports} "
           f"({'full reports' if reports == args.n else 'grader.report not available'}); "
-          f"scores agree on {agree} of {len(sample)} sampled submissions")
+          f"scores agree on {agree} of {len(sample)} sampled submissions"
+          + (f" (differ: {'; '.join(differ)})" if differ else ""))
 
 
 if __name__ == "__main__":
