@@ -1,7 +1,6 @@
 """End to end: grade whole submissions against autograd."""
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
