@@ -125,15 +125,17 @@ def _check_signature(gradient: Gradient, params: tuple[str, ...], allowed: froze
     return None
 
 
-def _scale(gradient: Gradient, state: LectureState, mode: str = "isolated") -> float:
-    """The magnitude that sets the absolute tolerance of a step.
-
-    Isolated: the upstream gradients the step is computed from. Chained: every gradient upstream
-    of it, since rounding differences made anywhere above carry down the chain; below batch norm
-    the true gradients can be pure rounding noise (n = 2) while those above are not."""
-    names = gradient.upstream if mode == "isolated" else gradient.allowed_gradients
-    mags = [float(state.grads[u].abs().max()) for u in names if u in state.grads]
+def _scale(gradient: Gradient, state: LectureState) -> float:
+    """The magnitude that sets the absolute tolerance of a step: its upstream gradients."""
+    mags = [float(state.grads[u].abs().max()) for u in gradient.upstream if u in state.grads]
     return max(mags, default=0.0)
+
+
+def _noise(gradient: Gradient, state: LectureState) -> float:
+    """Autograd's rounding noise for this gradient or the upstream ones it is computed from
+    (a correct answer from slightly different upstream values differs by about as much)."""
+    names = (f"d{gradient.variable}", *gradient.upstream)
+    return max(state.noise.get(name, 0.0) for name in names)
 
 
 def _base(state: LectureState) -> dict[str, Any]:
@@ -149,10 +151,10 @@ def verdict_from_tensor(gradient: Gradient, state: LectureState, actual: torch.T
     expected = state.grads[f"d{gradient.variable}"]
     outcome = CallOutcome("ok", {"result": actual})
     return _judge(gradient, state.config, mode, outcome, expected,
-                  scale=_scale(gradient, state, mode),
+                  scale=_scale(gradient, state),
                   pool={**_base(state), **state.grads, **(inputs or {})}, options=options,
                   inexact_upstream=inexact_upstream, teach=actual.device.type != "meta",
-                  hint_scale=_scale(gradient, state))
+                  noise=_noise(gradient, state))
 
 
 def _outcome_verdict(gradient: Gradient, config: Config, mode: str,
@@ -169,16 +171,16 @@ def _judge(gradient: Gradient, config: Config, mode: str, outcome: CallOutcome,
            expected: torch.Tensor, *, scale: float, pool: dict[str, Any],
            options: GradingOptions, probe: bool = False, teach: bool = True,
            generic_hints: bool = True, inexact_upstream: tuple[str, ...] = (),
-           hint_scale: float | None = None) -> Verdict:
+           noise: float = 0.0) -> Verdict:
     """Compare one call's answer; a wrong one gets a hint, an inexact one an explanation.
 
-    ``hint_scale``: the scale known mistakes are matched at, when tighter than the grading
-    tolerance's (chained mode grades at the scale of the whole chain above a step, but a
-    mistake is told from the right answer at the scale of the step's own inputs)."""
+    ``noise``: autograd's own rounding noise for this gradient (LectureState.noise); below batch
+    norm at n = 2 the true gradients are rounding noise, and chained answers carry as much."""
     if outcome.status != "ok":
         return _outcome_verdict(gradient, config, mode, outcome, probe=probe)
     actual = outcome.tensors["result"]
-    cmp = compare_gradient(actual, expected, scale=scale, tolerance=options.tolerance)
+    cmp = compare_gradient(actual, expected, scale=scale, tolerance=options.tolerance,
+                           noise=noise)
     verdict = Verdict(gradient, config, mode, cmp.status, cmp, message=cmp.message,
                       actual=actual, expected=expected, probe=probe)
     if not teach:
@@ -189,8 +191,7 @@ def _judge(gradient: Gradient, config: Config, mode: str, outcome: CallOutcome,
             inexact_upstream=inexact_upstream,
             exact_required=gradient.name in options.exact_required)
     elif not verdict.passed:
-        hint = find_hint(gradient.name, actual, expected, pool,
-                         scale=scale if hint_scale is None else hint_scale,
+        hint = find_hint(gradient.name, actual, expected, pool, scale=scale,
                          generic=generic_hints, probe=probe)
         if hint is not None:
             verdict.hint, verdict.hint_key = hint.text, hint.key
@@ -256,9 +257,9 @@ def grade_stub_gradients(session: SandboxSession, functions: dict[str, tuple[str
                             and own_passed[p] and not torch.equal(own[p], state.grads[p]))
             verdict = _integrity_checked(
                 _judge(gradient, state.config, mode, outcome, expected,
-                       scale=_scale(gradient, state, mode), pool={**base, **state.grads, **inputs},
+                       scale=_scale(gradient, state), pool={**base, **state.grads, **inputs},
                        options=options, generic_hints=not wrong_upstream,
-                       inexact_upstream=inexact, hint_scale=_scale(gradient, state)),
+                       inexact_upstream=inexact, noise=_noise(gradient, state)),
                 session, outcome, options)
             verdict.substituted = tuple(substituted)
             if mode == "chained" and verdict.actual is not None \
@@ -308,7 +309,8 @@ def _isolated_call(session: SandboxSession, gradient: Gradient, params: tuple[st
         scale = _scale(gradient, state)
     outcome = session.call(gradient.name, inputs)
     return _judge(gradient, state.config, "isolated", outcome, expected, scale=scale, pool=pool,
-                  options=options, probe=probe is not None, teach=teach)
+                  options=options, probe=probe is not None, teach=teach,
+                  noise=0.0 if probe is not None else _noise(gradient, state))
 
 
 def _probe_message(gradient: Gradient, params: tuple[str, ...], lecture: LectureState,

@@ -223,6 +223,9 @@ class LectureState:
     Yb: torch.Tensor                            # (n,) int64
     forward: dict[str, torch.Tensor]            # detached, lecture names
     grads: dict[str, torch.Tensor]              # "dlogprobs" ... "dC", from autograd
+    # "dlogprobs" ... "dC": the largest difference between autograd's float32 gradient and the
+    # same computed in float64: the rounding noise a correct answer can carry
+    noise: dict[str, float] = field(default_factory=dict)
 
     @property
     def loss(self) -> float:
@@ -236,14 +239,10 @@ def build_lecture_state(config: Config) -> LectureState:
     params = init_parameters(config, data.vocab_size, g)
     ix = torch.randint(0, data.Xtr.shape[0], (config.n,), generator=g)
     Xb, Yb = data.Xtr[ix], data.Ytr[ix]
-    leaves = {k: v.clone().requires_grad_(True) for k, v in params.items()}
-    fwd = chunked_forward(leaves, Xb, Yb)
-    for name, t in fwd.items():
-        if name != "loss":
-            t.retain_grad()
-    fwd["loss"].backward()
-    grads = {f"d{k}": v.grad.detach().clone() for k, v in {**fwd, **leaves}.items()
-             if k != "loss"}
+    fwd = chunked_forward(params, Xb, Yb)
+    grads = _autograd_gradients(params, Xb, Yb)
+    grads64 = _autograd_gradients({k: v.double() for k, v in params.items()}, Xb, Yb)
+    noise = {k: float((g.double() - grads64[k]).abs().max()) for k, g in grads.items()}
     return LectureState(
         config=config,
         vocab_size=data.vocab_size,
@@ -252,7 +251,21 @@ def build_lecture_state(config: Config) -> LectureState:
         Xb=Xb, Yb=Yb,
         forward={k: v.detach() for k, v in fwd.items()},
         grads=grads,
+        noise=noise,
     )
+
+
+def _autograd_gradients(params: dict[str, torch.Tensor], Xb: torch.Tensor, Yb: torch.Tensor
+                        ) -> dict[str, torch.Tensor]:
+    """Autograd's gradient of every intermediate and parameter, as the lecture's retain_grad()."""
+    leaves = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+    fwd = chunked_forward(leaves, Xb, Yb)
+    for name, t in fwd.items():
+        if name != "loss":
+            t.retain_grad()
+    fwd["loss"].backward()
+    return {f"d{k}": v.grad.detach().clone() for k, v in {**fwd, **leaves}.items()
+            if k != "loss"}
 
 
 def train_with_autograd(params: dict[str, torch.Tensor],

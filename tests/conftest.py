@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -20,6 +22,15 @@ NAMES = ROOT.parent / "shared" / "data" / "names.txt"
 
 requires_names = pytest.mark.skipif(
     not NAMES.exists(), reason=f"the lecture's names.txt is not at {NAMES}")
+
+
+def reference_solution_module() -> ModuleType:
+    """solutions/backprop.py imported in the test process: our own reference answers, never
+    student code (which only ever runs in the sandbox)."""
+    spec = importlib.util.spec_from_file_location("reference_solution", SOLUTION)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def with_overrides(*override_files: Path) -> str:

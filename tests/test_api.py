@@ -1,7 +1,6 @@
 """End to end: grade whole submissions against autograd."""
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -92,3 +91,10 @@ def test_names_txt_gives_the_documented_loss_in_the_results():
                            options=GradingOptions(exercises=("ex2",)))
     r = grade_submission(SOLUTION, request=request)
     assert r.loss == 3.3345839977264404
+
+
+def test_chained_mode_still_catches_a_small_mistake_below_batch_norm(quick_request, write_submission):
+    path = write_submission(with_overrides(SUBMISSIONS / "wrong" / "bessel_n.py"))
+    g = next(g for g in grade_submission(path, request=quick_request).exercises[0].gradients
+             if g.name == "dbndiff2")
+    assert {m.mode: m.status for m in g.modes} == {"isolated": "wrong", "chained": "wrong"}

@@ -67,3 +67,11 @@ def test_ulp_distance_counts_float32_steps():
     x = torch.tensor([1.0])
     assert ulp_distance(torch.nextafter(x, torch.tensor([2.0])), x) == 1
     assert ulp_distance(torch.tensor([-0.0]), torch.tensor([0.0])) == 0
+
+
+def test_autograd_s_own_rounding_noise_widens_the_tolerance_only_as_far_as_it_goes():
+    expected = torch.zeros(8)
+    actual = torch.full((8,), 1e-9)
+    assert compare_gradient(actual, expected, scale=1e-6).status == "wrong"
+    assert compare_gradient(actual, expected, scale=1e-6, noise=1e-10).status == "approx"
+    assert compare_gradient(actual, expected, scale=1e-6, noise=1e-12).status == "wrong"

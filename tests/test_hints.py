@@ -1,9 +1,7 @@
 """Known mistakes: a wrong answer that matches one gets its hint; right answers never get one."""
 
-import importlib.util
 import inspect
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,21 +14,14 @@ from grader.hints import MISTAKES, find_hint, generic_hint
 from grader.lecture import Config, build_lecture_state
 from grader.probes import probe_for
 
-from conftest import SOLUTION, SUBMISSIONS, with_overrides
+from conftest import SUBMISSIONS, reference_solution_module, with_overrides
 
 MISTAKE_FILES = SUBMISSIONS / "mistakes"
 ALTERNATIVES = sorted((SUBMISSIONS / "alternatives").glob("*.py"))
 CONFIGS = [Config(), Config(seed=5, n=19, n_embd=7, n_hidden=23, block_size=4, name="odd")]
 
 
-def _solution():
-    spec = importlib.util.spec_from_file_location("reference_solution", SOLUTION)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)   # our own reference answers, not student code
-    return module
-
-
-SOLUTION_MODULE = _solution()
+SOLUTION_MODULE = reference_solution_module()
 
 
 def _lecture_pool(state):

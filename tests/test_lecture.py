@@ -108,3 +108,10 @@ def test_read_words_rejects_an_empty_file(tmp_path):
     p.write_text("")
     with pytest.raises(ValueError, match="no words"):
         read_words(p)
+
+
+def test_rounding_noise_is_measured_against_float64_for_every_gradient():
+    state = build_lecture_state(Config())
+    assert state.noise.keys() == state.grads.keys()
+    assert all(0.0 <= v < 1e-5 for v in state.noise.values())
+    assert state.noise["dlogprobs"] == 0.0          # -1/n is exact in float32 for n = 32

@@ -1,6 +1,5 @@
 """Random upstream probes: each local step graded against autograd's vector-Jacobian product."""
 
-import importlib.util
 import inspect
 
 import pytest
@@ -14,21 +13,14 @@ from grader.grading import GradingOptions
 from grader.lecture import PARAMETER_NAMES, Config, build_lecture_state, chunked_forward
 from grader.probes import PARENTS, ProbeBook, downstream_of, injection_points, probe_for
 
-from conftest import SOLUTION, SUBMISSIONS, with_overrides
+from conftest import SUBMISSIONS, reference_solution_module, with_overrides
 
 LECTURE = Config()
 SMALL = Config(seed=11, n=5, n_embd=3, n_hidden=7, block_size=2, name="small")
 MAX_TO_ALL = SUBMISSIONS / "mistakes" / "dlogits_max_to_every_element.py"
 
 
-def _solution():
-    spec = importlib.util.spec_from_file_location("reference_solution", SOLUTION)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)   # our own reference answers, not student code
-    return module
-
-
-SOLUTION_MODULE = _solution()
+SOLUTION_MODULE = reference_solution_module()
 STUBS = [g for g in GRADIENTS if g.name != "dlogprobs" and g.exercise != "ex2"]
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from grader import bubblewrap
-from grader.sandbox import Limits, SandboxRunner, SandboxSession, open_session, run_in_sandbox
+from grader.sandbox import Limits, SandboxRunner, open_session, run_in_sandbox
 from grader.wire import WireLimits
 
 from conftest import ROOT, SOLUTION
