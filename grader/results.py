@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -151,24 +151,29 @@ class Result:
         return self.status == "graded" and all(g.passed for g in self.gradients())
 
 
-def _clean(value: Any) -> Any:
-    """JSON has no NaN/inf: write them as strings so the file stays strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
+def _json_value(value: Any) -> Any:
+    """Dataclasses to dicts in one pass, without asdict's deep copies; JSON has no NaN/inf, so
+    they are written as strings and the file stays strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if hasattr(value, "__dataclass_fields__"):
+        return {f.name: _json_value(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: _json_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [_json_value(v) for v in value]
     return value
 
 
 def result_to_dict(result: Result) -> dict[str, Any]:
-    data = asdict(result)
+    data = _json_value(result)
     order = ["schema", "submission", "status", "message", "score", "max_score", "mode", "loss",
              "exercises", "integrity"]
     ordered = {k: data[k] for k in order}
     ordered.update({k: v for k, v in data.items() if k not in ordered})
-    return _clean(ordered)
+    return ordered
 
 
 def _float(value: Any) -> float | None:
@@ -226,7 +231,8 @@ def write_result(result: Result, path: str | Path) -> None:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(json.dumps(result_to_dict(result), indent=2), "utf-8")
+    # compact: json's C encoder only runs without indent (a results file holds heatmap views)
+    tmp.write_text(json.dumps(result_to_dict(result), separators=(",", ":")), "utf-8")
     tmp.replace(target)
 
 
