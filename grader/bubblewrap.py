@@ -68,8 +68,11 @@ def sandbox_command(command: list[str], *, bwrap: str, package_dir: str, tmp_byt
             args += ["--symlink", os.readlink(d), d]
         elif os.path.isdir(d):
             args += ["--ro-bind", d, d]
+    # /tmp first: a package or Python under /tmp (a CI clone, say) is bound on top of it after,
+    # where a later tmpfs would hide it
+    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(tmp_bytes), "--tmpfs", "/tmp"]
     bound: list[str] = []
-    made: set[str] = set()
+    made: set[str] = {"/tmp"}
     for path in sorted({*_python_roots(), *library_paths(), _real(package_dir)}):
         if any(path == b or path.startswith(b.rstrip("/") + "/") for b in (*_SYSTEM_DIRS, *bound)):
             continue   # already visible
@@ -81,8 +84,7 @@ def sandbox_command(command: list[str], *, bwrap: str, package_dir: str, tmp_byt
                 made.add(str(parent))
         args += ["--ro-bind", path, path]
         bound.append(path)
-    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(tmp_bytes), "--tmpfs", "/tmp",
-             "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+    args += ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
              "--unshare-cgroup-try", "--hostname", "sandbox", "--new-session",
              "--chdir", "/tmp", "--clearenv"]
     if os.geteuid() != 0:

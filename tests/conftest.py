@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 import re
 from pathlib import Path
 from types import ModuleType
@@ -64,3 +66,15 @@ def write_submission(tmp_path: Path):
         p.write_text(code)
         return p
     return write
+
+
+def require_bwrap(runner) -> None:
+    """Skip where bubblewrap is not installed; where it is and we run as root (CI), it must
+    work: a sandbox that silently falls back would hide a broken isolation."""
+    runner.start()
+    if runner.isolation == "bwrap":
+        return
+    if shutil.which("bwrap") and os.geteuid() == 0:
+        pytest.fail(f"bubblewrap is installed but the sandbox did not use it: {runner.bwrap_problem}")
+    pytest.skip(f"needs bubblewrap (bwrap) for file and network isolation: "
+                f"{runner.bwrap_problem or 'not installed'}")

@@ -22,7 +22,7 @@ from grader.grading import GradingOptions
 from grader.results import Result
 from grader.sandbox import Limits, SandboxRunner
 
-from conftest import SOLUTION, SUBMISSIONS, expectation, with_overrides
+from conftest import SOLUTION, SUBMISSIONS, expectation, require_bwrap, with_overrides
 
 HOSTILE = sorted((SUBMISSIONS / "hostile").glob("*.py"))
 # small limits: the heavy attacks stay quick and gentle on a shared 2-core machine
@@ -128,9 +128,8 @@ def full_marks(runner: SandboxRunner) -> bool:
 
 @pytest.mark.parametrize("attack", HOSTILE, ids=lambda p: p.stem)
 def test_an_attack_ends_as_a_result_and_harms_nothing(attack, runner, tmp_path):
-    if expectation(attack, "needs") == "bwrap" and runner.isolation != "bwrap":
-        pytest.skip(f"needs bubblewrap (bwrap) for file and network isolation: "
-                    f"{runner.bwrap_problem or 'not used'}")
+    if expectation(attack, "needs") == "bwrap":
+        require_bwrap(runner)
     result, out, listener = grade_attack(attack, runner, tmp_path)
     with listener:
         check_expectations(attack, result)

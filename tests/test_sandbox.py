@@ -16,7 +16,7 @@ from grader import bubblewrap
 from grader.sandbox import Limits, SandboxRunner, open_session, run_in_sandbox
 from grader.wire import WireLimits
 
-from conftest import ROOT, SOLUTION
+from conftest import ROOT, SOLUTION, require_bwrap
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: children drop to their own "
                                                        "uid only when the grader runs as root")
@@ -29,9 +29,7 @@ def runner():
 
 
 def needs_bwrap(runner: SandboxRunner) -> None:
-    runner.start()
-    if runner.isolation != "bwrap":
-        pytest.skip(f"needs bubblewrap (bwrap): {runner.bwrap_problem}")
+    require_bwrap(runner)
 
 
 def test_a_stub_runs_in_the_child_and_returns_its_tensor(runner):
