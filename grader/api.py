@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,17 +13,12 @@ from .configs import HiddenConfigs, resolve_hidden_configs
 from .grading import GradingOptions, Verdict, collect_gradient_results, grade_exercise4, \
     grade_exercise4_hidden, grade_hidden_configs, grade_stub_gradients, max_points_for
 from .integrity import integrity_flags, scan_source
-from .lecture import Config, LectureState, build_lecture_state, read_words
+from .lecture import Config, cached_lecture_state, read_words
 from .loader import Submission, SubmissionError, load_submission
 from .results import ExerciseResult, Result
 from .sandbox import Limits, SandboxRunner, SandboxSession
 
 __all__ = ["GradeRequest", "error_result", "grade_submission", "lecture_config", "scoring_mode_for"]
-
-
-@functools.lru_cache(maxsize=32)
-def _state(config: Config) -> LectureState:
-    return build_lecture_state(config)
 
 
 def lecture_config(words: str | Path | None = None) -> Config:
@@ -93,7 +87,7 @@ def grade_submission(source: str | Path | Submission, *,
         submission = source if isinstance(source, Submission) else load_submission(source)
     except SubmissionError as e:
         return _error_result(Path(str(source)).name, str(e), options=request.options)
-    state = _state(request.config)
+    state = cached_lecture_state(request.config)
     torch.set_num_threads(1)
     options = request.options
     if submission.format != "stubs":
@@ -114,8 +108,8 @@ def grade_submission(source: str | Path | Submission, *,
         hidden = request.hidden_configs()
         verdicts = grade_stub_gradients(session, submission.functions, state, options)
         verdicts += grade_hidden_configs(session, submission.functions, verdicts, state,
-                                         tuple(_state(c) for c in hidden), options,
-                                         state_for=_state)
+                                         tuple(cached_lecture_state(c) for c in hidden), options,
+                                         state_for=cached_lecture_state)
         if "ex4" in options.exercises:
             backward = submission.functions.get("backward")
             ex4_config = request.config.with_(n_hidden=200)

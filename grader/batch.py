@@ -34,7 +34,7 @@ import traceback
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, Callable, Iterator, Sequence
+from typing import IO, Any, Callable, Sequence
 
 from . import __version__
 from .api import GradeRequest, error_result, grade_submission
@@ -683,8 +683,3 @@ def _write_class_files(out: Path, discovery: Discovery, results: dict[str, Resul
     _write_json(out / "batch.json", manifest)
     return notes
 
-
-def iter_records(out: str | Path) -> Iterator[dict[str, Any]]:
-    """Every student's record.json in an output folder (for tools and tests)."""
-    for p in sorted(Path(out).glob("students/*/record.json")):
-        yield json.loads(p.read_text("utf-8"))

@@ -474,14 +474,6 @@ class ForkServer:
                 shutil.rmtree(session.workdir, ignore_errors=True)
                 self.dying.remove(session)
 
-    @staticmethod
-    def _alive(pid: int) -> bool:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-        except (OSError, IndexError):
-            return False
-
     def _reap(self) -> None:
         """Collect every ended child; tell a session when its own child ended."""
         while True:

@@ -26,6 +26,7 @@ __all__ = [
     "PARAMETER_NAMES",
     "LectureState",
     "build_lecture_state",
+    "cached_lecture_state",
     "build_dataset",
     "chunked_forward",
     "default_words",
@@ -266,6 +267,13 @@ def _autograd_gradients(params: dict[str, torch.Tensor], Xb: torch.Tensor, Yb: t
     fwd["loss"].backward()
     return {f"d{k}": v.grad.detach().clone() for k, v in {**fwd, **leaves}.items()
             if k != "loss"}
+
+
+@functools.lru_cache(maxsize=32)
+def cached_lecture_state(config: Config) -> LectureState:
+    """build_lecture_state once per config and process: a batch grades every submission on the
+    same configs. The result is shared: never change its tensors in place."""
+    return build_lecture_state(config)
 
 
 def train_with_autograd(params: dict[str, torch.Tensor],

@@ -29,7 +29,7 @@ import torch
 from . import __version__
 from .catalog import EXERCISE4_GRADIENTS, EXERCISE4_TRAINING, GRADIENTS, Gradient
 from .grading import Verdict, collect_gradient_results, grade_exercise4, verdict_from_tensor
-from .lecture import FORWARD_NAMES, PARAMETER_NAMES, LectureState, build_lecture_state
+from .lecture import FORWARD_NAMES, PARAMETER_NAMES, LectureState, cached_lecture_state
 from .lecture_source import (
     SCALAR_NAMES,
     LectureProgram,
@@ -432,7 +432,7 @@ def grade_lecture_style(submission: Any, state: LectureState, request: Any, *,
         extra: list[str] = []
         if program.sources:
             for config in (request.config, *request.hidden_configs()):
-                config_state = state if config == request.config else build_lecture_state(config)
+                config_state = state if config == request.config else cached_lecture_state(config)
                 grader = _Grader(session, plan, config_state, options)
                 verdicts += grader.grade()
                 extra += [n for n in grader.notes if n not in extra]

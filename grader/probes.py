@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from .catalog import Gradient
-from .lecture import PARAMETER_NAMES, Config, build_lecture_state, chunked_forward
+from .lecture import PARAMETER_NAMES, Config, cached_lecture_state, chunked_forward
 
 __all__ = ["PARENTS", "Probe", "ProbeBook", "downstream_of", "injection_points", "probe_book",
            "probe_for"]
@@ -104,17 +104,13 @@ class Probe:
                 and self.pool[p].numel()]
         return max(mags, default=0.0)
 
-    @property
-    def upstream_note(self) -> str:
-        return ", ".join(f"d{v}" for v in self.injected)
-
 
 class ProbeBook:
     """Every probe of one config, made on first use (one per stub and injection points)."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.state = build_lecture_state(config)
+        self.state = cached_lecture_state(config)
         self.leaves = {k: v.clone().requires_grad_(True) for k, v in self.state.params.items()}
         self.forward = chunked_forward(self.leaves, self.state.Xb, self.state.Yb)
         self._made: dict[tuple[str, tuple[str, ...]], Probe] = {}
