@@ -114,8 +114,11 @@ class _Child:
         self.module = ModuleType("__student__")
         self.filename = "<submission>"
         self.watch = watch
+        self.index: int | None = None     # of the call being answered, in a "calls" request
 
     def reply(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None) -> None:
+        if self.index is not None:
+            meta = {**meta, "index": self.index}
         if os.getpid() != self.pid:    # a copy the student forked: only the child itself answers
             os._exit(0)
         for stream in (sys.stdout, sys.stderr):
@@ -198,6 +201,16 @@ class _Child:
         return {str(i): _as_tensor(v, f"item {i} of what {name}() returned", self.limits)
                 for i, v in enumerate(value)}
 
+    def op_calls(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+        """Several calls, answered one by one; each gets its own copies of the tensors (a stub
+        that changes its input in place must not change the next call's)."""
+        try:
+            for self.index, call in enumerate(meta["calls"]):
+                inputs = {str(p): tensors[str(k)].clone() for p, k in call["tensors"].items()}
+                self.op_call(call, inputs)
+        finally:
+            self.index = None
+
     def op_train(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
         from .training import train_with_student_backward
 
@@ -223,6 +236,8 @@ class _Child:
             op = meta.get("op")
             if op == "load":
                 self.op_load(meta)
+            elif op == "calls":
+                self.op_calls(meta, tensors)
             elif op == "call":
                 self.op_call(meta, tensors)
             elif op == "train":

@@ -26,12 +26,14 @@ import json
 import os
 import queue
 import re
+import signal
 import stat
 import tempfile
 import threading
 import time
 import traceback
 import zipfile
+from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Callable, Sequence
@@ -39,7 +41,7 @@ from typing import IO, Any, Callable, Sequence
 from . import __version__
 from .api import GradeRequest, error_result, grade_submission
 from .exports import GradebookRow, gradescope_results, render_gradebook
-from .results import Result, read_result, write_result
+from .results import Result, read_result, result_from_dict, result_to_dict, write_result
 from .sandbox import SandboxRunner
 
 __all__ = [
@@ -506,36 +508,255 @@ class _Control:
     abandon: threading.Event = field(default_factory=threading.Event)
 
 
-def _worker(tasks: "queue.Queue[Entry | None]", done: "queue.Queue[_Done]", control: _Control,
-            out: Path, request: GradeRequest, grade: GradeFn, digest: str, gradescope: Any,
-            scratch: Path) -> None:
-    while not control.stop.is_set():
-        entry = tasks.get()
-        if entry is None:
-            return
-        start = time.monotonic()
-        result: Result | None = None
-        try:
-            result, tb = _grade_entry(entry, request, grade, scratch)
-            if control.abandon.is_set():
-                result = None
+@dataclass(frozen=True)
+class _Job:
+    """What every grading of the batch shares."""
+
+    out: Path
+    request: GradeRequest
+    digest: str
+    gradescope: Any
+    scratch: Path
+
+
+def _grade_and_write(entry: Entry, job: _Job, grade: GradeFn,
+                     abandoned: Callable[[], bool] = lambda: False) -> _Done:
+    """Grade one student and write their files; never raises. ``result`` is None when the
+    grading was abandoned (a second Ctrl-C) before its files were written."""
+    start = time.monotonic()
+    result: Result | None = None
+    try:
+        result, tb = _grade_entry(entry, job.request, grade, job.scratch)
+        if abandoned():
+            return _Done(entry, None, time.monotonic() - start, reused=False)
+        _write_student(job.out, entry, result, request=job.request, digest=job.digest,
+                       seconds=time.monotonic() - start, gradescope=job.gradescope,
+                       grader_traceback=tb)
+    except Exception:  # noqa: BLE001 - e.g. disk full: report this student, go on
+        result = error_result(entry.label, "could not write this student's files: "
+                              + traceback.format_exc().strip().splitlines()[-1],
+                              request=job.request)
+    return _Done(entry, result, time.monotonic() - start, reused=False)
+
+
+class _ThreadPool:
+    """Gradings on threads of this process: for a ``grade`` function given by the caller
+    (tests, other runners), which may hold state that cannot cross to another process."""
+
+    def __init__(self, jobs: int, job: _Job, grade: GradeFn) -> None:
+        self.job, self.grade = job, grade
+        self.tasks: queue.Queue[Entry | None] = queue.Queue()
+        self.done: queue.Queue[_Done] = queue.Queue()
+        self.control = _Control()
+        self.threads = [threading.Thread(target=self._work, daemon=True, name=f"grade-{i}")
+                        for i in range(jobs)]
+        for t in self.threads:
+            t.start()
+
+    def _work(self) -> None:
+        while not self.control.stop.is_set():
+            entry = self.tasks.get()
+            if entry is None:
                 return
-            _write_student(out, entry, result, request=request, digest=digest,
-                           seconds=time.monotonic() - start, gradescope=gradescope,
-                           grader_traceback=tb)
-        except Exception:  # noqa: BLE001 - e.g. disk full: report this student, go on
-            result = error_result(entry.label, "could not write this student's files: "
-                                  + traceback.format_exc().strip().splitlines()[-1],
-                                  request=request)
-        finally:
-            done.put(_Done(entry, result, time.monotonic() - start, reused=False))
+            self.done.put(_grade_and_write(entry, self.job, self.grade,
+                                           self.control.abandon.is_set))
+
+    def submit(self, entry: Entry) -> None:
+        self.tasks.put(entry)
+
+    def next_done(self, timeout: float) -> _Done | None:
+        try:
+            return self.done.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def busy(self) -> int:
+        return sum(t.is_alive() for t in self.threads) + self.done.qsize()
+
+    def stop_taking(self) -> None:
+        self.control.stop.set()
+        for _ in self.threads:
+            self.tasks.put(None)
+
+    def abandon(self) -> None:
+        self.control.abandon.set()
+
+    def close(self) -> None:
+        if not self.control.stop.is_set():
+            self.stop_taking()
 
 
-def _shared_runner_grader(stack: contextlib.ExitStack) -> GradeFn:
-    """grade_submission over one sandbox runner for the whole batch (a worker that imports
-    torch once and forks a child per submission), closed when the batch ends."""
-    runner = stack.enter_context(SandboxRunner())
-    return lambda path, request: grade_submission(path, request=request, runner=runner)
+def _die_with_parent(parent: int) -> None:
+    """Linux: this worker is killed when the batch process dies (even by kill -9)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)      # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:                      # it died before prctl took effect
+        os._exit(1)
+
+
+def _process_worker(conn: Any, parent: int, entries: tuple[Entry, ...], job: _Job) -> None:
+    """A grading process: its own sandbox runner; takes entry indexes, answers with the
+    student's result as JSON (results.json's format), or null when abandoned."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # the batch process decides when to stop
+    _die_with_parent(parent)
+    with SandboxRunner() as runner:
+        def grade(path: Path, request: GradeRequest) -> Result:
+            return grade_submission(path, request=request, runner=runner)
+
+        while True:
+            try:
+                message = json.loads(conn.recv_bytes())
+            except (EOFError, OSError, ValueError):
+                return
+            if message is None:
+                return
+            done = _grade_and_write(entries[int(message)], job, grade)
+            conn.send_bytes(json.dumps({
+                "index": int(message), "seconds": done.seconds,
+                "result": None if done.result is None else result_to_dict(done.result),
+            }, separators=(",", ":")).encode())
+
+
+class _ProcessPool:
+    """Gradings in ``jobs`` worker processes, each with its own sandbox runner: the grading
+    work in this process would otherwise share one core (the GIL). Messages are JSON (never
+    pickle); a worker that dies is replaced and its student gets an error row."""
+
+    def __init__(self, jobs: int, job: _Job, entries: tuple[Entry, ...]) -> None:
+        import multiprocessing
+
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        self.context = multiprocessing.get_context(method)
+        self.job, self.entries = job, entries
+        self.index = {e.student: i for i, e in enumerate(entries)}
+        self.workers: dict[Any, tuple[Any, int | None]] = {}   # conn -> (process, busy with)
+        self.waiting: deque[int] = deque()
+        self.ready: deque[_Done] = deque()
+        self.taking = True
+        for _ in range(jobs):
+            self._start_worker()
+
+    def _start_worker(self) -> None:
+        ours, theirs = self.context.Pipe(duplex=True)
+        process = self.context.Process(target=_process_worker, daemon=True,
+                                       args=(theirs, os.getpid(), self.entries, self.job))
+        process.start()
+        theirs.close()
+        self.workers[ours] = (process, None)
+
+    def _dispatch(self) -> None:
+        for conn, (process, busy) in list(self.workers.items()):
+            if busy is None and self.waiting and self.taking:
+                index = self.waiting.popleft()
+                try:
+                    conn.send_bytes(json.dumps(index).encode())
+                except OSError:
+                    self.waiting.appendleft(index)
+                    self._lost(conn)
+                    continue
+                self.workers[conn] = (process, index)
+
+    def _lost(self, conn: Any) -> None:
+        """A worker died: its student gets an error row, and a new worker takes its place."""
+        process, busy = self.workers.pop(conn)
+        conn.close()
+        process.join(timeout=1)
+        if busy is not None:
+            entry = self.entries[busy]
+            self.ready.append(_Done(entry, error_result(
+                entry.label, f"the grader's worker process died (exit code {process.exitcode}) "
+                "while grading this submission; the batch went on. Grade it again.",
+                request=self.job.request), 0.0, reused=False))
+        if self.taking:
+            self._start_worker()
+
+    def submit(self, entry: Entry) -> None:
+        self.waiting.append(self.index[entry.student])
+        self._dispatch()
+
+    def next_done(self, timeout: float) -> _Done | None:
+        from multiprocessing.connection import wait
+
+        if not self.ready:
+            busy = [c for c, (_, index) in self.workers.items() if index is not None]
+            for conn in wait(busy, timeout) if busy else ():
+                try:
+                    reply = json.loads(conn.recv_bytes())
+                except (EOFError, OSError, ValueError):
+                    self._lost(conn)
+                    continue
+                process, index = self.workers[conn]
+                self.workers[conn] = (process, None)
+                entry = self.entries[index]
+                data = reply.get("result")
+                self.ready.append(_Done(entry, None if data is None else result_from_dict(data),
+                                        float(reply.get("seconds", 0.0)), reused=False))
+            if not busy:
+                time.sleep(min(timeout, 0.01))
+        self._dispatch()
+        return self.ready.popleft() if self.ready else None
+
+    def busy(self) -> int:
+        return sum(index is not None for _, index in self.workers.values()) + len(self.ready)
+
+    def stop_taking(self) -> None:
+        self.taking = False
+        self.waiting.clear()
+
+    def abandon(self) -> None:
+        """Kill the workers now: what they were grading stays unwritten (record.json last)."""
+        self.stop_taking()
+        for conn, (process, _) in list(self.workers.items()):
+            process.kill()
+            process.join(timeout=5)
+            conn.close()
+        self.workers.clear()
+        self.ready.clear()
+
+    def close(self) -> None:
+        self.taking = False
+        for conn, (process, _) in list(self.workers.items()):
+            try:
+                conn.send_bytes(b"null")
+            except OSError:
+                pass
+        for conn, (process, _) in list(self.workers.items()):
+            process.join(timeout=15)
+            if process.is_alive():
+                process.kill()
+                process.join()
+            conn.close()
+        self.workers.clear()
+
+
+class _Interrupts:
+    """Ctrl-C counted by a signal handler, not raised: a KeyboardInterrupt landing between two
+    lines of the bookkeeping would lose track of a worker. Outside the main thread (no signals
+    there) it counts nothing."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.previous: Any = None
+
+    @classmethod
+    def install(cls) -> "_Interrupts":
+        interrupts = cls()
+        if threading.current_thread() is threading.main_thread():
+            interrupts.previous = signal.signal(signal.SIGINT, interrupts._count)
+        return interrupts
+
+    def _count(self, signum: int, frame: object) -> None:
+        self.count += 1
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
 
 
 def _status(result: Result | None) -> str:
@@ -582,7 +803,6 @@ def _grade_discovered(discovery: Discovery, out: Path, scratch: Path, *, request
     bar = _Progress(len(discovery.entries), progress)
     with contextlib.ExitStack() as stack:
         stack.enter_context(_OutputLock(out))
-        grade_fn = grade or _shared_runner_grader(stack)
         _clean_stray_temp_files(out)
         todo: list[Entry] = []
         for entry in discovery.entries:
@@ -595,49 +815,42 @@ def _grade_discovered(discovery: Discovery, out: Path, scratch: Path, *, request
         if unchanged and progress:
             bar.message(f"{unchanged} submission(s) unchanged since they were graded: kept")
         bar.total = len(todo)
-        tasks: queue.Queue[Entry | None] = queue.Queue()
-        for entry in todo:
-            tasks.put(entry)
-        done: queue.Queue[_Done] = queue.Queue()
-        control = _Control()
-        workers = [threading.Thread(target=_worker, daemon=True, name=f"grade-{i}",
-                                    args=(tasks, done, control, out, request, grade_fn, digest,
-                                          gradescope, Path(scratch)))
-                   for i in range(max(1, min(jobs, len(todo))))]
-        for _ in workers:
-            tasks.put(None)
+        job = _Job(out, request, digest, gradescope, scratch)
+        workers = max(1, min(jobs, len(todo)))
+        pool: _ThreadPool | _ProcessPool = (
+            _ThreadPool(workers, job, grade) if grade is not None
+            else _ProcessPool(workers, job, tuple(todo)))
+        stack.callback(pool.close)
+
+        def take(item: _Done) -> None:
+            nonlocal graded
+            graded += item.result is not None
+            results[item.entry.student] = item.result
+            bar.update(failed=_status(item.result) != "graded")
+
+        interrupts = _Interrupts.install()
+        stack.callback(interrupts.restore)
         remaining = len(todo)
-        try:
-            for w in workers:
-                w.start()
-            while remaining:
-                try:
-                    item = done.get(timeout=0.2)
-                except queue.Empty:
-                    if not any(w.is_alive() for w in workers) and done.empty():
-                        break   # cannot happen unless a worker died: never wait forever
-                    continue
+        for entry in todo:
+            pool.submit(entry)
+        while remaining and not interrupts.count:
+            item = pool.next_done(0.2)
+            if item is not None:
                 remaining -= 1
-                graded += item.result is not None
-                results[item.entry.student] = item.result
-                bar.update(failed=_status(item.result) != "graded")
-        except KeyboardInterrupt:
+                take(item)
+            elif not pool.busy():
+                break           # cannot happen unless a worker died unseen: never wait forever
+        if interrupts.count:
             interrupted = True
-            control.stop.set()
-            running = sum(w.is_alive() for w in workers)
-            bar.message(f"interrupted: finishing the {running} submission(s) being graded "
+            pool.stop_taking()
+            bar.message(f"interrupted: finishing the {pool.busy()} submission(s) being graded "
                         "(Ctrl-C again to stop now)")
-            try:
-                while any(w.is_alive() for w in workers) or not done.empty():
-                    try:
-                        item = done.get(timeout=0.2)
-                    except queue.Empty:
-                        continue
-                    graded += item.result is not None
-                    results[item.entry.student] = item.result
-                    bar.update(failed=_status(item.result) != "graded")
-            except KeyboardInterrupt:
-                control.abandon.set()
+            while pool.busy() and interrupts.count < 2:
+                item = pool.next_done(0.2)
+                if item is not None:
+                    take(item)
+            if interrupts.count >= 2:
+                pool.abandon()
                 bar.message("stopped; submissions still being graded are left pending")
         bar.close()
         notes = _write_class_files(out, discovery, results, request=request, digest=digest,

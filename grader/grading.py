@@ -52,7 +52,7 @@ from .lecture import (
 )
 from .probes import Probe, probe_book
 from .results import ConfigVerdict, ExerciseResult, GradientResult, ModeVerdict
-from .sandbox import CallOutcome, SandboxSession
+from .sandbox import Call, CallOutcome, SandboxSession
 from .training import batch_tensors
 from .views import failure_fields
 
@@ -212,30 +212,72 @@ def _integrity_checked(verdict: Verdict, session: SandboxSession, outcome: CallO
     return verdict
 
 
+@dataclass
+class _Planned:
+    """One verdict to come in ``grade_stub_gradients``: its call (an index into the batch), or
+    the verdict itself when there is nothing to call."""
+
+    gradient: Gradient
+    mode: str
+    inputs: dict[str, Any] = field(default_factory=dict)
+    call: int | None = None
+    verdict: Verdict | None = None
+    substituted: tuple[str, ...] = ()
+    wrong_upstream: tuple[str, ...] = ()
+    inexact_upstream: tuple[str, ...] = ()
+
+
+def _same_inputs(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a.keys() == b.keys() and all(
+        (torch.equal(v, b[k]) if isinstance(v, torch.Tensor) else v == b[k]) for k, v in a.items())
+
+
 def grade_stub_gradients(session: SandboxSession, functions: dict[str, tuple[str, ...]],
                          state: LectureState, options: GradingOptions,
                          gradients: tuple[Gradient, ...] = GRADIENTS) -> list[Verdict]:
-    """Every exercise-1..3 stub in one config, in both modes."""
+    """Every exercise-1..3 stub in one config, in both modes.
+
+    The calls go in batches (one round trip each, SandboxSession.call_many): a batch takes
+    stubs in order until one asks for the gradient of a stub already in it, which is that
+    stub's answer (isolated mode) or not computed yet (chained mode). So the child never holds
+    the gradient under test before the stub's answer came back."""
     verdicts: list[Verdict] = []
     base = _base(state)
     own: dict[str, torch.Tensor] = {}          # the student's chained gradients so far
     own_passed: dict[str, bool] = {}
-    cache: dict[tuple[str, str], tuple[dict[str, Any], CallOutcome]] = {}
+    batch: list[Call] = []
+    in_batch: set[str] = set()                 # the gradients the batch's stubs compute
+    planned: list[_Planned] = []
+
+    def flush() -> None:
+        outcomes = session.call_many(batch) if batch else []
+        for plan in planned:
+            verdicts.append(plan.verdict if plan.verdict is not None
+                            else _stub_verdict(plan, outcomes[plan.call], state, base, options,
+                                               session, own, own_passed))
+        batch.clear()
+        in_batch.clear()
+        planned.clear()
+
     for gradient in gradients:
         if gradient.exercise not in options.exercises:
             continue
         params = functions.get(gradient.name)
-        expected = state.grads[f"d{gradient.variable}"]
+        if params is not None and any(p in in_batch for p in params):
+            flush()
+        isolated: dict[str, Any] | None = None
         for mode in options.modes:
             if params is None:
-                verdicts.append(Verdict(gradient, state.config, mode, "missing",
-                                        message=f"no function {gradient.name}() in your file"))
+                planned.append(_Planned(gradient, mode, verdict=Verdict(
+                    gradient, state.config, mode, "missing",
+                    message=f"no function {gradient.name}() in your file")))
                 continue
             allowed = INPUT_NAMES | set(gradient.allowed_gradients)
             problem = _check_signature(gradient, params, frozenset(allowed))
             if problem:
-                verdicts.append(Verdict(gradient, state.config, mode, "error",
-                                        message=f"{gradient.name}() {problem}"))
+                planned.append(_Planned(gradient, mode, verdict=Verdict(
+                    gradient, state.config, mode, "error",
+                    message=f"{gradient.name}() {problem}")))
                 continue
             inputs: dict[str, Any] = {}
             substituted = []
@@ -249,68 +291,122 @@ def grade_stub_gradients(session: SandboxSession, functions: dict[str, tuple[str
                             substituted.append(p)
                 else:
                     inputs[p] = base[p]
-            outcome = _reuse_or_call(session, gradient.name, inputs, cache)
             upstream = [p for p in params if p in gradient.allowed_gradients]
-            wrong_upstream = tuple(p for p in upstream
-                                   if mode == "chained" and p in own and not own_passed[p])
-            inexact = tuple(p for p in upstream if mode == "chained" and p in own
-                            and own_passed[p] and not torch.equal(own[p], state.grads[p]))
-            verdict = _integrity_checked(
-                _judge(gradient, state.config, mode, outcome, expected,
-                       scale=_scale(gradient, state), pool={**base, **state.grads, **inputs},
-                       options=options, generic_hints=not wrong_upstream,
-                       inexact_upstream=inexact, noise=_noise(gradient, state)),
-                session, outcome, options)
-            verdict.substituted = tuple(substituted)
-            if mode == "chained" and verdict.actual is not None \
-                    and verdict.status in ("exact", "approx", "wrong") \
-                    and verdict.actual.shape == expected.shape:
-                own[gradient.name] = verdict.actual
-                own_passed[gradient.name] = verdict.passed
-            if wrong_upstream and not verdict.passed:
-                note = (f"your {', '.join(wrong_upstream)}, which chained mode feeds to this step, "
-                        f"{'was' if len(wrong_upstream) == 1 else 'were'} already wrong")
-                verdict.message = f"{verdict.message}; {note}" if verdict.message else note
-            verdicts.append(verdict)
+            plan = _Planned(
+                gradient, mode, inputs, substituted=tuple(substituted),
+                wrong_upstream=tuple(p for p in upstream
+                                     if mode == "chained" and p in own and not own_passed[p]),
+                inexact_upstream=tuple(p for p in upstream if mode == "chained" and p in own
+                                       and own_passed[p]
+                                       and not torch.equal(own[p], state.grads[p])))
+            if isolated is not None and _same_inputs(isolated, inputs):
+                plan.call = len(batch) - 1     # chained inputs equal isolated: no second call
+            else:
+                batch.append(Call(gradient.name, inputs, group=gradient.name))
+                plan.call = len(batch) - 1
+                isolated = inputs
+            planned.append(plan)
+        in_batch.add(f"d{gradient.variable}")
+        in_batch.add(gradient.name)
+    flush()
     return verdicts
 
 
-def _reuse_or_call(session: SandboxSession, name: str, inputs: dict[str, Any],
-                   cache: dict[tuple[str, str], tuple[dict[str, Any], CallOutcome]]
-                   ) -> CallOutcome:
-    """Chained inputs equal to isolated ones (an exact upstream) need no second call."""
-    key = (name, "any")
-    previous = cache.get(key)
-    if previous is not None:
-        old_inputs, outcome = previous
-        if old_inputs.keys() == inputs.keys() and all(
-                (torch.equal(v, inputs[k]) if isinstance(v, torch.Tensor) else v == inputs[k])
-                for k, v in old_inputs.items()):
-            return outcome
-    outcome = session.call(name, inputs)
-    cache[key] = (inputs, outcome)
-    return outcome
+def _stub_verdict(plan: _Planned, outcome: CallOutcome, state: LectureState,
+                  base: dict[str, Any], options: GradingOptions, session: SandboxSession,
+                  own: dict[str, torch.Tensor], own_passed: dict[str, bool]) -> Verdict:
+    """Judge one planned call of ``grade_stub_gradients``; a chained answer becomes the
+    student's own upstream gradient for the stubs after it."""
+    gradient, mode = plan.gradient, plan.mode
+    expected = state.grads[f"d{gradient.variable}"]
+    verdict = _integrity_checked(
+        _judge(gradient, state.config, mode, outcome, expected,
+               scale=_scale(gradient, state), pool={**base, **state.grads, **plan.inputs},
+               options=options, generic_hints=not plan.wrong_upstream,
+               inexact_upstream=plan.inexact_upstream, noise=_noise(gradient, state)),
+        session, outcome, options)
+    verdict.substituted = plan.substituted
+    if mode == "chained" and verdict.actual is not None \
+            and verdict.status in ("exact", "approx", "wrong") \
+            and verdict.actual.shape == expected.shape:
+        own[gradient.name] = verdict.actual
+        own_passed[gradient.name] = verdict.passed
+    if plan.wrong_upstream and not verdict.passed:
+        wrong = plan.wrong_upstream
+        note = (f"your {', '.join(wrong)}, which chained mode feeds to this step, "
+                f"{'was' if len(wrong) == 1 else 'were'} already wrong")
+        verdict.message = f"{verdict.message}; {note}" if verdict.message else note
+    return verdict
 
 
 # -- hidden configs and probes --------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _IsolatedCall:
+    """An isolated call's inputs and what to judge its answer against."""
+
+    gradient: Gradient
+    state: LectureState
+    inputs: dict[str, Any]
+    expected: torch.Tensor
+    pool: dict[str, Any]
+    scale: float
+    probe: bool
+    noise: float
+
+    def call(self) -> Call:
+        return Call(self.gradient.name, self.inputs, group=self.gradient.name)
+
+
+def _isolated(gradient: Gradient, params: tuple[str, ...], state: LectureState,
+              probe: Probe | None) -> _IsolatedCall:
+    """Autograd's upstream gradients, or a probe's random ones."""
+    if probe is not None:
+        return _IsolatedCall(gradient, state, probe.inputs(params), probe.expected, probe.pool,
+                             probe.scale(params), True, 0.0)
+    base = _base(state)
+    inputs = {p: state.grads[p] if p in gradient.allowed_gradients else base[p] for p in params}
+    return _IsolatedCall(gradient, state, inputs, state.grads[f"d{gradient.variable}"],
+                         {**base, **state.grads}, _scale(gradient, state), False,
+                         _noise(gradient, state))
+
+
+def _isolated_verdict(planned: _IsolatedCall, outcome: CallOutcome, options: GradingOptions,
+                      *, teach: bool) -> Verdict:
+    return _judge(planned.gradient, planned.state.config, "isolated", outcome, planned.expected,
+                  scale=planned.scale, pool=planned.pool, options=options, probe=planned.probe,
+                  teach=teach, noise=planned.noise)
+
 
 def _isolated_call(session: SandboxSession, gradient: Gradient, params: tuple[str, ...],
                    state: LectureState, probe: Probe | None, options: GradingOptions,
                    *, teach: bool) -> Verdict:
     """One isolated call of a stub: autograd's upstream gradients, or a probe's random ones."""
-    if probe is not None:
-        inputs, expected, pool = probe.inputs(params), probe.expected, probe.pool
-        scale = probe.scale(params)
-    else:
-        base = _base(state)
-        inputs = {p: state.grads[p] if p in gradient.allowed_gradients else base[p]
-                  for p in params}
-        expected, pool = state.grads[f"d{gradient.variable}"], {**base, **state.grads}
-        scale = _scale(gradient, state)
-    outcome = session.call(gradient.name, inputs)
-    return _judge(gradient, state.config, "isolated", outcome, expected, scale=scale, pool=pool,
-                  options=options, probe=probe is not None, teach=teach,
-                  noise=0.0 if probe is not None else _noise(gradient, state))
+    planned = _isolated(gradient, params, state, probe)
+    return _isolated_verdict(planned, session.call_many([planned.call()])[0], options,
+                             teach=teach)
+
+
+def _isolated_calls(session: SandboxSession, planned: list[_IsolatedCall],
+                    options: GradingOptions, *, teach: bool) -> list[Verdict]:
+    """Isolated calls in as few round trips as the gradients under test allow: a batch ends
+    before a call that takes, as an input, the very tensor another call of the batch is
+    judged against (probes draw their random gradients per stub, so they never do)."""
+    verdicts: list[Verdict] = []
+    start = 0
+    while start < len(planned):
+        end, secrets = start, []
+        while end < len(planned):
+            inputs = [v for v in planned[end].inputs.values() if isinstance(v, torch.Tensor)]
+            if any(t is s for t in inputs for s in secrets):
+                break
+            secrets.append(planned[end].expected)
+            end += 1
+        outcomes = session.call_many([c.call() for c in planned[start:end]])
+        verdicts += [_isolated_verdict(c, o, options, teach=teach)
+                     for c, o in zip(planned[start:end], outcomes)]
+        start = end
+    return verdicts
 
 
 def _probe_message(gradient: Gradient, params: tuple[str, ...], lecture: LectureState,
@@ -367,32 +463,33 @@ def grade_hidden_configs(session: SandboxSession, functions: dict[str, tuple[str
     if "isolated" not in options.modes:
         return _hidden_chained(session, functions, lecture_verdicts, lecture, hidden, options,
                                gradients)
-    passed = {v.gradient.name for v in lecture_verdicts
-              if v.mode == "isolated" and v.passed and v.config == lecture.config and not v.probe}
+    passed = [g for g in targets if g.name in {
+        v.gradient.name for v in lecture_verdicts
+        if v.mode == "isolated" and v.passed and v.config == lecture.config and not v.probe}]
     books = [probe_book(s.config) if options.probes else None for s in (lecture, *hidden)]
-    out: list[Verdict] = []
-    for gradient in targets:
-        if gradient.name not in passed:
-            continue
-        params = functions[gradient.name]
-        if not hidden:
-            probe = books[0].probe(gradient, params) if books[0] else None
-            if probe is not None:
-                v = _isolated_call(session, gradient, params, lecture, probe, options, teach=True)
-                if not v.passed:
-                    v.message = _probe_message(gradient, params, lecture, probe, v)
-                out.append(v)
-            continue
-        for state, book in zip(hidden, books[1:]):
-            probe = book.probe(gradient, params) if book else None
-            v = _isolated_call(session, gradient, params, state, probe, options, teach=False)
-            out.append(v)
+    by_gradient: dict[str, list[Verdict]] = {g.name: [] for g in passed}
+    if not hidden and books[0] is not None:
+        probes = [(g, probe) for g in passed
+                  if (probe := books[0].probe(g, functions[g.name])) is not None]
+        planned = [_isolated(g, functions[g.name], lecture, probe) for g, probe in probes]
+        for (g, probe), v in zip(probes, _isolated_calls(session, planned, options, teach=True)):
+            if not v.passed:
+                v.message = _probe_message(g, functions[g.name], lecture, probe, v)
+            by_gradient[g.name].append(v)
+    going = list(passed)          # still passing: graded on the next hidden config
+    for state, book in zip(hidden, books[1:]):
+        planned = [_isolated(g, functions[g.name], state,
+                             book.probe(g, functions[g.name]) if book else None) for g in going]
+        verdicts = _isolated_calls(session, planned, options, teach=False)
+        going = []
+        for gradient, v in zip([c.gradient for c in planned], verdicts):
+            by_gradient[gradient.name].append(v)
             if v.passed:
-                continue
-            out += _explain_hidden_failure(session, gradient, params, lecture, v, options,
-                                           state_for)
-            break
-    return out
+                going.append(gradient)
+            else:
+                by_gradient[gradient.name] += _explain_hidden_failure(
+                    session, gradient, functions[gradient.name], lecture, v, options, state_for)
+    return [v for g in passed for v in by_gradient[g.name]]
 
 
 def _explain_hidden_failure(session: SandboxSession, gradient: Gradient, params: tuple[str, ...],

@@ -31,13 +31,13 @@ import warnings
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 
 from . import bubblewrap, wire
 
-__all__ = ["CallOutcome", "Limits", "SandboxRunner", "SandboxSession", "open_session",
+__all__ = ["Call", "CallOutcome", "Limits", "SandboxRunner", "SandboxSession", "open_session",
            "run_in_sandbox"]
 
 _MIB = 2**20
@@ -582,6 +582,37 @@ def _integrity_events(meta: dict[str, Any]) -> tuple[dict[str, str], ...]:
     return tuple(events)
 
 
+@dataclass(frozen=True)
+class Call:
+    """One call of a student's function: ``name(**inputs)``; ``returns`` "tensor" or "list";
+    ``group`` ties calls of one function together (see SandboxSession.call_many)."""
+
+    name: str
+    inputs: dict[str, Any]
+    returns: str = "tensor"
+    group: str | None = None
+
+
+def _calls_frame(calls: Sequence[Call]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The request for several calls: each tensor once (by identity), named by position."""
+    tensors: dict[str, torch.Tensor] = {}
+    keys: dict[int, str] = {}
+    described = []
+    for call in calls:
+        refs = {}
+        for param, value in call.inputs.items():
+            if isinstance(value, torch.Tensor):
+                key = keys.get(id(value))
+                if key is None:
+                    key = keys[id(value)] = str(len(tensors))
+                    tensors[key] = value
+                refs[param] = key
+        described.append({"name": call.name, "returns": call.returns, "tensors": refs,
+                          "scalars": {k: v for k, v in call.inputs.items()
+                                      if not isinstance(v, torch.Tensor)}})
+    return {"op": "calls", "calls": described}, tensors
+
+
 class SandboxSession:
     """One submission's child: load the code once, then answer calls.
 
@@ -650,26 +681,47 @@ class SandboxSession:
         deadline = time.monotonic() + seconds
         try:
             self._send(wire.encode_frame(meta, tensors), deadline)
+        except TimeoutError:
+            return self._timed_out(seconds)
+        except (ConnectionError, BrokenPipeError):
+            return self._died()
+        return self._reply(seconds, deadline)
+
+    def _timed_out(self, seconds: float) -> CallOutcome:
+        _, processes = self._stop(wait=True)
+        if processes > self.limits.max_processes // 2:
+            return CallOutcome("timeout", limit="processes", message=(
+                f"started {processes} processes (at most {self.limits.max_processes} are "
+                f"allowed) and took longer than {seconds:g} s (limit: processes)"))
+        return CallOutcome("timeout", message=f"took longer than {seconds:g} s (limit: wall "
+                                              "time)", limit="wall time")
+
+    def _died(self) -> CallOutcome:
+        assert self.child is not None
+        code = self.child.exit_code(2.0)
+        self._stop(wait=True)
+        message, limit = _describe_exit(code, self.limits)
+        return CallOutcome("error", message=f"the process running your code {message}",
+                           limit=limit)
+
+    def _reply(self, seconds: float, deadline: float, *, index: int | None = None
+               ) -> CallOutcome:
+        """Read one reply (the ``index``-th of a batch of calls, if given)."""
+        assert self.child is not None
+        try:
             reply, out = wire.read_frame(self.child.proto.fileno(), limits=self.limits.wire,
                                          deadline=deadline)
         except TimeoutError:
-            _, processes = self._stop(wait=True)
-            if processes > self.limits.max_processes // 2:
-                return CallOutcome("timeout", limit="processes", message=(
-                    f"started {processes} processes (at most {self.limits.max_processes} are "
-                    f"allowed) and took longer than {seconds:g} s (limit: processes)"))
-            return CallOutcome("timeout", message=f"took longer than {seconds:g} s (limit: wall "
-                                                  "time)", limit="wall time")
+            return self._timed_out(seconds)
         except (EOFError, ConnectionError, BrokenPipeError):
-            code = self.child.exit_code(2.0)
-            self._stop(wait=True)
-            message, limit = _describe_exit(code, self.limits)
-            return CallOutcome("error", message=f"the process running your code {message}",
-                               limit=limit)
+            return self._died()
         except wire.FrameError as e:
             self._stop(wait=True)
             return CallOutcome("error", message=f"sent back something that is not tensors: {e}",
                                limit=e.limit)
+        if index is not None and reply.get("index") != index:
+            self._stop(wait=True)        # out of step with the calls: start afresh
+            return CallOutcome("error", message="sent back more or fewer answers than calls")
         integrity = _integrity_events(reply)
         self.integrity += [e for e in integrity if e not in self.integrity]
         status = reply.get("status")
@@ -689,9 +741,9 @@ class SandboxSession:
         self.load_outcome = self._start()
         return self.load_outcome
 
-    def request(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None,
-                *, seconds: float | None = None) -> CallOutcome:
-        """Send one request; restart the child first if an earlier request killed it."""
+    def _ready(self) -> CallOutcome | None:
+        """None when a child is there to take a request (restarted if an earlier request killed
+        it); else the outcome every request gets now."""
         if self._deadline is not None and time.monotonic() > self._deadline:
             self._stop()
             return CallOutcome("timeout", limit="total time", message=(
@@ -702,14 +754,66 @@ class SandboxSession:
             outcome = self._start()
             if outcome.status != "ok":
                 return outcome
+        return None
+
+    def request(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None,
+                *, seconds: float | None = None) -> CallOutcome:
+        """Send one request; restart the child first if an earlier request killed it."""
+        problem = self._ready()
+        if problem is not None:
+            return problem
         return self._request(meta, tensors, seconds or self.limits.call_seconds)
 
     def call(self, name: str, inputs: dict[str, Any], *, returns: str = "tensor",
              seconds: float | None = None) -> CallOutcome:
-        scalars = {k: v for k, v in inputs.items() if not isinstance(v, torch.Tensor)}
-        tensors = {k: v for k, v in inputs.items() if isinstance(v, torch.Tensor)}
-        return self.request({"op": "call", "name": name, "scalars": scalars, "returns": returns},
-                            tensors, seconds=seconds)
+        return self.call_many([Call(name, inputs, returns)], seconds=seconds)[0]
+
+    def call_many(self, calls: Sequence[Call], *, seconds: float | None = None
+                  ) -> list[CallOutcome]:
+        """Several calls in one request; the child answers each in turn, within ``seconds``
+        (the call limit) of the answer before. The same outcomes as calling them one by one,
+        with one round trip: a call that kills the child or runs out of time ends the request,
+        and the calls after it go to a restarted child. A call after one of the same ``group``
+        that ran out of wall time gets that outcome without running (it would only wait again).
+        Each tensor is sent once per request, however many calls take it; every call gets
+        copies of its own."""
+        seconds = seconds or self.limits.call_seconds
+        outcomes: list[CallOutcome] = []
+        timed_out: dict[str, CallOutcome] = {}
+        while len(outcomes) < len(calls):
+            rest = []
+            for call in calls[len(outcomes):]:
+                if call.group is not None and call.group in timed_out:
+                    if rest:
+                        break
+                    outcomes.append(timed_out[call.group])
+                    continue
+                rest.append(call)
+            if not rest:
+                continue
+            problem = self._ready()
+            if problem is not None:
+                outcomes += [problem] * len(rest)
+                break
+            meta, tensors = _calls_frame(rest)
+            deadline = time.monotonic() + seconds
+            try:
+                self._send(wire.encode_frame(meta, tensors), deadline)
+            except TimeoutError:
+                outcomes.append(self._timed_out(seconds))
+                continue
+            except (ConnectionError, BrokenPipeError):
+                outcomes.append(self._died())
+                continue
+            for i, call in enumerate(rest):
+                outcome = self._reply(seconds, deadline, index=i)
+                outcomes.append(outcome)
+                if self.child is None:          # killed, crashed or out of step: restart
+                    if outcome.limit == "wall time" and call.group is not None:
+                        timed_out[call.group] = outcome
+                    break
+                deadline = time.monotonic() + seconds
+        return outcomes
 
     def output(self) -> str:
         """What the code printed so far (all of it once the session is closed)."""
