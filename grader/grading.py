@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -232,15 +232,26 @@ def _same_inputs(a: dict[str, Any], b: dict[str, Any]) -> bool:
         (torch.equal(v, b[k]) if isinstance(v, torch.Tensor) else v == b[k]) for k, v in a.items())
 
 
+def _in_answer_order(gradients: Sequence[Gradient]) -> list[Gradient]:
+    """The stubs in the order their calls must go: a stub computing the same gradient as an
+    earlier one (exercise 2's dlogits_fused, exercise 3's dhprebn_fused) right after it, before
+    that gradient goes to the child as the next stub's upstream."""
+    first: dict[str, int] = {}
+    for i, g in enumerate(gradients):
+        first.setdefault(g.variable, i)
+    return sorted(gradients, key=lambda g: first[g.variable])
+
+
 def grade_stub_gradients(session: SandboxSession, functions: dict[str, tuple[str, ...]],
                          state: LectureState, options: GradingOptions,
                          gradients: tuple[Gradient, ...] = GRADIENTS) -> list[Verdict]:
     """Every exercise-1..3 stub in one config, in both modes.
 
     The calls go in batches (one round trip each, SandboxSession.call_many): a batch takes
-    stubs in order until one asks for the gradient of a stub already in it, which is that
-    stub's answer (isolated mode) or not computed yet (chained mode). So the child never holds
-    the gradient under test before the stub's answer came back."""
+    stubs in answer order until one asks for the gradient of a stub already in it, which is
+    that stub's answer (isolated mode) or not computed yet (chained mode). So the child never
+    holds the gradient under test before the stub's answer came back; the verdicts come in
+    catalog order."""
     verdicts: list[Verdict] = []
     base = _base(state)
     own: dict[str, torch.Tensor] = {}          # the student's chained gradients so far
@@ -259,7 +270,7 @@ def grade_stub_gradients(session: SandboxSession, functions: dict[str, tuple[str
         in_batch.clear()
         planned.clear()
 
-    for gradient in gradients:
+    for gradient in _in_answer_order(gradients):
         if gradient.exercise not in options.exercises:
             continue
         params = functions.get(gradient.name)
@@ -309,7 +320,8 @@ def grade_stub_gradients(session: SandboxSession, functions: dict[str, tuple[str
         in_batch.add(f"d{gradient.variable}")
         in_batch.add(gradient.name)
     flush()
-    return verdicts
+    catalog = {g.name: i for i, g in enumerate(gradients)}
+    return sorted(verdicts, key=lambda v: catalog[v.gradient.name])
 
 
 def _stub_verdict(plan: _Planned, outcome: CallOutcome, state: LectureState,
@@ -476,7 +488,7 @@ def grade_hidden_configs(session: SandboxSession, functions: dict[str, tuple[str
             if not v.passed:
                 v.message = _probe_message(g, functions[g.name], lecture, probe, v)
             by_gradient[g.name].append(v)
-    going = list(passed)          # still passing: graded on the next hidden config
+    going = _in_answer_order(passed)    # still passing: graded on the next hidden config
     for state, book in zip(hidden, books[1:]):
         planned = [_isolated(g, functions[g.name], state,
                              book.probe(g, functions[g.name]) if book else None) for g in going]

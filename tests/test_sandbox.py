@@ -328,3 +328,108 @@ def test_a_worker_that_died_is_started_again_for_the_next_session():
         second = run_in_sandbox("def f(x):\n    return x\n", {"x": torch.ones(1)}, function="f",
                                 runner=r)
     assert first.status == second.status == "ok"
+
+
+# -- several calls in one request (SandboxSession.call_many) ------------------------------------
+
+COUNTING = """\
+import time
+calls = []
+def f(x):
+    calls.append(1)
+    return x * len(calls)
+def slow(x):
+    while True:
+        pass
+def grow(x):
+    x += 100
+    return x
+def count(x):
+    return x * 0 + len(calls)
+"""
+
+
+def _frames_sent(session, monkeypatch) -> list[int]:
+    """Counts the frames the session sends from now on."""
+    sent: list[int] = []
+    original = session._send
+
+    def send(frame, deadline):
+        sent.append(len(frame))
+        return original(frame, deadline)
+
+    monkeypatch.setattr(session, "_send", send)
+    return sent
+
+
+def test_several_calls_go_in_one_request_and_each_gets_its_own_answer(runner, monkeypatch):
+    from grader.sandbox import Call
+
+    x = torch.ones(2)
+    with open_session(COUNTING, filename="s.py", runner=runner) as s:
+        sent = _frames_sent(s, monkeypatch)
+        outs = s.call_many([Call("f", {"x": x}), Call("f", {"x": x}), Call("missing", {"x": x}),
+                            Call("f", {"x": x})])
+    assert len(sent) == 1, "one round trip"
+    assert [o.status for o in outs] == ["ok", "ok", "missing", "ok"]
+    assert [o.tensors["result"].tolist() for o in outs if o.status == "ok"] == \
+        [[1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]
+
+
+def test_a_tensor_taken_by_several_calls_is_sent_once_and_copied_for_each(runner, monkeypatch):
+    from grader.sandbox import Call
+
+    x = torch.zeros(1000)
+    with open_session(COUNTING, filename="s.py", runner=runner) as s:
+        sent = _frames_sent(s, monkeypatch)
+        outs = s.call_many([Call("grow", {"x": x}), Call("grow", {"x": x})])
+    assert sent[0] < 2 * 4000, "the tensor's 4,000 bytes went once"
+    assert [float(o.tensors["result"][0]) for o in outs] == [100.0, 100.0], \
+        "the second call did not see the first one's in-place change"
+    assert float(x[0]) == 0.0
+
+
+def test_a_call_that_hangs_ends_the_request_and_the_calls_after_it_run_in_a_new_child(runner):
+    from grader.sandbox import Call
+
+    limits = Limits(call_seconds=1.0)
+    with open_session(COUNTING, filename="s.py", limits=limits, runner=runner) as s:
+        outs = s.call_many([Call("f", {"x": torch.ones(1)}), Call("slow", {"x": torch.ones(1)}),
+                            Call("count", {"x": torch.ones(1)})])
+        restarts = s.restarts
+    assert [o.status for o in outs] == ["ok", "timeout", "ok"]
+    assert outs[1].limit == "wall time" and "took longer than 1 s" in outs[1].message
+    assert restarts == 1
+    assert float(outs[2].tensors["result"]) == 0.0, "a fresh child: its module state is new"
+
+
+def test_after_a_hang_the_same_function_is_not_run_again_in_that_request(runner):
+    from grader.sandbox import Call
+
+    limits = Limits(call_seconds=1.0)
+    with open_session(COUNTING, filename="s.py", limits=limits, runner=runner) as s:
+        start = time.monotonic()
+        outs = s.call_many([Call("slow", {"x": torch.ones(1)}, group="slow"),
+                            Call("slow", {"x": torch.zeros(1)}, group="slow"),
+                            Call("f", {"x": torch.ones(1)}, group="f")])
+        seconds = time.monotonic() - start
+    assert [o.status for o in outs] == ["timeout", "timeout", "ok"]
+    assert outs[1] is outs[0] and seconds < 1.9, "waited once, not twice"
+
+
+def test_a_child_that_answers_out_of_step_is_restarted(runner):
+    from grader.sandbox import Call
+
+    code = ("import json, os, struct\n"
+            "def twice(x):\n"
+            "    header = json.dumps({'meta': {'status': 'missing', 'index': 5}, 'tensors': {}})"
+            ".encode()\n"
+            "    os.write(3, struct.pack('>QI', len(header), len(header)) + header)\n"
+            "    return x\n"
+            "def f(x):\n"
+            "    return x\n")
+    with open_session(code, filename="s.py", runner=runner) as s:
+        outs = s.call_many([Call("twice", {"x": torch.ones(1)}), Call("f", {"x": torch.ones(1)})])
+        restarts = s.restarts
+    assert outs[0].status == "error" and "more or fewer answers than calls" in outs[0].message
+    assert outs[1].status == "ok" and restarts == 1
