@@ -566,3 +566,50 @@ def test_the_grade_command_reports_a_wrong_folder_or_config_in_one_line(tmp_path
         in p.stderr
     p = grade(str(tmp_path), "--out", str(tmp_path / "out"), "--resume", "--regrade")
     assert p.returncode == 2 and "not allowed with argument" in p.stderr
+
+
+# -- worker processes -------------------------------------------------------------------------
+
+def test_without_a_grade_function_each_job_is_a_process_of_its_own(tmp_path, monkeypatch):
+    """The default: gradings run in worker processes (the grading work is Python and would
+    share one core on threads); results come back as JSON, the same as on threads."""
+    import grader.batch
+
+    d = small_class(tmp_path, 4)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+
+    def grade_in_worker(path, *, request, runner):
+        (pids / str(os.getpid())).touch()
+        return fake_grade(path, request)
+
+    monkeypatch.setattr(grader.batch, "grade_submission", grade_in_worker)
+    s = grade_many(d, tmp_path / "processes", request=QUICK, jobs=2)
+    grade_many(d, tmp_path / "threads", request=QUICK, grade=fake_grade, jobs=2)
+    assert s.graded == 4 and str(os.getpid()) not in {p.name for p in pids.iterdir()}
+    assert 1 <= len(list(pids.iterdir())) <= 2
+    for student in ("s00", "s01", "s02", "s03"):
+        by_process = (tmp_path / "processes" / "students" / student / "results.json").read_text()
+        by_thread = (tmp_path / "threads" / "students" / student / "results.json").read_text()
+        assert by_process == by_thread
+    assert gradebook(tmp_path / "processes") == gradebook(tmp_path / "threads")
+
+
+def test_a_worker_process_that_dies_costs_its_student_a_row_and_the_batch_goes_on(tmp_path,
+                                                                                  monkeypatch):
+    import grader.batch
+
+    d = small_class(tmp_path, 4)
+
+    def dies_on_s1(path, *, request, runner):
+        if path.stem == "s01":
+            os._exit(9)
+        return fake_grade(path, request)
+
+    monkeypatch.setattr(grader.batch, "grade_submission", dies_on_s1)
+    s = grade_many(d, tmp_path / "out", request=QUICK, jobs=2)
+    rows = {r["student"]: r for r in gradebook(tmp_path / "out")}
+    assert sorted(rows) == ["s00", "s01", "s02", "s03"]
+    assert rows["s01"]["status"] == "error" and "worker process died" in rows["s01"]["problems"]
+    assert all(rows[k]["status"] == "graded" for k in ("s00", "s02", "s03"))
+    assert s.graded == 4 and s.failed == 1
