@@ -13,6 +13,7 @@ static scan of the source (grader.integrity) backs it up, and the grader never t
 
 from __future__ import annotations
 
+import functools
 import linecache
 import sys
 from contextlib import contextmanager
@@ -20,7 +21,6 @@ from types import FrameType
 from typing import Any, Callable, Iterator
 
 import torch
-from torch.overrides import TorchFunctionMode
 
 __all__ = ["AutogradWatch"]
 
@@ -35,28 +35,9 @@ def _descriptor(name: str) -> Any:
     raise AttributeError(name)
 
 
-class _Mode(TorchFunctionMode):
-    """Sees every torch function the student calls while active; passes each one through."""
-
-    def __init__(self, watch: "AutogradWatch") -> None:
-        super().__init__()
-        self.watch = watch
-
-    def __torch_function__(self, func: Callable[..., Any], types: Any, args: tuple = (),
-                           kwargs: dict[str, Any] | None = None) -> Any:
-        kwargs = kwargs or {}
-        what = self.watch.calls.get(func)
-        if what is not None:
-            self.watch.record("autograd", f"calls {what}")
-        elif func is self.watch.requires_grad_:
-            on = args[1] if len(args) > 1 else kwargs.get("requires_grad", True)
-            if on:
-                self.watch.record("requires_grad", "calls .requires_grad_() (rebuilds the graph)")
-        elif kwargs.get("requires_grad") is True:
-            name = getattr(func, "__name__", "a factory")
-            self.watch.record("requires_grad",
-                              f"creates a tensor with {name}(..., requires_grad=True)")
-        return func(*args, **kwargs)
+_FACTORIES = ("tensor", "zeros", "ones", "empty", "full", "rand", "randn", "randint", "arange",
+              "linspace", "eye", "zeros_like", "ones_like", "empty_like", "full_like",
+              "rand_like", "randn_like")
 
 
 class AutogradWatch:
@@ -66,13 +47,51 @@ class AutogradWatch:
         self.filename = filename
         self.active = False
         self.events: list[dict[str, str]] = []
-        self.calls: dict[Callable[..., Any], str] = {
-            torch.Tensor.backward: "Tensor.backward()",
-            torch.autograd.grad: "torch.autograd.grad()",
-            torch.autograd.backward: "torch.autograd.backward()",
-        }
-        self.requires_grad_ = torch.Tensor.requires_grad_
+        self._inside = 0         # autograd entry points calling one another record once
+        self._patch_functions()
         self._patch_properties()
+
+    def _patch_functions(self) -> None:
+        """Wrap autograd's entry points, ``requires_grad_`` and the tensor factories (which
+        take ``requires_grad=True``), in this child process only. A wrapper costs nothing per
+        tensor operation, where a torch function mode would slow down every one of them."""
+        watch = self
+
+        def entry_point(fn: Callable[..., Any], what: str) -> Callable[..., Any]:
+            @functools.wraps(fn)
+            def watched(*args: Any, **kwargs: Any) -> Any:
+                if watch.active and not watch._inside:
+                    watch.record("autograd", f"calls {what}")
+                watch._inside += 1
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    watch._inside -= 1
+            return watched
+
+        def factory(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+            @functools.wraps(fn)
+            def watched(*args: Any, **kwargs: Any) -> Any:
+                if watch.active and kwargs.get("requires_grad") is True:
+                    watch.record("requires_grad",
+                                 f"creates a tensor with {name}(..., requires_grad=True)")
+                return fn(*args, **kwargs)
+            return watched
+
+        requires_grad_ = torch.Tensor.requires_grad_
+
+        def watched_requires_grad_(t: torch.Tensor, requires_grad: bool = True) -> torch.Tensor:
+            if watch.active and requires_grad:
+                watch.record("requires_grad", "calls .requires_grad_() (rebuilds the graph)")
+            return requires_grad_(t, requires_grad)
+
+        setattr(torch.Tensor, "backward", entry_point(torch.Tensor.backward, "Tensor.backward()"))
+        setattr(torch.Tensor, "requires_grad_", watched_requires_grad_)
+        torch.autograd.grad = entry_point(torch.autograd.grad, "torch.autograd.grad()")
+        torch.autograd.backward = entry_point(torch.autograd.backward,
+                                              "torch.autograd.backward()")
+        for name in _FACTORIES:
+            setattr(torch, name, factory(getattr(torch, name), name))
 
     def _patch_properties(self) -> None:
         """``.requires_grad = True`` and reading ``.grad`` are attribute accesses, which torch
@@ -128,7 +147,6 @@ class AutogradWatch:
         """Watch the student code run inside this block."""
         self.active = True
         try:
-            with _Mode(self):
-                yield
+            yield
         finally:
             self.active = False

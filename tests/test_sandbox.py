@@ -220,6 +220,21 @@ def test_setting_requires_grad_and_calling_autograd_grad_are_seen(runner):
     assert "sets .requires_grad = True" in details and "torch.autograd.grad()" in details
 
 
+def test_torch_func_grad_and_a_factory_with_requires_grad_are_seen(runner):
+    code = ("import torch\n"
+            "from torch.func import grad\n"
+            "def f(x):\n"
+            "    w = torch.ones(2, requires_grad=True)\n"
+            "    return grad(lambda t: (t ** 3).sum())(x)\n")
+    out = run_in_sandbox(code, {"x": torch.ones(2)}, function="f", runner=runner)
+    assert out.status == "ok" and torch.equal(out.tensors["result"], torch.full((2,), 3.0))
+    records = {(e["kind"], e["detail"]) for e in out.integrity}
+    assert ("autograd", "f(), line 5: return grad(lambda t: (t ** 3).sum())(x) calls "
+                        "torch.autograd.grad()") in records
+    assert ("requires_grad", "f(), line 4: w = torch.ones(2, requires_grad=True) creates a "
+                             "tensor with ones(..., requires_grad=True)") in records
+
+
 def test_plain_tensor_code_raises_no_integrity_record(runner):
     code = "def f(x):\n    return (x * 2).sum(0, keepdim=True)\n"
     out = run_in_sandbox(code, {"x": torch.ones(2, 2)}, function="f", runner=runner)
