@@ -613,3 +613,26 @@ def test_a_worker_process_that_dies_costs_its_student_a_row_and_the_batch_goes_o
     assert rows["s01"]["status"] == "error" and "worker process died" in rows["s01"]["problems"]
     assert all(rows[k]["status"] == "graded" for k in ("s00", "s02", "s03"))
     assert s.graded == 4 and s.failed == 1
+
+
+def test_the_class_files_are_the_same_whether_jobs_are_processes_or_threads(tmp_path):
+    """Worker processes send the batch only what the gradebook and the summary show; the
+    students' own files hold everything."""
+    from grader.api import grade_submission
+
+    d = tmp_path / "in"
+    write(d / "correct.py", SOLUTION_CODE)
+    write(d / "wrong.py", with_overrides(WRONG[0]))
+    write(d / "raises.py", SOLUTION_CODE + "\n\ndef dprobs(dlogprobs, probs):\n    return 1 / 0\n")
+    write(d / "prints.py", "print('hello ' * 100)\n" + SOLUTION_CODE)
+    by_process = grade_many(d, tmp_path / "p", request=QUICK, jobs=2)
+    by_thread = grade_many(d, tmp_path / "t", request=QUICK, jobs=2,
+                           grade=lambda path, request: grade_submission(path, request=request))
+    assert by_process.statuses == by_thread.statuses
+    names = ["gradebook.csv"] + (["summary.html"] if has_report_module() else [])
+    for name in names:
+        assert (tmp_path / "p" / name).read_text() == (tmp_path / "t" / name).read_text(), name
+    for student in ("correct", "wrong", "raises", "prints"):
+        full = read_result(tmp_path / "p" / "students" / student / "results.json")
+        assert full == read_result(tmp_path / "t" / "students" / student / "results.json")
+    assert "hello" in read_result(tmp_path / "p" / "students" / "prints" / "results.json").output
