@@ -9,11 +9,13 @@ true value is rounding noise, e.g. db1 ~ 1e-9 (batch norm cancels b1); it is rep
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-__all__ = ["Comparison", "Tolerance", "compare_gradient", "ulp_distance"]
+__all__ = ["Comparison", "Tolerance", "compare_gradient", "numpy_view", "ulp_distance"]
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,50 @@ def _shape_advice(actual: tuple[int, ...], expected: tuple[int, ...]) -> str:
     return ""
 
 
+_NUMPY_DTYPES = (torch.float32, torch.float64)
+
+
+def _numpy_ready(t: torch.Tensor) -> bool:
+    """Whether numpy computes exactly what torch would on ``t``: a plain non-empty C-contiguous
+    CPU tensor of float32 or float64. Anything else (float16 and bfloat16, integer and bool,
+    other devices and layouts, subclasses, conj/neg views, strided or expanded layouts, empty)
+    goes the torch way."""
+    return (type(t) is torch.Tensor and t.dtype in _NUMPY_DTYPES and t.is_cpu
+            and t.layout == torch.strided and t.numel() > 0 and t.is_contiguous()
+            and not t.is_conj() and not t.is_neg())
+
+
+def _as_numpy(t: torch.Tensor) -> np.ndarray:
+    """A zero-copy view of a tensor that is _numpy_ready."""
+    return (t.detach() if t.requires_grad else t).numpy()
+
+
+def numpy_view(t: torch.Tensor) -> np.ndarray | None:
+    """A zero-copy numpy view of ``t`` where elementwise numpy arithmetic on it gives torch's
+    results to the bit (a plain non-empty C-contiguous float32/float64 CPU tensor), else None.
+    Sums and norms are another matter: their last bits depend on the summation order."""
+    return _as_numpy(t) if _numpy_ready(t) else None
+
+
+def _ordered_bits(x: np.ndarray) -> np.ndarray:
+    """float32 bit patterns on a monotonic integer line, as int32: a negative pattern (sign bit
+    set) maps to minus its magnitude bits, ``-(bits & 0x7FFFFFFF)``, without a branch."""
+    bits = x.view(np.int32)
+    sign = bits >> 31                     # -1 where the sign bit is set, else 0
+    return (bits ^ (sign & 0x7FFFFFFF)) - sign
+
+
+def _ulp_distance_numpy(a32: np.ndarray, e32: np.ndarray) -> int:
+    """ulp_distance of two non-empty C-contiguous float32 arrays of one shape."""
+    return int(np.abs(np.subtract(_ordered_bits(a32), _ordered_bits(e32), dtype=np.int64)).max())
+
+
 def ulp_distance(actual: torch.Tensor, expected: torch.Tensor) -> int:
     """Largest distance in float32 units in the last place between matching elements."""
+    if _numpy_ready(actual) and _numpy_ready(expected) and actual.shape == expected.shape:
+        with np.errstate(all="ignore"):   # float64 beyond float32's range: inf, as in torch
+            return _ulp_distance_numpy(_as_numpy(actual).astype(np.float32, copy=False),
+                                       _as_numpy(expected).astype(np.float32, copy=False))
     a = actual.to(torch.float32).contiguous().view(torch.int32).to(torch.int64)
     e = expected.to(torch.float32).contiguous().view(torch.int32).to(torch.int64)
     # map the sign-magnitude bit pattern to a monotonic integer line
@@ -67,31 +111,105 @@ def ulp_distance(actual: torch.Tensor, expected: torch.Tensor) -> int:
     return int((a - e).abs().max()) if a.numel() else 0
 
 
-def compare_gradient(actual: torch.Tensor, expected: torch.Tensor, *,
-                     scale: float | None = None, tolerance: Tolerance = Tolerance(),
-                     noise: float = 0.0) -> Comparison:
-    """Compare one gradient. ``scale`` defaults to the expected gradient's largest magnitude;
-    ``noise`` is how far autograd's own answer is from the float64 truth (a correct answer
-    computed in another order can be as far, chained errors included)."""
-    if tuple(actual.shape) != tuple(expected.shape):
-        return Comparison("shape", False, False, False, None, None,
-                          f"shape {_fmt_shape(actual.shape)} but expected "
-                          f"{_fmt_shape(expected.shape)}"
-                          + _shape_advice(tuple(actual.shape), tuple(expected.shape)))
-    notes = []
-    if actual.dtype != expected.dtype:
-        notes.append(f"dtype {actual.dtype} but expected {expected.dtype}: compared as "
-                     f"{expected.dtype}, so it cannot be exact")
+def _dtype_note(actual: torch.Tensor, expected: torch.Tensor) -> list[str]:
+    if actual.dtype == expected.dtype:
+        return []
+    return [f"dtype {actual.dtype} but expected {expected.dtype}: compared as "
+            f"{expected.dtype}, so it cannot be exact"]
+
+
+def _nonfinite(actual: torch.Tensor, bad: int) -> Comparison:
+    return Comparison("nonfinite", False, False, False, None, None,
+                      f"{bad} of {actual.numel()} elements are NaN or infinite: look for a "
+                      "division by zero or log of 0")
+
+
+def _exact(expected: torch.Tensor) -> Comparison:
+    return Comparison("exact", True, True, True, 0.0, 0.0, None,
+                      0 if expected.dtype == torch.float32 else None, 0, (0,) * expected.dim())
+
+
+def _wrong_note(mismatched: int, numel: int, maxdiff: float, worst: tuple[int, ...] | None,
+                expected_value: float, actual_value: float) -> str:
+    return (f"{mismatched} of {numel} elements differ (greatest difference {maxdiff:.3g} at "
+            f"index {worst}, expected {expected_value:.6g}, got {actual_value:.6g})")
+
+
+def _allclose_numpy(a: np.ndarray, e: np.ndarray, finite: bool) -> bool:
+    """torch.allclose(a, e) (rtol 1e-5, atol 1e-8, NaN never close), computed as torch.isclose
+    does, in the arrays' own dtype: a == e (infinities), or a finite |a - e| within
+    atol + |rtol * e|. ``finite``: a and e are known finite, where the first two tests add
+    nothing (equal values are within atol, an overflowing |a - e| is beyond any finite bound)."""
+    rtol, atol = e.dtype.type(1e-5), e.dtype.type(1e-8)
+    error = np.abs(a - e)
+    within = error <= atol + np.abs(rtol * e)
+    if not finite:
+        within = (a == e) | (np.isfinite(error) & within)
+    return not _count_false(within)
+
+
+def _count_false(mask: np.ndarray) -> int:
+    """How many elements of a boolean array are False (count_nonzero is C through and through,
+    several times cheaper than .all() on small arrays)."""
+    return int(mask.size - np.count_nonzero(mask))
+
+
+def _compare_numpy(actual: torch.Tensor, expected: torch.Tensor, scale: float | None,
+                   tolerance: Tolerance, noise: float) -> Comparison:
+    """_compare_torch's verdict on two numpy-ready tensors that are not equal, with the
+    elementwise work in numpy (about a microsecond an operation, where torch's dispatch costs
+    several on tensors this small). The norms, whose last bits depend on the summation order,
+    still come from torch, on tensors laid out and allocated as _compare_torch's."""
+    a_np, e_np = _as_numpy(actual), _as_numpy(expected)
+    same_dtype = actual.dtype == expected.dtype
+    with np.errstate(all="ignore"):     # inf - inf, float64 beyond float32: as torch, silently
+        a = a_np if same_dtype else a_np.astype(e_np.dtype)
+        expected64 = expected.detach().double()
+        e64 = expected64.numpy()
+        diff_t = torch.empty(expected.shape, dtype=torch.float64)
+        diff = diff_t.numpy()
+        np.abs(np.subtract(a, e64, out=diff), out=diff)
+        maxdiff = float(diff.max())
+        if not math.isfinite(maxdiff):  # else actual (converted or not) and expected are finite
+            bad = _count_false(np.isfinite(a_np))
+            if bad and not _count_false(np.isfinite(e_np)):
+                return _nonfinite(actual, bad)
+        notes = _dtype_note(actual, expected)
+        e_abs = np.abs(e64)
+        e_max = float(e_abs.max())
+        s = max(scale if scale is not None else 0.0, e_max)
+        bound = tolerance.rtol * e_abs + max(tolerance.atol_scale * s, tolerance.atol_floor,
+                                             tolerance.noise_factor * noise)
+        mismatched = int(np.count_nonzero(diff > bound))
+        allclose = _allclose_numpy(a, e_np, finite=math.isfinite(maxdiff))
+    approx = mismatched == 0
+    norm_e = float(torch.linalg.vector_norm(expected64))
+    rel_error = (float(torch.linalg.vector_norm(diff_t)) / norm_e if norm_e > 0
+                 else (0.0 if maxdiff == 0 else float("inf")))
+    flat = int(diff.argmax())
+    worst = tuple(int(i) for i in np.unravel_index(flat, diff.shape))
+    ulps = _ulp_distance_numpy(a, e_np) if expected.dtype == torch.float32 else None
+    if approx:
+        status = "approx"
+    else:
+        status = "wrong"
+        notes.append(_wrong_note(mismatched, diff.size, maxdiff, worst,
+                                 float(e_np.reshape(-1)[flat]), float(a.reshape(-1)[flat])))
+    return Comparison(status, False, approx, allclose, maxdiff, rel_error,
+                      "; ".join(notes) or None, ulps, mismatched, worst)
+
+
+def _compare_torch(actual: torch.Tensor, expected: torch.Tensor, scale: float | None,
+                   tolerance: Tolerance, noise: float) -> Comparison:
+    """The general way, for any dtype, device or layout (shapes already agree)."""
+    actual, expected = actual.detach(), expected.detach()
+    notes = _dtype_note(actual, expected)
     a = actual.to(expected.dtype)
     if not torch.isfinite(actual).all() and torch.isfinite(expected).all():
-        bad = int((~torch.isfinite(actual)).sum())
-        return Comparison("nonfinite", False, False, False, None, None,
-                          f"{bad} of {actual.numel()} elements are NaN or infinite: look for a "
-                          "division by zero or log of 0")
+        return _nonfinite(actual, int((~torch.isfinite(actual)).sum()))
     exact = actual.dtype == expected.dtype and bool(torch.equal(a, expected))
-    if exact and a.numel():   # bit-identical, the common case: the same verdict, measured faster
-        return Comparison("exact", True, True, True, 0.0, 0.0, None,
-                          0 if expected.dtype == torch.float32 else None, 0, (0,) * a.dim())
+    if exact and a.numel():
+        return _exact(expected)
     diff = (a.double() - expected.double()).abs()
     maxdiff = float(diff.max()) if diff.numel() else 0.0
     e_abs = expected.double().abs()
@@ -116,8 +234,28 @@ def compare_gradient(actual: torch.Tensor, expected: torch.Tensor, *,
         status = "approx"
     else:
         status = "wrong"
-        notes.append(f"{mismatched} of {diff.numel()} elements differ (greatest difference "
-                     f"{maxdiff:.3g} at index {worst}, expected {float(expected.reshape(-1)[flat]):.6g}, "
-                     f"got {float(a.reshape(-1)[flat]):.6g})")
+        notes.append(_wrong_note(mismatched, diff.numel(), maxdiff, worst,
+                                 float(expected.reshape(-1)[flat]), float(a.reshape(-1)[flat])))
     return Comparison(status, exact, approx or exact, allclose, maxdiff, rel_error,
                       "; ".join(notes) or None, ulps, mismatched, worst)
+
+
+def compare_gradient(actual: torch.Tensor, expected: torch.Tensor, *,
+                     scale: float | None = None, tolerance: Tolerance = Tolerance(),
+                     noise: float = 0.0) -> Comparison:
+    """Compare one gradient. ``scale`` defaults to the expected gradient's largest magnitude;
+    ``noise`` is how far autograd's own answer is from the float64 truth (a correct answer
+    computed in another order can be as far, chained errors included).
+
+    Plain float32/float64 CPU tensors (every tensor the sandbox sends back, every autograd
+    gradient) are compared in numpy; anything else in torch, with the same verdict."""
+    if tuple(actual.shape) != tuple(expected.shape):
+        return Comparison("shape", False, False, False, None, None,
+                          f"shape {_fmt_shape(actual.shape)} but expected "
+                          f"{_fmt_shape(expected.shape)}"
+                          + _shape_advice(tuple(actual.shape), tuple(expected.shape)))
+    if _numpy_ready(actual) and _numpy_ready(expected):
+        if actual.dtype == expected.dtype and torch.equal(actual, expected):
+            return _exact(expected)     # equal to autograd's, the common case
+        return _compare_numpy(actual, expected, scale, tolerance, noise)
+    return _compare_torch(actual, expected, scale, tolerance, noise)

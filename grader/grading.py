@@ -127,8 +127,8 @@ def _check_signature(gradient: Gradient, params: tuple[str, ...], allowed: froze
 
 def _scale(gradient: Gradient, state: LectureState) -> float:
     """The magnitude that sets the absolute tolerance of a step: its upstream gradients."""
-    mags = [float(state.grads[u].abs().max()) for u in gradient.upstream if u in state.grads]
-    return max(mags, default=0.0)
+    return max((state.grad_abs_max(u) for u in gradient.upstream if u in state.grads),
+               default=0.0)
 
 
 def _noise(gradient: Gradient, state: LectureState) -> float:

@@ -232,6 +232,20 @@ class LectureState:
     def loss(self) -> float:
         return float(self.forward["loss"])
 
+    def grad_abs_max(self, name: str) -> float:
+        """``float(self.grads[name].abs().max())``, computed once per state and gradient (the
+        tolerance scale of every step fed this gradient, in every mode and for every
+        submission: a state's tensors never change)."""
+        memo = self._grad_abs_max
+        if name not in memo:
+            memo[name] = float(self.grads[name].abs().max())
+        return memo[name]
+
+    @functools.cached_property
+    def _grad_abs_max(self) -> dict[str, float]:
+        # not a field: no part of equality, repr or dataclasses.replace
+        return {}
+
 
 def build_lecture_state(config: Config) -> LectureState:
     """Data, init, batch and the chunked forward with autograd's gradient of every tensor."""

@@ -1,8 +1,16 @@
 """Comparing actual (student) with expected (autograd)."""
 
+from __future__ import annotations
+
+import dataclasses
+import random
+import warnings
+from collections import Counter
+from typing import Any, Callable
+
 import torch
 
-from grader.compare import Tolerance, compare_gradient, ulp_distance
+from grader.compare import Comparison, Tolerance, compare_gradient, ulp_distance
 
 
 def test_identical_tensors_are_exact():
@@ -75,3 +83,274 @@ def test_autograd_s_own_rounding_noise_widens_the_tolerance_only_as_far_as_it_go
     assert compare_gradient(actual, expected, scale=1e-6).status == "wrong"
     assert compare_gradient(actual, expected, scale=1e-6, noise=1e-10).status == "approx"
     assert compare_gradient(actual, expected, scale=1e-6, noise=1e-12).status == "wrong"
+
+
+# -- the numpy fast path gives the torch implementation's verdicts, field by field -----------
+#
+# The oracle below is the all-torch compare_gradient and ulp_distance as they were before
+# grader.compare moved its common path to numpy; it lives here only, as the reference.
+
+def _oracle_fmt_shape(shape: torch.Size | tuple[int, ...]) -> str:
+    return str(tuple(shape))
+
+
+def _oracle_shape_advice(actual: tuple[int, ...], expected: tuple[int, ...]) -> str:
+    squeeze_a = tuple(d for d in actual if d != 1)
+    squeeze_e = tuple(d for d in expected if d != 1)
+    if squeeze_a == squeeze_e:
+        if len(actual) < len(expected):
+            return ": did you forget keepdim=True?"
+        return ": a size-1 dimension too many (keepdim=True where it should not be, or a missing squeeze)"
+    if len(actual) == len(expected) and sorted(actual) == sorted(expected):
+        return ": transposed? check the order of the matmul operands and .T"
+    if len(actual) == len(expected) and all(a == e or e == 1 for a, e in zip(actual, expected)):
+        return (": the forward pass broadcast this tensor, so its gradient must be summed over "
+                "the broadcast dimension (.sum(dim, keepdim=True))")
+    return ""
+
+
+def _oracle_ulp_distance(actual: torch.Tensor, expected: torch.Tensor) -> int:
+    a = actual.to(torch.float32).contiguous().view(torch.int32).to(torch.int64)
+    e = expected.to(torch.float32).contiguous().view(torch.int32).to(torch.int64)
+    a = torch.where(a < 0, -(a & 0x7FFFFFFF), a)
+    e = torch.where(e < 0, -(e & 0x7FFFFFFF), e)
+    return int((a - e).abs().max()) if a.numel() else 0
+
+
+def _oracle_compare_gradient(actual: torch.Tensor, expected: torch.Tensor, *,
+                             scale: float | None = None, tolerance: Tolerance = Tolerance(),
+                             noise: float = 0.0) -> Comparison:
+    if tuple(actual.shape) != tuple(expected.shape):
+        return Comparison("shape", False, False, False, None, None,
+                          f"shape {_oracle_fmt_shape(actual.shape)} but expected "
+                          f"{_oracle_fmt_shape(expected.shape)}"
+                          + _oracle_shape_advice(tuple(actual.shape), tuple(expected.shape)))
+    notes = []
+    if actual.dtype != expected.dtype:
+        notes.append(f"dtype {actual.dtype} but expected {expected.dtype}: compared as "
+                     f"{expected.dtype}, so it cannot be exact")
+    a = actual.to(expected.dtype)
+    if not torch.isfinite(actual).all() and torch.isfinite(expected).all():
+        bad = int((~torch.isfinite(actual)).sum())
+        return Comparison("nonfinite", False, False, False, None, None,
+                          f"{bad} of {actual.numel()} elements are NaN or infinite: look for a "
+                          "division by zero or log of 0")
+    exact = actual.dtype == expected.dtype and bool(torch.equal(a, expected))
+    if exact and a.numel():
+        return Comparison("exact", True, True, True, 0.0, 0.0, None,
+                          0 if expected.dtype == torch.float32 else None, 0, (0,) * a.dim())
+    diff = (a.double() - expected.double()).abs()
+    maxdiff = float(diff.max()) if diff.numel() else 0.0
+    e_abs = expected.double().abs()
+    e_max = float(e_abs.max()) if e_abs.numel() else 0.0
+    s = max(scale if scale is not None else 0.0, e_max)
+    bound = tolerance.rtol * e_abs + max(tolerance.atol_scale * s, tolerance.atol_floor,
+                                         tolerance.noise_factor * noise)
+    outside = diff > bound
+    mismatched = int(outside.sum())
+    approx = mismatched == 0
+    allclose = bool(torch.allclose(a, expected))
+    norm_e = float(expected.double().norm())
+    rel_error = float(diff.norm()) / norm_e if norm_e > 0 else (0.0 if maxdiff == 0 else float("inf"))
+    worst = None
+    if diff.numel():
+        flat = int(torch.argmax(diff.reshape(-1)))
+        worst = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), diff.shape))
+    ulps = _oracle_ulp_distance(a, expected) if expected.dtype == torch.float32 else None
+    if exact:
+        status = "exact"
+    elif approx:
+        status = "approx"
+    else:
+        status = "wrong"
+        notes.append(f"{mismatched} of {diff.numel()} elements differ (greatest difference "
+                     f"{maxdiff:.3g} at index {worst}, expected {float(expected.reshape(-1)[flat]):.6g}, "
+                     f"got {float(a.reshape(-1)[flat]):.6g})")
+    return Comparison(status, exact, approx or exact, allclose, maxdiff, rel_error,
+                      "; ".join(notes) or None, ulps, mismatched, worst)
+
+
+_SHAPES = ((), (1,), (7,), (64,), (32, 27), (32, 64), (30, 64), (1, 64), (32, 1), (27, 10),
+           (3, 4, 5), (0,), (0, 3), (2, 0, 3))
+_FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+_TOLERANCES = (Tolerance(), Tolerance(rtol=1e-3), Tolerance(rtol=1e-4, atol_scale=1e-5),
+               Tolerance(rtol=0.0, atol_scale=0.0, atol_floor=0.0))
+
+
+def _random_expected(rng: random.Random, shape: tuple[int, ...]) -> torch.Tensor:
+    g = torch.Generator().manual_seed(rng.randrange(2**31))
+    magnitude = rng.choice((1.0, 1e-2, 1e-9, 1e3, 1e-40, 1e37))
+    values = torch.randn(shape, generator=g, dtype=torch.float64) * magnitude
+    dtype = rng.choices((torch.float32, torch.float64, torch.float16, torch.bfloat16,
+                         torch.int64, torch.bool), weights=(12, 3, 1, 1, 1, 1))[0]
+    if dtype == torch.int64:
+        return (values / magnitude * 5).round().to(dtype)
+    if dtype == torch.bool:
+        return values > 0
+    expected = values.to(dtype)
+    if expected.numel() and rng.random() < 0.2:   # zeros, signed zeros, huge, non-finite
+        flat = expected.view(-1)
+        for _ in range(rng.randint(1, 3)):
+            flat[rng.randrange(flat.numel())] = rng.choice(
+                (0.0, -0.0, 3e38, -3e38, float("nan"), float("inf"), -float("inf")))
+    return expected
+
+
+def _perturbed(rng: random.Random, expected: torch.Tensor) -> torch.Tensor:
+    """A student's answer near (or not near) ``expected``, in expected's dtype."""
+    e = expected
+    if not e.is_floating_point() or not e.numel():
+        return e.clone() if rng.random() < 0.6 else torch.zeros_like(e)
+    g = torch.Generator().manual_seed(rng.randrange(2**31))
+    mask = torch.rand(e.shape, generator=g) < rng.choice((0.05, 0.5, 1.0))
+    kind = rng.choice(("same", "ulp", "relative", "absolute", "noise", "nan", "inf", "sign",
+                       "signed_zero", "boundary", "factor"))
+    e64 = e.double()
+    if kind == "same":
+        out = e.clone()
+    elif kind == "ulp":
+        out = e.clone()
+        for _ in range(rng.choice((1, 1, 2, 5))):
+            out = torch.where(mask, torch.nextafter(out, torch.full_like(out, rng.choice(
+                (float("inf"), -float("inf"))))), out)
+    elif kind == "relative":
+        out = torch.where(mask, e64 * (1 + rng.choice((1e-7, -1e-7, 1e-6, 1e-5, 1e-3))), e64)
+    elif kind == "absolute":
+        out = torch.where(mask, e64 + rng.choice((1e-12, 1e-9, 1.1e-8, 1e-6, -1e-6)), e64)
+    elif kind == "noise":
+        out = e64 + torch.randn(e.shape, generator=g, dtype=torch.float64) * rng.choice(
+            (1e-9, 1e-7, 1e-3))
+    elif kind in ("nan", "inf"):
+        out = e.clone()
+        out[mask] = float("nan") if kind == "nan" else rng.choice((1.0, -1.0)) * float("inf")
+    elif kind == "sign":
+        out = torch.where(mask, -e, e)
+    elif kind == "signed_zero":
+        out = torch.where(e == 0, -e, e)
+    elif kind == "boundary":   # torch.allclose's edge, |a - e| = atol + rtol |e|, give or take
+        step = (1e-8 + 1e-5 * e64.abs()) * (1 + rng.randint(-3, 3) * 2.0**-23)
+        out = torch.where(mask, e64 + rng.choice((1.0, -1.0)) * step, e64)
+    else:
+        out = e64 * rng.choice((-1.0, 0.5, 2.0, 1 / 32))
+    return out.to(e.dtype)
+
+
+def _relaid(rng: random.Random, t: torch.Tensor, how: str) -> torch.Tensor:
+    """The same values in another memory layout."""
+    if how == "transposed" and t.dim() >= 2:
+        return t.transpose(0, 1).contiguous().transpose(0, 1)
+    if how == "offset":            # contiguous, but 1 element into its storage (misaligned)
+        storage = torch.empty(t.numel() + 1, dtype=t.dtype)
+        storage[1:] = t.reshape(-1)
+        return storage[1:].view(t.shape)
+    if how == "strided" and t.dim() >= 1:
+        wide = torch.zeros((*t.shape[:-1], 2 * t.shape[-1]), dtype=t.dtype)
+        wide[..., ::2] = t
+        return wide[..., ::2]
+    return t
+
+
+def _random_case(rng: random.Random) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    shape = rng.choice(_SHAPES)
+    expected = _random_expected(rng, shape)
+    actual = _perturbed(rng, expected)
+    if rng.random() < 0.2:         # a dtype mismatch
+        actual = actual.to(rng.choice((*_FLOATS, torch.int64, torch.bool)))
+    if rng.random() < 0.1 and expected.dim() >= 1 and expected.shape[0] >= 1:
+        expected, actual = expected[:1].expand(shape), actual[:1].expand(shape)
+    layout = rng.choice(("contiguous",) * 6 + ("transposed", "offset", "strided"))
+    if rng.random() < 0.5:
+        expected = _relaid(rng, expected, layout)
+    else:
+        actual = _relaid(rng, actual, layout)
+    if rng.random() < 0.1 and actual.is_floating_point():
+        actual = actual.detach().clone().requires_grad_(True)
+    if rng.random() < 0.03:
+        actual = expected          # the very same tensor
+    if rng.random() < 0.03:
+        actual = actual.reshape(-1) if rng.random() < 0.5 else actual.unsqueeze(0)
+    kwargs = {"scale": rng.choice((None, 0.0, 1e-6, 0.02, 1.0, 1e3, float("nan"), float("inf"))),
+              "noise": rng.choice((0.0, 0.0, 1e-12, 1e-10, 1e-6)),
+              "tolerance": rng.choice(_TOLERANCES)}
+    return actual, expected, kwargs
+
+
+def _outcome(compare: Callable[..., Any], *args: Any, **kwargs: Any) -> str:
+    """repr of a call's result (floats by repr: NaN equals NaN, -0.0 differs from 0.0, an int is
+    not a float), or of the exception it raised."""
+    try:
+        with warnings.catch_warnings():
+            # the oracle warns about scalars of tensors that require grad; the new code must not
+            # warn at all (numpy's overflow and invalid-value warnings included)
+            warnings.simplefilter("ignore" if compare.__name__.startswith("_oracle") else "error")
+            result = compare(*args, **kwargs)
+    except Exception as e:   # noqa: BLE001 -- the oracle's own exceptions must be matched too
+        return f"raises {type(e).__name__}: {e}"
+    if isinstance(result, Comparison):
+        return repr(dataclasses.astuple(result))
+    return repr(result)
+
+
+def test_every_comparison_is_identical_to_the_torch_oracle_over_random_cases():
+    rng = random.Random(20240613)
+    statuses: Counter[str] = Counter()
+    fast = 0
+    for i in range(4000):
+        actual, expected, kwargs = _random_case(rng)
+        old = _outcome(_oracle_compare_gradient, actual, expected, **kwargs)
+        new = _outcome(compare_gradient, actual, expected, **kwargs)
+        assert new == old, (f"case {i}: actual {actual.dtype} {tuple(actual.shape)} "
+                            f"{actual.stride()}, expected {expected.dtype} "
+                            f"{tuple(expected.shape)} {expected.stride()}, {kwargs}")
+        statuses[old.split("'")[1] if old.startswith("(") else "raises"] += 1
+        fast += actual.dtype in (torch.float32, torch.float64) and actual.is_contiguous() \
+            and expected.dtype in (torch.float32, torch.float64) and expected.is_contiguous()
+    # the cases reach every verdict, and most take the numpy path
+    assert {"exact", "approx", "wrong", "nonfinite", "shape"} <= set(statuses), statuses
+    assert all(statuses[s] >= 50 for s in ("exact", "approx", "wrong")), statuses
+    assert fast >= 2000
+
+
+def test_allclose_is_decided_as_torch_decides_it_at_its_float32_edge():
+    # answers within a millionth of |a - e| = 1e-8 + 1e-5 |e|, where rounding the bound in
+    # float32 (as torch.isclose does) or in float64 gives different verdicts for some
+    g = torch.Generator().manual_seed(1)
+    expected = (torch.randn(3000, generator=g) * 1e-6).double()
+    bound = 1e-8 + 1e-5 * expected.abs()
+    wobble = 1 + (torch.rand(3000, generator=g, dtype=torch.float64) - 0.5) * 2e-6
+    actual = (expected + torch.where(torch.rand(3000, generator=g) < 0.5, 1.0, -1.0)
+              * bound * wobble).float()
+    verdicts = Counter()
+    for a, e in zip(actual.split(1), expected.float().split(1)):
+        new = compare_gradient(a, e)
+        assert new == _oracle_compare_gradient(a, e)
+        verdicts[new.allclose] += 1
+    assert verdicts[True] > 100 and verdicts[False] > 100   # the edge, from both sides
+
+
+def test_ulp_distance_is_identical_to_the_torch_oracle():
+    rng = random.Random(7)
+    for _ in range(500):
+        expected = _random_expected(rng, rng.choice(_SHAPES))
+        if not expected.is_floating_point():
+            continue
+        actual = _perturbed(rng, expected)
+        if rng.random() < 0.3:
+            actual = actual.double() * rng.choice((1.0, 1e39))   # beyond float32: inf
+        assert _outcome(ulp_distance, actual, expected) == \
+            _outcome(_oracle_ulp_distance, actual, expected)
+
+
+def test_a_gradient_that_requires_grad_is_compared_like_a_detached_one():
+    expected = torch.randn(4, 6)
+    actual = (expected * (1 + 1e-6)).requires_grad_(True)
+    assert compare_gradient(actual, expected) == compare_gradient(actual.detach(), expected)
+    assert compare_gradient(actual, expected).status == "approx"
+
+
+def test_bfloat16_and_float16_answers_are_still_compared():
+    expected = torch.randn(8, 3)
+    for dtype in (torch.bfloat16, torch.float16):
+        c = compare_gradient(expected.to(dtype), expected)
+        assert c == _oracle_compare_gradient(expected.to(dtype), expected)
+        assert not c.exact and "dtype" in c.message

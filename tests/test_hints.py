@@ -1,6 +1,7 @@
 """Known mistakes: a wrong answer that matches one gets its hint; right answers never get one."""
 
 import inspect
+import random
 import re
 
 import pytest
@@ -10,7 +11,7 @@ from grader.api import GradeRequest, grade_submission
 from grader.catalog import GRADIENTS, gradient_by_name
 from grader.compare import compare_gradient
 from grader.grading import GradingOptions
-from grader.hints import MISTAKES, find_hint, generic_hint
+from grader.hints import MISTAKES, _close, find_hint, generic_hint
 from grader.lecture import Config, build_lecture_state
 from grader.probes import probe_for
 
@@ -181,3 +182,40 @@ def test_correct_alternative_formulations_pass_without_a_hint(path, tmp_path):
             assert all(m.status in ("exact", "approx") for m in g.modes), g.name
             if g.status == "approx":
                 assert g.explanation and "points" in g.explanation, g.name
+
+
+def _oracle_close(actual: torch.Tensor, target: torch.Tensor, scale: float) -> bool:
+    """hints._close as it was, all in torch: the reference for its numpy path."""
+    if tuple(actual.shape) != tuple(target.shape) or not actual.is_floating_point():
+        return False
+    a, t = actual.double(), target.double()
+    if not (torch.isfinite(a).all() and torch.isfinite(t).all()):
+        return False
+    s = max(scale, float(t.abs().max()) if t.numel() else 0.0)
+    return bool(((a - t).abs() <= 1e-4 * t.abs() + max(1e-5 * s, 1e-12)).all())
+
+
+def test_a_mistake_is_recognised_within_the_same_rounding_as_before():
+    rng = random.Random(11)
+    g = torch.Generator().manual_seed(11)
+    verdicts = []
+    for _ in range(3000):
+        shape = rng.choice(((), (5,), (32, 27), (32, 1), (0, 4)))
+        target = torch.randn(shape, generator=g, dtype=torch.float64) * rng.choice((1.0, 1e-9))
+        if target.numel() and rng.random() < 0.1:
+            target.view(-1)[0] = rng.choice((float("nan"), float("inf")))
+        # around the edge |a - t| = 1e-4 |t| + 1e-5 max|t|, or plainly off
+        edge = (1e-4 * target.abs() + 1e-5 * (target.abs().max() if target.numel() else 0))
+        actual = target + rng.choice((-1, 1)) * edge * (1 + rng.uniform(-1e-12, 1e-12)) \
+            if rng.random() < 0.7 else target * rng.choice((1.5, -1.0, 1.0))
+        dtype = rng.choice((torch.float64, torch.float32, torch.float16))
+        target, actual = target.to(dtype), actual.to(rng.choice((dtype, dtype, torch.float32)))
+        if rng.random() < 0.1 and actual.dim() == 2:
+            actual = actual.t().contiguous().t()
+        if rng.random() < 0.05:
+            actual = actual.reshape(-1)
+        scale = rng.choice((0.0, 1e-6, 0.02, float("inf"), float("nan")))
+        verdict = _close(actual, target, scale)
+        assert verdict == _oracle_close(actual, target, scale)
+        verdicts.append(verdict)
+    assert 500 < sum(verdicts) < 2500       # both verdicts, many times

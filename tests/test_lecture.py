@@ -1,5 +1,6 @@
 """The lecture's data, init, batch and forward pass, reproduced to the bit."""
 
+import dataclasses
 import random
 
 import pytest
@@ -115,3 +116,12 @@ def test_rounding_noise_is_measured_against_float64_for_every_gradient():
     assert state.noise.keys() == state.grads.keys()
     assert all(0.0 <= v < 1e-5 for v in state.noise.values())
     assert state.noise["dlogprobs"] == 0.0          # -1/n is exact in float32 for n = 32
+
+
+def test_the_largest_magnitude_of_each_gradient_is_remembered_per_state():
+    state = build_lecture_state(Config())
+    for name, g in state.grads.items():
+        assert state.grad_abs_max(name) == float(g.abs().max()), name
+    doubled = dataclasses.replace(state, grads={k: 2 * v for k, v in state.grads.items()})
+    assert doubled.grad_abs_max("dlogits") == 2 * state.grad_abs_max("dlogits")
+    assert "_grad_abs_max" not in {f.name for f in dataclasses.fields(state)}
