@@ -475,9 +475,10 @@ def grade_hidden_configs(session: SandboxSession, functions: dict[str, tuple[str
     if "isolated" not in options.modes:
         return _hidden_chained(session, functions, lecture_verdicts, lecture, hidden, options,
                                gradients)
-    passed = [g for g in targets if g.name in {
-        v.gradient.name for v in lecture_verdicts
-        if v.mode == "isolated" and v.passed and v.config == lecture.config and not v.probe}]
+    passed_there = {v.gradient.name for v in lecture_verdicts
+                    if v.mode == "isolated" and v.passed and v.config == lecture.config
+                    and not v.probe}
+    passed = [g for g in targets if g.name in passed_there]
     books = [probe_book(s.config) if options.probes else None for s in (lecture, *hidden)]
     by_gradient: dict[str, list[Verdict]] = {g.name: [] for g in passed}
     if not hidden and books[0] is not None:

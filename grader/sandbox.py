@@ -103,6 +103,9 @@ def _describe_exit(code: int | None, limits: Limits) -> tuple[str, str | None]:
 
 # -- the worker ------------------------------------------------------------------------------
 
+_SOCKET_BUFFER = 4 * 2**20
+
+
 class _UidPool:
     """Distinct uids for concurrent children, claimed with a lock file each so that two runners
     on one machine (two grading jobs, two test runs) never share one."""
@@ -151,6 +154,18 @@ class _UidPool:
             os.close(fd)
         self.held.clear()
         self.free.clear()
+
+
+def _roomy(*sockets: socket.socket) -> None:
+    """Socket buffers that hold a whole batch of calls (a few hundred kB): the grader's send
+    returns at once instead of waiting, chunk by chunk, for the child to read. The kernel caps
+    the size (net.core.wmem_max); a smaller buffer only means more waits."""
+    for s in sockets:
+        for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+            try:
+                s.setsockopt(socket.SOL_SOCKET, option, _SOCKET_BUFFER)
+            except OSError:
+                pass
 
 
 class _Tail(threading.Thread):
@@ -443,6 +458,7 @@ class SandboxRunner:
             return self._spawn_direct(limits)
         control, control_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         proto, proto_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        _roomy(proto, proto_theirs)
         out_r, out_w = os.pipe()
         uid = None
         try:
@@ -485,6 +501,7 @@ class SandboxRunner:
 
     def _spawn_direct(self, limits: Limits) -> _Child | str:
         proto, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        _roomy(proto, theirs)
         out_r, out_w = os.pipe()
         workdir = tempfile.mkdtemp(prefix="bpg-")
         command = self._python_command(False, "serve_direct")
