@@ -73,7 +73,8 @@ def generate(folder: Path, n: int, seed: int = 0) -> dict[str, int]:
         else:
             kind, code = "hostile", SOLUTION + "\n\n" + rng.choice(list(HOSTILE.values()))
         counts[kind] += 1
-        (folder / f"student{i:05d}.py").write_text(code)
+        # each student's own file, as in a real class: no two submissions are the same bytes
+        (folder / f"student{i:05d}.py").write_text(f"# student{i:05d}\n" + code)
     return counts
 
 

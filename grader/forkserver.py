@@ -64,6 +64,37 @@ def _prctl(option: int, value: int) -> None:
         raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
 
 
+_MADV_HUGEPAGE = 14
+_MADV_COLLAPSE = 25           # Linux 6.1 and later
+_HUGE = 2 * 2**20
+
+
+def _use_huge_pages() -> int:
+    """Back this worker's writable anonymous memory (mostly what importing torch allocated,
+    ~150 MB) with 2 MB pages where the kernel allows it: a fork then copies a few hundred page
+    table entries instead of tens of thousands, and a child's exit frees as few (measured on a
+    2-core VM: fork + exit 25 -> 10 ms of CPU). Children still copy 4 kB at a time on write.
+    Returns the bytes collapsed; 0 where the kernel has no transparent huge pages."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        with open("/proc/self/maps") as f:
+            maps = f.read().splitlines()
+    except (OSError, AttributeError):
+        return 0
+    collapsed = 0
+    for line in maps:
+        parts = line.split()
+        if len(parts) < 5 or "w" not in parts[1] or (len(parts) > 5 and parts[5] != "[heap]"):
+            continue
+        start, end = (int(x, 16) for x in parts[0].split("-"))
+        start, end = -(-start // _HUGE) * _HUGE, end // _HUGE * _HUGE
+        if end > start and libc.madvise(start, end - start, _MADV_HUGEPAGE) == 0 \
+                and libc.madvise(start, end - start, _MADV_COLLAPSE) == 0:
+            collapsed += end - start
+    return collapsed
+
+
 def _status(field: str, pid: int | str = "self") -> int | None:
     """A number from /proc/PID/status (kB fields in bytes; Uid: the real uid)."""
     try:
@@ -260,8 +291,9 @@ class ForkServer:
             print(f"backprop-grader worker: {threads} threads before forking; children may "
                   "deadlock (is OMP_NUM_THREADS=1 set?)", file=sys.stderr)
         gc.freeze()      # children then leave the worker's objects alone: fewer copied pages
+        huge = _use_huge_pages()
         self._send(self.main, {"event": "ready", "pid": os.getpid(), "threads": threads,
-                               "can_drop_uid": self.can_drop_uid,
+                               "can_drop_uid": self.can_drop_uid, "huge_page_bytes": huge,
                                "data_bytes": _status("VmData") or 0})
         self.selector.register(self.main, selectors.EVENT_READ, None)
         self.selector.register(self.wakeup_r, selectors.EVENT_READ, None)

@@ -448,3 +448,13 @@ def test_a_child_that_answers_out_of_step_is_restarted(runner):
         restarts = s.restarts
     assert outs[0].status == "error" and "more or fewer answers than calls" in outs[0].message
     assert outs[1].status == "ok" and restarts == 1
+
+
+def test_the_fork_server_backs_its_memory_with_huge_pages_where_the_kernel_offers_them(runner):
+    """Fewer page table entries to copy per fork and to free per exit (grader/forkserver.py)."""
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    release = tuple(int(x) for x in os.uname().release.split(".")[:2] if x.isdigit())
+    if not thp.exists() or "[never]" in thp.read_text() or release < (6, 1):
+        pytest.skip("needs transparent huge pages and MADV_COLLAPSE (Linux 6.1 or later)")
+    runner.start()
+    assert runner.worker_info.get("huge_page_bytes", 0) >= 32 * 2**20
