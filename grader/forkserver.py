@@ -196,14 +196,12 @@ def _reset_signals() -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)       # a too-large write fails with EFBIG
 
 
-def _spare(orders: socket.socket) -> None:
-    """A child forked ahead of time: warm up, then wait for a session. Never returns."""
+def _spare(orders: socket.socket, watch: Any) -> None:
+    """A child forked ahead of time (warmed up in the worker): wait for a session. Never
+    returns."""
     _reset_signals()
     _place_fds({0: os.open(os.devnull, os.O_RDWR), 1: 2, 2: 2, _PROTOCOL_FD: orders.detach()})
     orders = socket.socket(fileno=_PROTOCOL_FD)
-    from ._child import warm_up
-
-    watch = warm_up()
     data, fds, _, _ = socket.recv_fds(orders, 1 << 16, 2)
     if not data or len(fds) != 2:
         os._exit(0)
@@ -275,6 +273,7 @@ class ForkServer:
         self.by_pid: dict[int, _Session] = {}        # sessions whose child is not reaped yet
         self.dying: list[_Session] = []               # stopped, processes not all gone yet
         self.spare: tuple[int, socket.socket] | None = None
+        self.watch: Any = None                        # the AutogradWatch every child inherits
         self.swept: set[int] = set()                  # uids cleared of leftovers
         self.wakeup_r, wakeup_w = os.pipe()
         os.set_blocking(self.wakeup_r, False)
@@ -290,6 +289,9 @@ class ForkServer:
         if threads != 1:
             print(f"backprop-grader worker: {threads} threads before forking; children may "
                   "deadlock (is OMP_NUM_THREADS=1 set?)", file=sys.stderr)
+        from ._child import warm_up
+
+        self.watch = warm_up()     # torch patched and run once here, not in every child
         gc.freeze()      # children then leave the worker's objects alone: fewer copied pages
         huge = _use_huge_pages()
         self._send(self.main, {"event": "ready", "pid": os.getpid(), "threads": threads,
@@ -364,7 +366,7 @@ class ForkServer:
         pid = os.fork()
         if pid == 0:
             ours.close()
-            _run_forked(_spare, theirs)
+            _run_forked(_spare, theirs, self.watch)
         theirs.close()
         self.spare = (pid, ours)
 
