@@ -25,6 +25,7 @@ _DTYPES: dict[str, torch.dtype] = {
     "bfloat16": torch.bfloat16, "int64": torch.int64, "int32": torch.int32, "bool": torch.bool,
 }
 _NAMES = {v: k for k, v in _DTYPES.items()}
+_ITEMSIZE = {name: torch.empty((), dtype=dtype).element_size() for name, dtype in _DTYPES.items()}
 _LEN = struct.Struct(">QI")
 
 
@@ -51,7 +52,8 @@ def encode_frame(meta: dict[str, Any], tensors: dict[str, torch.Tensor] | None =
     chunks: list[bytes] = []
     offset = 0
     for name, t in (tensors or {}).items():
-        t = t.detach().to("cpu").contiguous()
+        if t.requires_grad or t.device.type != "cpu" or not t.is_contiguous():
+            t = t.detach().to("cpu").contiguous()
         if t.dtype not in _NAMES:
             raise FrameError(f"tensor {name!r} has dtype {t.dtype}, which cannot be sent")
         raw = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
@@ -99,8 +101,7 @@ def _decode_tensor(name: str, spec: Any, data: memoryview, limits: WireLimits) -
             or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**40
                        for d in shape)):
         raise FrameError(f"tensor {name!r}: bad shape {shape!r}")
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    expected = math.prod(shape) * itemsize
+    expected = math.prod(shape) * _ITEMSIZE[spec["dtype"]]
     if expected > limits.max_tensor_bytes:
         raise FrameError(f"tensor {name!r}: shape {tuple(shape)} is {expected:,} bytes, more than "
                          f"the {limits.max_tensor_bytes:,} allowed (limit: returned tensor size)",
