@@ -11,14 +11,16 @@ from . import __version__
 from .catalog import EXERCISES, GRADIENTS
 from .configs import HiddenConfigs, resolve_hidden_configs
 from .grading import GradingOptions, Verdict, collect_gradient_results, grade_exercise4, \
-    grade_exercise4_hidden, grade_hidden_configs, grade_stub_gradients, max_points_for
+    grade_exercise4_hidden, grade_hidden_configs, grade_stub_gradients, max_points_for, \
+    warm_references
 from .integrity import integrity_flags, scan_source
 from .lecture import Config, cached_lecture_state, read_words
 from .loader import Submission, SubmissionError, load_submission
 from .results import ExerciseResult, Result
 from .sandbox import Limits, SandboxRunner, SandboxSession
 
-__all__ = ["GradeRequest", "error_result", "grade_submission", "lecture_config", "scoring_mode_for"]
+__all__ = ["GradeRequest", "error_result", "grade_submission", "lecture_config", "prepare_grading",
+           "scoring_mode_for"]
 
 
 def lecture_config(words: str | Path | None = None) -> Config:
@@ -137,6 +139,20 @@ def grade_submission(source: str | Path | Submission, *,
         configs=tuple(c.label() for c in (request.config, *hidden)),
         grader_version=__version__)
     return _with_output(result, session)
+
+
+def prepare_grading(request: GradeRequest = GradeRequest()) -> None:
+    """Compute once what grading ``request`` compares every submission with: autograd's
+    gradients in every config, the probes, exercise 4's references. Each is cached in this
+    process (and in processes forked from it), so the first submission costs no more than the
+    others."""
+    torch.set_num_threads(1)
+    hidden = request.hidden_configs()
+    states = [cached_lecture_state(c) for c in (request.config, *hidden)]
+    ex4_configs = [request.config.with_(n_hidden=200)]
+    if hidden and _exercise4_on_hidden(request):
+        ex4_configs.append(hidden[0])
+    warm_references(states, ex4_configs, request.options)
 
 
 def _exercise4_on_hidden(request: GradeRequest) -> bool:

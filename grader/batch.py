@@ -39,7 +39,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any, Callable, Sequence
 
 from . import __version__
-from .api import GradeRequest, error_result, grade_submission
+from .api import GradeRequest, error_result, grade_submission, prepare_grading
 from .exports import GradebookRow, gradescope_results, render_gradebook
 from .results import Result, read_result, result_from_dict, result_to_dict
 from .sandbox import SandboxRunner
@@ -653,6 +653,9 @@ class _ProcessPool:
 
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         self.context = multiprocessing.get_context(method)
+        if method == "fork":        # computed once here, shared by the forked workers
+            prepare_grading(job.request)
+            _render_report(error_result("warm-up", "warm-up", request=job.request), "warm-up")
         self.job, self.entries = job, entries
         self.index = {e.student: i for i, e in enumerate(entries)}
         self.workers: dict[Any, tuple[Any, int | None]] = {}   # conn -> (process, busy with)

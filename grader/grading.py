@@ -58,7 +58,7 @@ from .views import failure_fields
 
 __all__ = ["GradingOptions", "Verdict", "grade_exercise4", "grade_exercise4_hidden",
            "grade_hidden_configs", "grade_stub_gradients", "collect_gradient_results",
-           "explain_inexact", "verdict_from_tensor"]
+           "explain_inexact", "verdict_from_tensor", "warm_references"]
 
 MODES = ("isolated", "chained")
 PASSING = ("exact", "approx")
@@ -615,6 +615,22 @@ def _training_reference(config: Config, steps: int, lr: float
                         ) -> tuple[dict[str, torch.Tensor], list[float]]:
     setup = _exercise4_reference(config, steps).setup
     return train_with_autograd(setup.params, setup.batches[:steps], lr=lr)
+
+
+def warm_references(states: Sequence[LectureState], ex4_configs: Sequence[Config],
+                    options: GradingOptions) -> None:
+    """Compute now what every submission is compared with (probes for the catalog's
+    signatures, exercise 4's gradients and training run); all of it is cached. A batch calls
+    this before forking its worker processes, which then share the results."""
+    for state in states:
+        if options.probes:
+            book = probe_book(state.config)
+            for gradient in GRADIENTS:
+                book.probe(gradient, gradient.signature)
+    if "ex4" in options.exercises:
+        for config in ex4_configs:
+            _exercise4_reference(config, options.train_steps)
+        _training_reference(ex4_configs[0], options.train_steps, options.train_lr)
 
 
 def _backward_verdicts(session: SandboxSession, params_of_backward: tuple[str, ...],
