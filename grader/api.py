@@ -106,7 +106,7 @@ def grade_submission(source: str | Path | Submission, *,
             result = _error_result(submission.name, message,
                                    status="timeout" if loaded.status == "timeout" else "error",
                                    loss=state.loss, options=options)
-            return _with_output(result, session)
+            return _with_output(result, session, submission)
         hidden = request.hidden_configs()
         verdicts = grade_stub_gradients(session, submission.functions, state, options)
         verdicts += grade_hidden_configs(session, submission.functions, verdicts, state,
@@ -138,7 +138,7 @@ def grade_submission(source: str | Path | Submission, *,
         first_wrong=_first_wrong(exercises, verdicts), notes=tuple(notes),
         configs=tuple(c.label() for c in (request.config, *hidden)),
         grader_version=__version__)
-    return _with_output(result, session)
+    return _with_output(result, session, submission)
 
 
 def prepare_grading(request: GradeRequest = GradeRequest()) -> None:
@@ -159,9 +159,10 @@ def _exercise4_on_hidden(request: GradeRequest) -> bool:
     return not isinstance(request.hidden, HiddenConfigs) or request.hidden.exercise4
 
 
-def _with_output(result: Result, session: SandboxSession) -> Result:
+def _with_output(result: Result, session: SandboxSession, submission: Submission) -> Result:
     from dataclasses import replace
 
-    flags = integrity_flags(scan_source(session.code, filename=session.filename),
+    tree = submission.tree if submission.code == session.code else None  # the same text, parsed
+    flags = integrity_flags(scan_source(session.code, filename=session.filename, tree=tree),
                             session.integrity)
     return replace(result, output=session.output(), integrity=flags)

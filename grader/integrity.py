@@ -15,7 +15,9 @@ The exercise is to derive every gradient by hand, so autograd must not compute t
 from __future__ import annotations
 
 import ast
-from typing import Iterable, Mapping
+import bisect
+import re
+from typing import Iterable, Iterator, Mapping
 
 from .results import IntegrityFlag
 
@@ -35,6 +37,15 @@ _MODULES = ("torch.autograd", "torch.func", "functorch")
 _MAX_FLAGS = 30
 
 
+# Every flag comes from an identifier in the code (an attribute, a name, an imported module or
+# name, a keyword argument, getattr & co.): the words below, or names starting with "autograd" or
+# "func" (``import torch.functional`` counts as torch.func). In ASCII source an identifier is
+# spelled as it is written, so a line without any of these words holds nothing to flag.
+_TRIGGERS = re.compile(r"\b(?:grad|backward|requires_grad_?|retain_grad|enable_grad|getattr|setattr"
+                       r"|hasattr|autograd\w*|func\w*)\b", re.ASCII)
+_BODIES = ("body", "orelse", "finalbody")
+
+
 def _line(code_lines: list[str], lineno: int) -> str:
     text = code_lines[lineno - 1].strip() if 0 < lineno <= len(code_lines) else ""
     return text[:120]
@@ -48,48 +59,119 @@ def _name_of(node: ast.expr) -> str | None:
     return None
 
 
-def scan_source(code: str, *, filename: str = "<submission>") -> tuple[IntegrityFlag, ...]:
-    """Static flags for autograd use in ``code`` (kind "source"); comments and docstrings,
-    being no code, are not flagged. Code that does not parse gets no flags (the loader says why)."""
-    try:
-        tree = ast.parse(code, filename=filename)
-    except (SyntaxError, ValueError):
-        return ()
-    lines = code.splitlines()
-    found: list[tuple[int, str]] = []
-    for node in ast.walk(tree):
-        what = None
-        if isinstance(node, ast.Attribute) and node.attr == "grad" and _name_of(node.value) in (
-                "autograd", "func"):
-            what = None           # torch.autograd.grad / torch.func.grad: flagged as such
-        elif isinstance(node, ast.Attribute) and node.attr == "func" \
-                and _name_of(node.value) == "torch":
-            what = "uses torch.func"
-        elif isinstance(node, ast.Attribute) and node.attr in _ATTRIBUTES:
-            what = _ATTRIBUTES[node.attr]
-        elif isinstance(node, ast.Name) and node.id in ("autograd", "functorch"):
-            what = f"uses {node.id}"
-        elif isinstance(node, ast.Import):
-            names = [a.name for a in node.names if a.name.startswith(_MODULES)]
-            what = f"imports {names[0]}" if names else None
-        elif isinstance(node, ast.ImportFrom):
-            module = node.module or ""
-            imported = {a.name for a in node.names}
-            if module.startswith(_MODULES) or (
-                    module == "torch" and imported & {"autograd", "func"}):
-                what = f"imports from {module}"
-        elif isinstance(node, ast.keyword) and node.arg == "requires_grad" and not (
+def _trigger_lines(code: str) -> list[int] | None:
+    """The lines (sorted) where a flag could start, or None where the text cannot tell: non-ASCII
+    source (Python normalises identifiers, so ``ｇrad`` is ``grad``) or a carriage return (a line
+    break the count of "\n" would miss)."""
+    if not code.isascii() or "\r" in code:
+        return None
+    lines: list[int] = []
+    line, at = 1, 0
+    for match in _TRIGGERS.finditer(code):
+        line += code.count("\n", at, match.start())
+        at = match.start()
+        if not lines or lines[-1] != line:
+            lines.append(line)
+    return lines
+
+
+def _touches(lines: list[int], first: int, last: int) -> bool:
+    i = bisect.bisect_left(lines, first)
+    return i < len(lines) and lines[i] <= last
+
+
+def _nodes_near(statements: list[ast.stmt], lines: list[int]) -> Iterator[ast.AST]:
+    """The nodes of the statements that span one of ``lines``: a compound statement's header is
+    walked whole, its bodies statement by statement, so a long function with one suspect line
+    costs that line's statement."""
+    for stmt in statements:
+        decorators = getattr(stmt, "decorator_list", ())     # above the def / class line
+        first = min(stmt.lineno, *(d.lineno for d in decorators)) if decorators else stmt.lineno
+        if not _touches(lines, first, stmt.end_lineno or stmt.lineno):
+            continue
+        yield stmt
+        for name, value in ast.iter_fields(stmt):
+            if name in _BODIES:
+                yield from _nodes_near(value, lines)
+            elif name == "handlers":                         # except clauses
+                for handler in value:
+                    yield handler
+                    if handler.type is not None:
+                        yield from ast.walk(handler.type)
+                    yield from _nodes_near(handler.body, lines)
+            elif name == "cases":                            # match: case ... if ...:
+                for case in value:
+                    yield case
+                    yield from ast.walk(case.pattern)
+                    if case.guard is not None:
+                        yield from ast.walk(case.guard)
+                    yield from _nodes_near(case.body, lines)
+            elif isinstance(value, list):
+                for item in value:
+                    if isinstance(item, ast.AST):
+                        yield from ast.walk(item)
+            elif isinstance(value, ast.AST):
+                yield from ast.walk(value)
+
+
+def _what(node: ast.AST) -> str | None:
+    """What ``node`` does that is flagged, if anything."""
+    kind = type(node)
+    if kind is ast.Attribute:
+        attr = node.attr
+        if attr == "grad" and _name_of(node.value) in ("autograd", "func"):
+            return None           # torch.autograd.grad / torch.func.grad: flagged as such
+        if attr == "func" and _name_of(node.value) == "torch":
+            return "uses torch.func"
+        return _ATTRIBUTES.get(attr)
+    if kind is ast.Name:
+        return f"uses {node.id}" if node.id in ("autograd", "functorch") else None
+    if kind is ast.Import:
+        names = [a.name for a in node.names if a.name.startswith(_MODULES)]
+        return f"imports {names[0]}" if names else None
+    if kind is ast.ImportFrom:
+        module = node.module or ""
+        imported = {a.name for a in node.names}
+        if module.startswith(_MODULES) or (module == "torch" and imported & {"autograd", "func"}):
+            return f"imports from {module}"
+        return None
+    if kind is ast.keyword:
+        if node.arg == "requires_grad" and not (
                 isinstance(node.value, ast.Constant) and node.value.value is False):
-            what = "passes requires_grad=..."
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
-                and node.func.id in ("getattr", "setattr", "hasattr") and len(node.args) >= 2 \
-                and isinstance(node.args[1], ast.Constant) and node.args[1].value in _ATTRIBUTES:
-            what = f"{node.func.id}(..., {node.args[1].value!r})"
+            return "passes requires_grad=..."
+        return None
+    if kind is ast.Call and isinstance(node.func, ast.Name) \
+            and node.func.id in ("getattr", "setattr", "hasattr") and len(node.args) >= 2 \
+            and isinstance(node.args[1], ast.Constant) and node.args[1].value in _ATTRIBUTES:
+        return f"{node.func.id}(..., {node.args[1].value!r})"
+    return None
+
+
+def scan_source(code: str, *, filename: str = "<submission>", tree: ast.Module | None = None
+                ) -> tuple[IntegrityFlag, ...]:
+    """Static flags for autograd use in ``code`` (kind "source"); comments and docstrings,
+    being no code, are not flagged. Code that does not parse gets no flags (the loader says why).
+
+    ``tree``: ``code`` already parsed (the loader's, on the Submission), so it is not parsed twice.
+    Only the statements on lines that name something suspect are looked at (see _TRIGGERS)."""
+    lines = _trigger_lines(code)
+    if lines == []:
+        return ()
+    if tree is None:
+        try:
+            tree = ast.parse(code, filename=filename)
+        except (SyntaxError, ValueError):
+            return ()
+    nodes = ast.walk(tree) if lines is None else _nodes_near(tree.body, lines)
+    found: set[tuple[int, str]] = set()
+    for node in nodes:
+        what = _what(node)
         if what is not None:
-            found.append((getattr(node, "lineno", 0), what))
+            found.add((getattr(node, "lineno", 0), what))
+    code_lines = code.splitlines()
     flags: list[IntegrityFlag] = []
-    for lineno, what in sorted(set(found)):
-        source = _line(lines, lineno)
+    for lineno, what in sorted(found):
+        source = _line(code_lines, lineno)
         flag = IntegrityFlag("source", f"{filename}, line {lineno}: {what}"
                              + (f": {source}" if source else ""))
         if flag not in flags:

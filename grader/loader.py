@@ -28,6 +28,8 @@ class Submission:
     source_kind: str              # "py" | "ipynb"
     functions: dict[str, tuple[str, ...]] = field(default_factory=dict)  # stub -> parameters
     notes: tuple[str, ...] = ()
+    # ``code`` as parsed here, handed to the integrity scan so a submission is parsed once
+    tree: ast.Module | None = field(default=None, compare=False, repr=False)
 
 
 def _function_signatures(tree: ast.Module) -> dict[str, tuple[str, ...]]:
@@ -81,12 +83,12 @@ def submission_from_code(code: str, *, name: str, path: str = "", source_kind: s
     functions = _function_signatures(tree)
     if functions:
         return Submission(name=name, path=path, code=code, format="stubs",
-                          source_kind=source_kind, functions=functions, notes=notes)
+                          source_kind=source_kind, functions=functions, notes=notes, tree=tree)
     from .lecture_style import looks_like_lecture_style  # local: optional format
 
     if looks_like_lecture_style(tree):
         return Submission(name=name, path=path, code=code, format="lecture",
-                          source_kind=source_kind, notes=notes)
+                          source_kind=source_kind, notes=notes, tree=tree)
     raise SubmissionError(
         f"{name}: found none of the exercise functions ({', '.join(STUB_NAMES[:3])}, ...) "
         "and no lecture-style assignments (dlogprobs = ...): is this the right file?")

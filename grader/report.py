@@ -109,15 +109,15 @@ def _fmt(x: float | None) -> str:
     return f"{x:.3g}"
 
 
-def _paths(values: tuple[tuple[float | None, ...], ...], level_of
-           ) -> tuple[dict[int, list[str]], list[str]]:
-    """Path data per colour level: one rectangle per run of equal cells in a row."""
+def _paths(levels: list[list[int | None]]) -> tuple[dict[int, list[str]], list[str]]:
+    """Path data per colour level: one rectangle per run of equal cells in a row (``None``: a
+    cell holding NaN / inf)."""
     by_level: dict[int, list[str]] = {}
     bad: list[str] = []
-    for y, row in enumerate(values):
+    for y, row in enumerate(levels):
         x = 0
-        for key, run in itertools.groupby(None if v is None else level_of(v) for v in row):
-            w = sum(1 for _ in run)
+        for key, run in itertools.groupby(row):
+            w = len(list(run))
             rect = f"M{x} {y}h{w}v1h-{w}z"
             (bad if key is None else by_level.setdefault(key, [])).append(rect)
             x += w
@@ -128,12 +128,15 @@ def _heatmap(view: TensorView, *, ident: str, gradient: str, scale: float) -> _H
     rows = len(view.values)
     cols = len(view.values[0]) if rows else 0
     is_diff = view.label == "difference"
+    # the colour level of every cell (None: NaN / inf), clamped to 0..last inline: a helper
+    # function or min/max per cell cost more than the arithmetic
     if is_diff:
         colours, top = _DIFF_COLOURS, scale or 1.0
         n = len(colours)
-
-        def level_of(v: float) -> int:
-            return min(n - 1, max(0, int(v / top * n)))
+        last = n - 1
+        levels = [[None if v is None else
+                   k if 0 <= (k := int(v / top * n)) <= last else 0 if k < 0 else last
+                   for v in row] for row in view.values]
 
         def bounds(k: int) -> tuple[float, float]:
             return (k * top / n, (k + 1) * top / n)
@@ -141,15 +144,16 @@ def _heatmap(view: TensorView, *, ident: str, gradient: str, scale: float) -> _H
     else:
         colours, top = _VALUE_COLOURS, scale or 1.0
         n = len(colours)
+        last = n - 1
         half = n // 2
-
-        def level_of(v: float) -> int:
-            return min(n - 1, max(0, half + int(round(v / top * half))))
+        levels = [[None if v is None else
+                   k if 0 <= (k := half + round(v / top * half)) <= last else 0 if k < 0 else last
+                   for v in row] for row in view.values]
 
         def bounds(k: int) -> tuple[float, float]:
             return ((k - half - 0.5) * top / half, (k - half + 0.5) * top / half)
         low, high = _fmt(-top), _fmt(top)
-    by_level, bad = _paths(view.values, level_of)
+    by_level, bad = _paths(levels)
     def title(k: int) -> str:
         lo, hi = bounds(k)
         if k == n - 1:
@@ -182,7 +186,7 @@ def _heatmaps(g: GradientResult, ident: str) -> tuple[_Heatmap, ...]:
     """expected and actual share one scale (expected's range: the truth looks right, a runaway
     actual saturates); the difference has its own."""
     def top(view: TensorView) -> float:
-        return max((abs(v) for row in view.values for v in row if v is not None), default=0.0)
+        return max([abs(v) for row in view.values for v in row if v is not None], default=0.0)
 
     values = [v for v in g.views if v.label != "difference"]
     expected = next((v for v in values if v.label == "expected"), None)
@@ -256,18 +260,37 @@ class _GradientView:
     is_first_wrong: bool
 
 
+def _score(x: float) -> str:
+    """Points as the ``score`` macro of _macros.html.j2 writes them."""
+    return "%g" % (x,)
+
+
+class _Badges(dict[str, Markup]):
+    """The ``badge`` macro of _macros.html.j2, rendered once per known status: a report shows a
+    badge in every row of its tables, and a macro call costs more than the rest of the row."""
+
+    def __missing__(self, status: str) -> Markup:
+        badge = _environment().get_template("_macros.html.j2").module.badge(status)
+        if status in _STATUS:     # any other status (a hand-edited JSON) is not kept
+            self[status] = badge
+        return badge
+
+
 @functools.lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
+    # auto_reload off: the templates are package files, so no stat() per template per render
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_TEMPLATES)), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
-                             lstrip_blocks=True)
+                             lstrip_blocks=True, auto_reload=False)
     env.filters["num"] = _fmt
+    env.filters["score"] = _score
     env.filters["yesno"] = lambda flag: "yes" if flag else "no"
     env.filters["shape"] = lambda s: "–" if s is None else "(" + ", ".join(map(str, s)) + \
         ("," if len(s) == 1 else "") + ")"
     env.globals["status_word"] = lambda s: _STATUS.get(s, (s, "?"))[0]
     env.globals["status_symbol"] = lambda s: _STATUS.get(s, (s, "?"))[1]
     env.globals["passing"] = PASSING
+    env.globals["badges"] = _Badges()
     script = (_TEMPLATES / "page.js").read_text("utf-8")
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
     env.globals["script"] = Markup(script)

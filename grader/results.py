@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, fields
@@ -151,19 +152,50 @@ class Result:
         return self.status == "graded" and all(g.passed for g in self.gradients())
 
 
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    """A dataclass's field names, looked up once per class (``fields()`` filters on every call)."""
+    return tuple(f.name for f in fields(cls))
+
+
+@functools.cache
+def _field_set(cls: type) -> frozenset[str]:
+    return frozenset(_field_names(cls))
+
+
 def _json_value(value: Any) -> Any:
     """Dataclasses to dicts in one pass, without asdict's deep copies; JSON has no NaN/inf, so
-    they are written as strings and the file stays strict JSON."""
+    they are written as strings and the file stays strict JSON.
+
+    The exact built-in types come first, without isinstance chains: a result holds thousands of
+    floats (its heatmap views); subclasses and anything else take ``_json_other``."""
+    kind = type(value)
+    if kind is float:
+        return value if math.isfinite(value) else str(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is tuple or kind is list:
+        return _json_list(value)
+    return _json_other(value)
+
+
+def _json_list(items: tuple[Any, ...] | list[Any]) -> list[Any]:
+    # scalars inline (a view row is 32 floats), the rest through _json_value
+    return [v if (kind := type(v)) is str or kind is int or kind is bool or v is None
+            or (kind is float and math.isfinite(v)) else _json_value(v) for v in items]
+
+
+def _json_other(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, (str, int, bool)) or value is None:
         return value
     if hasattr(value, "__dataclass_fields__"):
-        return {f.name: _json_value(getattr(value, f.name)) for f in fields(value)}
+        return {name: _json_value(getattr(value, name)) for name in _field_names(type(value))}
     if isinstance(value, dict):
         return {k: _json_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
+        return _json_list(value)
     return value
 
 
@@ -183,14 +215,16 @@ def _float(value: Any) -> float | None:
 
 
 def _build(cls: type, data: dict[str, Any]) -> Any:
-    names = {f.name for f in fields(cls)}
+    names = _field_set(cls)
     return cls(**{k: v for k, v in data.items() if k in names})
 
 
 def _view_from_dict(data: dict[str, Any]) -> TensorView:
     v = dict(data)
     v["shape"] = tuple(v.get("shape", ()))
-    v["values"] = tuple(tuple(_float(x) for x in row) for row in v.get("values", ()))
+    # _float inline: a view holds up to 32 x 32 cells
+    v["values"] = tuple(tuple([None if x is None else float(x) for x in row])
+                        for row in v.get("values", ()))
     v["cell"] = tuple(v.get("cell", (1, 1)))
     if v.get("worst_cell") is not None:
         v["worst_cell"] = tuple(v["worst_cell"])

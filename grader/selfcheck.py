@@ -9,10 +9,11 @@ an HTML table in a notebook (``_repr_html_``) and as the text table in a shell.
 
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .api import GradeRequest, grade_submission, lecture_config
@@ -22,6 +23,9 @@ from .loader import SubmissionError, submission_from_code
 from .notebook import CodeCell, join_cells
 from .results import GradientResult, Result
 from .terminal import render_text
+
+if TYPE_CHECKING:
+    import jinja2
 
 __all__ = ["CheckReport", "check", "render_check_html"]
 
@@ -159,12 +163,18 @@ def _row(g: GradientResult) -> dict[str, Any]:
             "modes": {m.mode: m.status for m in g.modes}}
 
 
-def render_check_html(result: Result) -> str:
-    """The report as one self-contained HTML fragment (inline CSS, no script)."""
+@functools.lru_cache(maxsize=1)
+def _environment() -> "jinja2.Environment":
+    """One environment per process: each new one would compile check.html.j2 again."""
     from jinja2 import Environment, PackageLoader
 
-    env = Environment(loader=PackageLoader("grader", "templates"), autoescape=True,
-                      trim_blocks=True, lstrip_blocks=True)
+    return Environment(loader=PackageLoader("grader", "templates"), autoescape=True,
+                       trim_blocks=True, lstrip_blocks=True)
+
+
+def render_check_html(result: Result) -> str:
+    """The report as one self-contained HTML fragment (inline CSS, no script)."""
+    env = _environment()
     exercises = [{"title": _EXERCISE_TITLES.get(ex.name, ex.name), "score": f"{ex.score:g}",
                   "max_score": f"{ex.max_score:g}", "rows": [_row(g) for g in ex.gradients]}
                  for ex in result.exercises]

@@ -1,6 +1,7 @@
 """The static scan for autograd use, and the integrity flags and messages."""
 
 from grader.integrity import autograd_message, integrity_flags, scan_source
+from grader.loader import load_submission
 from grader.results import IntegrityFlag
 
 from conftest import EXERCISE, SOLUTION
@@ -51,6 +52,46 @@ def test_a_function_named_backward_and_requires_grad_false_are_not_autograd():
             "    return [torch.zeros(3, requires_grad=False)]\n"
             "out = backward(None, None, 3)\n")
     assert details(code) == []
+
+
+def test_flags_in_decorators_nested_blocks_and_continued_lines_keep_their_own_line():
+    code = ("import torch\n"
+            "@torch.func.vmap\n"
+            "def f(x):\n"
+            "    '''a docstring may say .grad and backward'''\n"
+            "    for i in range(3):\n"
+            "        try:\n"
+            "            pass\n"
+            "        except getattr(x, 'grad'):\n"
+            "            pass\n"
+            "        else:\n"
+            "            match x:\n"
+            "                case [y] if y.backward():\n"
+            "                    z = (x\n"
+            "                         .retain_grad())\n"
+            "    return x\n")
+    assert details(code) == [
+        "s.py, line 2: uses torch.func: @torch.func.vmap",
+        "s.py, line 8: getattr(..., 'grad'): except getattr(x, 'grad'):",
+        "s.py, line 12: calls .backward(): case [y] if y.backward():",
+        "s.py, line 13: calls .retain_grad(): z = (x",
+    ]
+
+
+def test_unicode_spellings_and_windows_line_endings_are_flagged_on_their_line():
+    # Python reads the identifier ｇrad (a fullwidth g) as grad
+    assert details("import torch\r\nx = torch.zeros(3)\r\ny = x.\uff47rad\r\n") == [
+        "s.py, line 3: reads or sets .grad: y = x.\uff47rad"]
+
+
+def test_the_loaders_parsed_tree_gives_the_flags_of_a_fresh_parse(tmp_path):
+    path = tmp_path / "s.py"
+    path.write_text(SOLUTION.read_text() + "\n\ndef dprobs(dlogprobs, probs):\n"
+                    "    probs.requires_grad_()\n    return probs.grad\n")
+    submission = load_submission(path)
+    assert submission.tree is not None
+    flags = scan_source(submission.code, filename="s.py", tree=submission.tree)
+    assert len(flags) == 2 and flags == scan_source(submission.code, filename="s.py")
 
 
 def test_code_that_does_not_parse_gets_no_flags():

@@ -7,6 +7,7 @@ import base64
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from grader.api import GradeRequest, grade_submission
 from grader.compare import compare_gradient
 from grader.grading import GradingOptions
 from grader.report import find_results, render_report, render_summary, write_report, write_reports
-from grader.results import IntegrityFlag, Result, read_result, write_result
+from grader.results import IntegrityFlag, Result, TensorView, read_result, write_result
 from grader.views import MAX_CELLS, failure_fields, layout_2d, tensor_view
 
 from conftest import ROOT, SUBMISSIONS, with_overrides
@@ -237,6 +238,19 @@ def test_views_round_trip_through_the_results_json(wrong_result, shape_result, t
         assert read_result(tmp_path / "r.json") == r
 
 
+def test_infinite_and_nan_floats_are_written_as_strings_in_strict_json(wrong_result, tmp_path):
+    ex = wrong_result.exercises[0]
+    g = dataclasses.replace(ex.gradients[0], maxdiff=float("inf"), worst_actual=float("-inf"))
+    r = dataclasses.replace(wrong_result, loss=float("nan"), exercises=(
+        dataclasses.replace(ex, gradients=(g, *ex.gradients[1:])), *wrong_result.exercises[1:]))
+    write_result(r, tmp_path / "r.json")
+    data = json.loads((tmp_path / "r.json").read_text(), parse_constant=pytest.fail)
+    saved = data["exercises"][0]["gradients"][0]
+    assert (data["loss"], saved["maxdiff"], saved["worst_actual"]) == ("nan", "inf", "-inf")
+    back = read_result(tmp_path / "r.json")
+    assert back.exercises[0].gradients[0].maxdiff == float("inf") and math.isnan(back.loss)
+
+
 # ---------------------------------------------------------------- the student report
 
 
@@ -326,6 +340,43 @@ def test_failing_gradients_show_heatmaps_with_text_alternatives(wrong_result):
 def test_status_is_written_out_not_only_coloured(wrong_result):
     text = parse(render_report(wrong_result)).text
     assert "✗ wrong" in text and "✓ exact" in text and "≈ approximate" in text
+
+
+def with_gradient(result: Result, name: str, **changes) -> Result:
+    """``result`` with the fields of gradient ``name`` (exercise 1) changed."""
+    ex = result.exercises[0]
+    gs = tuple(dataclasses.replace(g, **changes) if g.name == name else g for g in ex.gradients)
+    return dataclasses.replace(result, exercises=(dataclasses.replace(ex, gradients=gs),
+                                                  *result.exercises[1:]))
+
+
+def test_values_beyond_the_scale_take_the_end_colours_and_nan_cells_are_hatched(wrong_result):
+    views = (TensorView("expected", (1, 3), ((-1.0, 0.0, 1.0),)),
+             TensorView("actual", (1, 4), ((-50.0, 0.0, 50.0, None),)),
+             TensorView("difference", (1, 4), ((49.0, 0.0, 49.0, None),)))
+    out = render_report(with_gradient(wrong_result, "dcounts", views=views))
+    figures = dict(re.findall(r'<figure class="heatmap" data-label="(\w+)">(.*?)</figure>', out,
+                              re.S))
+
+    def cells(label):
+        return re.findall(r'<path fill="([^"]+)" d="([^"]+)">', figures[label])
+
+    # PuOr from orange (-1 and below) through white (0) to purple (1 and above): a runaway
+    # actual saturates at the ends of expected's scale
+    assert cells("actual") == [("#b35806", "M0 0h1v1h-1z"), ("#f7f7f7", "M1 0h1v1h-1z"),
+                               ("#542788", "M2 0h1v1h-1z"),
+                               ("url(#ex1-dcounts-map1-hatch)", "M3 0h1v1h-1z")]
+    # viridis from 0 (dark purple) to the largest difference (yellow)
+    assert cells("difference") == [("#440154", "M1 0h1v1h-1z"),
+                                   ("#fde725", "M0 0h1v1h-1zM2 0h1v1h-1z"),
+                                   ("url(#ex1-dcounts-map2-hatch)", "M3 0h1v1h-1z")]
+
+
+def test_a_status_the_grader_does_not_know_still_gets_an_escaped_badge(wrong_result):
+    r = with_gradient(wrong_result, "dcounts", status="<i>odd</i>")
+    for _ in range(2):                  # the second time too: badges are remembered per status
+        page = parse(render_report(r))
+        assert "? <i>odd</i>" in page.text and not [a for t, a in page.tags if t == "i"]
 
 
 def test_the_student_id_and_the_link_back_to_the_summary(wrong_result):
