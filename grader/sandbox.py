@@ -791,19 +791,20 @@ class SandboxSession:
         (the call limit) of the answer before. The same outcomes as calling them one by one,
         with one round trip: a call that kills the child or runs out of time ends the request,
         and the calls after it go to a restarted child. A call after one of the same ``group``
-        that ran out of wall time gets that outcome without running (it would only wait again).
+        that ended the child (out of time, crashed, killed at a limit) gets that outcome without
+        running: it would only wait, or crash, again.
         Each tensor is sent once per request, however many calls take it; every call gets
         copies of its own."""
         seconds = seconds or self.limits.call_seconds
         outcomes: list[CallOutcome] = []
-        timed_out: dict[str, CallOutcome] = {}
+        ended: dict[str, CallOutcome] = {}       # group -> the outcome that ended the child
         while len(outcomes) < len(calls):
             rest = []
             for call in calls[len(outcomes):]:
-                if call.group is not None and call.group in timed_out:
+                if call.group is not None and call.group in ended:
                     if rest:
                         break
-                    outcomes.append(timed_out[call.group])
+                    outcomes.append(ended[call.group])
                     continue
                 rest.append(call)
             if not rest:
@@ -826,8 +827,8 @@ class SandboxSession:
                 outcome = self._reply(seconds, deadline, index=i)
                 outcomes.append(outcome)
                 if self.child is None:          # killed, crashed or out of step: restart
-                    if outcome.limit == "wall time" and call.group is not None:
-                        timed_out[call.group] = outcome
+                    if call.group is not None:
+                        ended[call.group] = outcome
                     break
                 deadline = time.monotonic() + seconds
         return outcomes

@@ -458,3 +458,17 @@ def test_the_fork_server_backs_its_memory_with_huge_pages_where_the_kernel_offer
         pytest.skip("needs transparent huge pages and MADV_COLLAPSE (Linux 6.1 or later)")
     runner.start()
     assert runner.worker_info.get("huge_page_bytes", 0) >= 32 * 2**20
+
+
+def test_after_a_crash_the_same_function_is_not_run_again_in_that_request(runner):
+    from grader.sandbox import Call
+
+    code = "import os\ndef crash(x):\n    os._exit(3)\ndef f(x):\n    return x\n"
+    with open_session(code, filename="s.py", runner=runner) as s:
+        outs = s.call_many([Call("crash", {"x": torch.ones(1)}, group="crash"),
+                            Call("crash", {"x": torch.zeros(1)}, group="crash"),
+                            Call("f", {"x": torch.ones(1)}, group="f")])
+        restarts = s.restarts
+    assert outs[0].status == "error" and "exit" in outs[0].message
+    assert outs[1] is outs[0] and outs[2].status == "ok"
+    assert restarts == 1, "one restart, for f; the second crash call did not run"
