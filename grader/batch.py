@@ -3,7 +3,8 @@
 ``discover_submissions`` finds one submission per student: a file (``alice.py``,
 ``bob.ipynb``), a folder (``carol/...``) or a zip of either (``dave.zip``); the student id is the
 file or folder name. Everything else is listed as skipped, with the reason. ``grade_many`` grades
-them on ``jobs`` threads (the work happens in sandboxed child processes), writes every file
+them in ``jobs`` worker processes (forked after the references every submission is compared with
+are computed; each has its own sandbox runner; they answer in JSON), writes every file
 atomically (a temp file, then a rename), and skips students whose submission and grading config
 are unchanged since their last complete grading, so a killed or interrupted batch resumes where it
 stopped. Output layout::

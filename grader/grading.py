@@ -14,8 +14,13 @@ at a time (then a size is hard-coded). Exactness comes from the lecture config a
 
 A wrong answer gets a hint (grader/hints.py) when it matches a known mistake, built in this
 process from the same inputs the stub got; a right but inexact one gets an explanation
-(grader/explain.py). The gradient under test never goes to the child: each call carries one
-stub's inputs only.
+(grader/explain.py).
+
+Calls go to the child in batches, one round trip each (SandboxSession.call_many), and the
+gradient under test never goes to the child before the stub's answer came back: the stubs are
+called in answer order (exercises 2 and 3's fused stubs beside the exercise-1 step they replace),
+and a batch ends before a call that takes, as input, a tensor another call of the batch is judged
+against (tests/test_grading.py checks every request).
 """
 
 from __future__ import annotations
