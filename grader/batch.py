@@ -759,6 +759,34 @@ class _ProcessPool:
         self.workers.clear()
 
 
+def _drive(pool: "_ThreadPool | _ProcessPool", todo: Sequence[Entry],
+           take: Callable[[_Done], None], interrupts: "_Interrupts", bar: _Progress) -> bool:
+    """Every entry through ``pool``, each finished one to ``take``; True if Ctrl-C stopped it."""
+    remaining = len(todo)
+    for entry in todo:
+        pool.submit(entry)
+    while remaining and not interrupts.count:
+        item = pool.next_done(0.2)
+        if item is not None:
+            remaining -= 1
+            take(item)
+        elif not pool.busy():
+            break               # cannot happen unless a worker died unseen: never wait forever
+    if not interrupts.count:
+        return False
+    pool.stop_taking()
+    bar.message(f"interrupted: finishing the {pool.busy()} submission(s) being graded "
+                "(Ctrl-C again to stop now)")
+    while pool.busy() and interrupts.count < 2:
+        item = pool.next_done(0.2)
+        if item is not None:
+            take(item)
+    if interrupts.count >= 2:
+        pool.abandon()
+        bar.message("stopped; submissions still being graded are left pending")
+    return True
+
+
 class _Interrupts:
     """Ctrl-C counted by a signal handler, not raised: a KeyboardInterrupt landing between two
     lines of the bookkeeping would lose track of a worker. Outside the main thread (no signals
@@ -841,11 +869,6 @@ def _grade_discovered(discovery: Discovery, out: Path, scratch: Path, *, request
             bar.message(f"{unchanged} submission(s) unchanged since they were graded: kept")
         bar.total = len(todo)
         job = _Job(out, request, digest, gradescope, scratch)
-        workers = max(1, min(jobs, len(todo)))
-        pool: _ThreadPool | _ProcessPool = (
-            _ThreadPool(workers, job, grade) if grade is not None
-            else _ProcessPool(workers, job, tuple(todo)))
-        stack.callback(pool.close)
 
         def take(item: _Done) -> None:
             nonlocal graded
@@ -853,30 +876,15 @@ def _grade_discovered(discovery: Discovery, out: Path, scratch: Path, *, request
             results[item.entry.student] = item.result
             bar.update(failed=_status(item.result) != "graded")
 
-        interrupts = _Interrupts.install()
-        stack.callback(interrupts.restore)
-        remaining = len(todo)
-        for entry in todo:
-            pool.submit(entry)
-        while remaining and not interrupts.count:
-            item = pool.next_done(0.2)
-            if item is not None:
-                remaining -= 1
-                take(item)
-            elif not pool.busy():
-                break           # cannot happen unless a worker died unseen: never wait forever
-        if interrupts.count:
-            interrupted = True
-            pool.stop_taking()
-            bar.message(f"interrupted: finishing the {pool.busy()} submission(s) being graded "
-                        "(Ctrl-C again to stop now)")
-            while pool.busy() and interrupts.count < 2:
-                item = pool.next_done(0.2)
-                if item is not None:
-                    take(item)
-            if interrupts.count >= 2:
-                pool.abandon()
-                bar.message("stopped; submissions still being graded are left pending")
+        if todo:          # nothing to grade (all unchanged): no workers, no sandbox
+            workers = max(1, min(jobs, len(todo)))
+            pool: _ThreadPool | _ProcessPool = (
+                _ThreadPool(workers, job, grade) if grade is not None
+                else _ProcessPool(workers, job, tuple(todo)))
+            stack.callback(pool.close)
+            interrupts = _Interrupts.install()
+            stack.callback(interrupts.restore)
+            interrupted = _drive(pool, todo, take, interrupts, bar)
         bar.close()
         notes = _write_class_files(out, discovery, results, request=request, digest=digest,
                                    interrupted=interrupted, title=title)

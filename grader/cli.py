@@ -189,7 +189,8 @@ def _add_batch_commands(sub: argparse._SubParsersAction) -> None:
                                    "platforms download them)")
     grade.add_argument("--out", required=True, metavar="DIR", help="output folder")
     grade.add_argument("--jobs", type=int, default=2, metavar="N",
-                       help="submissions graded at once (default 2)")
+                       help="submissions graded at once, each in a worker process of its own "
+                            "(default 2)")
     grade.add_argument("--config", metavar="TOML", help="assignment config (points, tolerances, "
                                                         "limits, ...); see grader/assignment.py")
     again = grade.add_mutually_exclusive_group()

@@ -283,7 +283,7 @@ def test_a_second_ctrl_c_stops_now_and_writes_nothing_for_unfinished_students(tm
 
     def slow(path, request):
         started.set()
-        time.sleep(1.0)
+        time.sleep(3.0)       # long enough for both presses to land first, even under load
         return fake_grade(path, request)
 
     def press_ctrl_c_twice():
@@ -296,7 +296,7 @@ def test_a_second_ctrl_c_stops_now_and_writes_nothing_for_unfinished_students(tm
     s = grade_many(d, out, request=QUICK, grade=slow, jobs=2)
     assert s.interrupted and s.graded == 0 and s.pending == 4
     assert [r["status"] for r in gradebook(out)] == ["pending"] * 4
-    time.sleep(1.5)                       # the abandoned gradings finish, and are dropped
+    time.sleep(3.5)                       # the abandoned gradings finish, and are dropped
     assert not list(out.glob("students/*/record.json"))
 
 
@@ -636,3 +636,17 @@ def test_the_class_files_are_the_same_whether_jobs_are_processes_or_threads(tmp_
         full = read_result(tmp_path / "p" / "students" / student / "results.json")
         assert full == read_result(tmp_path / "t" / "students" / student / "results.json")
     assert "hello" in read_result(tmp_path / "p" / "students" / "prints" / "results.json").output
+
+
+def test_a_batch_with_nothing_left_to_grade_starts_no_worker(tmp_path, monkeypatch):
+    import grader.batch
+
+    d, out = small_class(tmp_path, 2), tmp_path / "out"
+    grade_many(d, out, request=QUICK, grade=fake_grade)
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a worker was started")
+
+    monkeypatch.setattr(grader.batch, "_ProcessPool", no_pool)
+    s = grade_many(d, out, request=QUICK)
+    assert s.unchanged == 2 and s.graded == 0 and len(gradebook(out)) == 2
