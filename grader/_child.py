@@ -36,10 +36,12 @@ def _text(value: object, limit: int = 300) -> str:
         return f"<a {type(value).__name__} that cannot be printed>"
 
 
-def _student_traceback(exc: BaseException, filename: str) -> str:
-    """The student's own frames only, then the exception line."""
+def _student_traceback(exc: BaseException, filename: str | frozenset[str]) -> str:
+    """The student's own frames only (in ``filename``, or any of several), then the exception
+    line."""
+    files = {filename} if isinstance(filename, str) else filename
     try:
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == filename]
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename in files]
         lines = traceback.format_list(frames) if frames else []
         lines += traceback.format_exception_only(type(exc), exc)
     except BaseException:  # a hostile exception
@@ -238,8 +240,6 @@ class _Child:
                 self.op_load(meta)
             elif op == "calls":
                 self.op_calls(meta, tensors)
-            elif op == "call":
-                self.op_call(meta, tensors)
             elif op == "train":
                 self.op_train(meta, tensors)
             elif op == "lecture":

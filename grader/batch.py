@@ -42,7 +42,8 @@ from typing import IO, Any, Callable, Sequence
 from . import __version__
 from .api import GradeRequest, error_result, grade_submission, prepare_grading
 from .exports import GradebookRow, gradescope_results, render_gradebook
-from .results import Result, read_result, result_from_dict, result_to_dict
+from .results import Result, read_result, result_from_dict, result_to_dict, write_atomic, \
+    write_result
 from .sandbox import SandboxRunner
 
 __all__ = [
@@ -65,8 +66,6 @@ _MAX_ZIP_MEMBERS = 10_000
 _MAX_ZIP_TOTAL = 200 * 2**20       # uncompressed bytes in one zip
 _MAX_ZIP_MEMBER = 64 * 2**20       # the submission file inside it (notebooks carry outputs)
 RECORD_SCHEMA = "backprop-grader/record/v1"
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 BATCH_SCHEMA = "backprop-grader/batch/v1"
 
 GradeFn = Callable[[Path, GradeRequest], Result]
@@ -273,23 +272,6 @@ def discover_submissions(folder: str | Path, *, exclude: Sequence[str | Path] = 
 
 # -- files ----------------------------------------------------------------------------------
 
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write ``data`` to a temp file beside ``path``, then rename: readers see all or nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)   # as open() would make it, not mkstemp's 0600
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def _write_json(path: Path, data: Any) -> None:
     write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
@@ -364,7 +346,6 @@ class _Done:
     entry: Entry
     result: Result | None
     seconds: float
-    reused: bool
     data: dict[str, Any] | None = None     # the result as written to results.json
 
 
@@ -432,8 +413,7 @@ def _write_student(out: Path, entry: Entry, result: Result, *, request: GradeReq
     Returns results.json's content as a dict."""
     folder = _student_dir(out, entry)
     files = ["results.json", "gradescope.json"]
-    data = result_to_dict(result)
-    write_atomic(folder / "results.json", json.dumps(data, separators=(",", ":")))
+    data = write_result(result, folder / "results.json")
     _write_json(folder / "gradescope.json",
                 gradescope_results(result, options=request.options, settings=gradescope))
     html = _render_report(result, entry.student)
@@ -534,7 +514,7 @@ def _grade_and_write(entry: Entry, job: _Job, grade: GradeFn,
     try:
         result, tb = _grade_entry(entry, job.request, grade, job.scratch)
         if abandoned():
-            return _Done(entry, None, time.monotonic() - start, reused=False)
+            return _Done(entry, None, time.monotonic() - start)
         data = _write_student(job.out, entry, result, request=job.request, digest=job.digest,
                               seconds=time.monotonic() - start, gradescope=job.gradescope,
                               grader_traceback=tb)
@@ -542,7 +522,7 @@ def _grade_and_write(entry: Entry, job: _Job, grade: GradeFn,
         result = error_result(entry.label, "could not write this student's files: "
                               + traceback.format_exc().strip().splitlines()[-1],
                               request=job.request)
-    return _Done(entry, result, time.monotonic() - start, reused=False, data=data)
+    return _Done(entry, result, time.monotonic() - start, data=data)
 
 
 _CLASS_ONLY = {"configs": [], "modes": [], "views": [], "traceback": None, "explanation": None,
@@ -696,7 +676,7 @@ class _ProcessPool:
             self.ready.append(_Done(entry, error_result(
                 entry.label, f"the grader's worker process died (exit code {process.exitcode}) "
                 "while grading this submission; the batch went on. Grade it again.",
-                request=self.job.request), 0.0, reused=False))
+                request=self.job.request), 0.0))
         if self.taking:
             self._start_worker()
 
@@ -720,7 +700,7 @@ class _ProcessPool:
                 entry = self.entries[index]
                 data = reply.get("result")
                 self.ready.append(_Done(entry, None if data is None else result_from_dict(data),
-                                        float(reply.get("seconds", 0.0)), reused=False))
+                                        float(reply.get("seconds", 0.0))))
             if not busy:
                 time.sleep(min(timeout, 0.01))
         self._dispatch()
@@ -903,8 +883,7 @@ def _write_class_files(out: Path, discovery: Discovery, results: dict[str, Resul
     """gradebook.csv, summary.html and batch.json: every student exactly once."""
     notes: list[str] = []
     rows = [GradebookRow(student=e.student, submission=e.label, result=results[e.student],
-                         report=f"students/{e.student}/report.html",
-                         problem=e.problem)
+                         report=f"students/{e.student}/report.html")
             for e in discovery.entries]
     write_atomic(out / "gradebook.csv", render_gradebook(rows, options=request.options))
     done = [r for r in results.values() if r is not None]

@@ -18,7 +18,6 @@ __all__ = [
     "GRADIENTS",
     "Gradient",
     "gradient_by_name",
-    "ordered_gradients",
 ]
 
 
@@ -141,8 +140,3 @@ def gradient_by_name(name: str) -> Gradient:
         if g.name == name:
             return g
     raise KeyError(name)
-
-
-def ordered_gradients(exercise: str | None = None) -> tuple[Gradient, ...]:
-    """Exercise-1..3 gradients in grading order (optionally one exercise)."""
-    return tuple(g for g in GRADIENTS if exercise is None or g.exercise == exercise)

@@ -17,6 +17,8 @@ from typing import Any, Callable, Mapping
 
 import torch
 
+from .hints import call_with_pool
+
 __all__ = ["EXERCISE4_REASON", "Formulation", "FORMULATIONS", "explain_inexact", "ulp_note"]
 
 
@@ -89,15 +91,8 @@ def ulp_note(ulps: int | None) -> str:
 
 def _matches(formulation: Formulation, pool: Mapping[str, Any], actual: torch.Tensor,
              expected: torch.Tensor) -> bool:
-    if any(p not in pool for p in formulation.params):
-        return False
-    try:
-        with torch.no_grad():
-            value = formulation.build(**{p: pool[p] for p in formulation.params})
-    except (RuntimeError, TypeError, ValueError):
-        return False
-    return (isinstance(value, torch.Tensor) and value.shape == actual.shape
-            and torch.equal(value, actual) and not torch.equal(value, expected))
+    value = call_with_pool(formulation.build, formulation.params, pool)
+    return value is not None and torch.equal(value, actual) and not torch.equal(value, expected)
 
 
 def explain_inexact(gradient: str, pool: Mapping[str, Any], actual: torch.Tensor,

@@ -34,7 +34,6 @@ class GradebookRow:
     submission: str
     result: Result | None
     report: str = ""
-    problem: str | None = None
 
 
 def _num(x: float | None) -> str:

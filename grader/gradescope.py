@@ -139,7 +139,7 @@ def build_autograder(out: str | Path, *, config: str | Path | None = None,
             info.external_attr = (0o100000 | mode) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             z.writestr(info, data)
-    from .batch import write_atomic
+    from .results import write_atomic
 
     write_atomic(out, buffer.getvalue())
     return out
@@ -162,7 +162,8 @@ def run_gradescope(*, submission_dir: str | Path = SUBMISSION_DIR,
     stdout (shown to instructors only).
     """
     from .api import error_result, grade_submission
-    from .batch import submission_in_folder, write_atomic
+    from .batch import submission_in_folder
+    from .results import write_atomic
 
     start = time.monotonic()
     assignment = assignment or Assignment()

@@ -281,19 +281,17 @@ def grade_stub_gradients(session: SandboxSession, functions: dict[str, tuple[str
         params = functions.get(gradient.name)
         if params is not None and any(p in in_batch for p in params):
             flush()
-        isolated: dict[str, Any] | None = None
+        if params is None:
+            status, problem = "missing", f"no function {gradient.name}() in your file"
+        else:
+            allowed = frozenset(INPUT_NAMES | set(gradient.allowed_gradients))
+            found = _check_signature(gradient, params, allowed)
+            status, problem = "error", found and f"{gradient.name}() {found}"
+        previous: dict[str, Any] | None = None   # the inputs of this stub's last call
         for mode in options.modes:
-            if params is None:
+            if params is None or problem:
                 planned.append(_Planned(gradient, mode, verdict=Verdict(
-                    gradient, state.config, mode, "missing",
-                    message=f"no function {gradient.name}() in your file")))
-                continue
-            allowed = INPUT_NAMES | set(gradient.allowed_gradients)
-            problem = _check_signature(gradient, params, frozenset(allowed))
-            if problem:
-                planned.append(_Planned(gradient, mode, verdict=Verdict(
-                    gradient, state.config, mode, "error",
-                    message=f"{gradient.name}() {problem}")))
+                    gradient, state.config, mode, status, message=problem)))
                 continue
             inputs: dict[str, Any] = {}
             substituted = []
@@ -315,12 +313,10 @@ def grade_stub_gradients(session: SandboxSession, functions: dict[str, tuple[str
                 inexact_upstream=tuple(p for p in upstream if mode == "chained" and p in own
                                        and own_passed[p]
                                        and not torch.equal(own[p], state.grads[p])))
-            if isolated is not None and _same_inputs(isolated, inputs):
-                plan.call = len(batch) - 1     # chained inputs equal isolated: no second call
-            else:
+            if previous is None or not _same_inputs(previous, inputs):
                 batch.append(Call(gradient.name, inputs, group=gradient.name))
-                plan.call = len(batch) - 1
-                isolated = inputs
+                previous = inputs
+            plan.call = len(batch) - 1       # chained inputs equal isolated: the same call
             planned.append(plan)
         in_batch.add(f"d{gradient.variable}")
         in_batch.add(gradient.name)

@@ -28,7 +28,8 @@ from torch import Tensor
 
 from .compare import numpy_view
 
-__all__ = ["Hint", "MISTAKES", "Mistake", "find_hint", "generic_hint", "mistakes_for"]
+__all__ = ["Hint", "MISTAKES", "Mistake", "call_with_pool", "find_hint", "generic_hint",
+           "mistakes_for"]
 
 
 @dataclass(frozen=True)
@@ -426,16 +427,22 @@ def _close_numpy(a: np.ndarray, t: np.ndarray, scale: float) -> bool:
     return bool((np.abs(a - t) <= 1e-4 * t_abs + max(1e-5 * s, 1e-12)).all())
 
 
-def _build(mistake: Mistake, pool: Mapping[str, Any]) -> torch.Tensor | None:
-    params = mistake.params
+def call_with_pool(fn: Callable[..., Any], params: tuple[str, ...], pool: Mapping[str, Any]
+                   ) -> torch.Tensor | None:
+    """``fn`` (a known mistake, or a formulation in grader/explain.py) called with its inputs
+    from ``pool``; None when one is missing, the call fails or it returns no tensor."""
     if any(p not in pool for p in params):
         return None
     try:
         with torch.no_grad():
-            out = mistake.build(**{p: pool[p] for p in params})
+            out = fn(**{p: pool[p] for p in params})
     except (RuntimeError, IndexError, ValueError, TypeError):
         return None            # e.g. sizes that make this mistake impossible in this config
     return out if isinstance(out, torch.Tensor) else None
+
+
+def _build(mistake: Mistake, pool: Mapping[str, Any]) -> torch.Tensor | None:
+    return call_with_pool(mistake.build, mistake.params, pool)
 
 
 def _factor_name(c: float, n: int | None) -> str:

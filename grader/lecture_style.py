@@ -20,7 +20,6 @@ from __future__ import annotations
 import ast
 import linecache
 import re
-import traceback
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -493,17 +492,20 @@ def _mapping_notes(program: LectureProgram) -> list[str]:
 # == child side ===================================================================================
 
 def _child_traceback(exc: BaseException, files: set[str]) -> str:
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename in files]
-    text = "".join(traceback.format_list(frames) + traceback.format_exception_only(type(exc), exc))
-    return text[:4000]
+    from ._child import _student_traceback
+
+    return _student_traceback(exc, frozenset(files))
 
 
 def _exception_text(exc: BaseException) -> str:
+    """What the student's exception says; safe with a hostile ``__str__`` or ``__repr__``."""
+    from ._child import _text
+
     if isinstance(exc, SystemExit):
-        return f"called sys.exit({exc.code!r})"
+        return f"called sys.exit({_text(repr(exc.code), 100)})"
     if isinstance(exc, NotImplementedError):
         return "raises NotImplementedError (not done yet)"
-    return f"raised {type(exc).__name__}: {str(exc)[:300]}"
+    return f"raised {_text(type(exc).__name__, 100)}: {_text(exc)}"
 
 
 def _unchanged(obj: torch.Tensor, snapshot: torch.Tensor) -> bool:

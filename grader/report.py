@@ -25,7 +25,8 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
-from .results import PASSING, SCHEMA, GradientResult, Result, TensorView, read_result
+from .results import PASSING, SCHEMA, GradientResult, Result, TensorView, read_result, \
+    write_atomic
 from .terminal import _EXERCISE_TITLES
 
 __all__ = ["ReportSet", "find_results", "render_report", "render_summary", "write_report",
@@ -320,8 +321,7 @@ def render_report(result: Result, *, student: str | None = None,
     return _environment().get_template("report.html.j2").render(
         r=result, student=student, summary_href=summary_href, gradients=gradients,
         exercise_titles=_EXERCISE_TITLES, first_wrong=first_wrong, limits=_limits_hit(result),
-        output=output, output_cut=cut, percent=_percent(result.score, result.max_score),
-        failing=[gv for gv in gradients if not gv.g.passed])
+        output=output, output_cut=cut, percent=_percent(result.score, result.max_score))
 
 
 # ---------------------------------------------------------------- class summary
@@ -440,12 +440,6 @@ def _safe_name(name: str, taken: set[str]) -> str:
     return candidate
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, "utf-8")
-    tmp.replace(path)
-
-
 def write_reports(results_paths: Iterable[str | Path], out_dir: str | Path) -> ReportSet:
     """Render a report per saved results JSON and the class summary into ``out_dir``.
 
@@ -476,10 +470,10 @@ def write_reports(results_paths: Iterable[str | Path], out_dir: str | Path) -> R
         name = _safe_name(result.submission, taken) + ".html"
         hrefs.append(name)
         reports.append(out / name)
-        _write_atomic(out / name, render_report(result, summary_href="index.html"))
+        write_atomic(out / name, render_report(result, summary_href="index.html"))
     notes = [str(p) if names.count(n) > 1 else None for p, n in zip(sources, names)]
     summary = out / "index.html"
-    _write_atomic(summary, _render_summary(results, hrefs, notes, title="Class summary"))
+    write_atomic(summary, _render_summary(results, hrefs, notes, title="Class summary"))
     return ReportSet(summary, tuple(reports), tuple(unreadable))
 
 
@@ -487,7 +481,7 @@ def write_report(result: Result, path: str | Path) -> Path:
     """Render one submission's report to ``path`` (atomically)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(target, render_report(result))
+    write_atomic(target, render_report(result))
     return target
 
 
@@ -497,7 +491,9 @@ def _looks_like_result(path: Path) -> bool:
             head = f.read(256)
     except OSError:
         return False
-    return SCHEMA.encode() in head
+    # a results file starts with its schema (result_to_dict puts it first); other JSON that
+    # mentions the schema further in (a batch's gradescope.json) is not one
+    return re.match(rb'\s*\{\s*"schema"\s*:\s*"' + re.escape(SCHEMA.encode()) + rb'"', head) is not None
 
 
 def find_results(paths: Iterable[str | Path]) -> list[Path]:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
+import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "SCHEMA",
+    "write_atomic",
     "ConfigVerdict",
     "ExerciseResult",
     "GradientResult",
@@ -260,14 +263,33 @@ def result_from_dict(data: dict[str, Any]) -> Result:
     return _build(Result, top)
 
 
-def write_result(result: Result, path: str | Path) -> None:
-    """Write atomically: a temp file beside the target, then rename."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write ``data`` to a temp file beside ``path``, then rename: readers see all or nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)   # as open() would make it, not mkstemp's 0600
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_result(result: Result, path: str | Path) -> dict[str, Any]:
+    """Write atomically (write_atomic); returns what was written, as a dict."""
+    data = result_to_dict(result)
     # compact: json's C encoder only runs without indent (a results file holds heatmap views)
-    tmp.write_text(json.dumps(result_to_dict(result), separators=(",", ":")), "utf-8")
-    tmp.replace(target)
+    write_atomic(Path(path), json.dumps(data, separators=(",", ":")))
+    return data
 
 
 def read_result(path: str | Path) -> Result:

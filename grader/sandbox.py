@@ -694,15 +694,21 @@ class SandboxSession:
 
     def _request(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor] | None,
                  seconds: float) -> CallOutcome:
-        assert self.child is not None
         deadline = time.monotonic() + seconds
+        failed = self._send_request(meta, tensors, seconds, deadline)
+        return failed if failed is not None else self._reply(seconds, deadline)
+
+    def _send_request(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor] | None,
+                      seconds: float, deadline: float) -> CallOutcome | None:
+        """Send one frame; None when it went, else the outcome (the child hung or died)."""
+        assert self.child is not None
         try:
             self._send(wire.encode_frame(meta, tensors), deadline)
         except TimeoutError:
             return self._timed_out(seconds)
         except (ConnectionError, BrokenPipeError):
             return self._died()
-        return self._reply(seconds, deadline)
+        return None
 
     def _timed_out(self, seconds: float) -> CallOutcome:
         _, processes = self._stop(wait=True)
@@ -810,18 +816,13 @@ class SandboxSession:
             if not rest:
                 continue
             problem = self._ready()
-            if problem is not None:
-                outcomes += [problem] * len(rest)
+            if problem is not None:                 # every call left gets it
+                outcomes += [problem] * (len(calls) - len(outcomes))
                 break
-            meta, tensors = _calls_frame(rest)
             deadline = time.monotonic() + seconds
-            try:
-                self._send(wire.encode_frame(meta, tensors), deadline)
-            except TimeoutError:
-                outcomes.append(self._timed_out(seconds))
-                continue
-            except (ConnectionError, BrokenPipeError):
-                outcomes.append(self._died())
+            failed = self._send_request(*_calls_frame(rest), seconds, deadline)
+            if failed is not None:
+                outcomes.append(failed)
                 continue
             for i, call in enumerate(rest):
                 outcome = self._reply(seconds, deadline, index=i)

@@ -328,3 +328,19 @@ def test_the_childs_cmp_records_instead_of_printing(capsys):
     assert call["label"] == "x" and call["input"] == "x" and torch.equal(out[call["key"]],
                                                                          torch.full((1,), 3.0))
     assert capsys.readouterr().out == ""
+
+
+def test_an_exception_that_cannot_be_printed_costs_only_its_own_gradient(tmp_path):
+    """A hostile __str__ must not take the child (and every other gradient) down with it."""
+    code = (LECTURE / "raises.py").read_text().replace(
+        "dbn_var = (-0.5 * (bn_var + 1e-5) ** -1.5) * dbnvar_invv  # a typo: NameError",
+        "class Loud(Exception):\n    def __str__(self):\n        raise RuntimeError('no')\n"
+        "def _boom():\n    raise Loud()\n"
+        "dbn_var = _boom()")
+    path = tmp_path / "loud.py"
+    path.write_text(code)
+    r = grade_submission(path, request=NO_EX4)
+    g = by_name(r)
+    assert r.score == float(expectation(LECTURE / "raises.py", "score"))
+    assert "raised Loud: <a Loud that cannot be printed>" in g[("ex1", "dbnvar")].message
+    assert [name for (ex, name), v in g.items() if ex == "ex1" and not v.passed] == ["dbnvar"]

@@ -469,8 +469,13 @@ def test_write_reports_renders_every_results_file_and_lists_unreadable_ones(wron
     write_result(shape_result, tmp_path / "in" / "c.json")
     (tmp_path / "in" / "broken.json").write_text("{not json")
     (tmp_path / "in" / "gradescope.json").write_text(json.dumps({"score": 1}))
+    # a batch's gradescope.json of an ungraded submission mentions the schema early on
+    (tmp_path / "in" / "d").mkdir()
+    (tmp_path / "in" / "d" / "gradescope.json").write_text(json.dumps(
+        {"score": 0, "output": "x", "extra_data": {"schema": "backprop-grader/result/v1"}}))
     paths = find_results([tmp_path / "in"]) + [tmp_path / "in" / "broken.json"]
     assert tmp_path / "in" / "gradescope.json" not in paths
+    assert tmp_path / "in" / "d" / "gradescope.json" not in paths
     written = write_reports(paths, tmp_path / "out")
     assert len(written.reports) == 4 and len({p.name for p in written.reports}) == 4
     assert written.unreadable == (f"{tmp_path / 'in' / 'broken.json'}: not valid JSON",)

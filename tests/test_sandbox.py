@@ -472,3 +472,19 @@ def test_after_a_crash_the_same_function_is_not_run_again_in_that_request(runner
     assert outs[0].status == "error" and "exit" in outs[0].message
     assert outs[1] is outs[0] and outs[2].status == "ok"
     assert restarts == 1, "one restart, for f; the second crash call did not run"
+
+
+def test_every_call_gets_an_outcome_when_the_whole_submission_runs_out_of_time(runner):
+    from grader.sandbox import Call
+
+    code = ("import os, time\n"
+            "def crash(x):\n    time.sleep(1.2)\n    os._exit(3)\n"
+            "def f(x):\n    return x\n")
+    limits = Limits(total_seconds=1.0, call_seconds=5.0)
+    with open_session(code, filename="s.py", limits=limits, runner=runner) as s:
+        outs = s.call_many([Call("crash", {"x": torch.ones(1)}, group="crash"),
+                            Call("f", {"x": torch.ones(1)}, group="f"),
+                            Call("crash", {"x": torch.ones(1)}, group="crash")])
+    assert len(outs) == 3
+    assert outs[0].status == "error"
+    assert outs[1].limit == outs[2].limit == "total time"
