@@ -848,7 +848,8 @@ def _gradient_result(gradient: Gradient, vs: list[Verdict], scoring_mode: str,
                                  explanation=v.explanation))
     configs = tuple(ConfigVerdict(v.config.name, v.status,
                                   v.comparison.maxdiff if v.comparison else None, v.mode,
-                                  v.message, probe=v.probe, label=v.config.label())
+                                  v.message, probe=v.probe, label=v.config.label(),
+                                  limit=v.limit)
                     for v in vs)
     return GradientResult(
         name=gradient.name, variable=gradient.variable, status=status,

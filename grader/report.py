@@ -224,25 +224,21 @@ def _trim_output(text: str) -> tuple[str, int]:
     return text[-_MAX_OUTPUT:], len(text) - _MAX_OUTPUT
 
 
-_LIMIT_WORDS = ("time limit", "output limit", "out of memory", "CPU time limit", "killed",
-                "restarted", "limit")
-
-
 def _limits_hit(result: Result) -> list[str]:
-    """The sandbox limits this submission ran into, as the grader's messages name them."""
+    """The sandbox limits this submission ran into: the calls that hit one (each verdict names
+    its limit), the output cut and the restarts (notes)."""
     hits: list[str] = []
     if result.status == "timeout":
         hits.append(result.message or "the submission ran out of time")
     seen: set[str] = set()
     for ex in result.exercises:
         for g in ex.gradients:
-            for m in (g.message, *(c.message for c in g.configs)):
-                if m and any(w in m for w in _LIMIT_WORDS) and m not in seen:
+            for c in g.configs:
+                m = c.message or f"{c.limit} limit"
+                if c.limit and m not in seen:
                     seen.add(m)
                     hits.append(m if m.startswith(g.name) else f"{g.name}: {m}")
-    hits += [n for n in result.notes if "restarted" in n]
-    if "output limit" in result.output[-200:]:
-        hits.append("output limit: only the first part of what your code printed was kept")
+    hits += [n for n in result.notes if "restarted" in n or "(limit: output bytes)" in n]
     return hits
 
 

@@ -40,6 +40,7 @@ class ConfigVerdict:
     message: str | None = None
     probe: bool = False           # graded with random upstream gradients (grader/probes.py)
     label: str = ""               # the config's sizes and seed
+    limit: str | None = None      # the sandbox limit the call ran into ("wall time", "memory", ...)
 
 
 @dataclass(frozen=True)

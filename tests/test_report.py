@@ -23,7 +23,9 @@ from grader.report import find_results, render_report, render_summary, write_rep
 from grader.results import IntegrityFlag, Result, TensorView, read_result, write_result
 from grader.views import MAX_CELLS, failure_fields, layout_2d, tensor_view
 
-from conftest import ROOT, SUBMISSIONS, with_overrides
+from conftest import ROOT, SOLUTION, SUBMISSIONS, with_overrides
+
+SOLUTION_CODE = SOLUTION.read_text()
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
         "track", "wbr"}
@@ -402,15 +404,39 @@ def test_a_result_that_could_not_be_graded_says_why_at_the_top():
     assert "Limits hit" in page.text and "the first 10000 characters are not shown" in page.text
 
 
-def test_limits_hit_are_listed_from_the_messages(wrong_result):
+def test_limits_hit_are_listed_from_the_verdicts_not_guessed_from_words(wrong_result):
     ex = wrong_result.exercises[0]
-    gs = (dataclasses.replace(ex.gradients[0], status="error",
-                              message="dlogprobs() took longer than 20 s (time limit)"),
-          *ex.gradients[1:])
-    r = dataclasses.replace(wrong_result, exercises=(dataclasses.replace(ex, gradients=gs),
-                                                     *wrong_result.exercises[1:]))
-    text = parse(render_report(r)).text
-    assert "Limits hit dlogprobs() took longer than 20 s (time limit)" in text
+    hung = ex.gradients[0]
+    hung = dataclasses.replace(hung, status="error", configs=(dataclasses.replace(
+        hung.configs[0], status="error", limit="wall time",
+        message="dlogprobs() took longer than 20 s (limit: wall time)"),))
+    said = dataclasses.replace(ex.gradients[1], status="error", configs=(dataclasses.replace(
+        ex.gradients[1].configs[0], status="error",
+        message="raised ValueError: the limit of my patience was killed"),))
+    r = dataclasses.replace(wrong_result, exercises=(
+        dataclasses.replace(ex, gradients=(hung, said, *ex.gradients[2:])),
+        *wrong_result.exercises[1:]),
+        notes=("your code printed 5,000 bytes more than the 65,536 kept (limit: output bytes)",))
+    page = parse(render_report(r))
+    banner = page.text[page.text.index("Limits hit"):]
+    assert "dlogprobs() took longer than 20 s (limit: wall time)" in banner
+    assert "printed 5,000 bytes more than the 65,536 kept (limit: output bytes)" in banner
+    assert "my patience" not in banner[:banner.index("(limit: output bytes)")], \
+        "a student's message that says 'limit' is not a limit hit"
+
+
+def test_a_stub_that_hangs_is_in_the_limits_banner_after_a_trip_through_json(tmp_path):
+    from grader.sandbox import Limits
+
+    path = tmp_path / "hangs.py"
+    path.write_text(SOLUTION_CODE + "\ndef dprobs(dlogprobs, probs):\n    while True:\n        pass\n")
+    r = grade_submission(path, request=GradeRequest(limits=Limits(call_seconds=1.0),
+                                                    options=GradingOptions(train_steps=1)))
+    write_result(r, tmp_path / "results.json")
+    page = parse(render_report(read_result(tmp_path / "results.json")))
+    banner = page.text[page.text.index("Limits hit"):]
+    assert "dprobs() took longer than 1 s (limit: wall time)" in banner
+    assert "restarted 1 time(s)" in banner
 
 
 # ---------------------------------------------------------------- the class summary
