@@ -25,6 +25,7 @@ from ._guard import AutogradWatch
 __all__ = ["serve"]
 
 _MAX_TRACEBACK = 4000
+SANDBOX_ENV = "BACKPROP_GRADER_SANDBOX"   # set to "1" in every sandboxed child (selfcheck reads it)
 _MIB = 2**20
 
 
@@ -269,4 +270,5 @@ def warm_up() -> AutogradWatch:
 def serve(fd: int, limits: dict[str, Any], watch: AutogradWatch) -> None:
     """Answer the grader's requests on socket ``fd`` until it closes; ``limits`` as the fork
     server set them (memory_bytes, max_processes, file_bytes, max_tensor_bytes, max_tensors)."""
+    os.environ[SANDBOX_ENV] = "1"
     _Child(fd, limits, watch).serve()

@@ -388,15 +388,16 @@ def _exercise4_verdicts(session: SandboxSession, program: LectureProgram, reques
     return [Verdict(g, config, "isolated", "missing", message=message) for g in targets], message
 
 
-def _no_exercise_code(submission: Any, state: LectureState) -> Result:
+def _no_exercise_code(submission: Any, state: LectureState, request: Any) -> Result:
     looked = ("assignments to the lecture's gradients (dlogprobs = ..., dprobs = ..., ..., "
               "dC = ..., dlogits = ..., dhprebn = ...) at the top level of a cell, cmp('name', "
               "dvar, var) calls naming your own variables, or a training loop with manual "
               "backward lines")
-    return Result(submission=submission.name, status="error",
-                  message=f"{submission.name}: found no exercise code to grade: looked for {looked}",
-                  score=0.0, max_score=sum(g.points for g in GRADIENTS) + 4.0, mode="chained",
-                  loss=state.loss, notes=tuple(submission.notes), grader_version=__version__)
+    from .api import error_result
+
+    result = error_result(submission.name, f"{submission.name}: found no exercise code to grade: "
+                          f"looked for {looked}", request=request)
+    return replace(result, mode="chained", loss=state.loss, notes=tuple(submission.notes))
 
 
 def grade_lecture_style(submission: Any, state: LectureState, request: Any, *,
@@ -409,7 +410,7 @@ def grade_lecture_style(submission: Any, state: LectureState, request: Any, *,
     program = read_lecture_code(submission.code, name=submission.name,
                                 cells=submission.source_kind == "ipynb")
     if not program.sources and program.backward is None:
-        return _no_exercise_code(submission, state)
+        return _no_exercise_code(submission, state, request)
     plan = _plan(program)
     ex4 = program.backward if "ex4" in options.exercises else None
     load_code = ex4.code if ex4 is not None and ex4.code else ""
@@ -424,7 +425,7 @@ def grade_lecture_style(submission: Any, state: LectureState, request: Any, *,
             session = SandboxSession("", submission.name, request.limits, runner=runner)
             loaded = session.start()
         if loaded.status != "ok":
-            return replace(_no_exercise_code(submission, state), message=(
+            return replace(_no_exercise_code(submission, state, request), message=(
                 f"{submission.name}: the grader could not start a process for your code: "
                 f"{loaded.message}"), notes=())
         verdicts: list[Verdict] = []

@@ -10,14 +10,13 @@ an HTML table in a notebook (``_repr_html_``) and as the text table in a shell.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
-from .api import GradeRequest, grade_submission, lecture_config
-from .catalog import GRADIENTS
+from .api import GradeRequest, error_result, grade_submission, lecture_config
 from .grading import GradingOptions
 from .loader import SubmissionError, submission_from_code
 from .notebook import CodeCell, join_cells
@@ -61,14 +60,15 @@ class CheckReport:
 
 
 def _error(name: str, message: str) -> Result:
-    return Result(submission=name, status="error", message=message, score=0.0,
-                  max_score=sum(g.points for g in GRADIENTS) + 4.0, mode="isolated", loss=None,
-                  grader_version=__version__)
+    return error_result(name, message)
 
 
 def _inside_the_grader() -> bool:
-    """True in the grader's own sandboxed process: check() there must not grade again."""
-    return "grader._child" in sys.modules
+    """True in the grader's own sandboxed process: check() there must not grade again. (Not
+    "grader._child is imported": the grader process may import it too.)"""
+    from ._child import SANDBOX_ENV
+
+    return os.environ.get(SANDBOX_ENV) == "1"
 
 
 def _kernel_cells() -> list[CodeCell] | None:

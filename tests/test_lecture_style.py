@@ -2,6 +2,7 @@
 grader's tensors; each gradient is graded as it was when assigned, in chained mode."""
 
 import ast
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -344,3 +345,15 @@ def test_an_exception_that_cannot_be_printed_costs_only_its_own_gradient(tmp_pat
     assert r.score == float(expectation(LECTURE / "raises.py", "score"))
     assert "raised Loud: <a Loud that cannot be printed>" in g[("ex1", "dbnvar")].message
     assert [name for (ex, name), v in g.items() if ex == "ex1" and not v.passed] == ["dbnvar"]
+
+
+def test_code_without_exercise_statements_scores_out_of_the_exercises_that_count(tmp_path):
+    from grader.catalog import EXERCISES
+
+    path = tmp_path / "inside.py"
+    path.write_text("def f():\n    dlogprobs = 1\n    dprobs = 2\n")
+    ex1_only = dataclasses.replace(QUICK, options=dataclasses.replace(QUICK.options,
+                                                                      exercises=("ex1",)))
+    r = grade_submission(path, request=ex1_only)
+    assert r.status == "error" and r.mode == "chained"
+    assert r.max_score == sum(g.points for g in EXERCISES["ex1"])
