@@ -2,18 +2,38 @@
 
 __version__ = "0.1.0"
 
-from .api import GradeRequest, grade_submission, lecture_config  # noqa: E402
-from .assignment import Assignment, AssignmentError, load_assignment  # noqa: E402
-from .batch import BatchSummary, discover_submissions, grade_many  # noqa: E402
-from .compare import Comparison, Tolerance, compare_gradient  # noqa: E402
-from .configs import HiddenConfigs, HiddenVariant  # noqa: E402
-from .grading import GradingOptions  # noqa: E402
-from .lecture import Config, build_lecture_state  # noqa: E402
-from .loader import Submission, SubmissionError, load_submission  # noqa: E402
-from .report import render_report, render_summary, write_reports  # noqa: E402
-from .results import Result, read_result, write_result  # noqa: E402
-from .sandbox import Limits  # noqa: E402
-from .selfcheck import CheckReport, check  # noqa: E402
+# name -> the module that defines it, imported on first use (PEP 562): `import grader.cli` and
+# `backprop-grader --help` do not import torch, and a command can start the sandbox's worker first
+_EXPORTS = {
+    "GradeRequest": "api", "grade_submission": "api", "lecture_config": "api",
+    "Assignment": "assignment", "AssignmentError": "assignment", "load_assignment": "assignment",
+    "BatchSummary": "batch", "discover_submissions": "batch", "grade_many": "batch",
+    "Comparison": "compare", "Tolerance": "compare", "compare_gradient": "compare",
+    "HiddenConfigs": "configs", "HiddenVariant": "configs",
+    "GradingOptions": "grading",
+    "Config": "lecture", "build_lecture_state": "lecture",
+    "Submission": "loader", "SubmissionError": "loader", "load_submission": "loader",
+    "render_report": "report", "render_summary": "report", "write_reports": "report",
+    "Result": "results", "read_result": "results", "write_result": "results",
+    "Limits": "sandbox",
+    "CheckReport": "selfcheck", "check": "selfcheck",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'grader' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
 
 __all__ = [
     "Assignment",

@@ -599,12 +599,14 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _process_worker(conn: Any, parent: int, entries: tuple[Entry, ...], job: _Job) -> None:
-    """A grading process: its own sandbox runner; takes entry indexes, answers with the
-    student's result as JSON (results.json's format), or null when abandoned."""
+def _process_worker(conn: Any, parent: int, entries: tuple[Entry, ...], job: _Job,
+                    shared: SandboxRunner | None) -> None:
+    """A grading process: the batch's sandbox worker (``shared``, attached before the fork) or
+    its own; takes entry indexes, answers with the student's result as JSON (results.json's
+    format), or null when abandoned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the batch process decides when to stop
     _die_with_parent(parent)
-    with SandboxRunner() as runner:
+    with shared or SandboxRunner() as runner:
         def grade(path: Path, request: GradeRequest) -> Result:
             return grade_submission(path, request=request, runner=runner)
 
@@ -629,11 +631,15 @@ class _ProcessPool:
     work in this process would otherwise share one core (the GIL). Messages are JSON (never
     pickle); a worker that dies is replaced and its student gets an error row."""
 
-    def __init__(self, jobs: int, job: _Job, entries: tuple[Entry, ...]) -> None:
+    def __init__(self, jobs: int, job: _Job, entries: tuple[Entry, ...],
+                 runner: SandboxRunner | None) -> None:
         import multiprocessing
 
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         self.context = multiprocessing.get_context(method)
+        # one sandbox worker for all (it imports torch while the references are computed)
+        self.own_runner = runner is None and method == "fork"
+        self.runner = SandboxRunner().launch() if self.own_runner else runner
         if method == "fork":        # computed once here, shared by the forked workers
             prepare_grading(job.request)
             _render_report(error_result("warm-up", "warm-up", request=job.request), "warm-up")
@@ -648,10 +654,16 @@ class _ProcessPool:
 
     def _start_worker(self) -> None:
         ours, theirs = self.context.Pipe(duplex=True)
+        shared = self.runner.attach() if self.runner and self.context.get_start_method() == "fork" \
+            else None
         process = self.context.Process(target=_process_worker, daemon=True,
-                                       args=(theirs, os.getpid(), self.entries, self.job))
-        process.start()
-        theirs.close()
+                                       args=(theirs, os.getpid(), self.entries, self.job, shared))
+        try:
+            process.start()
+        finally:
+            theirs.close()
+            if shared is not None:
+                shared.detach()         # the worker's copy stays open
         self.workers[ours] = (process, None)
 
     def _dispatch(self) -> None:
@@ -737,6 +749,8 @@ class _ProcessPool:
                 process.join()
             conn.close()
         self.workers.clear()
+        if self.own_runner and self.runner is not None:
+            self.runner.close()
 
 
 def _drive(pool: "_ThreadPool | _ProcessPool", todo: Sequence[Entry],
@@ -799,7 +813,8 @@ def _status(result: Result | None) -> str:
 def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = GradeRequest(),
                jobs: int = 2, resume: bool = True, progress: IO[str] | None = None,
                grade: GradeFn | None = None, gradescope: Any = None,
-               config_extra: Sequence[Any] = (), title: str = "Class summary") -> BatchSummary:
+               config_extra: Sequence[Any] = (), title: str = "Class summary",
+               runner: SandboxRunner | None = None) -> BatchSummary:
     """Grade every submission in ``folder`` into ``out``; see the module docstring.
 
     ``resume`` (default) reuses a student's earlier files when their submission and the grading
@@ -807,7 +822,8 @@ def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = G
     second Ctrl-C abandons them), and still writes the gradebook, with the others "pending".
     ``grade`` replaces ``grade_submission`` (tests, other runners); ``config_extra`` adds to the
     config hash what the request does not hold (an assignment's policies); ``title`` heads the
-    class summary.
+    class summary. ``runner``: the sandbox's worker to share among the grading processes
+    (started early by the caller, it imports torch meanwhile); else the batch starts one.
     """
     started = time.monotonic()
     out = Path(out)
@@ -819,13 +835,13 @@ def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = G
         return _grade_discovered(discovery, out, Path(scratch), request=request, jobs=jobs,
                                  resume=resume, progress=progress, grade=grade,
                                  gradescope=gradescope, config_extra=config_extra, title=title,
-                                 started=started)
+                                 started=started, runner=runner)
 
 
 def _grade_discovered(discovery: Discovery, out: Path, scratch: Path, *, request: GradeRequest,
                       jobs: int, resume: bool, progress: IO[str] | None, grade: GradeFn | None,
-                      gradescope: Any, config_extra: Sequence[Any], title: str, started: float
-                      ) -> BatchSummary:
+                      gradescope: Any, config_extra: Sequence[Any], title: str, started: float,
+                      runner: SandboxRunner | None) -> BatchSummary:
     from .assignment import GradescopeSettings
 
     gradescope = gradescope or GradescopeSettings()
@@ -860,7 +876,7 @@ def _grade_discovered(discovery: Discovery, out: Path, scratch: Path, *, request
             workers = max(1, min(jobs, len(todo)))
             pool: _ThreadPool | _ProcessPool = (
                 _ThreadPool(workers, job, grade) if grade is not None
-                else _ProcessPool(workers, job, tuple(todo)))
+                else _ProcessPool(workers, job, tuple(todo), runner))
             stack.callback(pool.close)
             interrupts = _Interrupts.install()
             stack.callback(interrupts.restore)

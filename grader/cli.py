@@ -7,14 +7,14 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from . import __version__
-from .api import GradeRequest, grade_submission, lecture_config
-from .configs import HiddenConfigs
-from .grading import GradingOptions
-from .results import write_result
-from .terminal import render_text, use_color
+from typing import TYPE_CHECKING
 
-__all__ = ["main"]
+from . import __version__
+
+if TYPE_CHECKING:     # each command imports what it needs: --help and `grade` start without torch
+    from .api import GradeRequest
+
+__all__ = ["main", "run"]
 
 EXIT_PASS, EXIT_FAIL, EXIT_CANNOT_GRADE = 0, 1, 2
 
@@ -72,6 +72,9 @@ def _add_grading_options(p: argparse.ArgumentParser) -> None:
 
 
 def _request(args: argparse.Namespace) -> GradeRequest:
+    from .api import GradeRequest, lecture_config
+    from .configs import HiddenConfigs
+    from .grading import GradingOptions
     from .sandbox import Limits
 
     modes = ("isolated", "chained") if args.mode == "both" else (args.mode,)
@@ -87,9 +90,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if args.words and not Path(args.words).is_file():
         print(f"backprop-grader: --words {args.words}: no such file", file=sys.stderr)
         return EXIT_CANNOT_GRADE
-    from .sandbox import SandboxRunner
+    from .runner import SandboxRunner
 
-    with SandboxRunner(isolation=args.isolation) as runner:
+    with SandboxRunner(isolation=args.isolation).launch() as runner:   # starts while torch loads
+        from .api import grade_submission
+        from .results import write_result
+        from .terminal import render_text, use_color
+
         result = grade_submission(args.file, request=_request(args), runner=runner)
     sys.stdout.write(render_text(result, color=use_color(sys.stdout), verbose=args.verbose))
     if args.json:
@@ -116,19 +123,22 @@ def _load_assignment(path: str | None):  # -> Assignment
 
 
 def _cmd_grade(args: argparse.Namespace) -> int:
-    from .assignment import AssignmentError
-    from .batch import BatchError, grade_many
+    from .runner import SandboxRunner
 
-    try:
-        assignment = _load_assignment(args.config)
-        summary = grade_many(args.dir, args.out, request=assignment.request, jobs=args.jobs,
-                             resume=not args.regrade, progress=sys.stderr,
-                             gradescope=assignment.gradescope,
-                             config_extra=(assignment.integrity_autograd,),
-                             title=assignment.title)
-    except (AssignmentError, BatchError) as e:
-        print(f"backprop-grader: {e}", file=sys.stderr)
-        return EXIT_CANNOT_GRADE
+    with SandboxRunner().launch() as runner:     # the sandbox starts while torch loads
+        from .assignment import AssignmentError
+        from .batch import BatchError, grade_many
+
+        try:
+            assignment = _load_assignment(args.config)
+            summary = grade_many(args.dir, args.out, request=assignment.request, jobs=args.jobs,
+                                 resume=not args.regrade, progress=sys.stderr,
+                                 gradescope=assignment.gradescope,
+                                 config_extra=(assignment.integrity_autograd,),
+                                 title=assignment.title, runner=runner)
+        except (AssignmentError, BatchError) as e:
+            print(f"backprop-grader: {e}", file=sys.stderr)
+            return EXIT_CANNOT_GRADE
     counts: dict[str, int] = {}
     for status in summary.statuses.values():
         counts[status] = counts.get(status, 0) + 1
@@ -161,22 +171,21 @@ def _cmd_gradescope_build(args: argparse.Namespace) -> int:
 
 def _cmd_gradescope_run(args: argparse.Namespace) -> int:
     from .assignment import AssignmentError
-    from .gradescope import run_gradescope
+    from .gradescope import RESULTS_PATH, SUBMISSION_DIR, run_gradescope
 
     try:
         assignment = _load_assignment(args.config)
     except AssignmentError as e:
         print(f"backprop-grader: {e}", file=sys.stderr)
         assignment = None
-    data = run_gradescope(submission_dir=args.submission, results_path=args.results,
+    results = args.results or RESULTS_PATH
+    data = run_gradescope(submission_dir=args.submission or SUBMISSION_DIR, results_path=results,
                           assignment=assignment)
-    print(f"score {data['score']:g}; results written to {args.results}")
+    print(f"score {data['score']:g}; results written to {results}")
     return 0
 
 
 def _add_batch_commands(sub: argparse._SubParsersAction) -> None:
-    from .gradescope import RESULTS_PATH, SUBMISSION_DIR
-
     grade = sub.add_parser(
         "grade", help="grade a folder of submissions: reports, gradebook.csv, Gradescope JSON",
         description="Grade every submission in DIR: one file per student (.py/.ipynb), one "
@@ -211,8 +220,11 @@ def _add_batch_commands(sub: argparse._SubParsersAction) -> None:
                             "torch==<this torch's version>)")
     build.set_defaults(func=_cmd_gradescope_build)
     run = gs_sub.add_parser("run", help="inside Gradescope: grade /autograder/submission")
-    run.add_argument("--submission", default=str(SUBMISSION_DIR), metavar="DIR")
-    run.add_argument("--results", default=str(RESULTS_PATH), metavar="JSON")
+    run.add_argument("--submission", metavar="DIR",
+                     help="the submission folder (default: Gradescope's, /autograder/submission)")
+    run.add_argument("--results", metavar="JSON",
+                     help="where to write the results (default: Gradescope's, "
+                          "/autograder/results/results.json)")
     run.add_argument("--config", metavar="TOML")
     run.set_defaults(func=_cmd_gradescope_run)
 
@@ -310,3 +322,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def run() -> None:
+    """The ``backprop-grader`` command: main(), then exit without tearing the interpreter down
+    (with torch loaded that takes most of a second, and every file is written and closed by
+    then)."""
+    import os
+
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -249,6 +249,9 @@ def _run_forked(body: Any, *args: Any) -> None:
         os._exit(code)
 
 
+_MAIN = "main"          # selector data of a runner's connection
+
+
 @dataclass
 class _Session:
     control: socket.socket
@@ -267,7 +270,8 @@ class ForkServer:
     """
 
     def __init__(self, main_socket: socket.socket) -> None:
-        self.main = main_socket
+        self.mains = {main_socket}          # a connection per runner (attach adds more)
+        self.hello: dict[str, Any] = {}      # the "ready" message, for each new connection
         self.can_drop_uid = _can_drop_uid()
         self.selector = selectors.DefaultSelector()
         self.by_pid: dict[int, _Session] = {}        # sessions whose child is not reaped yet
@@ -294,18 +298,20 @@ class ForkServer:
         self.watch = warm_up()     # torch patched and run once here, not in every child
         gc.freeze()      # children then leave the worker's objects alone: fewer copied pages
         huge = _use_huge_pages()
-        self._send(self.main, {"event": "ready", "pid": os.getpid(), "threads": threads,
-                               "can_drop_uid": self.can_drop_uid, "huge_page_bytes": huge,
-                               "data_bytes": _status("VmData") or 0})
-        self.selector.register(self.main, selectors.EVENT_READ, None)
+        self.hello = {"event": "ready", "pid": os.getpid(), "threads": threads,
+                      "can_drop_uid": self.can_drop_uid, "huge_page_bytes": huge,
+                      "data_bytes": _status("VmData") or 0}
+        for main in self.mains:
+            self._send(main, self.hello)
+            self.selector.register(main, selectors.EVENT_READ, _MAIN)
         self.selector.register(self.wakeup_r, selectors.EVENT_READ, None)
         self._make_spare()
         while True:
             events = self.selector.select(0.005 if self.dying else None)
             for key, _ in events:
                 try:
-                    if key.fileobj is self.main:
-                        if not self._on_main():
+                    if key.data is _MAIN:
+                        if not self._on_main(key.fileobj):     # type: ignore[arg-type]
                             self._shutdown()
                             return
                     elif key.fileobj == self.wakeup_r:
@@ -336,17 +342,27 @@ class ForkServer:
         except OSError:
             pass  # the grader side went away; it will see the outcome as a closed socket
 
-    def _on_main(self) -> bool:
+    def _on_main(self, main: socket.socket) -> bool:
+        """A message on a runner's connection; False when the last connection closed."""
         try:
-            data, fds, _, _ = socket.recv_fds(self.main, 1 << 16, 3)
+            data, fds, _, _ = socket.recv_fds(main, 1 << 16, 3)
         except OSError:
-            return False
+            data, fds = b"", []
         if not data:
-            return False
+            self.selector.unregister(main)
+            self.mains.discard(main)
+            main.close()
+            return bool(self.mains)
         try:
             spec = json.loads(data)
         except ValueError:
             spec = {}
+        if spec.get("op") == "attach" and len(fds) == 1:      # another runner shares us
+            other = socket.socket(fileno=fds[0])
+            self.mains.add(other)
+            self._send(other, self.hello)
+            self.selector.register(other, selectors.EVENT_READ, _MAIN)
+            return True
         if spec.get("op") != "spawn" or len(fds) != 3:
             for fd in fds:
                 os.close(fd)
@@ -541,6 +557,8 @@ def main(fd: str) -> None:
         except ImportError:
             pass
     ForkServer(socket.socket(fileno=int(fd))).serve()
+    sys.stderr.flush()
+    os._exit(0)     # every child is gone; tearing torch down would only make the runner wait
 
 
 def serve_direct(fd: str, limits: str) -> None:
