@@ -204,6 +204,7 @@ class SandboxSession:
         self.load_integrity: tuple[dict[str, str], ...] = ()
         self.processes_killed = 0                   # beyond the child itself, over all restarts
         self._deadline: float | None = None
+        self._reader: wire.FrameReader | None = None     # the child's replies
 
     @property
     def uid(self) -> int | None:
@@ -220,6 +221,7 @@ class SandboxSession:
         if isinstance(spawned, str):
             return CallOutcome("error", message=f"the sandbox could not start: {spawned}")
         self.child = spawned
+        self._reader = wire.FrameReader(spawned.proto.fileno(), limits=self.limits.wire)
         kept = sum(len(s.kept) for s in self.sinks)
         sink = _OutputSink(spawned.output, max(self.limits.output_bytes - kept, 0))
         sink.start()
@@ -285,10 +287,9 @@ class SandboxSession:
     def _reply(self, seconds: float, deadline: float, *, index: int | None = None
                ) -> CallOutcome:
         """Read one reply (the ``index``-th of a batch of calls, if given)."""
-        assert self.child is not None
+        assert self.child is not None and self._reader is not None
         try:
-            reply, out = wire.read_frame(self.child.proto.fileno(), limits=self.limits.wire,
-                                         deadline=deadline)
+            reply, out = self._reader.read(deadline=deadline)
         except TimeoutError:
             return self._timed_out(seconds)
         except (EOFError, ConnectionError, BrokenPipeError):

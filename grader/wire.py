@@ -16,9 +16,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+import numpy as np
 import torch
 
-__all__ = ["FrameError", "WireLimits", "decode_frame", "encode_frame", "read_frame", "write_frame"]
+__all__ = ["FrameError", "FrameReader", "WireLimits", "decode_frame", "encode_frame", "read_frame",
+           "write_frame"]
 
 _DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
@@ -27,6 +29,8 @@ _DTYPES: dict[str, torch.dtype] = {
 _NAMES = {v: k for k, v in _DTYPES.items()}
 _ITEMSIZE = {name: torch.empty((), dtype=dtype).element_size() for name, dtype in _DTYPES.items()}
 _LEN = struct.Struct(">QI")
+_NUMPY = {"float32": np.float32, "float64": np.float64, "float16": np.float16, "int64": np.int64,
+          "int32": np.int32, "bool": np.bool_}
 
 
 class FrameError(Exception):
@@ -47,23 +51,32 @@ class WireLimits:
     max_header_bytes: int = 4 * 2**20
 
 
+def _raw(t: torch.Tensor) -> Any:
+    """The bytes of a contiguous CPU tensor without a copy where numpy can view it (numpy has
+    no bfloat16: viewed as int16), else as a bytes copy."""
+    try:
+        array = (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy()
+        return memoryview(array.reshape(-1)).cast("B")
+    except (TypeError, RuntimeError, ValueError):   # e.g. a negative-bit view
+        return t.reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
 def encode_frame(meta: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None) -> bytes:
     specs: dict[str, dict[str, Any]] = {}
-    chunks: list[bytes] = []
+    chunks: list[Any] = []
     offset = 0
     for name, t in (tensors or {}).items():
         if t.requires_grad or t.device.type != "cpu" or not t.is_contiguous():
             t = t.detach().to("cpu").contiguous()
         if t.dtype not in _NAMES:
             raise FrameError(f"tensor {name!r} has dtype {t.dtype}, which cannot be sent")
-        raw = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        raw = _raw(t) if t.numel() else b""
         specs[name] = {"dtype": _NAMES[t.dtype], "shape": list(t.shape),
                        "offset": offset, "nbytes": len(raw)}
         chunks.append(raw)
         offset += len(raw)
     header = json.dumps({"meta": meta, "tensors": specs}, allow_nan=True).encode()
-    body = header + b"".join(chunks)
-    return _LEN.pack(len(body), len(header)) + body
+    return b"".join([_LEN.pack(len(header) + offset, len(header)), header, *chunks])
 
 
 def decode_frame(body: bytes, header_len: int, limits: WireLimits
@@ -109,10 +122,14 @@ def _decode_tensor(name: str, spec: Any, data: memoryview, limits: WireLimits) -
     if (not isinstance(offset, int) or not isinstance(nbytes, int) or nbytes != expected
             or offset < 0 or offset + nbytes > len(data)):
         raise FrameError(f"tensor {name!r}: byte range does not match its shape")
-    raw = bytearray(data[offset:offset + nbytes])
-    if not raw:
+    if not nbytes:
         return torch.empty(shape, dtype=dtype)
-    return torch.frombuffer(raw, dtype=dtype).reshape(shape)
+    kind = _NUMPY.get(spec["dtype"])
+    if kind is None:                     # bfloat16: no numpy dtype
+        return torch.frombuffer(bytearray(data[offset:offset + nbytes]), dtype=dtype).reshape(shape)
+    array = np.frombuffer(data, dtype=kind, count=nbytes // _ITEMSIZE[spec["dtype"]],
+                          offset=offset)
+    return torch.from_numpy(array.reshape(shape).copy())     # its own, writable memory
 
 
 def write_frame(fp: BinaryIO, meta: dict[str, Any],
@@ -137,6 +154,46 @@ def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
         parts.append(chunk)
         n -= len(chunk)
     return b"".join(parts)
+
+
+class FrameReader:
+    """Frames from one file descriptor, read in large chunks: a burst of replies that came in
+    while the reader was busy costs one read, not two selects and two reads each."""
+
+    def __init__(self, fd: int, *, limits: WireLimits = WireLimits()) -> None:
+        self.fd, self.limits = fd, limits
+        self.buffer = bytearray()
+
+    def read(self, *, deadline: float | None = None
+             ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        """The next frame; TimeoutError past ``deadline``, EOFError at end, FrameError for a
+        frame beyond the limits (nothing more can be read after one)."""
+        while len(self.buffer) < _LEN.size:
+            self._fill(deadline)
+        total, header_len = _LEN.unpack_from(self.buffer)
+        if total > self.limits.max_frame_bytes:
+            raise FrameError(f"a reply of {total:,} bytes, more than the "
+                             f"{self.limits.max_frame_bytes:,} allowed (limit: reply size)",
+                             limit="reply size")
+        end = _LEN.size + total
+        while len(self.buffer) < end:
+            self._fill(deadline, want=end - len(self.buffer))
+        body = bytes(self.buffer[_LEN.size:end])
+        del self.buffer[:end]
+        return decode_frame(body, header_len, self.limits)
+
+    def _fill(self, deadline: float | None, want: int = 0) -> None:
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if not ready:
+                raise TimeoutError
+        chunk = os.read(self.fd, max(want, 1 << 18))
+        if not chunk:
+            raise EOFError
+        self.buffer += chunk
 
 
 def read_frame(fd: int, *, limits: WireLimits = WireLimits(), deadline: float | None = None

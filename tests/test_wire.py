@@ -1,0 +1,111 @@
+"""Frames between the grader and the child: what goes in comes out, and the reader's buffering."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import pytest
+import torch
+
+from grader import wire
+
+
+def _decode(frame: bytes) -> tuple[dict, dict[str, torch.Tensor]]:
+    return wire.decode_frame(frame[12:], int.from_bytes(frame[8:12], "big"), wire.WireLimits())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16,
+                                   torch.int64, torch.int32, torch.bool])
+def test_every_dtype_comes_back_bit_for_bit(dtype: torch.dtype) -> None:
+    x = (torch.randn(5, 7) * 100).to(dtype)
+    meta, tensors = _decode(wire.encode_frame({"op": "x"}, {"x": x}))
+    assert meta == {"op": "x"}
+    assert tensors["x"].dtype == dtype and tensors["x"].shape == (5, 7)
+    assert torch.equal(tensors["x"], x)
+
+
+def test_empty_scalar_strided_and_grad_tensors_come_back_as_values() -> None:
+    base = torch.arange(12.0).reshape(3, 4)
+    sent = {"empty": torch.empty(0, 3), "scalar": torch.tensor(2.5), "strided": base.T,
+            "grad": torch.ones(2, requires_grad=True), "expanded": torch.ones(3, 1).expand(3, 4)}
+    _, tensors = _decode(wire.encode_frame({}, sent))
+    for name, t in sent.items():
+        assert torch.equal(tensors[name], t.detach()), name
+        assert tensors[name].shape == t.shape and not tensors[name].requires_grad
+
+
+def test_decoded_tensors_own_writable_memory() -> None:
+    _, tensors = _decode(wire.encode_frame({}, {"a": torch.zeros(3), "b": torch.zeros(3)}))
+    tensors["a"] += 1
+    assert torch.equal(tensors["b"], torch.zeros(3))
+    assert torch.equal(tensors["a"], torch.ones(3))
+
+
+def _pair() -> tuple[socket.socket, socket.socket]:
+    a, b = socket.socketpair()
+    return a, b
+
+
+def test_a_burst_of_frames_is_read_in_order_from_one_buffer() -> None:
+    a, b = _pair()
+    frames = [wire.encode_frame({"i": i}, {"x": torch.full((4,), float(i))}) for i in range(5)]
+    a.sendall(b"".join(frames))
+    reader = wire.FrameReader(b.fileno())
+    for i in range(5):
+        meta, tensors = reader.read(deadline=time.monotonic() + 5)
+        assert meta == {"i": i} and torch.equal(tensors["x"], torch.full((4,), float(i)))
+    assert not reader.buffer
+    a.close(), b.close()
+
+
+def test_a_frame_that_arrives_in_pieces_is_put_together() -> None:
+    a, b = _pair()
+    frame = wire.encode_frame({"big": True}, {"x": torch.arange(100_000, dtype=torch.float32)})
+
+    def trickle() -> None:
+        for start in range(0, len(frame), 7_001):
+            a.sendall(frame[start:start + 7_001])
+            time.sleep(0.001)
+
+    sender = threading.Thread(target=trickle)
+    sender.start()
+    meta, tensors = wire.FrameReader(b.fileno()).read(deadline=time.monotonic() + 10)
+    sender.join()
+    assert meta == {"big": True}
+    assert torch.equal(tensors["x"], torch.arange(100_000, dtype=torch.float32))
+    a.close(), b.close()
+
+
+def test_reader_times_out_on_silence_and_sees_the_end() -> None:
+    a, b = _pair()
+    reader = wire.FrameReader(b.fileno())
+    a.sendall(wire.encode_frame({"x": 1})[:5])        # half a length prefix, then nothing
+    with pytest.raises(TimeoutError):
+        reader.read(deadline=time.monotonic() + 0.05)
+    a.close()
+    with pytest.raises(EOFError):
+        reader.read(deadline=time.monotonic() + 1)
+    b.close()
+
+
+def test_a_frame_beyond_the_size_limit_is_refused_before_it_is_read() -> None:
+    r, w = os.pipe()
+    os.write(w, wire._LEN.pack(10**9, 10))          # announces a gigabyte
+    reader = wire.FrameReader(r, limits=wire.WireLimits(max_frame_bytes=2**20))
+    with pytest.raises(wire.FrameError) as info:
+        reader.read(deadline=time.monotonic() + 1)
+    assert info.value.limit == "reply size"
+    os.close(r), os.close(w)
+
+
+def test_a_tensor_whose_bytes_do_not_match_its_shape_is_refused() -> None:
+    frame = bytearray(wire.encode_frame({}, {"x": torch.ones(4)}))
+    header_len = int.from_bytes(frame[8:12], "big")
+    header = bytes(frame[12:12 + header_len]).replace(b'"shape": [4]', b'"shape": [9]')
+    assert len(header) == header_len
+    frame[12:12 + header_len] = header
+    with pytest.raises(wire.FrameError, match="byte range"):
+        _decode(bytes(frame))
