@@ -29,9 +29,10 @@ SOLUTION = (ROOT / "solutions" / "backprop.py").read_text()
 
 # the grading config both ways use: the defaults, with a short time limit so that the few
 # submissions that loop forever cost seconds, not minutes
-CONFIG = """\
+LOOP_SECONDS = 2
+CONFIG = f"""\
 [limits]
-call_seconds = 2
+call_seconds = {LOOP_SECONDS}
 """
 
 WRONG = {
@@ -50,13 +51,14 @@ HOSTILE = {
     "sys_exit_at_top": "import sys\nsys.exit('bye')\n",
     "ctrl_c_in_stub": "def dh(dlogits, W2):\n    raise KeyboardInterrupt\n",
 }
+KINDS = ("correct", "wrong", "erroring", "hostile")
 LOOP = "def dprobs(dlogprobs, probs):\n    while True:\n        pass\n"
 
 
 def generate(folder: Path, n: int, seed: int = 0) -> dict[str, int]:
     """N submissions: 60% correct, 20% wrong, 10% erroring, 10% hostile (1% loop forever)."""
     rng = random.Random(seed)
-    counts = {"correct": 0, "wrong": 0, "erroring": 0, "hostile": 0}
+    counts = {"correct": 0, "wrong": 0, "erroring": 0, "hostile": 0, "loop": 0}
     folder.mkdir(parents=True)
     for i in range(n):
         r = rng.random()
@@ -70,6 +72,7 @@ def generate(folder: Path, n: int, seed: int = 0) -> dict[str, int]:
             kind, code = "erroring", "def dprobs(:\n"
         elif r < 0.91:
             kind, code = "hostile", SOLUTION + "\n\n" + LOOP
+            counts["loop"] += 1
         else:
             kind, code = "hostile", SOLUTION + "\n\n" + rng.choice(list(HOSTILE.values()))
         counts[kind] += 1
@@ -141,17 +144,23 @@ def main() -> None:
         counts = generate(work / "in", args.n)
         config = work / "assignment.toml"
         config.write_text(CONFIG)
-        print(f"{args.n} submissions ({', '.join(f'{v} {k}' for k, v in counts.items())}); "
-              f"{os.cpu_count()} CPU cores")
+        print(f"{args.n} submissions ({', '.join(f'{counts[k]} {k}' for k in KINDS)}; "
+              f"{counts['loop']} of the hostile loop forever); {os.cpu_count()} CPU cores")
 
         cpu_before = _busy_cpu()
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "grader", "grade", str(work / "in"),
-                        "--out", str(work / "batch"), "--jobs", str(args.jobs),
-                        "--config", str(config)], check=True, cwd=ROOT,
-                       stdout=subprocess.DEVNULL)
+        proc = subprocess.Popen([sys.executable, "-m", "grader", "grade", str(work / "in"),
+                                 "--out", str(work / "batch"), "--jobs", str(args.jobs),
+                                 "--config", str(config)], cwd=ROOT, stdout=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
         batch_s = time.perf_counter() - start
         batch_cpu = _busy_cpu() - cpu_before
+        if proc.returncode:
+            raise SystemExit(f"grade exited with {proc.returncode}")
+        # the grading processes (the command and its workers) are waited for; the sandbox's
+        # worker and children are not (they live in bubblewrap's namespace), so they are the rest
+        grader_cpu = usage.ru_utime + usage.ru_stime
         with open(work / "batch" / "gradebook.csv") as f:
             rows = {r["student"]: r for r in csv.DictReader(f)}
         reports = sum(1 for _ in (work / "batch").glob("students/*/report.html"))
@@ -182,6 +191,11 @@ def main() -> None:
         print(f"machine CPU busy during the batch: {batch_cpu / args.n * 1000:.0f} ms per "
               f"submission ({batch_cpu / batch_s / cores:.0%} of {cores} cores; anything else "
               f"running counts too): at most {cores / (batch_cpu / args.n):.1f} submissions/s")
+        loops = counts["loop"] * LOOP_SECONDS
+        print(f"  grader processes {grader_cpu / args.n * 1000:.0f} ms, sandbox (worker and "
+              f"children) {max(batch_cpu - grader_cpu, 0) / args.n * 1000:.0f} ms per submission; "
+              f"the {counts['loop']} that loop forever hold a core for {loops:g} s "
+              f"({loops / args.n * 1000:.0f} ms per submission)")
     print(f"gradebook rows: {len(rows)} of {args.n}; report.html written: {reports} "
           f"({'full reports' if reports == args.n else 'grader.report not available'}); "
           f"scores agree on {agree} of {len(sample)} sampled submissions"
