@@ -247,7 +247,7 @@ class _Child:
                 from .lecture_style import run_lecture_code
 
                 with self.watch.watching():
-                    reply = run_lecture_code(meta, tensors, self.filename)
+                    reply = run_lecture_code(meta, tensors, self.filename, self.limits)
                 self.reply(*reply)
             else:
                 return

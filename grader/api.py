@@ -125,12 +125,7 @@ def grade_submission(source: str | Path | Submission, *,
     mode = scoring_mode_for(submission)
     exercises = collect_gradient_results(verdicts, scoring_mode=mode, options=options,
                                          lecture=request.config)
-    notes = list(submission.notes)
-    if session.output_dropped:
-        notes.append(f"your code printed {session.output_dropped:,} bytes more than the "
-                     f"{request.limits.output_bytes:,} kept (limit: output bytes)")
-    if session.restarts:
-        notes.append(f"the process running your code had to be restarted {session.restarts} time(s)")
+    notes = list(submission.notes) + session.notes()
     result = Result(
         submission=submission.name, status="graded", message=None,
         score=sum(e.score for e in exercises), max_score=sum(e.max_score for e in exercises),

@@ -77,7 +77,7 @@ def looks_like_lecture_style(tree: ast.Module) -> bool:
 class _Run:
     """One run of the program in one config: what came back, checked."""
 
-    errors: dict[int, dict[str, str]]        # step position -> kind, message, traceback
+    errors: dict[int, dict[str, Any]]        # step position -> kind, message, traceback, limit
     records: dict[str, torch.Tensor]         # record key -> tensor
     problems: dict[str, dict[str, Any]]      # record key -> problem, detail
     modified: dict[str, int]                 # record key -> position of the step that changed it
@@ -153,7 +153,8 @@ def _parse_reply(outcome: CallOutcome, plan: _Plan) -> _Run:
         if p is not None and p not in errors:
             errors[p] = {"kind": "missing" if e.get("kind") == "missing" else "error",
                          "message": str(e.get("message", "raised an exception"))[:500],
-                         "traceback": str(e.get("traceback", ""))[:4000]}
+                         "traceback": str(e.get("traceback", ""))[:4000],
+                         "limit": str(e["limit"])[:40] if e.get("limit") else None}
     problems = {}
     for r in items("problems"):
         key = r.get("key")
@@ -257,7 +258,7 @@ class _Grader:
             failed_vars.add(src.var)
         return own
 
-    def _where_error(self, position: int, error: dict[str, str]) -> str:
+    def _where_error(self, position: int, error: dict[str, Any]) -> str:
         message = f"{self.plan.step_where(position)}: {error['message']}"
         m = _NAME_ERROR.search(error["message"])
         if m:
@@ -289,7 +290,7 @@ class _Grader:
                 status = "missing" if error["kind"] == "missing" else "error"
                 return Verdict(gradient, config, "chained", status,
                                message=self._where_error(position, error),
-                               traceback=error["traceback"] or None)
+                               traceback=error["traceback"] or None, limit=error["limit"])
         problem = run.problems.get(key)
         if problem:
             return self._problem_verdict(gradient, src, problem)
@@ -458,8 +459,7 @@ def grade_lecture_style(submission: Any, state: LectureState, request: Any, *,
     notes.append("lecture-style code is graded in chained mode: each gradient is computed from "
                  "your own upstream gradients, as in your notebook (autograd's where yours "
                  "raised or had the wrong shape)")
-    if session.restarts:
-        notes.append(f"the process running your code had to be restarted {session.restarts} time(s)")
+    notes += session.notes()
     return Result(
         submission=submission.name, status="graded", message=None,
         score=sum(e.score for e in exercises), max_score=sum(e.max_score for e in exercises),
@@ -535,18 +535,21 @@ def _snapshot(value: object) -> tuple[torch.Tensor | None, dict[str, Any] | None
     return snap, None
 
 
-def run_lecture_code(meta: dict[str, Any], tensors: dict[str, torch.Tensor], filename: str
-                     ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Run the exercise statements one at a time; read each gradient after its statements."""
+def run_lecture_code(meta: dict[str, Any], tensors: dict[str, torch.Tensor], filename: str,
+                     limits: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Run the exercise statements one at a time; read each gradient after its statements.
+    ``limits``: the child's (a step that runs into one says which)."""
     try:
-        return _run_steps(meta, tensors)
+        return _run_steps(meta, tensors, limits)
     except BaseException as exc:  # noqa: BLE001  student code may have broken torch or builtins
         return {"status": "error",
                 "message": f"the exercise code could not be run: {_exception_text(exc)}"}, {}
 
 
-def _run_steps(meta: dict[str, Any], tensors: dict[str, torch.Tensor]
+def _run_steps(meta: dict[str, Any], tensors: dict[str, torch.Tensor], limits: dict[str, Any]
                ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    from ._child import _limit_hit
+
     import torch.nn as nn
     import torch.nn.functional as F
 
@@ -612,9 +615,11 @@ def _run_steps(meta: dict[str, Any], tensors: dict[str, torch.Tensor]
                            "exec")
             exec(code, ns)  # noqa: S102  student code, in the sandbox
         except BaseException as exc:  # noqa: BLE001  student code: anything may come out
+            limit = _limit_hit(exc, limits)
             errors.append({"step": position,
                            "kind": "missing" if isinstance(exc, NotImplementedError) else "error",
-                           "message": _exception_text(exc),
+                           "message": limit[1] if limit else _exception_text(exc),
+                           "limit": limit[0] if limit else None,
                            "traceback": _child_traceback(exc, file_names)})
         current["capture"] = False
         still: list[tuple[str, torch.Tensor, torch.Tensor]] = []

@@ -403,6 +403,17 @@ class SandboxSession:
     def output_dropped(self) -> int:
         return sum(s.dropped for s in self.sinks)
 
+    def notes(self) -> list[str]:
+        """What a report should say about the session itself: output dropped, restarts."""
+        notes = []
+        if self.output_dropped:
+            notes.append(f"your code printed {self.output_dropped:,} bytes more than the "
+                         f"{self.limits.output_bytes:,} kept (limit: output bytes)")
+        if self.restarts:
+            notes.append(f"the process running your code had to be restarted {self.restarts} "
+                         "time(s)")
+        return notes
+
     def close(self) -> None:
         self._stop()
         if self._own_runner:

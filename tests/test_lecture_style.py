@@ -22,6 +22,7 @@ from conftest import SUBMISSIONS, expectation
 LECTURE = SUBMISSIONS / "lecture"
 QUICK = GradeRequest(options=GradingOptions(train_steps=2))
 NO_EX4 = GradeRequest(options=GradingOptions(exercises=("ex1", "ex2", "ex3")))
+CHILD_LIMITS = Limits().for_child()
 
 
 def line_of(path: Path, text: str, nth: int = 1) -> int:
@@ -302,7 +303,7 @@ def test_the_child_reads_each_gradient_after_its_statements_and_sees_later_alias
             "records": [{"after": 0, "var": "da", "key": "r0"},
                         {"after": 2, "var": "db", "key": "r1"}],
             "substitute": []}
-    reply, out = run_lecture_code(meta, {"x": torch.ones(2)}, "s.py")
+    reply, out = run_lecture_code(meta, {"x": torch.ones(2)}, "s.py", CHILD_LIMITS)
     assert reply["status"] == "ok" and not reply["errors"]
     assert torch.equal(out["r0"], torch.full((2,), 2.0))     # da as assigned, before db += 1
     assert torch.equal(out["r1"], torch.full((2,), 3.0))
@@ -314,17 +315,43 @@ def test_the_child_records_errors_by_step_and_keeps_going():
             "steps": [{"file": "s.py", "line": 1, "code": "da = y"},
                       {"file": "s.py", "line": 2, "code": "db = x"}],
             "records": [{"after": 1, "var": "db", "key": "r0"}], "substitute": []}
-    reply, out = run_lecture_code(meta, {"x": torch.ones(1)}, "s.py")
+    reply, out = run_lecture_code(meta, {"x": torch.ones(1)}, "s.py", CHILD_LIMITS)
     assert reply["errors"][0]["step"] == 0 and "NameError" in reply["errors"][0]["message"]
     assert 'File "s.py", line 1' in reply["errors"][0]["traceback"]
     assert "r0" in out
+
+
+def test_a_step_that_runs_out_of_memory_names_the_limit():
+    meta = {"files": {}, "inputs": ["x"], "scalars": {}, "aliases": {},
+            "steps": [{"file": "s.py", "line": 1, "code": "raise MemoryError()"}],
+            "records": [], "substitute": []}
+    reply, _ = run_lecture_code(meta, {"x": torch.ones(1)}, "s.py", CHILD_LIMITS)
+    error = reply["errors"][0]
+    assert error["limit"] == "memory"
+    assert f"ran out of memory: the limit is {Limits().memory_bytes // 2**20:,} MiB" in \
+        error["message"]
+
+
+def test_a_lecture_style_memory_bomb_is_reported_as_the_memory_limit(tmp_path):
+    path = tmp_path / "hoards.py"
+    path.write_text("dlogprobs = torch.stack([torch.ones(16 * 2**20) for _ in iter(int, 1)])\n"
+                    "dprobs = dlogprobs / probs\n")       # 64 MiB a time, kept
+    request = GradeRequest(hidden=(), options=GradingOptions(exercises=("ex1",)),
+                           limits=Limits(memory_bytes=768 * 2**20))
+    r = grade_submission(path, request=request)
+    g = by_name(r)[("ex1", "dlogprobs")]
+    assert g.status == "error" and "ran out of memory: the limit is 768 MiB" in g.message
+    assert any(c.limit == "memory" for c in g.configs)
+    from grader.report import render_report
+
+    assert "Limits hit" in render_report(r)
 
 
 def test_the_childs_cmp_records_instead_of_printing(capsys):
     meta = {"files": {}, "inputs": ["x"], "scalars": {}, "aliases": {},
             "steps": [{"file": "s.py", "line": 1, "code": "cmp('x', x * 3, x)", "capture": True}],
             "records": [], "substitute": []}
-    reply, out = run_lecture_code(meta, {"x": torch.ones(1)}, "s.py")
+    reply, out = run_lecture_code(meta, {"x": torch.ones(1)}, "s.py", CHILD_LIMITS)
     call = reply["cmp"][0]
     assert call["label"] == "x" and call["input"] == "x" and torch.equal(out[call["key"]],
                                                                          torch.full((1,), 3.0))
