@@ -640,22 +640,43 @@ class _ProcessPool:
         # one sandbox worker for all (it imports torch while the references are computed)
         self.own_runner = runner is None and method == "fork"
         self.runner = SandboxRunner().launch() if self.own_runner else runner
-        if method == "fork":        # computed once here, shared by the forked workers
-            prepare_grading(job.request)
-            _render_report(error_result("warm-up", "warm-up", request=job.request), "warm-up")
         self.job, self.entries = job, entries
         self.index = {e.student: i for i, e in enumerate(entries)}
         self.workers: dict[Any, tuple[Any, int | None]] = {}   # conn -> (process, busy with)
         self.waiting: deque[int] = deque()
         self.ready: deque[_Done] = deque()
         self.taking = True
-        for _ in range(jobs):
-            self._start_worker()
+        self.shared: SandboxRunner | None = None
+        try:
+            if method == "fork":        # computed once here, shared by the forked workers
+                prepare_grading(job.request)
+                _render_report(error_result("warm-up", "warm-up", request=job.request), "warm-up")
+                self.shared = self._shareable()
+            for _ in range(jobs):
+                self._start_worker()
+        except BaseException:
+            self.close()
+            raise
+
+    def _shareable(self) -> SandboxRunner | None:
+        """The runner the workers attach to, ready (bubblewrap or not decided here, once); None
+        where each worker needs its own: without uids of their own, the worker could not tell
+        one student's stray processes from another's."""
+        if self.runner is None:
+            return None
+        try:
+            self.runner.start()
+        except RuntimeError:        # each worker reports it for its own students
+            return None
+        if self.runner.can_drop_uid:
+            return self.runner
+        if self.own_runner:
+            self.runner.close()
+        return None
 
     def _start_worker(self) -> None:
         ours, theirs = self.context.Pipe(duplex=True)
-        shared = self.runner.attach() if self.runner and self.context.get_start_method() == "fork" \
-            else None
+        shared = self.shared.attach() if self.shared is not None else None
         process = self.context.Process(target=_process_worker, daemon=True,
                                        args=(theirs, os.getpid(), self.entries, self.job, shared))
         try:
@@ -751,6 +772,7 @@ class _ProcessPool:
         self.workers.clear()
         if self.own_runner and self.runner is not None:
             self.runner.close()
+        self.own_runner = False
 
 
 def _drive(pool: "_ThreadPool | _ProcessPool", todo: Sequence[Entry],

@@ -331,6 +331,9 @@ def run() -> None:
     import os
 
     code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:         # e.g. `| head` closed the pipe: nothing more to say there
+            pass
     os._exit(code)

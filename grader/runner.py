@@ -290,8 +290,11 @@ class SandboxRunner:
             return twin
         self.launch()
         with self._lock:
-            main = self._main or (self._launch.main if self._launch else None)
-            if main is None:
+            if self._main is not None:
+                main, use_bwrap = self._main, self.isolation == "bwrap"
+            elif self._launch is not None:
+                main, use_bwrap = self._launch.main, self._launch.use_bwrap
+            else:
                 return twin
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             try:
@@ -301,7 +304,6 @@ class SandboxRunner:
                 return twin
             finally:
                 theirs.close()
-        use_bwrap = self.isolation == "bwrap" if self._main else self._launch.use_bwrap  # type: ignore[union-attr]
         twin._launch = _Launch(ours, use_bwrap)
         return twin
 

@@ -79,7 +79,7 @@ def encode_frame(meta: dict[str, Any], tensors: dict[str, torch.Tensor] | None =
     return b"".join([_LEN.pack(len(header) + offset, len(header)), header, *chunks])
 
 
-def decode_frame(body: bytes, header_len: int, limits: WireLimits
+def decode_frame(body: bytes | bytearray, header_len: int, limits: WireLimits
                  ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     if header_len > min(len(body), limits.max_header_bytes):
         raise FrameError(f"header of {header_len} bytes is too large")
@@ -115,6 +115,9 @@ def _decode_tensor(name: str, spec: Any, data: memoryview, limits: WireLimits) -
                        for d in shape)):
         raise FrameError(f"tensor {name!r}: bad shape {shape!r}")
     expected = math.prod(shape) * _ITEMSIZE[spec["dtype"]]
+    if not expected and math.prod(d for d in shape if d) * _ITEMSIZE[spec["dtype"]] > \
+            limits.max_tensor_bytes:                     # empty, sizes no tensor could have
+        raise FrameError(f"tensor {name!r}: bad shape {shape!r}")
     if expected > limits.max_tensor_bytes:
         raise FrameError(f"tensor {name!r}: shape {tuple(shape)} is {expected:,} bytes, more than "
                          f"the {limits.max_tensor_bytes:,} allowed (limit: returned tensor size)",
@@ -176,13 +179,24 @@ class FrameReader:
                              f"{self.limits.max_frame_bytes:,} allowed (limit: reply size)",
                              limit="reply size")
         end = _LEN.size + total
-        while len(self.buffer) < end:
-            self._fill(deadline, want=end - len(self.buffer))
-        body = bytes(self.buffer[_LEN.size:end])
-        del self.buffer[:end]
+        if len(self.buffer) >= end:                   # all here already
+            body = self.buffer[_LEN.size:end]
+            del self.buffer[:end]
+        else:                                         # the rest straight into the body: one copy
+            body = bytearray(total)
+            got = len(self.buffer) - _LEN.size
+            body[:got] = memoryview(self.buffer)[_LEN.size:]
+            self.buffer = bytearray()
+            view = memoryview(body)
+            while got < total:
+                self._wait(deadline)
+                n = os.readv(self.fd, [view[got:]])
+                if not n:
+                    raise EOFError
+                got += n
         return decode_frame(body, header_len, self.limits)
 
-    def _fill(self, deadline: float | None, want: int = 0) -> None:
+    def _wait(self, deadline: float | None) -> None:
         if deadline is not None:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -190,7 +204,10 @@ class FrameReader:
             ready, _, _ = select.select([self.fd], [], [], left)
             if not ready:
                 raise TimeoutError
-        chunk = os.read(self.fd, max(want, 1 << 18))
+
+    def _fill(self, deadline: float | None) -> None:
+        self._wait(deadline)
+        chunk = os.read(self.fd, 1 << 18)
         if not chunk:
             raise EOFError
         self.buffer += chunk

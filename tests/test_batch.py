@@ -650,3 +650,26 @@ def test_a_batch_with_nothing_left_to_grade_starts_no_worker(tmp_path, monkeypat
     monkeypatch.setattr(grader.batch, "_ProcessPool", no_pool)
     s = grade_many(d, out, request=QUICK)
     assert s.unchanged == 2 and s.graded == 0 and len(gradebook(out)) == 2
+
+
+class _FakeRunner:
+    def __init__(self, can_drop_uid: bool) -> None:
+        self.can_drop_uid, self.started, self.closed = can_drop_uid, False, False
+
+    def start(self) -> None:
+        self.started = True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_workers_share_the_sandbox_worker_only_where_children_get_uids_of_their_own():
+    """Without a uid per child, a shared worker could not tell one student's stray processes
+    from another's: each grading process then gets a worker of its own."""
+    from grader.batch import _ProcessPool
+
+    pool = _ProcessPool.__new__(_ProcessPool)
+    pool.runner, pool.own_runner = _FakeRunner(can_drop_uid=True), True
+    assert pool._shareable() is pool.runner and pool.runner.started and not pool.runner.closed
+    pool.runner = _FakeRunner(can_drop_uid=False)
+    assert pool._shareable() is None and pool.runner.started and pool.runner.closed

@@ -6,6 +6,7 @@ import os
 import socket
 import threading
 import time
+import tracemalloc
 
 import pytest
 import torch
@@ -109,3 +110,36 @@ def test_a_tensor_whose_bytes_do_not_match_its_shape_is_refused() -> None:
     frame[12:12 + header_len] = header
     with pytest.raises(wire.FrameError, match="byte range"):
         _decode(bytes(frame))
+
+
+def test_an_empty_shape_with_absurd_other_sizes_is_refused_not_a_crash() -> None:
+    frame = bytearray(wire.encode_frame({}, {"x": torch.empty(0, 2)}))
+    header_len = int.from_bytes(frame[8:12], "big")
+    header = bytes(frame[12:12 + header_len])
+    forged = header.replace(b'"shape": [0, 2]', b'"shape": [0, %d, %d, %d]' % (2**39, 2**39, 2**39))
+    body = forged + bytes(frame[12 + header_len:])
+    with pytest.raises(wire.FrameError, match="bad shape"):
+        wire.decode_frame(body, len(forged), wire.WireLimits())
+
+
+def test_a_large_frame_is_read_into_one_buffer_of_its_size() -> None:
+    """The body goes straight from the socket into its own buffer (no copies of it piling up)."""
+    a, b = _pair()
+    x = torch.arange(3 * 2**20, dtype=torch.float32)               # 12 MiB
+    frame = wire.encode_frame({"big": True}, {"x": x})
+
+    def send() -> None:
+        a.sendall(frame)
+
+    sender = threading.Thread(target=send)
+    reader = wire.FrameReader(b.fileno())
+    tracemalloc.start()
+    sender.start()
+    meta, tensors = reader.read(deadline=time.monotonic() + 30)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    sender.join()
+    assert meta == {"big": True} and torch.equal(tensors["x"], x)
+    assert len(reader.buffer) == 0
+    assert peak < 2.5 * len(frame)          # the body, and the tensor's own copy of its bytes
+    a.close(), b.close()
