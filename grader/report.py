@@ -27,10 +27,10 @@ from markupsafe import Markup
 
 from .results import PASSING, SCHEMA, GradientResult, Result, TensorView, read_result, \
     write_atomic
-from .terminal import _EXERCISE_TITLES
+from .terminal import EXERCISE_TITLES
 
-__all__ = ["ReportSet", "find_results", "render_report", "render_summary", "write_report",
-           "write_reports"]
+__all__ = ["ReportSet", "find_results", "render_report", "render_summary", "template_environment",
+           "write_report", "write_reports"]
 
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
 _MAX_OUTPUT = 20_000          # characters of captured output shown (the tail)
@@ -267,14 +267,16 @@ class _Badges(dict[str, Markup]):
     badge in every row of its tables, and a macro call costs more than the rest of the row."""
 
     def __missing__(self, status: str) -> Markup:
-        badge = _environment().get_template("_macros.html.j2").module.badge(status)
+        badge = template_environment().get_template("_macros.html.j2").module.badge(status)
         if status in _STATUS:     # any other status (a hand-edited JSON) is not kept
             self[status] = badge
         return badge
 
 
 @functools.lru_cache(maxsize=1)
-def _environment() -> jinja2.Environment:
+def template_environment() -> jinja2.Environment:
+    """The templates under grader/templates/, once per process (the report, the class summary,
+    check()'s notebook view)."""
     # auto_reload off: the templates are package files, so no stat() per template per render
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_TEMPLATES)), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
@@ -314,9 +316,9 @@ def render_report(result: Result, *, student: str | None = None,
                 g.name == result.first_wrong and ex.name != "ex4"))
     first_wrong = next((gv for gv in gradients if gv.is_first_wrong), None)
     output, cut = _trim_output(result.output)
-    return _environment().get_template("report.html.j2").render(
+    return template_environment().get_template("report.html.j2").render(
         r=result, student=student, summary_href=summary_href, gradients=gradients,
-        exercise_titles=_EXERCISE_TITLES, first_wrong=first_wrong, limits=_limits_hit(result),
+        exercise_titles=EXERCISE_TITLES, first_wrong=first_wrong, limits=_limits_hit(result),
         output=output, output_cut=cut, percent=_percent(result.score, result.max_score))
 
 
@@ -408,7 +410,7 @@ def _render_summary(results: Sequence[Result], row_links: Sequence[str | None],
     bars, top = _histogram(percents)
     mean = sum(percents) / len(percents) if percents else 0.0
     median = sorted(percents)[len(percents) // 2] if percents else 0.0
-    return _environment().get_template("summary.html.j2").render(
+    return template_environment().get_template("summary.html.j2").render(
         title=title, rows=rows, graded=graded,
         ungraded=[row for row in rows if row.r.status != "graded"], columns=cols,
         hardest=[cols[i] for i in hardest], bars=bars, bar_top=top, mean=mean, median=median,

@@ -9,29 +9,21 @@ an HTML table in a notebook (``_repr_html_``) and as the text table in a shell.
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .api import GradeRequest, error_result, grade_submission, lecture_config
 from .grading import GradingOptions
 from .loader import SubmissionError, submission_from_code
 from .notebook import CodeCell, join_cells
 from .results import GradientResult, Result
-from .terminal import render_text
-
-if TYPE_CHECKING:
-    import jinja2
+from .terminal import EXERCISE_TITLES, render_text
 
 __all__ = ["CheckReport", "check", "render_check_html"]
 
-_EXERCISE_TITLES = {"ex1": "Exercise 1: backprop through every step",
-                    "ex2": "Exercise 2: cross-entropy backward in one expression",
-                    "ex3": "Exercise 3: batch-norm backward in one expression",
-                    "ex4": "Exercise 4: train with your own backward()"}
 _KERNEL_NAME = "this notebook"
 
 
@@ -163,19 +155,12 @@ def _row(g: GradientResult) -> dict[str, Any]:
             "modes": {m.mode: m.status for m in g.modes}}
 
 
-@functools.lru_cache(maxsize=1)
-def _environment() -> "jinja2.Environment":
-    """One environment per process: each new one would compile check.html.j2 again."""
-    from jinja2 import Environment, PackageLoader
-
-    return Environment(loader=PackageLoader("grader", "templates"), autoescape=True,
-                       trim_blocks=True, lstrip_blocks=True)
-
-
 def render_check_html(result: Result) -> str:
     """The report as one self-contained HTML fragment (inline CSS, no script)."""
-    env = _environment()
-    exercises = [{"title": _EXERCISE_TITLES.get(ex.name, ex.name), "score": f"{ex.score:g}",
+    from .report import template_environment
+
+    env = template_environment()
+    exercises = [{"title": EXERCISE_TITLES.get(ex.name, ex.name), "score": f"{ex.score:g}",
                   "max_score": f"{ex.max_score:g}", "rows": [_row(g) for g in ex.gradients]}
                  for ex in result.exercises]
     return env.get_template("check.html.j2").render(

@@ -11,7 +11,7 @@ __all__ = ["render_text", "use_color"]
 
 _COLORS = {"exact": "32", "approx": "36", "wrong": "31", "shape": "31", "nonfinite": "31",
            "error": "35", "missing": "33", "integrity": "35"}
-_EXERCISE_TITLES = {"ex1": "Exercise 1: backprop through every step",
+EXERCISE_TITLES = {"ex1": "Exercise 1: backprop through every step",
                     "ex2": "Exercise 2: cross-entropy backward in one expression",
                     "ex3": "Exercise 3: batch-norm backward in one expression",
                     "ex4": "Exercise 4: train with your own backward()"}
@@ -56,7 +56,7 @@ def render_text(result: Result, *, color: bool = False, verbose: bool = False) -
              f"{'maxdiff':<8} {'isolated':<9} {'chained':<9} {'points':>7}"
     last_reason = None
     for ex in result.exercises:
-        lines += ["", _EXERCISE_TITLES.get(ex.name, ex.name), header, "-" * len(header)]
+        lines += ["", EXERCISE_TITLES.get(ex.name, ex.name), header, "-" * len(header)]
         for g in ex.gradients:
             status = paint(g.status, f"{g.status:<9}")
             lines.append(f"{g.name:<16} {status} {_yn(g.exact):<5} {_yn(g.approx):<6} "
