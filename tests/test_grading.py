@@ -10,7 +10,6 @@ import torch
 from grader.api import grade_submission
 from grader.catalog import GRADIENTS
 from grader.lecture import cached_lecture_state
-from grader.loader import load_submission
 from grader.probes import probe_for
 from grader.sandbox import SandboxRunner, SandboxSession
 
