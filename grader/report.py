@@ -12,6 +12,7 @@ This module only reads ``Result`` objects (or saved results JSON): it never runs
 from __future__ import annotations
 
 import base64
+import collections
 import functools
 import hashlib
 import itertools
@@ -469,7 +470,8 @@ def write_reports(results_paths: Iterable[str | Path], out_dir: str | Path) -> R
         hrefs.append(name)
         reports.append(out / name)
         write_atomic(out / name, render_report(result, summary_href="index.html"))
-    notes = [str(p) if names.count(n) > 1 else None for p, n in zip(sources, names)]
+    seen = collections.Counter(names)
+    notes = [str(p) if seen[n] > 1 else None for p, n in zip(sources, names)]
     summary = out / "index.html"
     write_atomic(summary, _render_summary(results, hrefs, notes, title="Class summary"))
     return ReportSet(summary, tuple(reports), tuple(unreadable))
