@@ -386,8 +386,9 @@ def parse_assignment(data: Mapping[str, Any], *, file: str = "assignment.toml",
     limits = _limits(top.table("limits"))
     gs = top.table("gradescope")
     gradescope = GradescopeSettings(
-        visibility=gs.choice("visibility", VISIBILITIES, "visible"),
-        stdout_visibility=gs.choice("stdout_visibility", VISIBILITIES, "hidden"))
+        visibility=gs.choice("visibility", VISIBILITIES, GradescopeSettings.visibility),
+        stdout_visibility=gs.choice("stdout_visibility", VISIBILITIES,
+                                    GradescopeSettings.stdout_visibility))
     gs.finish()
     top.finish()
 
