@@ -110,7 +110,7 @@ def _as_tensor(value: object, what: str, limits: dict[str, Any]) -> torch.Tensor
 
 class _Child:
     def __init__(self, fd: int, limits: dict[str, Any], watch: AutogradWatch) -> None:
-        self.rfd = fd
+        self.requests = wire.FrameReader(fd)
         self.out = os.fdopen(os.dup(fd), "wb", buffering=0)
         self.limits = limits
         self.pid = os.getpid()
@@ -233,7 +233,7 @@ class _Child:
     def serve(self) -> None:
         while True:
             try:
-                meta, tensors = wire.read_frame(self.rfd)
+                meta, tensors = self.requests.read()
             except EOFError:
                 return
             op = meta.get("op")

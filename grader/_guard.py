@@ -1,6 +1,7 @@
 """Inside the sandbox: notice student code asking autograd for the gradients.
 
-Runs in the child process only. Tensors reach student code fresh off the wire, with no graph and
+Set up in the sandbox's worker before it forks (grader.forkserver), so it runs in every child
+and never in the grader. Tensors reach student code fresh off the wire, with no graph and
 no ``.grad``, so a gradient obtained through autograd needs ``Tensor.backward``,
 ``torch.autograd.grad`` or ``torch.autograd.backward`` (``torch.func.grad`` and
 ``torch.autograd.functional`` go through ``torch.autograd.grad``), usually after turning
@@ -53,8 +54,8 @@ class AutogradWatch:
 
     def _patch_functions(self) -> None:
         """Wrap autograd's entry points, ``requires_grad_`` and the tensor factories (which
-        take ``requires_grad=True``), in this child process only. A wrapper costs nothing per
-        tensor operation, where a torch function mode would slow down every one of them."""
+        take ``requires_grad=True``), in the sandbox's processes only. A wrapper costs nothing
+        per tensor operation, where a torch function mode would slow down every one of them."""
         watch = self
 
         def entry_point(fn: Callable[..., Any], what: str) -> Callable[..., Any]:
@@ -94,8 +95,9 @@ class AutogradWatch:
             setattr(torch, name, factory(getattr(torch, name), name))
 
     def _patch_properties(self) -> None:
-        """``.requires_grad = True`` and reading ``.grad`` are attribute accesses, which torch
-        function modes do not see: wrap the two properties (in this child process only)."""
+        """``.requires_grad = True`` and reading ``.grad`` are attribute accesses, which the
+        wrapped functions do not see: wrap the two properties (in the sandbox's processes
+        only)."""
         requires_grad, grad = _descriptor("requires_grad"), _descriptor("grad")
         watch = self
 

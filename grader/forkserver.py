@@ -1,10 +1,11 @@
 """The sandbox's long-lived worker: imports torch once, then forks one child per session.
 
 ``main()`` runs in its own process (inside bubblewrap when the grader found it working, see
-grader.bubblewrap), started by ``grader.sandbox.SandboxRunner``. The worker never runs a torch
-op, so it has a single thread when it forks (forking a process whose thread pools are running can
-leave the child's locks held forever); each child sets its limits, drops to its session's
-unprivileged uid, and then serves grader._child's protocol.
+grader.bubblewrap), started by ``grader.runner.SandboxRunner``. The worker runs torch once, with one
+thread (the autograd watch set up, the frame code warmed up), and checks that it still has a
+single thread when it forks (forking a process whose thread pools are running can leave the
+child's locks held forever); each child sets its limits, drops to its session's unprivileged uid,
+and then serves grader._child's protocol.
 
 The worker is a child subreaper: every process a child starts stays its descendant, so "no
 process left behind" is something it can check rather than hope for.
@@ -13,8 +14,11 @@ Messages are JSON on SOCK_SEQPACKET sockets:
 
 * runner -> worker, main socket, with three descriptors attached (control socket, protocol
   socket, output pipe): ``{"op": "spawn", "uid": int | null, "limits": {...}}``
-* worker -> runner, main socket, once: ``{"event": "ready", "pid", "threads", "can_drop_uid",
-  "data_bytes"}``
+* runner -> worker, main socket, with one descriptor attached (another runner's main socket):
+  ``{"op": "attach"}`` (SandboxRunner.attach); the worker serves every main socket and stops
+  when the last one closes
+* worker -> runner, each main socket, once: ``{"event": "ready", "pid", "threads",
+  "can_drop_uid", "huge_page_bytes", "data_bytes"}``
 * worker -> session, control socket: ``{"event": "started", "pid"}``, ``{"event": "failed",
   "message"}``, ``{"event": "exited", "code"}`` when the child ends by itself, and
   ``{"event": "stopped", "code", "processes"}`` after a stop.
@@ -148,7 +152,7 @@ def _kill_uid(uid: int) -> None:
     os.waitpid(pid, 0)
 
 
-def _can_drop_uid() -> bool:
+def can_drop_uid() -> bool:
     """Root with the whole uid range (not root inside a user namespace mapping one uid)."""
     if os.geteuid() != 0:
         return False
@@ -272,7 +276,7 @@ class ForkServer:
     def __init__(self, main_socket: socket.socket) -> None:
         self.mains = {main_socket}          # a connection per runner (attach adds more)
         self.hello: dict[str, Any] = {}      # the "ready" message, for each new connection
-        self.can_drop_uid = _can_drop_uid()
+        self.can_drop_uid = can_drop_uid()
         self.selector = selectors.DefaultSelector()
         self.by_pid: dict[int, _Session] = {}        # sessions whose child is not reaped yet
         self.dying: list[_Session] = []               # stopped, processes not all gone yet
@@ -289,15 +293,15 @@ class ForkServer:
 
     # -- the loop ---------------------------------------------------------------------------
     def serve(self) -> None:
-        threads = len(os.listdir("/proc/self/task"))
-        if threads != 1:
-            print(f"backprop-grader worker: {threads} threads before forking; children may "
-                  "deadlock (is OMP_NUM_THREADS=1 set?)", file=sys.stderr)
         from ._child import warm_up
 
         self.watch = warm_up()     # torch patched and run once here, not in every child
         gc.freeze()      # children then leave the worker's objects alone: fewer copied pages
         huge = _use_huge_pages()
+        threads = len(os.listdir("/proc/self/task"))      # as the first fork will find them
+        if threads != 1:
+            print(f"backprop-grader worker: {threads} threads before forking; children may "
+                  "deadlock (is OMP_NUM_THREADS=1 set?)", file=sys.stderr)
         self.hello = {"event": "ready", "pid": os.getpid(), "threads": threads,
                       "can_drop_uid": self.can_drop_uid, "huge_page_bytes": huge,
                       "data_bytes": _status("VmData") or 0}

@@ -30,7 +30,7 @@ from . import bubblewrap
 if TYPE_CHECKING:
     from .sandbox import Limits
 
-__all__ = ["SandboxRunner"]
+__all__ = ["SandboxRunner", "can_share_worker"]
 
 _MIB = 2**20
 _UID_BASE = 1_900_000_000        # far above any account: children run as base + slot
@@ -228,6 +228,15 @@ class _Launch:
     tail: _Tail | None = None
 
 
+def can_share_worker() -> bool:
+    """Whether one worker can serve several grading processes: only where each child runs as a
+    uid of its own (a grader running as root, with the whole uid range). Otherwise the worker
+    cannot tell one student's stray processes from another's."""
+    from .forkserver import can_drop_uid     # torch-free, as this module
+
+    return can_drop_uid()
+
+
 class SandboxRunner:
     """The worker that forks the sandboxed children: create once, share, close at the end.
 
@@ -249,7 +258,6 @@ class SandboxRunner:
         self.isolation: str | None = None       # what runs: "bwrap" or "process", once started
         self.tmp_bytes, self.start_seconds = tmp_bytes, start_seconds
         self.can_drop_uid = False
-        self.worker_data_bytes = 0              # the worker's own heap: torch imported
         self.worker_info: dict[str, Any] = {}   # its "ready" message: pid, threads, ...
         self.bwrap_problem: str | None = None   # why bubblewrap is not used, when it is not
         self._uids = _UidPool(uid_base)
@@ -440,7 +448,6 @@ class SandboxRunner:
         self._proc, self._main, self._tail = launch.proc, launch.main, launch.tail
         self.isolation = "bwrap" if use_bwrap else "process"
         self.can_drop_uid = bool(ready.get("can_drop_uid"))
-        self.worker_data_bytes = int(ready.get("data_bytes", 0))
         self.worker_info = ready
         return None
 

@@ -2,12 +2,13 @@
 
 The grader process never imports or executes a submission. A ``SandboxRunner`` (grader.runner)
 keeps one long-lived worker (grader.forkserver) that imported torch once; the worker runs inside
-bubblewrap where it works (grader.bubblewrap) and forks one child per ``SandboxSession``. A session's child
-runs the submission's file, then answers one request per stub: ``call`` sends the inputs, the
-child runs the stub and the reply (tensors only, checked by grader.wire) comes back before the
-next inputs go out, so a stub never sees the gradient it is asked for. A child that hangs, dies,
-breaks a limit or answers garbage is killed with everything it started, and the outcome names
-what happened; the next request starts a fresh child.
+bubblewrap where it works (grader.bubblewrap) and forks one child per ``SandboxSession``. A
+session's child runs the submission's file, then answers requests: ``call_many`` sends several
+calls in one request, and the child answers each in turn (tensors only, checked by grader.wire),
+each within the call limit. Which calls may share a request, so that a stub never sees the
+gradient it is asked for, is grader.grading's to decide. A child that hangs, dies, breaks a limit
+or answers garbage is killed with everything it started, and the outcome names what happened; the
+next request starts a fresh child.
 
 ``run_in_sandbox(code, inputs, limits, function=...)`` is the one-call form.
 """
@@ -202,7 +203,6 @@ class SandboxSession:
         self.restarts = 0
         self.integrity: list[dict[str, str]] = []   # every integrity record, load included
         self.load_integrity: tuple[dict[str, str], ...] = ()
-        self.processes_killed = 0                   # beyond the child itself, over all restarts
         self._deadline: float | None = None
         self._reader: wire.FrameReader | None = None     # the child's replies
 
@@ -235,11 +235,10 @@ class SandboxSession:
         """Stop the child and all it started: (its exit code if it ended by itself, how many
         processes were killed; 0 unless ``wait``)."""
         child, self.child = self.child, None
+        self._reader = None
         if child is None:
             return None, 0
-        code, processes = child.stop(wait=wait)
-        self.processes_killed += max(processes - 1, 0)
-        return code, processes
+        return child.stop(wait=wait)
 
     def _send(self, frame: bytes, deadline: float) -> None:
         assert self.child is not None

@@ -14,13 +14,12 @@ import select
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["FrameError", "FrameReader", "WireLimits", "decode_frame", "encode_frame", "read_frame",
-           "write_frame"]
+__all__ = ["FrameError", "FrameReader", "WireLimits", "decode_frame", "encode_frame"]
 
 _DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
@@ -135,30 +134,6 @@ def _decode_tensor(name: str, spec: Any, data: memoryview, limits: WireLimits) -
     return torch.from_numpy(array.reshape(shape).copy())     # its own, writable memory
 
 
-def write_frame(fp: BinaryIO, meta: dict[str, Any],
-                tensors: dict[str, torch.Tensor] | None = None) -> None:
-    fp.write(encode_frame(meta, tensors))
-    fp.flush()
-
-
-def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
-    parts: list[bytes] = []
-    while n:
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError
-            ready, _, _ = select.select([fd], [], [], left)
-            if not ready:
-                raise TimeoutError
-        chunk = os.read(fd, min(n, 1 << 20))
-        if not chunk:
-            raise EOFError
-        parts.append(chunk)
-        n -= len(chunk)
-    return b"".join(parts)
-
-
 class FrameReader:
     """Frames from one file descriptor, read in large chunks: a burst of replies that came in
     while the reader was busy costs one read, not two selects and two reads each."""
@@ -211,13 +186,3 @@ class FrameReader:
         if not chunk:
             raise EOFError
         self.buffer += chunk
-
-
-def read_frame(fd: int, *, limits: WireLimits = WireLimits(), deadline: float | None = None
-               ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Read one frame from a file descriptor; TimeoutError past ``deadline``, EOFError at end."""
-    total, header_len = _LEN.unpack(_read_exact(fd, _LEN.size, deadline))
-    if total > limits.max_frame_bytes:
-        raise FrameError(f"a reply of {total:,} bytes, more than the {limits.max_frame_bytes:,} "
-                         "allowed (limit: reply size)", limit="reply size")
-    return decode_frame(_read_exact(fd, total, deadline), header_len, limits)
