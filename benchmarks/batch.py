@@ -86,9 +86,8 @@ def grade_one(file: Path, config: Path, out: Path) -> None:
     sys.path.insert(0, str(ROOT))
     from grader.api import grade_submission
     from grader.assignment import load_assignment
-    from grader.batch import write_atomic
     from grader.exports import gradescope_results
-    from grader.results import write_result
+    from grader.results import write_atomic, write_result
 
     assignment = load_assignment(config)
     result = grade_submission(file, request=assignment.request)

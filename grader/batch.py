@@ -4,7 +4,7 @@
 ``bob.ipynb``), a folder (``carol/...``) or a zip of either (``dave.zip``); the student id is the
 file or folder name. Everything else is listed as skipped, with the reason. ``grade_many`` grades
 them in ``jobs`` worker processes (forked after the references every submission is compared with
-are computed; each has its own sandbox runner; they answer in JSON), writes every file
+are computed; sharing one sandbox worker where they can; they answer in JSON), writes every file
 atomically (a temp file, then a rename), and skips students whose submission and grading config
 are unchanged since their last complete grading, so a killed or interrupted batch resumes where it
 stopped. Output layout::
@@ -44,7 +44,7 @@ from .api import GradeRequest, error_result, grade_submission, prepare_grading
 from .exports import GradebookRow, gradescope_results, render_gradebook
 from .results import Result, read_result, result_from_dict, result_to_dict, write_atomic, \
     write_result
-from .sandbox import SandboxRunner
+from .runner import SandboxRunner, can_share_worker
 
 __all__ = [
     "BatchError",
@@ -57,7 +57,6 @@ __all__ = [
     "grade_many",
     "pick_submission_file",
     "submission_in_folder",
-    "write_atomic",
 ]
 
 SUFFIXES = (".py", ".ipynb")
@@ -603,7 +602,7 @@ def _process_worker(conn: Any, parent: int, entries: tuple[Entry, ...], job: _Jo
                     shared: SandboxRunner | None) -> None:
     """A grading process: the batch's sandbox worker (``shared``, attached before the fork) or
     its own; takes entry indexes, answers with the student's result as JSON (results.json's
-    format), or null when abandoned."""
+    format, slimmed for the class files)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the batch process decides when to stop
     _die_with_parent(parent)
     with shared or SandboxRunner() as runner:
@@ -618,18 +617,18 @@ def _process_worker(conn: Any, parent: int, entries: tuple[Entry, ...], job: _Jo
             if message is None:
                 return
             done = _grade_and_write(entries[int(message)], job, grade)
-            data = done.data if done.data is not None or done.result is None \
-                else result_to_dict(done.result)
-            conn.send_bytes(json.dumps({
-                "index": int(message), "seconds": done.seconds,
-                "result": None if data is None else _for_class_files(data),
-            }, separators=(",", ":")).encode())
+            assert done.result is not None          # never abandoned here: killed instead
+            data = done.data if done.data is not None else result_to_dict(done.result)
+            conn.send_bytes(json.dumps({"index": int(message), "seconds": done.seconds,
+                                        "result": _for_class_files(data)},
+                                       separators=(",", ":")).encode())
 
 
 class _ProcessPool:
-    """Gradings in ``jobs`` worker processes, each with its own sandbox runner: the grading
-    work in this process would otherwise share one core (the GIL). Messages are JSON (never
-    pickle); a worker that dies is replaced and its student gets an error row."""
+    """Gradings in ``jobs`` worker processes: the grading work in this process would otherwise
+    share one core (the GIL). They share one sandbox worker where its children get uids of their
+    own (runner.can_share_worker), else each starts its own. Messages are JSON (never pickle); a
+    worker that dies is replaced and its student gets an error row."""
 
     def __init__(self, jobs: int, job: _Job, entries: tuple[Entry, ...],
                  runner: SandboxRunner | None) -> None:
@@ -638,7 +637,7 @@ class _ProcessPool:
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         self.context = multiprocessing.get_context(method)
         # one sandbox worker for all (it imports torch while the references are computed)
-        self.own_runner = runner is None and method == "fork"
+        self.own_runner = runner is None and method == "fork" and can_share_worker()
         self.runner = SandboxRunner().launch() if self.own_runner else runner
         self.job, self.entries = job, entries
         self.index = {e.student: i for i, e in enumerate(entries)}
@@ -731,9 +730,8 @@ class _ProcessPool:
                 process, index = self.workers[conn]
                 self.workers[conn] = (process, None)
                 entry = self.entries[index]
-                data = reply.get("result")
-                self.ready.append(_Done(entry, None if data is None else result_from_dict(data),
-                                        float(reply.get("seconds", 0.0))))
+                self.ready.append(_Done(entry, result_from_dict(reply["result"]),
+                                        float(reply["seconds"])))
             if not busy:
                 time.sleep(min(timeout, 0.01))
         self._dispatch()

@@ -123,9 +123,13 @@ def _load_assignment(path: str | None):  # -> Assignment
 
 
 def _cmd_grade(args: argparse.Namespace) -> int:
-    from .runner import SandboxRunner
+    import contextlib
 
-    with SandboxRunner().launch() as runner:     # the sandbox starts while torch loads
+    from .runner import SandboxRunner, can_share_worker
+
+    # one sandbox worker for the batch, started while torch loads, where the workers can share it
+    shared = SandboxRunner().launch() if can_share_worker() else contextlib.nullcontext()
+    with shared as runner:
         from .assignment import AssignmentError
         from .batch import BatchError, grade_many
 

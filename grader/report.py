@@ -259,7 +259,7 @@ class _GradientView:
 
 
 def _score(x: float) -> str:
-    """Points as the ``score`` macro of _macros.html.j2 writes them."""
+    """Points as the pages write them: 26, 0.5, 33.25."""
     return "%g" % (x,)
 
 
@@ -480,7 +480,6 @@ def write_reports(results_paths: Iterable[str | Path], out_dir: str | Path) -> R
 def write_report(result: Result, path: str | Path) -> Path:
     """Render one submission's report to ``path`` (atomically)."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(target, render_report(result))
     return target
 
