@@ -35,35 +35,4 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_EXPORTS])
 
 
-__all__ = [
-    "Assignment",
-    "AssignmentError",
-    "BatchSummary",
-    "CheckReport",
-    "Comparison",
-    "Config",
-    "GradeRequest",
-    "GradingOptions",
-    "HiddenConfigs",
-    "HiddenVariant",
-    "Limits",
-    "Result",
-    "Submission",
-    "SubmissionError",
-    "Tolerance",
-    "__version__",
-    "build_lecture_state",
-    "check",
-    "compare_gradient",
-    "discover_submissions",
-    "grade_many",
-    "grade_submission",
-    "lecture_config",
-    "load_assignment",
-    "load_submission",
-    "read_result",
-    "render_report",
-    "render_summary",
-    "write_reports",
-    "write_result",
-]
+__all__ = ["__version__", *_EXPORTS]

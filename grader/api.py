@@ -19,8 +19,8 @@ from .loader import Submission, SubmissionError, load_submission
 from .results import ExerciseResult, Result
 from .sandbox import Limits, SandboxRunner, SandboxSession
 
-__all__ = ["GradeRequest", "error_result", "grade_submission", "lecture_config", "prepare_grading",
-           "scoring_mode_for"]
+__all__ = ["GradeRequest", "error_result", "exercise4_configs", "grade_submission", "lecture_config",
+           "prepare_grading", "scoring_mode_for"]
 
 
 def lecture_config(words: str | Path | None = None) -> Config:
@@ -114,10 +114,10 @@ def grade_submission(source: str | Path | Submission, *,
                                          state_for=cached_lecture_state)
         if "ex4" in options.exercises:
             backward = submission.functions.get("backward")
-            ex4_config = request.config.with_(n_hidden=200)
+            ex4_config, *ex4_hidden = exercise4_configs(request)
             ex4 = grade_exercise4(session, backward, ex4_config, options)
-            if hidden and _exercise4_on_hidden(request):
-                ex4 += grade_exercise4_hidden(session, backward, ex4, ex4_config, hidden[0],
+            for config in ex4_hidden:
+                ex4 += grade_exercise4_hidden(session, backward, ex4, ex4_config, config,
                                               options)
             verdicts += ex4
     finally:
@@ -144,20 +144,22 @@ def prepare_grading(request: GradeRequest = GradeRequest()) -> None:
     torch.set_num_threads(1)
     hidden = request.hidden_configs()
     states = [cached_lecture_state(c) for c in (request.config, *hidden)]
-    ex4_configs = [request.config.with_(n_hidden=200)]
-    if hidden and _exercise4_on_hidden(request):
-        ex4_configs.append(hidden[0])
-    warm_references(states, ex4_configs, request.options)
+    warm_references(states, exercise4_configs(request), request.options)
 
 
-def _exercise4_on_hidden(request: GradeRequest) -> bool:
-    return not isinstance(request.hidden, HiddenConfigs) or request.hidden.exercise4
+def exercise4_configs(request: GradeRequest) -> list[Config]:
+    """Where exercise 4 is graded: the lecture config with the lecture's n_hidden = 200, then
+    the first hidden config unless the request turns that off."""
+    hidden = request.hidden_configs()
+    configs = [request.config.with_(n_hidden=200)]
+    if hidden and (not isinstance(request.hidden, HiddenConfigs) or request.hidden.exercise4):
+        configs.append(hidden[0])
+    return configs
 
 
 def _with_output(result: Result, session: SandboxSession, submission: Submission) -> Result:
     from dataclasses import replace
 
-    tree = submission.tree if submission.code == session.code else None  # the same text, parsed
-    flags = integrity_flags(scan_source(session.code, filename=session.filename, tree=tree),
-                            session.integrity)
+    flags = integrity_flags(scan_source(submission.code, filename=session.filename,
+                                        tree=submission.tree), session.integrity)
     return replace(result, output=session.output(), integrity=flags)

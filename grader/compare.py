@@ -184,9 +184,13 @@ def _compare_numpy(actual: torch.Tensor, expected: torch.Tensor, scale: float | 
         bound = tolerance.rtol * e_abs + max(tolerance.atol_scale * s, tolerance.atol_floor,
                                              tolerance.noise_factor * noise)
         mismatched = int(np.count_nonzero(diff > bound))
-        if brief:                       # wrong: the full verdict, it is shown
-            return _brief_approx(maxdiff, notes) if mismatched == 0 else \
-                _compare_numpy(actual, expected, scale, tolerance, noise)
+        if brief and mismatched == 0:
+            return _brief_approx(maxdiff, notes)
+        if brief:                       # wrong: the full verdict (it is shown), norms included
+            expected64 = expected.detach().double()
+            diff_t = torch.empty(expected.shape, dtype=torch.float64)
+            diff_t.numpy()[...] = diff
+            diff = diff_t.numpy()
         allclose = _allclose_numpy(a, e_np, finite=math.isfinite(maxdiff))
     approx = mismatched == 0
     norm_e = float(torch.linalg.vector_norm(expected64))
@@ -260,7 +264,8 @@ def compare_gradient(actual: torch.Tensor, expected: torch.Tensor, *,
     ``noise`` is how far autograd's own answer is from the float64 truth (a correct answer
     computed in another order can be as far, chained errors included). ``brief``: an
     approximate answer gets its status and maxdiff only (allclose, rel_error, ulps and
-    worst_index None), as a hidden config's verdict needs; any other verdict is the full one.
+    worst_index None), as a hidden config's verdict needs; any other verdict, and any
+    comparison that takes the torch way (below), is the full one.
 
     Plain float32/float64 CPU tensors (every tensor the sandbox sends back, every autograd
     gradient) are compared in numpy; anything else in torch, with the same verdict."""

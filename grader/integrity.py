@@ -38,11 +38,11 @@ _MAX_FLAGS = 30
 
 
 # Every flag comes from an identifier in the code (an attribute, a name, an imported module or
-# name, a keyword argument, getattr & co.): the words below, or names starting with "autograd" or
-# "func" (``import torch.functional`` counts as torch.func). In ASCII source an identifier is
+# name, a keyword argument, getattr & co.): the words of _ATTRIBUTES, getattr & co., or names
+# starting with "autograd" or "func" (``import torch.functional`` counts as torch.func). In ASCII source an identifier is
 # spelled as it is written, so a line without any of these words holds nothing to flag.
-_TRIGGERS = re.compile(r"\b(?:grad|backward|requires_grad_?|retain_grad|enable_grad|getattr|setattr"
-                       r"|hasattr|autograd\w*|func\w*)\b", re.ASCII)
+_TRIGGERS = re.compile(r"\b(?:" + "|".join(sorted({*_ATTRIBUTES, "getattr", "setattr", "hasattr"}))
+                       + r"|autograd\w*|func\w*)\b", re.ASCII)
 _BODIES = ("body", "orelse", "finalbody")
 
 

@@ -51,10 +51,6 @@ class CheckReport:
         return render_text(self.result)
 
 
-def _error(name: str, message: str) -> Result:
-    return error_result(name, message)
-
-
 def _inside_the_grader() -> bool:
     """True in the grader's own sandboxed process: check() there must not grade again. (Not
     "grader._child is imported": the grader process may import it too.)"""
@@ -103,10 +99,11 @@ def check(path: str | Path | None = None, *, words: str | Path | None = None, st
     exercise-4 training steps.
     """
     if _inside_the_grader():
-        return CheckReport(_error(_KERNEL_NAME, "check() does nothing while the grader runs your "
-                                                "code (it grades it already)"))
+        return CheckReport(error_result(_KERNEL_NAME, "check() does nothing while the grader "
+                                                      "runs your code (it grades it already)"))
     if words is not None and not Path(words).is_file():
-        return CheckReport(_error(str(path or _KERNEL_NAME), f"words={str(words)!r}: no such file"))
+        return CheckReport(error_result(str(path or _KERNEL_NAME),
+                                        f"words={str(words)!r}: no such file"))
     grade_request = _request(words, steps, request)
     if path is not None:
         return CheckReport(grade_submission(path, request=grade_request))
@@ -114,16 +111,16 @@ def check(path: str | Path | None = None, *, words: str | Path | None = None, st
     if cells is None:
         script = _script_path()
         if script is None:
-            return CheckReport(_error("check()", "not in a notebook and no file given: call "
-                                                 "check('backprop.py') with your file"))
+            return CheckReport(error_result("check()", "not in a notebook and no file given: "
+                                                       "call check('backprop.py') with your file"))
         return CheckReport(grade_submission(script, request=grade_request))
     return CheckReport(_grade_cells(cells, grade_request))
 
 
 def _grade_cells(cells: list[CodeCell], request: GradeRequest) -> Result:
     if not cells:
-        return _error(_KERNEL_NAME, "this notebook has run no code yet: run your exercise cells, "
-                                    "then check()")
+        return error_result(_KERNEL_NAME, "this notebook has run no code yet: run your exercise "
+                                          "cells, then check()")
     code, notes = join_cells(cells)
     try:
         submission = submission_from_code(code, name=_KERNEL_NAME, source_kind="ipynb",
@@ -133,8 +130,8 @@ def _grade_cells(cells: list[CodeCell], request: GradeRequest) -> Result:
         message = str(e)
         if message.startswith(_KERNEL_NAME + ": "):
             message = message[len(_KERNEL_NAME) + 2:]
-        return _error(_KERNEL_NAME, f"{message} (run your exercise cells first, or give the "
-                                    "file: check('backprop.ipynb'))")
+        return error_result(_KERNEL_NAME, f"{message} (run your exercise cells first, or give "
+                                          "the file: check('backprop.ipynb'))")
     return grade_submission(submission, request=request)
 
 
