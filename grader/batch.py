@@ -577,8 +577,15 @@ class _ThreadPool:
         for _ in self.threads:
             self.tasks.put(None)
 
-    def abandon(self) -> None:
+    def abandon(self) -> list[_Done]:
+        """Drop the gradings in progress unwritten; return those that finished before."""
         self.control.abandon.set()
+        finished = []
+        while True:
+            try:
+                finished.append(self.done.get_nowait())
+            except queue.Empty:
+                return [d for d in finished if d.result is not None]
 
     def close(self) -> None:
         if not self.control.stop.is_set():
@@ -723,19 +730,21 @@ class _ProcessPool:
             busy = [c for c, (_, index) in self.workers.items() if index is not None]
             for conn in wait(busy, timeout) if busy else ():
                 try:
-                    reply = json.loads(conn.recv_bytes())
+                    self._take_answer(conn)
                 except (EOFError, OSError, ValueError):
                     self._lost(conn)
-                    continue
-                process, index = self.workers[conn]
-                self.workers[conn] = (process, None)
-                entry = self.entries[index]
-                self.ready.append(_Done(entry, result_from_dict(reply["result"]),
-                                        float(reply["seconds"])))
             if not busy:
                 time.sleep(min(timeout, 0.01))
         self._dispatch()
         return self.ready.popleft() if self.ready else None
+
+    def _take_answer(self, conn: Any) -> None:
+        """The answer waiting on ``conn`` into ``ready``; its worker is free again."""
+        reply = json.loads(conn.recv_bytes())
+        process, index = self.workers[conn]
+        self.ready.append(_Done(self.entries[index], result_from_dict(reply["result"]),
+                                float(reply["seconds"])))
+        self.workers[conn] = (process, None)
 
     def busy(self) -> int:
         return sum(index is not None for _, index in self.workers.values()) + len(self.ready)
@@ -744,15 +753,24 @@ class _ProcessPool:
         self.taking = False
         self.waiting.clear()
 
-    def abandon(self) -> None:
-        """Kill the workers now: what they were grading stays unwritten (record.json last)."""
+    def abandon(self) -> list[_Done]:
+        """Kill the workers now: what they were grading stays unwritten (record.json last).
+        Returns the gradings that finished before: those taken in already and those whose
+        answer is waiting in the pipe (their files are complete)."""
         self.stop_taking()
-        for conn, (process, _) in list(self.workers.items()):
+        for conn, (process, index) in list(self.workers.items()):
+            try:
+                if index is not None and conn.poll(0):
+                    self._take_answer(conn)
+            except (EOFError, OSError, ValueError):
+                pass                                    # no whole answer: left pending
             process.kill()
             process.join(timeout=5)
             conn.close()
         self.workers.clear()
+        finished = list(self.ready)
         self.ready.clear()
+        return finished
 
     def close(self) -> None:
         self.taking = False
@@ -796,7 +814,8 @@ def _drive(pool: "_ThreadPool | _ProcessPool", todo: Sequence[Entry],
         if item is not None:
             take(item)
     if interrupts.count >= 2:
-        pool.abandon()
+        for item in pool.abandon():      # finished before the second Ctrl-C: kept
+            take(item)
         bar.message("stopped; submissions still being graded are left pending")
     return True
 

@@ -300,6 +300,105 @@ def test_a_second_ctrl_c_stops_now_and_writes_nothing_for_unfinished_students(tm
     assert not list(out.glob("students/*/record.json"))
 
 
+def _pool_job(tmp_path: Path):
+    from grader.batch import _Job
+
+    (tmp_path / "scratch").mkdir()
+    return _Job(tmp_path / "out", QUICK, "digest", None, tmp_path / "scratch")
+
+
+def test_a_second_ctrl_c_keeps_the_students_whose_grading_had_finished_on_threads(tmp_path):
+    """What finished before the second Ctrl-C, files written, is in that run's gradebook; the
+    grading still running is dropped unwritten."""
+    from grader.batch import _ThreadPool
+
+    entries = discover_submissions(small_class(tmp_path, 2)).entries
+    gate = threading.Event()
+
+    def s01_waits(path, request):
+        if path.stem == "s01":
+            gate.wait(10)
+        return fake_grade(path, request)
+
+    job = _pool_job(tmp_path)
+    pool = _ThreadPool(2, job, s01_waits)
+    for entry in entries:
+        pool.submit(entry)
+    deadline = time.monotonic() + 10
+    while pool.done.qsize() < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    finished = pool.abandon()
+    gate.set()
+    pool.close()
+    for t in pool.threads:
+        t.join(10)
+    assert [d.entry.student for d in finished] == ["s00"]
+    assert finished[0].result is not None and finished[0].result.status == "graded"
+    assert (job.out / "students" / "s00" / "record.json").exists()
+    assert not (job.out / "students" / "s01" / "record.json").exists()
+
+
+def test_a_second_ctrl_c_keeps_the_answers_worker_processes_had_sent(tmp_path, monkeypatch):
+    import grader.batch
+    from grader.batch import _ProcessPool
+
+    entries = discover_submissions(small_class(tmp_path, 2)).entries
+    release = tmp_path / "release"
+
+    def s01_waits(path, *, request, runner):
+        while path.stem == "s01" and not release.exists():
+            time.sleep(0.02)
+        return fake_grade(path, request)
+
+    monkeypatch.setattr(grader.batch, "grade_submission", s01_waits)
+    job = _pool_job(tmp_path)
+    pool = _ProcessPool(2, job, entries, None)
+    try:
+        for entry in entries:
+            pool.submit(entry)
+        record = job.out / "students" / "s00" / "record.json"
+        deadline = time.monotonic() + 60
+        while not record.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.5)                 # its answer is in the pipe, not taken yet
+        finished = pool.abandon()
+    finally:
+        release.touch()
+        pool.close()
+    assert [d.entry.student for d in finished] == ["s00"]
+    assert finished[0].result is not None and finished[0].result.status == "graded"
+    assert not (job.out / "students" / "s01" / "record.json").exists()
+
+
+def test_the_batch_takes_what_abandon_kept(tmp_path):
+    from grader.batch import _Done, _drive, _Interrupts, _Progress
+
+    entry = discover_submissions(small_class(tmp_path, 1)).entries[0]
+    kept = _Done(entry, fake_grade(entry.path, QUICK), 0.1)
+
+    class TwiceInterrupted:
+        def submit(self, entry):
+            pass
+
+        def next_done(self, timeout):
+            return None
+
+        def busy(self):
+            return 1
+
+        def stop_taking(self):
+            pass
+
+        def abandon(self):
+            return [kept]
+
+    interrupts = _Interrupts()
+    interrupts.count = 2
+    taken = []
+    assert _drive(TwiceInterrupted(), [entry], taken.append, interrupts, _Progress(1, None))
+    assert taken == [kept]
+
+
 def test_two_batches_cannot_write_the_same_output_at_once(tmp_path):
     d, out = small_class(tmp_path, 2), tmp_path / "out"
     inside = threading.Event()
