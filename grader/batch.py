@@ -343,7 +343,7 @@ class _OutputLock:
 @dataclass
 class _Done:
     entry: Entry
-    result: Result | None
+    result: Result
     seconds: float
     data: dict[str, Any] | None = None     # the result as written to results.json
 
@@ -503,25 +503,27 @@ class _Job:
     scratch: Path
 
 
-def _grade_and_write(entry: Entry, job: _Job, grade: GradeFn,
-                     abandoned: Callable[[], bool] = lambda: False) -> _Done:
-    """Grade one student and write their files; never raises. ``result`` is None when the
-    grading was abandoned (a second Ctrl-C) before its files were written."""
-    start = time.monotonic()
-    result: Result | None = None
+def _write_graded(entry: Entry, job: _Job, result: Result, grader_traceback: str | None,
+                  start: float) -> _Done:
+    """Write a graded student's files; never raises (a write that fails is the student's error
+    row)."""
     data = None
     try:
-        result, tb = _grade_entry(entry, job.request, grade, job.scratch)
-        if abandoned():
-            return _Done(entry, None, time.monotonic() - start)
         data = _write_student(job.out, entry, result, request=job.request, digest=job.digest,
                               seconds=time.monotonic() - start, gradescope=job.gradescope,
-                              grader_traceback=tb)
+                              grader_traceback=grader_traceback)
     except Exception:  # noqa: BLE001 - e.g. disk full: report this student, go on
         result = error_result(entry.label, "could not write this student's files: "
                               + traceback.format_exc().strip().splitlines()[-1],
                               request=job.request)
     return _Done(entry, result, time.monotonic() - start, data=data)
+
+
+def _grade_and_write(entry: Entry, job: _Job, grade: GradeFn) -> _Done:
+    """Grade one student and write their files; never raises."""
+    start = time.monotonic()
+    result, tb = _grade_entry(entry, job.request, grade, job.scratch)
+    return _write_graded(entry, job, result, tb, start)
 
 
 _CLASS_ONLY = {"configs": [], "modes": [], "views": [], "traceback": None, "explanation": None,
@@ -547,6 +549,9 @@ class _ThreadPool:
         self.tasks: queue.Queue[Entry | None] = queue.Queue()
         self.done: queue.Queue[_Done] = queue.Queue()
         self.control = _Control()
+        # held while a student's files are written and queued: abandon() takes it, so that no
+        # student is half-way written, or written but not queued, when it looks
+        self.writing = threading.Lock()
         self.threads = [threading.Thread(target=self._work, daemon=True, name=f"grade-{i}")
                         for i in range(jobs)]
         for t in self.threads:
@@ -557,8 +562,12 @@ class _ThreadPool:
             entry = self.tasks.get()
             if entry is None:
                 return
-            self.done.put(_grade_and_write(entry, self.job, self.grade,
-                                           self.control.abandon.is_set))
+            start = time.monotonic()
+            result, tb = _grade_entry(entry, self.job.request, self.grade, self.job.scratch)
+            with self.writing:
+                if self.control.abandon.is_set():
+                    continue                    # a second Ctrl-C: dropped unwritten
+                self.done.put(_write_graded(entry, self.job, result, tb, start))
 
     def submit(self, entry: Entry) -> None:
         self.tasks.put(entry)
@@ -578,14 +587,16 @@ class _ThreadPool:
             self.tasks.put(None)
 
     def abandon(self) -> list[_Done]:
-        """Drop the gradings in progress unwritten; return those that finished before."""
-        self.control.abandon.set()
+        """Drop the gradings in progress unwritten; return those that finished before (a
+        student being written now is waited for: a few milliseconds)."""
         finished = []
-        while True:
-            try:
-                finished.append(self.done.get_nowait())
-            except queue.Empty:
-                return [d for d in finished if d.result is not None]
+        with self.writing:
+            self.control.abandon.set()
+            while True:
+                try:
+                    finished.append(self.done.get_nowait())
+                except queue.Empty:
+                    return finished
 
     def close(self) -> None:
         if not self.control.stop.is_set():
@@ -624,7 +635,6 @@ def _process_worker(conn: Any, parent: int, entries: tuple[Entry, ...], job: _Jo
             if message is None:
                 return
             done = _grade_and_write(entries[int(message)], job, grade)
-            assert done.result is not None          # never abandoned here: killed instead
             data = done.data if done.data is not None else result_to_dict(done.result)
             conn.send_bytes(json.dumps({"index": int(message), "seconds": done.seconds,
                                         "result": _for_class_files(data)},
@@ -755,17 +765,18 @@ class _ProcessPool:
 
     def abandon(self) -> list[_Done]:
         """Kill the workers now: what they were grading stays unwritten (record.json last).
-        Returns the gradings that finished before: those taken in already and those whose
-        answer is waiting in the pipe (their files are complete)."""
+        Returns what finished before: the answers taken in already and those a worker had sent
+        whole before it was killed (their files are complete), and the error rows of workers
+        that died."""
         self.stop_taking()
         for conn, (process, index) in list(self.workers.items()):
+            process.kill()              # first: then reading what it sent cannot block
+            process.join(timeout=5)
             try:
                 if index is not None and conn.poll(0):
                     self._take_answer(conn)
-            except (EOFError, OSError, ValueError):
-                pass                                    # no whole answer: left pending
-            process.kill()
-            process.join(timeout=5)
+            except (EOFError, OSError, ValueError, KeyError, TypeError):
+                pass                    # half an answer, cut by the kill: left pending
             conn.close()
         self.workers.clear()
         finished = list(self.ready)
@@ -907,7 +918,7 @@ def _grade_discovered(discovery: Discovery, out: Path, scratch: Path, *, request
 
         def take(item: _Done) -> None:
             nonlocal graded
-            graded += item.result is not None
+            graded += 1
             results[item.entry.student] = item.result
             bar.update(failed=_status(item.result) != "graded")
 

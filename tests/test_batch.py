@@ -288,7 +288,8 @@ def test_a_second_ctrl_c_stops_now_and_writes_nothing_for_unfinished_students(tm
 
     def press_ctrl_c_twice():
         started.wait(5)
-        presses = signal.getsignal(signal.SIGINT).__self__   # the batch's _Interrupts
+        presses = signal.getsignal(signal.SIGINT).__self__   # the batch's _Interrupts, which
+        # grade_many installs before the first grading starts
         for count in (1, 2):        # one at a time: two pending presses would count as one
             _thread.interrupt_main()
             deadline = time.monotonic() + 2.5
@@ -336,39 +337,43 @@ def test_a_second_ctrl_c_keeps_the_students_whose_grading_had_finished_on_thread
     for t in pool.threads:
         t.join(10)
     assert [d.entry.student for d in finished] == ["s00"]
-    assert finished[0].result is not None and finished[0].result.status == "graded"
+    assert finished[0].result.status == "graded"
     assert (job.out / "students" / "s00" / "record.json").exists()
     assert not (job.out / "students" / "s01" / "record.json").exists()
 
 
 def test_a_second_ctrl_c_keeps_the_answers_worker_processes_had_sent(tmp_path, monkeypatch):
+    """s00's answer was taken in but not handed to the batch yet, s01's is still in its pipe,
+    s02 is being graded: abandon() returns the first two."""
     import grader.batch
     from grader.batch import _ProcessPool
 
-    entries = discover_submissions(small_class(tmp_path, 2)).entries
+    entries = discover_submissions(small_class(tmp_path, 3)).entries
     release = tmp_path / "release"
 
-    def s01_waits(path, *, request, runner):
-        while path.stem == "s01" and not release.exists():
+    def s02_waits(path, *, request, runner):
+        while path.stem == "s02" and not release.exists():
             time.sleep(0.02)
         return fake_grade(path, request)
 
-    monkeypatch.setattr(grader.batch, "grade_submission", s01_waits)
+    monkeypatch.setattr(grader.batch, "grade_submission", s02_waits)
     job = _pool_job(tmp_path)
-    pool = _ProcessPool(2, job, entries, None)
+    pool = _ProcessPool(3, job, entries, None)
     try:
         for entry in entries:
             pool.submit(entry)
-        s00 = next(conn for conn, (_, index) in pool.workers.items()
-                   if index is not None and entries[index].student == "s00")
-        assert s00.poll(60)             # its answer is in the pipe, not taken yet
+        pipes = {entries[index].student: conn for conn, (_, index) in pool.workers.items()
+                 if index is not None}
+        assert pipes["s00"].poll(60) and pipes["s01"].poll(60)    # answered, not taken yet
+        pool._take_answer(pipes["s00"])
         finished = pool.abandon()
     finally:
         release.touch()
         pool.close()
-    assert [d.entry.student for d in finished] == ["s00"]
-    assert finished[0].result is not None and finished[0].result.status == "graded"
-    assert not (job.out / "students" / "s01" / "record.json").exists()
+    assert sorted(d.entry.student for d in finished) == ["s00", "s01"]
+    assert all(d.result.status == "graded" for d in finished)
+    assert (job.out / "students" / "s01" / "record.json").exists()
+    assert not (job.out / "students" / "s02" / "record.json").exists()
 
 
 def test_the_batch_takes_what_abandon_kept(tmp_path):
