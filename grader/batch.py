@@ -4,7 +4,8 @@
 ``bob.ipynb``), a folder (``carol/...``) or a zip of either (``dave.zip``); the student id is the
 file or folder name. Everything else is listed as skipped, with the reason. ``grade_many`` grades
 them in ``jobs`` worker processes (forked after the references every submission is compared with
-are computed; sharing one sandbox worker where they can; they answer in JSON), writes every file
+are computed; sharing one sandbox worker where they can; they answer in JSON), or on threads
+when the caller gives its own ``grade`` function, writes every file
 atomically (a temp file, then a rename), and skips students whose submission and grading config
 are unchanged since their last complete grading, so a killed or interrupted batch resumes where it
 stopped. Output layout::
@@ -764,16 +765,17 @@ class _ProcessPool:
         self.waiting.clear()
 
     def abandon(self) -> list[_Done]:
-        """Kill the workers now: what they were grading stays unwritten (record.json last).
-        Returns what finished before: the answers taken in already and those a worker had sent
-        whole before it was killed (their files are complete), and the error rows of workers
-        that died."""
+        """Kill the workers now: what they were grading is left pending (record.json is
+        written last: a student whose files were all written before the kill is kept by the
+        next run). Returns what finished before: the answers taken in already and those a
+        worker had sent whole before it was killed, and the error rows of workers that died."""
         self.stop_taking()
+        for process, _ in self.workers.values():
+            process.kill()
         for conn, (process, index) in list(self.workers.items()):
-            process.kill()              # first: then reading what it sent cannot block
             process.join(timeout=5)
-            try:
-                if index is not None and conn.poll(0):
+            try:                        # from a dead worker only: the read cannot block
+                if index is not None and process.exitcode is not None and conn.poll(0):
                     self._take_answer(conn)
             except (EOFError, OSError, ValueError, KeyError, TypeError):
                 pass                    # half an answer, cut by the kill: left pending
@@ -869,7 +871,8 @@ def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = G
 
     ``resume`` (default) reuses a student's earlier files when their submission and the grading
     config are unchanged. Ctrl-C stops taking new submissions, finishes those in progress (a
-    second Ctrl-C abandons them), and still writes the gradebook, with the others "pending".
+    second Ctrl-C abandons them, keeping those already finished), and still writes the
+    gradebook, with the others "pending".
     ``grade`` replaces ``grade_submission`` (tests, other runners); ``config_extra`` adds to the
     config hash what the request does not hold (an assignment's policies); ``title`` heads the
     class summary. ``runner``: the sandbox's worker to share among the grading processes
@@ -877,7 +880,8 @@ def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = G
     """
     started = time.monotonic()
     out = Path(out)
-    with tempfile.TemporaryDirectory(prefix="bpg-batch-") as scratch:
+    # a thread abandoned by a second Ctrl-C may still unpack a zip member into it
+    with tempfile.TemporaryDirectory(prefix="bpg-batch-", ignore_cleanup_errors=True) as scratch:
         if Path(folder).is_file() and Path(folder).suffix.lower() == ".zip":
             folder = unpack_class_zip(Path(folder), Path(scratch) / "class")
         discovery = discover_submissions(folder, exclude=[out])
@@ -920,7 +924,7 @@ def _grade_discovered(discovery: Discovery, out: Path, scratch: Path, *, request
             nonlocal graded
             graded += 1
             results[item.entry.student] = item.result
-            bar.update(failed=_status(item.result) != "graded")
+            bar.update(failed=item.result.status != "graded")
 
         if todo:          # nothing to grade (all unchanged): no workers, no sandbox
             workers = max(1, min(jobs, len(todo)))
