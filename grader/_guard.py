@@ -1,7 +1,7 @@
 """Inside the sandbox: notice student code asking autograd for the gradients.
 
-Set up in the sandbox's worker before it forks (grader.forkserver), so it runs in every child
-and never in the grader. Tensors reach student code fresh off the wire, with no graph and
+Set up in the sandbox's worker before it forks (grader.forkserver), or by the child itself where
+there is no worker, so it runs in every child and never in the grader. Tensors reach student code fresh off the wire, with no graph and
 no ``.grad``, so a gradient obtained through autograd needs ``Tensor.backward``,
 ``torch.autograd.grad`` or ``torch.autograd.backward`` (``torch.func.grad`` and
 ``torch.autograd.functional`` go through ``torch.autograd.grad``), usually after turning

@@ -18,7 +18,7 @@ Messages are JSON on SOCK_SEQPACKET sockets:
   ``{"op": "attach"}`` (SandboxRunner.attach); the worker serves every main socket and stops
   when the last one closes
 * worker -> runner, each main socket, once: ``{"event": "ready", "pid", "threads",
-  "can_drop_uid", "huge_page_bytes", "data_bytes"}``
+  "can_drop_uid", "huge_page_bytes"}``
 * worker -> session, control socket: ``{"event": "started", "pid"}``, ``{"event": "failed",
   "message"}``, ``{"event": "exited", "code"}`` when the child ends by itself, and
   ``{"event": "stopped", "code", "processes"}`` after a stop.
@@ -45,7 +45,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["main"]
+__all__ = ["can_drop_uid", "main"]
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -303,8 +303,7 @@ class ForkServer:
             print(f"backprop-grader worker: {threads} threads before forking; children may "
                   "deadlock (is OMP_NUM_THREADS=1 set?)", file=sys.stderr)
         self.hello = {"event": "ready", "pid": os.getpid(), "threads": threads,
-                      "can_drop_uid": self.can_drop_uid, "huge_page_bytes": huge,
-                      "data_bytes": _status("VmData") or 0}
+                      "can_drop_uid": self.can_drop_uid, "huge_page_bytes": huge}
         for main in self.mains:
             self._send(main, self.hello)
             self.selector.register(main, selectors.EVENT_READ, _MAIN)

@@ -51,13 +51,10 @@ class WireLimits:
 
 
 def _raw(t: torch.Tensor) -> Any:
-    """The bytes of a contiguous CPU tensor without a copy where numpy can view it (numpy has
-    no bfloat16: viewed as int16), else as a bytes copy."""
-    try:
-        array = (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy()
-        return memoryview(array.reshape(-1)).cast("B")
-    except (TypeError, RuntimeError, ValueError):   # e.g. a negative-bit view
-        return t.reshape(-1).view(torch.uint8).numpy().tobytes()
+    """The bytes of a plain contiguous CPU tensor, without a copy (numpy has no bfloat16: viewed
+    as int16)."""
+    array = (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy()
+    return memoryview(array.reshape(-1)).cast("B")
 
 
 def encode_frame(meta: dict[str, Any], tensors: dict[str, torch.Tensor] | None = None) -> bytes:
@@ -65,8 +62,8 @@ def encode_frame(meta: dict[str, Any], tensors: dict[str, torch.Tensor] | None =
     chunks: list[Any] = []
     offset = 0
     for name, t in (tensors or {}).items():
-        if t.requires_grad or t.device.type != "cpu" or not t.is_contiguous():
-            t = t.detach().to("cpu").contiguous()
+        if t.requires_grad or t.device.type != "cpu" or not t.is_contiguous() or t.is_neg():
+            t = t.detach().to("cpu").resolve_neg().contiguous()
         if t.dtype not in _NAMES:
             raise FrameError(f"tensor {name!r} has dtype {t.dtype}, which cannot be sent")
         raw = _raw(t) if t.numel() else b""

@@ -31,7 +31,8 @@ def test_every_dtype_comes_back_bit_for_bit(dtype: torch.dtype) -> None:
 def test_empty_scalar_strided_and_grad_tensors_come_back_as_values() -> None:
     base = torch.arange(12.0).reshape(3, 4)
     sent = {"empty": torch.empty(0, 3), "scalar": torch.tensor(2.5), "strided": base.T,
-            "grad": torch.ones(2, requires_grad=True), "expanded": torch.ones(3, 1).expand(3, 4)}
+            "grad": torch.ones(2, requires_grad=True), "expanded": torch.ones(3, 1).expand(3, 4),
+            "negative view": torch.randn(3, dtype=torch.cfloat).conj().imag}
     _, tensors = _decode(wire.encode_frame({}, sent))
     for name, t in sent.items():
         assert torch.equal(tensors[name], t.detach()), name
