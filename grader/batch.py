@@ -926,7 +926,9 @@ def _grade_discovered(discovery: Discovery, out: Path, scratch: Path, *, request
             results[item.entry.student] = item.result
             bar.update(failed=item.result.status != "graded")
 
-        if todo:          # nothing to grade (all unchanged): no workers, no sandbox
+        # nothing to grade (all unchanged): no workers, and no sandbox unless the caller
+        # launched one early (the grade command does, before it knows: torch loads meanwhile)
+        if todo:
             workers = max(1, min(jobs, len(todo)))
             pool: _ThreadPool | _ProcessPool = (
                 _ThreadPool(workers, job, grade) if grade is not None
