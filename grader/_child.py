@@ -70,19 +70,28 @@ def _limit_hit(exc: BaseException, limits: dict[str, Any]) -> tuple[str, str] | 
     return None
 
 
+def _exception_message(exc: BaseException) -> str:
+    """What the student's exception says, in a sentence; safe with a hostile ``__str__`` or
+    ``__repr__``. A limit the exception reveals is told by ``_limit_hit``, not here."""
+    if isinstance(exc, NotImplementedError):
+        return "raises NotImplementedError (not done yet)"
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({_text(repr(exc.code), 100)})"
+    if isinstance(exc, KeyboardInterrupt):
+        return "raised KeyboardInterrupt"
+    return f"raised {_text(type(exc).__name__, 100)}: {_text(exc)}"
+
+
 def _exception_reply(exc: BaseException, filename: str, limits: dict[str, Any]) -> dict[str, Any]:
     if isinstance(exc, NotImplementedError):
-        return {"status": "missing", "message": "raises NotImplementedError (not done yet)"}
+        return {"status": "missing", "message": _exception_message(exc)}
     limit = _limit_hit(exc, limits)
     if limit is not None:
         return {"status": "error", "limit": limit[0], "message": limit[1],
                 "traceback": _student_traceback(exc, filename)}
+    message = _exception_message(exc)
     if isinstance(exc, SystemExit):
-        message = f"called sys.exit({_text(repr(exc.code), 100)}); return a tensor instead"
-    elif isinstance(exc, KeyboardInterrupt):
-        message = "raised KeyboardInterrupt"
-    else:
-        message = f"raised {_text(type(exc).__name__, 100)}: {_text(exc)}"
+        message += "; return a tensor instead"
     return {"status": "error", "message": message, "traceback": _student_traceback(exc, filename)}
 
 

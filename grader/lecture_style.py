@@ -494,23 +494,6 @@ def _mapping_notes(program: LectureProgram) -> list[str]:
 
 # == child side ===================================================================================
 
-def _child_traceback(exc: BaseException, files: set[str]) -> str:
-    from ._child import _student_traceback
-
-    return _student_traceback(exc, frozenset(files))
-
-
-def _exception_text(exc: BaseException) -> str:
-    """What the student's exception says; safe with a hostile ``__str__`` or ``__repr__``."""
-    from ._child import _text
-
-    if isinstance(exc, SystemExit):
-        return f"called sys.exit({_text(repr(exc.code), 100)})"
-    if isinstance(exc, NotImplementedError):
-        return "raises NotImplementedError (not done yet)"
-    return f"raised {_text(type(exc).__name__, 100)}: {_text(exc)}"
-
-
 def _unchanged(obj: torch.Tensor, snapshot: torch.Tensor) -> bool:
     if obj.shape != snapshot.shape or obj.dtype != snapshot.dtype:
         return False
@@ -541,16 +524,18 @@ def run_lecture_code(meta: dict[str, Any], tensors: dict[str, torch.Tensor], fil
                      limits: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Run the exercise statements one at a time; read each gradient after its statements.
     ``limits``: the child's (a step that runs into one says which)."""
+    from ._child import _exception_message
+
     try:
         return _run_steps(meta, tensors, limits)
     except BaseException as exc:  # noqa: BLE001  student code may have broken torch or builtins
         return {"status": "error",
-                "message": f"the exercise code could not be run: {_exception_text(exc)}"}, {}
+                "message": f"the exercise code could not be run: {_exception_message(exc)}"}, {}
 
 
 def _run_steps(meta: dict[str, Any], tensors: dict[str, torch.Tensor], limits: dict[str, Any]
                ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    from ._child import _limit_hit
+    from ._child import _limit_hit, _student_traceback, _exception_message
 
     import torch.nn as nn
     import torch.nn.functional as F
@@ -559,7 +544,7 @@ def _run_steps(meta: dict[str, Any], tensors: dict[str, torch.Tensor], limits: d
     for name, text in files.items():
         linecache.cache[name] = (len(text), None, text.splitlines(True), name)
     steps = list(meta["steps"])
-    file_names = {str(s["file"]) for s in steps}
+    file_names = frozenset(str(s["file"]) for s in steps)
     provided = {str(k): tensors[k] for k in meta["inputs"] if k in tensors}
     ns: dict[str, Any] = {"__name__": "__lecture__", "torch": torch, "F": F, "nn": nn}
     ns.update({str(k): v for k, v in dict(meta.get("scalars", {})).items()
@@ -620,9 +605,9 @@ def _run_steps(meta: dict[str, Any], tensors: dict[str, torch.Tensor], limits: d
             limit = _limit_hit(exc, limits)
             errors.append({"step": position,
                            "kind": "missing" if isinstance(exc, NotImplementedError) else "error",
-                           "message": limit[1] if limit else _exception_text(exc),
+                           "message": limit[1] if limit else _exception_message(exc),
                            "limit": limit[0] if limit else None,
-                           "traceback": _child_traceback(exc, file_names)})
+                           "traceback": _student_traceback(exc, file_names)})
         current["capture"] = False
         still: list[tuple[str, torch.Tensor, torch.Tensor]] = []
         for key, obj, snap in watched:
