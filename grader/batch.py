@@ -642,21 +642,51 @@ def _process_worker(conn: Any, parent: int, entries: tuple[Entry, ...], job: _Jo
                                        separators=(",", ":")).encode())
 
 
+def _start_method() -> str:
+    import multiprocessing
+
+    return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+def _launch_shared_runner(given: SandboxRunner | None, stack: contextlib.ExitStack
+                          ) -> SandboxRunner | None:
+    """The sandbox worker the grading processes are to share, launched (it imports torch while
+    the references are computed): the caller's, else the batch's own, closed with ``stack``.
+    None where they cannot share one: a spawned process cannot inherit it, and without a uid of
+    its own for each child the worker could not tell one student's stray processes from
+    another's (runner.can_share_worker)."""
+    if _start_method() != "fork" or not can_share_worker():
+        return None
+    if given is None:
+        given = stack.enter_context(SandboxRunner())
+    return given.launch()
+
+
+def _ready_to_share(runner: SandboxRunner | None) -> SandboxRunner | None:
+    """``runner`` started and ready, if its children do get uids of their own (the worker says
+    so once it runs); else None, and each grading process starts a worker of its own (one that
+    cannot start is then reported for that process's students)."""
+    if runner is None:
+        return None
+    try:
+        runner.start()
+    except RuntimeError:
+        return None
+    return runner if runner.can_drop_uid else None
+
+
 class _ProcessPool:
     """Gradings in ``jobs`` worker processes: the grading work in this process would otherwise
-    share one core (the GIL). They share one sandbox worker where its children get uids of their
-    own (runner.can_share_worker), else each starts its own. Messages are JSON (never pickle); a
-    worker that dies is replaced and its student gets an error row."""
+    share one core (the GIL). ``shared``: the sandbox worker they share (_launch_shared_runner),
+    or None: each starts its own. Messages are JSON (never pickle); a worker that dies is
+    replaced and its student gets an error row."""
 
     def __init__(self, jobs: int, job: _Job, entries: tuple[Entry, ...],
-                 runner: SandboxRunner | None) -> None:
+                 shared: SandboxRunner | None) -> None:
         import multiprocessing
 
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        method = _start_method()
         self.context = multiprocessing.get_context(method)
-        # one sandbox worker for all (it imports torch while the references are computed)
-        self.own_runner = runner is None and method == "fork" and can_share_worker()
-        self.runner = SandboxRunner().launch() if self.own_runner else runner
         self.job, self.entries = job, entries
         self.index = {e.student: i for i, e in enumerate(entries)}
         self.workers: dict[Any, tuple[Any, int | None]] = {}   # conn -> (process, busy with)
@@ -668,28 +698,12 @@ class _ProcessPool:
             if method == "fork":        # computed once here, shared by the forked workers
                 prepare_grading(job.request)
                 _render_report(error_result("warm-up", "warm-up", request=job.request), "warm-up")
-                self.shared = self._shareable()
+                self.shared = _ready_to_share(shared)
             for _ in range(jobs):
                 self._start_worker()
         except BaseException:
             self.close()
             raise
-
-    def _shareable(self) -> SandboxRunner | None:
-        """The runner the workers attach to, ready (bubblewrap or not decided here, once); None
-        where each worker needs its own: without uids of their own, the worker could not tell
-        one student's stray processes from another's."""
-        if self.runner is None:
-            return None
-        try:
-            self.runner.start()
-        except RuntimeError:        # each worker reports it for its own students
-            return None
-        if self.runner.can_drop_uid:
-            return self.runner
-        if self.own_runner:
-            self.runner.close()
-        return None
 
     def _start_worker(self) -> None:
         ours, theirs = self.context.Pipe(duplex=True)
@@ -799,9 +813,6 @@ class _ProcessPool:
                 process.join()
             conn.close()
         self.workers.clear()
-        if self.own_runner and self.runner is not None:
-            self.runner.close()
-        self.own_runner = False
 
 
 def _drive(pool: "_ThreadPool | _ProcessPool", todo: Sequence[Entry],
@@ -875,8 +886,9 @@ def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = G
     gradebook, with the others "pending".
     ``grade`` replaces ``grade_submission`` (tests, other runners); ``config_extra`` adds to the
     config hash what the request does not hold (an assignment's policies); ``title`` heads the
-    class summary. ``runner``: the sandbox's worker to share among the grading processes
-    (started early by the caller, it imports torch meanwhile); else the batch starts one.
+    class summary. ``runner``: a sandbox worker for the grading processes to share, launched
+    early by the caller (it imports torch meanwhile), used where they can share one; else the
+    batch starts one there. The caller closes it.
     """
     started = time.monotonic()
     out = Path(out)
@@ -932,7 +944,8 @@ def _grade_discovered(discovery: Discovery, out: Path, scratch: Path, *, request
             workers = max(1, min(jobs, len(todo)))
             pool: _ThreadPool | _ProcessPool = (
                 _ThreadPool(workers, job, grade) if grade is not None
-                else _ProcessPool(workers, job, tuple(todo), runner))
+                else _ProcessPool(workers, job, tuple(todo),
+                                  _launch_shared_runner(runner, stack)))
             stack.callback(pool.close)
             interrupts = _Interrupts.install()
             stack.callback(interrupts.restore)

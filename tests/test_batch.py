@@ -758,23 +758,73 @@ def test_a_batch_with_nothing_left_to_grade_starts_no_worker(tmp_path, monkeypat
 
 
 class _FakeRunner:
-    def __init__(self, can_drop_uid: bool) -> None:
-        self.can_drop_uid, self.started, self.closed = can_drop_uid, False, False
+    def __init__(self, can_drop_uid: bool, *, starts: bool = True) -> None:
+        self.can_drop_uid, self.starts = can_drop_uid, starts
+        self.launched = self.started = False
 
-    def start(self) -> None:
+    def launch(self) -> "_FakeRunner":
+        self.launched = True
+        return self
+
+    def start(self) -> "_FakeRunner":
+        if not self.starts:
+            raise RuntimeError("the sandbox worker did not start")
         self.started = True
-
-    def close(self) -> None:
-        self.closed = True
+        return self
 
 
 def test_workers_share_the_sandbox_worker_only_where_children_get_uids_of_their_own():
     """Without a uid per child, a shared worker could not tell one student's stray processes
     from another's: each grading process then gets a worker of its own."""
-    from grader.batch import _ProcessPool
+    from grader.batch import _ready_to_share
 
-    pool = _ProcessPool.__new__(_ProcessPool)
-    pool.runner, pool.own_runner = _FakeRunner(can_drop_uid=True), True
-    assert pool._shareable() is pool.runner and pool.runner.started and not pool.runner.closed
-    pool.runner = _FakeRunner(can_drop_uid=False)
-    assert pool._shareable() is None and pool.runner.started and pool.runner.closed
+    sharing = _FakeRunner(can_drop_uid=True)
+    assert _ready_to_share(sharing) is sharing and sharing.started
+    assert _ready_to_share(_FakeRunner(can_drop_uid=False)) is None
+    assert _ready_to_share(_FakeRunner(can_drop_uid=True, starts=False)) is None
+    assert _ready_to_share(None) is None
+
+
+def test_the_callers_sandbox_worker_is_launched_only_where_it_can_be_shared(monkeypatch):
+    import contextlib
+
+    import grader.batch
+    from grader.batch import _launch_shared_runner
+
+    given = _FakeRunner(can_drop_uid=True)
+    monkeypatch.setattr(grader.batch, "can_share_worker", lambda: False)
+    with contextlib.ExitStack() as stack:
+        assert _launch_shared_runner(given, stack) is None and not given.launched
+    monkeypatch.setattr(grader.batch, "can_share_worker", lambda: True)
+    monkeypatch.setattr(grader.batch, "_start_method", lambda: "spawn")
+    with contextlib.ExitStack() as stack:
+        assert _launch_shared_runner(given, stack) is None and not given.launched
+    monkeypatch.setattr(grader.batch, "_start_method", lambda: "fork")
+    with contextlib.ExitStack() as stack:
+        assert _launch_shared_runner(given, stack) is given and given.launched
+
+
+def test_without_a_callers_sandbox_worker_the_batch_launches_its_own_and_closes_it(monkeypatch):
+    import contextlib
+
+    import grader.batch
+    from grader.batch import _launch_shared_runner
+
+    made: list[_FakeRunner] = []
+
+    class Own(_FakeRunner, contextlib.AbstractContextManager):
+        def __init__(self) -> None:
+            super().__init__(can_drop_uid=True)
+            self.closed = False
+            made.append(self)
+
+        def __exit__(self, *exc: object) -> None:
+            self.closed = True
+
+    monkeypatch.setattr(grader.batch, "SandboxRunner", Own)
+    monkeypatch.setattr(grader.batch, "can_share_worker", lambda: True)
+    monkeypatch.setattr(grader.batch, "_start_method", lambda: "fork")
+    with contextlib.ExitStack() as stack:
+        own = _launch_shared_runner(None, stack)
+        assert own is made[0] and own.launched and not own.closed
+    assert own.closed
