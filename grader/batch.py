@@ -563,6 +563,7 @@ class _ThreadPool:
             entry = self.tasks.get()
             if entry is None:
                 return
+            # _grade_and_write, with the lock between grading and writing
             start = time.monotonic()
             result, tb = _grade_entry(entry, self.job.request, self.grade, self.job.scratch)
             with self.writing:

@@ -147,7 +147,7 @@ def _row(g: GradientResult) -> dict[str, Any]:
         details = [d for d in details if d == g.explanation]
     return {"name": g.name, "status": g.status, "exact": g.exact, "approx": g.approx,
             "allclose": g.allclose, "maxdiff": _fmt(g.maxdiff),
-            "points": f"{g.points:g} / {g.max_points:g}", "details": details,
+            "points": g.points, "max_points": g.max_points, "details": details,
             "traceback": g.traceback if g.status == "error" else None,
             "modes": {m.mode: m.status for m in g.modes}}
 
@@ -157,10 +157,10 @@ def render_check_html(result: Result) -> str:
     from .report import template_environment
 
     env = template_environment()
-    exercises = [{"title": EXERCISE_TITLES.get(ex.name, ex.name), "score": f"{ex.score:g}",
-                  "max_score": f"{ex.max_score:g}", "rows": [_row(g) for g in ex.gradients]}
+    exercises = [{"title": EXERCISE_TITLES.get(ex.name, ex.name), "score": ex.score,
+                  "max_score": ex.max_score, "rows": [_row(g) for g in ex.gradients]}
                  for ex in result.exercises]
     return env.get_template("check.html.j2").render(
-        result=result, exercises=exercises, score=f"{result.score:g}",
-        max_score=f"{result.max_score:g}", passed=result.all_passed,
+        result=result, exercises=exercises, score=result.score,
+        max_score=result.max_score, passed=result.all_passed,
         output=result.output.strip()[-4000:])

@@ -28,6 +28,8 @@ def test_check_on_a_file_returns_a_report_with_html_and_text():
     assert '<div class="bpg-check">' in html and "<script" not in html
     assert '<span class="bpg-status bpg-wrong">wrong</span>' in html        # dcounts
     assert html.count('<span class="bpg-status bpg-exact">exact</span>') >= 20
+    assert "(25 / 26)" in html and '<td class="bpg-num">0 / 1</td>' in html   # no "25.0"
+    assert "<td>yes</td>" in html and "<td>no</td>" in html
     assert str(report) == repr(report) == render_text(report.result)
     assert "dcounts" in str(report) and "total: 25 / 26" in str(report)
 
