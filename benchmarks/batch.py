@@ -113,6 +113,18 @@ def _busy_cpu() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def _isolation() -> str:
+    """What the sandbox runs in on this machine: "bwrap" or "process" (a worker started once)."""
+    import warnings
+
+    from grader.runner import SandboxRunner
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # the fallback's warning: the figures say it
+        with SandboxRunner() as runner:
+            return runner.start().isolation or "process"
+
+
 def _naive(files: list[Path], config: Path, out: Path, parallel: int) -> float:
     def run(f: Path) -> None:
         subprocess.run([sys.executable, __file__, "--one", str(f), "--config", str(config),
@@ -157,9 +169,11 @@ def main() -> None:
         batch_cpu = _busy_cpu() - cpu_before
         if proc.returncode:
             raise SystemExit(f"grade exited with {proc.returncode}")
-        # the grading processes (the command and its workers) are waited for; the sandbox's
-        # worker and children are not (they live in bubblewrap's namespace), so they are the rest
+        # the grading processes (the command and its workers) are waited for; in bubblewrap,
+        # the sandbox's worker and children are not (they live in its namespace), so they are
+        # the rest. Under process isolation the grader waits for them: no split.
         grader_cpu = usage.ru_utime + usage.ru_stime
+        isolation = _isolation()
         with open(work / "batch" / "gradebook.csv") as f:
             rows = {r["student"]: r for r in csv.DictReader(f)}
         reports = sum(1 for _ in (work / "batch").glob("students/*/report.html"))
@@ -191,9 +205,12 @@ def main() -> None:
               f"submission ({batch_cpu / batch_s / cores:.0%} of {cores} cores; anything else "
               f"running counts too): at most {cores / (batch_cpu / args.n):.1f} submissions/s")
         loops = counts["loop"] * LOOP_SECONDS
-        print(f"  grader processes {grader_cpu / args.n * 1000:.0f} ms, sandbox (worker and "
-              f"children) {max(batch_cpu - grader_cpu, 0) / args.n * 1000:.0f} ms per submission; "
-              f"the {counts['loop']} that loop forever hold a core for {loops:g} s "
+        split = (f"grader processes {grader_cpu / args.n * 1000:.0f} ms, sandbox (worker and "
+                 f"children, in bubblewrap) {max(batch_cpu - grader_cpu, 0) / args.n * 1000:.0f} "
+                 "ms per submission" if isolation == "bwrap" else
+                 "no split between grader and sandbox (process isolation: the grader's rusage "
+                 "counts the sandbox's processes too)")
+        print(f"  {split}; the {counts['loop']} that loop forever hold a core for {loops:g} s "
               f"({loops / args.n * 1000:.0f} ms per submission)")
     print(f"gradebook rows: {len(rows)} of {args.n}; report.html written: {reports} "
           f"({'full reports' if reports == args.n else 'grader.report not available'}); "

@@ -792,7 +792,7 @@ class _ProcessPool:
             try:                        # from a dead worker only: the read cannot block
                 if index is not None and process.exitcode is not None and conn.poll(0):
                     self._take_answer(conn)
-            except (EOFError, OSError, ValueError, KeyError, TypeError):
+            except (EOFError, OSError, ValueError):
                 pass                    # half an answer, cut by the kill: left pending
             conn.close()
         self.workers.clear()
