@@ -37,11 +37,13 @@ _MODULES = ("torch.autograd", "torch.func", "functorch")
 _MAX_FLAGS = 30
 
 
+_ATTRIBUTE_CALLS = ("getattr", "setattr", "hasattr")   # getattr(x, "grad") flags as x.grad does
 # Every flag comes from an identifier in the code (an attribute, a name, an imported module or
-# name, a keyword argument, getattr & co.): the words of _ATTRIBUTES, getattr & co., or names
-# starting with "autograd" or "func" (``import torch.functional`` counts as torch.func). In ASCII source an identifier is
-# spelled as it is written, so a line without any of these words holds nothing to flag.
-_TRIGGERS = re.compile(r"\b(?:" + "|".join(sorted({*_ATTRIBUTES, "getattr", "setattr", "hasattr"}))
+# name, a keyword argument, the attribute named in getattr & co.): the words of _ATTRIBUTES and
+# _ATTRIBUTE_CALLS, or names starting with "autograd" or "func" (``import torch.functional``
+# counts as torch.func). In ASCII source an identifier is spelled as it is written, so a line
+# without any of these words holds nothing to flag.
+_TRIGGERS = re.compile(r"\b(?:" + "|".join(sorted({*_ATTRIBUTES, *_ATTRIBUTE_CALLS}))
                        + r"|autograd\w*|func\w*)\b", re.ASCII)
 _BODIES = ("body", "orelse", "finalbody")
 
@@ -141,7 +143,7 @@ def _what(node: ast.AST) -> str | None:
             return "passes requires_grad=..."
         return None
     if kind is ast.Call and isinstance(node.func, ast.Name) \
-            and node.func.id in ("getattr", "setattr", "hasattr") and len(node.args) >= 2 \
+            and node.func.id in _ATTRIBUTE_CALLS and len(node.args) >= 2 \
             and isinstance(node.args[1], ast.Constant) and node.args[1].value in _ATTRIBUTES:
         return f"{node.func.id}(..., {node.args[1].value!r})"
     return None
