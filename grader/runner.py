@@ -205,22 +205,28 @@ class _DirectChild:
 _Child = _ForkedChild | _DirectChild
 
 
-def _abandon(launch: _Launch) -> None:
-    """A launched worker not wanted (or not ready): closed, killed, waited for."""
-    launch.main.close()
-    if launch.proc is not None:
+def _stop(worker: _Launch, *, grace: float = 0.0) -> None:
+    """Close our end of the worker's socket: it sees EOF, kills its children and exits. What is
+    left after ``grace`` seconds (at once, by default: a worker not wanted or not ready) is
+    killed. A worker another runner started (no ``proc``) is left to that runner."""
+    worker.main.close()
+    if worker.proc is not None:
         try:
-            os.killpg(launch.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        launch.proc.wait()
-    if launch.tail is not None:
-        launch.tail.join(timeout=1)
+            worker.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(worker.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            worker.proc.wait()
+    if worker.tail is not None:
+        worker.tail.join(timeout=1)
 
 
 @dataclass
 class _Launch:
-    """A worker process on its way up: it answers "ready" on ``main`` once torch is imported."""
+    """A worker process: on its way up, it answers "ready" on ``main`` once torch is imported;
+    then the runner sends it requests there."""
 
     main: socket.socket
     use_bwrap: bool
@@ -262,9 +268,7 @@ class SandboxRunner:
         self.bwrap_problem: str | None = None   # why bubblewrap is not used, when it is not
         self._uids = _UidPool(uid_base)
         self._lock = threading.Lock()
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._main: socket.socket | None = None
-        self._tail: _Tail | None = None
+        self._worker: _Launch | None = None     # ready
         self._launch: _Launch | None = None     # started, "ready" not read yet
         self._closed = False
         self._pid: int | None = os.getpid()     # None: the first process to use it (attach)
@@ -280,7 +284,7 @@ class SandboxRunner:
         """Start the worker without waiting for it; the first spawn (or ``start()``) waits."""
         with self._lock:
             self._check_usable()
-            if self.forkserver and self._main is None and self._launch is None:
+            if self.forkserver and self._worker is None and self._launch is None:
                 launched = self._launch_worker(use_bwrap=self._wants_bwrap())
                 if isinstance(launched, _Launch):
                     self._launch = launched     # a problem shows again at the first start
@@ -298,12 +302,10 @@ class SandboxRunner:
             return twin
         self.launch()
         with self._lock:
-            if self._main is not None:
-                main, use_bwrap = self._main, self.isolation == "bwrap"
-            elif self._launch is not None:
-                main, use_bwrap = self._launch.main, self._launch.use_bwrap
-            else:
+            worker = self._worker or self._launch       # ready, or not yet
+            if worker is None:
                 return twin
+            main, use_bwrap = worker.main, worker.use_bwrap
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             try:
                 socket.send_fds(main, [b'{"op": "attach"}'], [theirs.fileno()])
@@ -318,11 +320,10 @@ class SandboxRunner:
     def detach(self) -> None:
         """Close this process's copy of an attached runner (after forking the process that uses
         it): the worker stays, for the other copy."""
-        launch, self._launch = self._launch, None
-        for sock in (self._main, launch.main if launch else None):
-            if sock is not None:
-                sock.close()
-        self._main = None
+        for worker in (self._worker, self._launch):
+            if worker is not None:
+                worker.main.close()
+        self._worker = self._launch = None
         self._closed = True
 
     def _check_usable(self) -> None:
@@ -338,9 +339,10 @@ class SandboxRunner:
         return self.requested in ("auto", "bwrap") and self.isolation != "process"
 
     def _running(self) -> bool:
-        if self._main is None:
+        if self._worker is None:
             return False
-        return self._proc is None or self._proc.poll() is None   # an attached one: till it fails
+        proc = self._worker.proc
+        return proc is None or proc.poll() is None   # an attached one: till it fails
 
     def _ensure_started(self) -> None:
         self._check_usable()
@@ -424,7 +426,7 @@ class SandboxRunner:
         """Start the worker (or take ``launch``, if it is the same kind) and wait until it is
         ready; None when it is, else why not."""
         if launch is not None and launch.use_bwrap != use_bwrap:
-            _abandon(launch)
+            _stop(launch)
             launch = None
         if launch is None:
             launched = self._launch_worker(use_bwrap=use_bwrap)
@@ -437,7 +439,7 @@ class SandboxRunner:
         except (OSError, ValueError):
             ready = {}
         if ready.get("event") != "ready":
-            _abandon(launch)
+            _stop(launch)
             if launch.proc is None:
                 return "the shared sandbox worker is gone"
             last = launch.tail.text().strip().splitlines() if launch.tail else []
@@ -445,31 +447,24 @@ class SandboxRunner:
             return ("bubblewrap is installed but the sandbox did not start" if use_bwrap
                     else "the worker did not start") + f" ({why})"
         launch.main.settimeout(None)
-        self._proc, self._main, self._tail = launch.proc, launch.main, launch.tail
+        self._worker = launch
         self.isolation = "bwrap" if use_bwrap else "process"
         self.can_drop_uid = bool(ready.get("can_drop_uid"))
         self.worker_info = ready
         return None
 
     def _stop_worker(self) -> None:
-        if self._main is not None:
-            self._main.close()       # the worker sees EOF, kills its children and exits
-            self._main = None
-        if self._proc is not None:
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self._proc.pid, signal.SIGKILL)
-                self._proc.wait()
-            self._proc = None
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            _stop(worker, grace=10)
 
     @property
     def worker_pid(self) -> int | None:
         """The worker's pid as this machine sees it (inside bwrap it is a grandchild); its
         /proc/PID/root shows the sandbox's file system, children's working folders included."""
-        if self._proc is None:
+        if self._worker is None or self._worker.proc is None:
             return None
-        queue = [self._proc.pid]
+        queue = [self._worker.proc.pid]
         while queue:
             pid = queue.pop(0)
             try:
@@ -485,14 +480,15 @@ class SandboxRunner:
 
     def worker_log(self) -> str:
         """The end of what the worker wrote to stderr (its warnings and errors)."""
-        return self._tail.text() if self._tail else ""
+        tail = self._worker.tail if self._worker else None
+        return tail.text() if tail else ""
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
             launch, self._launch = self._launch, None
             if launch is not None:
-                _abandon(launch)
+                _stop(launch)
             self._stop_worker()
             self._uids.close()
 
@@ -522,12 +518,11 @@ class SandboxRunner:
                                       "limits": limits.for_child()}).encode()
                 fds = [control_theirs.fileno(), proto_theirs.fileno(), out_w]
                 try:
-                    socket.send_fds(self._main, [message], fds)   # type: ignore[arg-type]
+                    socket.send_fds(self._worker.main, [message], fds)  # type: ignore[union-attr]
                 except OSError:           # the worker died since: start a new one, once
-                    self._main.close()    # type: ignore[union-attr]
-                    self._main = None
+                    self._stop_worker()
                     self._ensure_started()
-                    socket.send_fds(self._main, [message], fds)   # type: ignore[arg-type]
+                    socket.send_fds(self._worker.main, [message], fds)  # type: ignore[union-attr]
         except BaseException:
             for s in (control, proto):
                 s.close()

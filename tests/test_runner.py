@@ -79,7 +79,7 @@ def test_a_launched_runner_grades_once_its_worker_is_ready_and_leaves_nothing_be
     runner = SandboxRunner().launch()
     try:
         out = run_in_sandbox(DOUBLE, {"x": torch.ones(2)}, function="f", runner=runner)
-        proc = runner._proc
+        proc = runner._worker.proc
     finally:
         runner.close()
     assert out.status == "ok" and torch.equal(out.tensors["result"], torch.full((2,), 2.0))
@@ -112,7 +112,7 @@ def test_an_attached_runner_whose_worker_died_starts_one_of_its_own():
         twin = owner.attach()
         os.kill(owner.worker_pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while owner._proc.poll() is None and time.monotonic() < deadline:
+        while owner._worker.proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
         seen = _grade_in_forked_process(twin)
     assert seen["status"] == "ok" and seen["result"] == [2.0, 2.0]

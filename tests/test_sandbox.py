@@ -54,7 +54,7 @@ def test_run_in_sandbox_runs_the_file_then_one_function_and_keeps_what_it_printe
 def test_a_session_without_a_runner_starts_and_stops_a_worker_of_its_own():
     with open_session("def f(x):\n    return x\n", filename="s.py") as s:
         assert s.call("f", {"x": torch.ones(1)}).status == "ok"
-        proc = s.runner._proc
+        proc = s.runner._worker.proc
     assert proc is not None and proc.poll() is not None
 
 
@@ -338,7 +338,7 @@ def test_a_worker_that_died_is_started_again_for_the_next_session():
                                runner=r)
         os.kill(r.worker_pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while r._proc.poll() is None and time.monotonic() < deadline:
+        while r._worker.proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
         second = run_in_sandbox("def f(x):\n    return x\n", {"x": torch.ones(1)}, function="f",
                                 runner=r)
