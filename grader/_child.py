@@ -269,8 +269,7 @@ def warm_up() -> AutogradWatch:
     watch = AutogradWatch("<submission>")
     frame = wire.encode_frame({"op": "warm-up"}, {"x": torch.ones(2, 3)})
     with watch.watching():
-        meta, tensors = wire.decode_frame(frame[12:], int.from_bytes(frame[8:12], "big"),
-                                          wire.WireLimits())
+        meta, tensors = wire.decode_whole_frame(frame)
         (tensors["x"] * 2).sum(1, keepdim=True)
     watch.take()
     return watch

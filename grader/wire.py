@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["FrameError", "FrameReader", "WireLimits", "decode_frame", "encode_frame"]
+__all__ = ["FrameError", "FrameReader", "WireLimits", "decode_frame", "decode_whole_frame",
+           "encode_frame"]
 
 _DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
@@ -28,8 +29,15 @@ _DTYPES: dict[str, torch.dtype] = {
 _NAMES = {v: k for k, v in _DTYPES.items()}
 _ITEMSIZE = {name: torch.empty((), dtype=dtype).element_size() for name, dtype in _DTYPES.items()}
 _LEN = struct.Struct(">QI")
-_NUMPY = {"float32": np.float32, "float64": np.float64, "float16": np.float16, "int64": np.int64,
-          "int32": np.int32, "bool": np.bool_}
+
+
+def _carrier(dtype: torch.dtype) -> torch.dtype:
+    """The dtype whose bytes carry ``dtype``'s through numpy (which has no bfloat16)."""
+    return torch.int16 if dtype == torch.bfloat16 else dtype
+
+
+_NUMPY = {name: torch.empty((), dtype=_carrier(dtype)).numpy().dtype
+          for name, dtype in _DTYPES.items()}
 
 
 class FrameError(Exception):
@@ -51,9 +59,8 @@ class WireLimits:
 
 
 def _raw(t: torch.Tensor) -> Any:
-    """The bytes of a plain contiguous CPU tensor, without a copy (numpy has no bfloat16: viewed
-    as int16)."""
-    array = (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy()
+    """The bytes of a plain contiguous CPU tensor, without a copy."""
+    array = t.view(_carrier(t.dtype)).numpy()
     return memoryview(array.reshape(-1)).cast("B")
 
 
@@ -111,10 +118,9 @@ def _decode_tensor(name: str, spec: Any, data: memoryview, limits: WireLimits) -
                        for d in shape)):
         raise FrameError(f"tensor {name!r}: bad shape {shape!r}")
     expected = math.prod(shape) * _ITEMSIZE[spec["dtype"]]
-    if not expected and math.prod(d for d in shape if d) * _ITEMSIZE[spec["dtype"]] > \
-            limits.max_tensor_bytes:                     # empty, sizes no tensor could have
-        raise FrameError(f"tensor {name!r}: bad shape {shape!r}")
-    if expected > limits.max_tensor_bytes:
+    if math.prod(d for d in shape if d) * _ITEMSIZE[spec["dtype"]] > limits.max_tensor_bytes:
+        if not expected:                                 # empty, sizes no tensor could have
+            raise FrameError(f"tensor {name!r}: bad shape {shape!r}")
         raise FrameError(f"tensor {name!r}: shape {tuple(shape)} is {expected:,} bytes, more than "
                          f"the {limits.max_tensor_bytes:,} allowed (limit: returned tensor size)",
                          limit="returned tensor size")
@@ -123,12 +129,16 @@ def _decode_tensor(name: str, spec: Any, data: memoryview, limits: WireLimits) -
         raise FrameError(f"tensor {name!r}: byte range does not match its shape")
     if not nbytes:
         return torch.empty(shape, dtype=dtype)
-    kind = _NUMPY.get(spec["dtype"])
-    if kind is None:                     # bfloat16: no numpy dtype
-        return torch.frombuffer(bytearray(data[offset:offset + nbytes]), dtype=dtype).reshape(shape)
-    array = np.frombuffer(data, dtype=kind, count=nbytes // _ITEMSIZE[spec["dtype"]],
-                          offset=offset)
-    return torch.from_numpy(array.reshape(shape).copy())     # its own, writable memory
+    array = np.frombuffer(data, dtype=_NUMPY[spec["dtype"]],
+                          count=nbytes // _ITEMSIZE[spec["dtype"]], offset=offset)
+    return torch.from_numpy(array.reshape(shape).copy()).view(dtype)   # its own, writable memory
+
+
+def decode_whole_frame(frame: bytes, limits: WireLimits = WireLimits()
+                       ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """``decode_frame`` of a frame as ``encode_frame`` made it, length prefix and all."""
+    _, header_len = _LEN.unpack_from(frame)
+    return decode_frame(frame[_LEN.size:], header_len, limits)
 
 
 class FrameReader:

@@ -14,15 +14,11 @@ import torch
 from grader import wire
 
 
-def _decode(frame: bytes) -> tuple[dict, dict[str, torch.Tensor]]:
-    return wire.decode_frame(frame[12:], int.from_bytes(frame[8:12], "big"), wire.WireLimits())
-
-
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16,
                                    torch.int64, torch.int32, torch.bool])
 def test_every_dtype_comes_back_bit_for_bit(dtype: torch.dtype) -> None:
     x = (torch.randn(5, 7) * 100).to(dtype)
-    meta, tensors = _decode(wire.encode_frame({"op": "x"}, {"x": x}))
+    meta, tensors = wire.decode_whole_frame(wire.encode_frame({"op": "x"}, {"x": x}))
     assert meta == {"op": "x"}
     assert tensors["x"].dtype == dtype and tensors["x"].shape == (5, 7)
     assert torch.equal(tensors["x"], x)
@@ -33,14 +29,14 @@ def test_empty_scalar_strided_and_grad_tensors_come_back_as_values() -> None:
     sent = {"empty": torch.empty(0, 3), "scalar": torch.tensor(2.5), "strided": base.T,
             "grad": torch.ones(2, requires_grad=True), "expanded": torch.ones(3, 1).expand(3, 4),
             "negative view": torch.randn(3, dtype=torch.cfloat).conj().imag}
-    _, tensors = _decode(wire.encode_frame({}, sent))
+    _, tensors = wire.decode_whole_frame(wire.encode_frame({}, sent))
     for name, t in sent.items():
         assert torch.equal(tensors[name], t.detach()), name
         assert tensors[name].shape == t.shape and not tensors[name].requires_grad
 
 
 def test_decoded_tensors_own_writable_memory() -> None:
-    _, tensors = _decode(wire.encode_frame({}, {"a": torch.zeros(3), "b": torch.zeros(3)}))
+    _, tensors = wire.decode_whole_frame(wire.encode_frame({}, {"a": torch.zeros(3), "b": torch.zeros(3)}))
     tensors["a"] += 1
     assert torch.equal(tensors["b"], torch.zeros(3))
     assert torch.equal(tensors["a"], torch.ones(3))
@@ -110,7 +106,7 @@ def test_a_tensor_whose_bytes_do_not_match_its_shape_is_refused() -> None:
     assert len(header) == header_len
     frame[12:12 + header_len] = header
     with pytest.raises(wire.FrameError, match="byte range"):
-        _decode(bytes(frame))
+        wire.decode_whole_frame(bytes(frame))
 
 
 def test_an_empty_shape_with_absurd_other_sizes_is_refused_not_a_crash() -> None:
