@@ -23,7 +23,7 @@ import warnings
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from . import bubblewrap
 
@@ -221,6 +221,27 @@ def _stop(worker: _Launch, *, grace: float = 0.0) -> None:
             worker.proc.wait()
     if worker.tail is not None:
         worker.tail.join(timeout=1)
+
+
+def _descendants(root: int) -> Iterator[tuple[int, list[bytes]]]:
+    """``root`` and the processes under it, nearest first, with their command lines (Linux
+    /proc; a process gone meanwhile is left out)."""
+    queue = [root]
+    while queue:
+        pid = queue.pop(0)
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            for task in os.listdir(f"/proc/{pid}/task"):
+                queue += map(int, Path(f"/proc/{pid}/task/{task}/children").read_text().split())
+        except OSError:
+            continue
+        yield pid, argv
+
+
+def _is_worker(argv: list[bytes]) -> bool:
+    """Whether a command line is a sandbox worker's (grader.forkserver's main)."""
+    return argv[0] == sys.executable.encode() and any(
+        b"from grader.forkserver import main" in a for a in argv)
 
 
 @dataclass
@@ -464,19 +485,8 @@ class SandboxRunner:
         /proc/PID/root shows the sandbox's file system, children's working folders included."""
         if self._worker is None or self._worker.proc is None:
             return None
-        queue = [self._worker.proc.pid]
-        while queue:
-            pid = queue.pop(0)
-            try:
-                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                if argv[0] == sys.executable.encode() and any(
-                        b"grader.forkserver" in a for a in argv):
-                    return pid
-                for task in os.listdir(f"/proc/{pid}/task"):
-                    queue += map(int, Path(f"/proc/{pid}/task/{task}/children").read_text().split())
-            except OSError:
-                continue
-        return None
+        return next((pid for pid, argv in _descendants(self._worker.proc.pid)
+                     if _is_worker(argv)), None)
 
     def worker_log(self) -> str:
         """The end of what the worker wrote to stderr (its warnings and errors)."""

@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-from grader.runner import SandboxRunner
+from grader.runner import SandboxRunner, _descendants, _is_worker
 from grader.sandbox import run_in_sandbox
 
 from conftest import ROOT
@@ -23,18 +23,7 @@ DOUBLE = "def f(x):\n    return x * 2\n"
 
 def _own_fork_servers() -> int:
     """How many fork servers this process started (among its descendants)."""
-    count, queue = 0, [os.getpid()]
-    while queue:
-        pid = queue.pop()
-        try:
-            argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-            for task in os.listdir(f"/proc/{pid}/task"):
-                queue += map(int, open(f"/proc/{pid}/task/{task}/children").read().split())
-        except OSError:
-            continue
-        count += any(b"from grader.forkserver import main" in a for a in argv) and \
-            argv[0] == sys.executable.encode()
-    return count
+    return sum(_is_worker(argv) for _, argv in _descendants(os.getpid()))
 
 
 def _grade_in_forked_process(twin: SandboxRunner) -> dict:

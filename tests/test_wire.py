@@ -42,13 +42,8 @@ def test_decoded_tensors_own_writable_memory() -> None:
     assert torch.equal(tensors["a"], torch.ones(3))
 
 
-def _pair() -> tuple[socket.socket, socket.socket]:
-    a, b = socket.socketpair()
-    return a, b
-
-
 def test_a_burst_of_frames_is_read_in_order_from_one_buffer() -> None:
-    a, b = _pair()
+    a, b = socket.socketpair()
     frames = [wire.encode_frame({"i": i}, {"x": torch.full((4,), float(i))}) for i in range(5)]
     a.sendall(b"".join(frames))
     reader = wire.FrameReader(b.fileno())
@@ -60,7 +55,7 @@ def test_a_burst_of_frames_is_read_in_order_from_one_buffer() -> None:
 
 
 def test_a_frame_that_arrives_in_pieces_is_put_together() -> None:
-    a, b = _pair()
+    a, b = socket.socketpair()
     frame = wire.encode_frame({"big": True}, {"x": torch.arange(100_000, dtype=torch.float32)})
 
     def trickle() -> None:
@@ -78,7 +73,7 @@ def test_a_frame_that_arrives_in_pieces_is_put_together() -> None:
 
 
 def test_reader_times_out_on_silence_and_sees_the_end() -> None:
-    a, b = _pair()
+    a, b = socket.socketpair()
     reader = wire.FrameReader(b.fileno())
     a.sendall(wire.encode_frame({"x": 1})[:5])        # half a length prefix, then nothing
     with pytest.raises(TimeoutError):
@@ -121,7 +116,7 @@ def test_an_empty_shape_with_absurd_other_sizes_is_refused_not_a_crash() -> None
 
 def test_a_large_frame_is_read_into_one_buffer_of_its_size() -> None:
     """The body goes straight from the socket into its own buffer (no copies of it piling up)."""
-    a, b = _pair()
+    a, b = socket.socketpair()
     x = torch.arange(3 * 2**20, dtype=torch.float32)               # 12 MiB
     frame = wire.encode_frame({"big": True}, {"x": x})
 
