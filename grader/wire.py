@@ -60,7 +60,7 @@ class WireLimits:
 
 def _raw(t: torch.Tensor) -> Any:
     """The bytes of a plain contiguous CPU tensor, without a copy."""
-    array = t.view(_carrier(t.dtype)).numpy()
+    array = (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy()
     return memoryview(array.reshape(-1)).cast("B")
 
 
@@ -131,7 +131,8 @@ def _decode_tensor(name: str, spec: Any, data: memoryview, limits: WireLimits) -
         return torch.empty(shape, dtype=dtype)
     array = np.frombuffer(data, dtype=_NUMPY[spec["dtype"]],
                           count=nbytes // _ITEMSIZE[spec["dtype"]], offset=offset)
-    return torch.from_numpy(array.reshape(shape).copy()).view(dtype)   # its own, writable memory
+    tensor = torch.from_numpy(array.reshape(shape).copy())     # its own, writable memory
+    return tensor.view(dtype) if dtype == torch.bfloat16 else tensor
 
 
 def decode_whole_frame(frame: bytes, limits: WireLimits = WireLimits()
