@@ -214,11 +214,16 @@ class _Child:
                 for i, v in enumerate(value)}
 
     def op_calls(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-        """Several calls, answered one by one; each gets its own copies of the tensors (a stub
-        that changes its input in place must not change the next call's)."""
+        """Several calls, answered one by one; each gets tensors of its own (a stub that
+        changes its input in place must not change the next call's): copies, but the tensor
+        itself where it is the last use of it (fresh off the wire, nothing reads it after)."""
+        calls = meta["calls"]
+        last = {str(k): (i, str(p)) for i, call in enumerate(calls)
+                for p, k in call["tensors"].items()}
         try:
-            for self.index, call in enumerate(meta["calls"]):
-                inputs = {str(p): tensors[str(k)].clone() for p, k in call["tensors"].items()}
+            for self.index, call in enumerate(calls):
+                inputs = {str(p): tensors[str(k)] if last[str(k)] == (self.index, str(p))
+                          else tensors[str(k)].clone() for p, k in call["tensors"].items()}
                 self.op_call(call, inputs)
         finally:
             self.index = None

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from grader import bubblewrap
-from grader.sandbox import Limits, SandboxRunner, open_session, run_in_sandbox
+from grader.sandbox import Call, Limits, SandboxRunner, open_session, run_in_sandbox
 from grader.wire import WireLimits
 
 from conftest import ROOT, SOLUTION, require_bwrap
@@ -123,6 +123,25 @@ def test_inputs_arrive_as_fresh_tensors_with_no_graph_and_no_grad(runner):
         second = s.call("f", {"x": x.detach()})
     assert first.tensors["result"].tolist() == [False, True, True]
     assert second.status == "ok" and torch.equal(x.detach(), torch.full((3,), 2.0))
+
+
+def test_calls_of_one_request_that_share_a_tensor_each_get_one_of_their_own(runner):
+    """The tensor goes once; a call that zeroes its input must not zero the next call's, nor
+    the other parameter's when one call takes the same tensor twice."""
+    code = ("import torch\n"
+            "def f(x):\n"
+            "    before = x.sum()\n"
+            "    x.mul_(0)\n"
+            "    return before.reshape(1)\n"
+            "def g(a, b):\n"
+            "    a.mul_(0)\n"
+            "    return b.sum().reshape(1)\n")
+    x = torch.full((3,), 2.0)
+    with open_session(code, filename="s.py", runner=runner) as s:
+        outcomes = s.call_many([Call("f", {"x": x}), Call("g", {"a": x, "b": x}),
+                                Call("f", {"x": x}), Call("g", {"a": x, "b": x})])
+    assert [o.tensors["result"].item() for o in outcomes] == [6.0, 6.0, 6.0, 6.0]
+    assert torch.equal(x, torch.full((3,), 2.0))
 
 
 def test_the_worker_forks_children_from_one_thread_with_torch_already_imported(runner):
