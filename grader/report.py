@@ -263,15 +263,34 @@ def _score(x: float) -> str:
     return "%g" % (x,)
 
 
-class _Badges(dict[str, Markup]):
-    """The ``badge`` macro of _macros.html.j2, rendered once per known status: a report shows a
-    badge in every row of its tables, and a macro call costs more than the rest of the row."""
+class _PerStatus(dict[str, Markup]):
+    """A macro of _macros.html.j2 that takes a status, rendered once per known status: a report
+    shows a badge in every row of its tables, the class summary a mark in each of its
+    students × gradients cells, and a macro call costs more than the rest of the row."""
+
+    def __init__(self, macro: str) -> None:
+        super().__init__()
+        self.macro = macro
 
     def __missing__(self, status: str) -> Markup:
-        badge = template_environment().get_template("_macros.html.j2").module.badge(status)
+        markup = getattr(template_environment().get_template("_macros.html.j2").module,
+                         self.macro)(status)
         if status in _STATUS:     # any other status (a hand-edited JSON) is not kept
-            self[status] = badge
-        return badge
+            self[status] = markup
+        return markup
+
+
+class _StatusText(dict[str, str]):
+    """A status's word or symbol (``part`` 0 or 1 of _STATUS); an unknown status (a
+    hand-edited JSON) reads as itself, with "?" for its symbol. A lookup, not a function: the
+    class summary asks once per cell."""
+
+    def __init__(self, part: int) -> None:
+        super().__init__({status: texts[part] for status, texts in _STATUS.items()})
+        self.part = part
+
+    def __missing__(self, status: str) -> str:
+        return (status, "?")[self.part]
 
 
 @functools.lru_cache(maxsize=1)
@@ -287,10 +306,11 @@ def template_environment() -> jinja2.Environment:
     env.filters["yesno"] = lambda flag: "yes" if flag else "no"
     env.filters["shape"] = lambda s: "–" if s is None else "(" + ", ".join(map(str, s)) + \
         ("," if len(s) == 1 else "") + ")"
-    env.globals["status_word"] = lambda s: _STATUS.get(s, (s, "?"))[0]
-    env.globals["status_symbol"] = lambda s: _STATUS.get(s, (s, "?"))[1]
+    env.globals["status_words"] = _StatusText(0)
+    env.globals["status_symbols"] = _StatusText(1)
     env.globals["passing"] = PASSING
-    env.globals["badges"] = _Badges()
+    env.globals["badges"] = _PerStatus("badge")
+    env.globals["matrix_marks"] = _PerStatus("matrix_mark")
     script = (_TEMPLATES / "page.js").read_text("utf-8")
     digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
     env.globals["script"] = Markup(script)
@@ -407,12 +427,17 @@ def _render_summary(results: Sequence[Result], row_links: Sequence[str | None],
     cols = [_Column(k, k[1] if k[0] in ("ex1", "ex2", "ex3") else f"{k[0]}: {k[1]}", v[0], v[1])
             for k, v in columns.items()]
     hardest = sorted(range(len(cols)), key=lambda i: (cols[i].rate, i))
+    # students x gradients: each cell's status and the end of its title, worked out here (a
+    # lookup per cell in the template is most of what a summary of a large class costs)
+    words = template_environment().globals["status_words"]
+    matrix = [(row, [(g.status, f"{c.label} {words[g.status]}") if (g := row.cells.get(c.key))
+                     else (None, f"{c.label} not graded") for c in cols]) for row in graded]
     percents = [row.percent for row in graded]
     bars, top = _histogram(percents)
     mean = sum(percents) / len(percents) if percents else 0.0
     median = sorted(percents)[len(percents) // 2] if percents else 0.0
     return template_environment().get_template("summary.html.j2").render(
-        title=title, rows=rows, graded=graded,
+        title=title, rows=rows, graded=graded, matrix=matrix,
         ungraded=[row for row in rows if row.r.status != "graded"], columns=cols,
         hardest=[cols[i] for i in hardest], bars=bars, bar_top=top, mean=mean, median=median,
         full=sum(1 for row in graded if row.r.all_passed))
