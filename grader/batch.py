@@ -893,8 +893,9 @@ def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = G
     ``grade`` replaces ``grade_submission`` (tests, other runners); ``config_extra`` adds to the
     config hash what the request does not hold (an assignment's policies); ``title`` heads the
     class summary. ``runner``: a sandbox worker for the grading processes to share, launched
-    early by the caller (it imports torch meanwhile), used where they can share one; else the
-    batch starts one there. The caller closes it.
+    early by the caller (it imports torch meanwhile; the caller closes it). Without one, the
+    batch launches its own where they can share one; where they cannot, each grading process
+    starts its own.
     """
     started = time.monotonic()
     out = Path(out)
@@ -946,16 +947,17 @@ def _grade_discovered(discovery: Discovery, out: Path, scratch: Path, *, request
 
         # nothing to grade (all unchanged): no workers, and no sandbox unless the caller
         # launched one early (the grade command does, before it knows: torch loads meanwhile)
-        if todo:
-            workers = max(1, min(jobs, len(todo)))
-            pool: _ThreadPool | _ProcessPool = (
-                _ThreadPool(workers, job, grade) if grade is not None
-                else _ProcessPool(workers, job, tuple(todo),
-                                  _launch_shared_runner(runner, stack)))
-            stack.callback(pool.close)
-            interrupts = _Interrupts.install()
-            stack.callback(interrupts.restore)
-            interrupted = _drive(pool, todo, take, interrupts, bar)
+        if todo:        # the workers (and the batch's own sandbox worker) stop when it is done
+            with contextlib.ExitStack() as grading:
+                workers = max(1, min(jobs, len(todo)))
+                pool: _ThreadPool | _ProcessPool = (
+                    _ThreadPool(workers, job, grade) if grade is not None
+                    else _ProcessPool(workers, job, tuple(todo),
+                                      _launch_shared_runner(runner, grading)))
+                grading.callback(pool.close)
+                interrupts = _Interrupts.install()
+                grading.callback(interrupts.restore)
+                interrupted = _drive(pool, todo, take, interrupts, bar)
         bar.close()
         notes = _write_class_files(out, discovery, results, request=request, digest=digest,
                                    interrupted=interrupted, title=title)

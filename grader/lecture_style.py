@@ -535,7 +535,7 @@ def run_lecture_code(meta: dict[str, Any], tensors: dict[str, torch.Tensor], fil
 
 def _run_steps(meta: dict[str, Any], tensors: dict[str, torch.Tensor], limits: dict[str, Any]
                ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    from ._child import _limit_hit, _student_traceback, _exception_message
+    from ._child import _exception_message, _limit_hit, _student_traceback
 
     import torch.nn as nn
     import torch.nn.functional as F

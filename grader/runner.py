@@ -118,6 +118,7 @@ class _Tail(threading.Thread):
             except OSError:
                 return
             if not chunk:
+                os.close(self.fd)           # the worker is gone: its pipe with it
                 return
             self.buffer.append(chunk)
             while sum(map(len, self.buffer)) > self.cap and len(self.buffer) > 1:
@@ -205,15 +206,19 @@ class _DirectChild:
 _Child = _ForkedChild | _DirectChild
 
 
-def _stop(worker: _Launch, *, grace: float = 0.0) -> None:
-    """Close our end of the worker's socket: it sees EOF, kills its children and exits. What is
-    left after ``grace`` seconds (at once, by default: a worker not wanted or not ready) is
-    killed. A worker another runner started (no ``proc``) is left to that runner."""
+def _stop(worker: _Worker, *, grace: float = 0.0) -> None:
+    """Close our end of the worker's socket. A worker we started sees EOF, kills its children
+    and exits; its process group is killed if it has not after ``grace`` seconds, and at once
+    with no grace (a worker not wanted, or not ready). A worker another runner started (no
+    ``proc``) only loses this connection: it is that runner's to stop."""
     worker.main.close()
     if worker.proc is not None:
-        try:
-            worker.proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
+        if grace:
+            try:
+                worker.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
+        if not grace or worker.proc.poll() is None:
             try:
                 os.killpg(worker.proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
@@ -245,7 +250,7 @@ def _is_worker(argv: list[bytes]) -> bool:
 
 
 @dataclass
-class _Launch:
+class _Worker:
     """A worker process: on its way up, it answers "ready" on ``main`` once torch is imported;
     then the runner sends it requests there."""
 
@@ -289,8 +294,8 @@ class SandboxRunner:
         self.bwrap_problem: str | None = None   # why bubblewrap is not used, when it is not
         self._uids = _UidPool(uid_base)
         self._lock = threading.Lock()
-        self._worker: _Launch | None = None     # ready
-        self._launch: _Launch | None = None     # started, "ready" not read yet
+        self._worker: _Worker | None = None     # ready
+        self._launch: _Worker | None = None     # started, "ready" not read yet
         self._closed = False
         self._pid: int | None = os.getpid()     # None: the first process to use it (attach)
 
@@ -307,7 +312,7 @@ class SandboxRunner:
             self._check_usable()
             if self.forkserver and self._worker is None and self._launch is None:
                 launched = self._launch_worker(use_bwrap=self._wants_bwrap())
-                if isinstance(launched, _Launch):
+                if isinstance(launched, _Worker):
                     self._launch = launched     # a problem shows again at the first start
         return self
 
@@ -335,7 +340,7 @@ class SandboxRunner:
                 return twin
             finally:
                 theirs.close()
-        twin._launch = _Launch(ours, use_bwrap)
+        twin._launch = _Worker(ours, use_bwrap)
         return twin
 
     def detach(self) -> None:
@@ -420,7 +425,7 @@ class SandboxRunner:
         return bubblewrap.sandbox_command(command, bwrap=bwrap, package_dir=package_dir,
                                           tmp_bytes=self.tmp_bytes, env=_WORKER_ENV)
 
-    def _launch_worker(self, *, use_bwrap: bool) -> _Launch | str:
+    def _launch_worker(self, *, use_bwrap: bool) -> _Worker | str:
         """Start a worker process; the launch, or why it could not start."""
         command = self._worker_command(use_bwrap)
         if isinstance(command, str):
@@ -441,9 +446,9 @@ class SandboxRunner:
             os.close(err_w)
         tail = _Tail(err_r)
         tail.start()
-        return _Launch(ours, use_bwrap, proc, tail)
+        return _Worker(ours, use_bwrap, proc, tail)
 
-    def _start_worker(self, *, use_bwrap: bool, launch: _Launch | None = None) -> str | None:
+    def _start_worker(self, *, use_bwrap: bool, launch: _Worker | None = None) -> str | None:
         """Start the worker (or take ``launch``, if it is the same kind) and wait until it is
         ready; None when it is, else why not."""
         if launch is not None and launch.use_bwrap != use_bwrap:
@@ -489,7 +494,8 @@ class SandboxRunner:
                      if _is_worker(argv)), None)
 
     def worker_log(self) -> str:
-        """The end of what the worker wrote to stderr (its warnings and errors)."""
+        """The end of what the running worker wrote to stderr (its warnings and errors); empty
+        once it is stopped."""
         tail = self._worker.tail if self._worker else None
         return tail.text() if tail else ""
 

@@ -355,7 +355,7 @@ class SandboxSession:
         that ended the child (out of time, crashed, killed at a limit) gets that outcome without
         running: it would only wait, or crash, again.
         Each tensor is sent once per request, however many calls take it; every call gets
-        copies of its own."""
+        tensors of its own (copies, or the one off the wire where no later call takes it)."""
         seconds = seconds or self.limits.call_seconds
         outcomes: list[CallOutcome] = []
         ended: dict[str, CallOutcome] = {}       # group -> the outcome that ended the child

@@ -59,8 +59,9 @@ class WireLimits:
 
 
 def _raw(t: torch.Tensor) -> Any:
-    """The bytes of a plain contiguous CPU tensor, without a copy."""
-    array = (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy()
+    """The bytes of a plain contiguous CPU tensor, without a copy (through its carrier)."""
+    carrier = _carrier(t.dtype)
+    array = (t if carrier == t.dtype else t.view(carrier)).numpy()   # a view only if it must
     return memoryview(array.reshape(-1)).cast("B")
 
 
@@ -132,7 +133,7 @@ def _decode_tensor(name: str, spec: Any, data: memoryview, limits: WireLimits) -
     array = np.frombuffer(data, dtype=_NUMPY[spec["dtype"]],
                           count=nbytes // _ITEMSIZE[spec["dtype"]], offset=offset)
     tensor = torch.from_numpy(array.reshape(shape).copy())     # its own, writable memory
-    return tensor.view(dtype) if dtype == torch.bfloat16 else tensor
+    return tensor if tensor.dtype == dtype else tensor.view(dtype)     # from its carrier
 
 
 def decode_whole_frame(frame: bytes, limits: WireLimits = WireLimits()

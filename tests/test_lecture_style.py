@@ -321,6 +321,17 @@ def test_the_child_records_errors_by_step_and_keeps_going():
     assert "r0" in out
 
 
+def test_a_step_that_exits_interrupts_or_is_not_done_says_so_as_a_stub_would():
+    codes = ["import sys; sys.exit(3)", "raise KeyboardInterrupt", "raise NotImplementedError"]
+    meta = {"files": {}, "inputs": ["x"], "scalars": {}, "aliases": {},
+            "steps": [{"file": "s.py", "line": i + 1, "code": c} for i, c in enumerate(codes)],
+            "records": [], "substitute": []}
+    reply, _ = run_lecture_code(meta, {"x": torch.ones(1)}, "s.py", CHILD_LIMITS)
+    assert [(e["kind"], e["message"]) for e in reply["errors"]] == [
+        ("error", "called sys.exit(3)"), ("error", "raised KeyboardInterrupt"),
+        ("missing", "raises NotImplementedError (not done yet)")]
+
+
 def test_a_step_that_runs_out_of_memory_names_the_limit():
     meta = {"files": {}, "inputs": ["x"], "scalars": {}, "aliases": {},
             "steps": [{"file": "s.py", "line": 1, "code": "raise MemoryError()"}],

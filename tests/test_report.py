@@ -473,6 +473,21 @@ def test_the_summary_has_histogram_pass_rates_matrix_table_and_ungraded(wrong_re
     assert len(sortable) == 2
 
 
+def test_a_matrix_cell_says_not_graded_and_an_unknown_status_reads_as_itself(wrong_result):
+    first = wrong_result.exercises[0]
+    dropped = dataclasses.replace(wrong_result, submission="erin.py", exercises=(
+        dataclasses.replace(first, gradients=first.gradients[1:]), *wrong_result.exercises[1:]))
+    edited = dataclasses.replace(wrong_result, submission="fay.py", exercises=(
+        dataclasses.replace(first, gradients=(
+            dataclasses.replace(first.gradients[0], status="weird"), *first.gradients[1:])),
+        *wrong_result.exercises[1:]))
+    page = parse(render_summary([dropped, edited]))
+    name = first.gradients[0].name
+    titles = {a["title"] for t, a in page.tags if t == "td" and "cell" in (a.get("class") or "")}
+    assert f"erin.py: {name} not graded" in titles
+    assert f"fay.py: {name} weird" in titles and "? weird" in page.text
+
+
 def test_the_summary_escapes_submission_names_and_messages():
     r = synthetic("<script>x()</script>.py", 0.0, "error", "<img src=x onerror=y()>")
     out = render_summary([r], links={r.submission: "javascript-free.html"})

@@ -94,22 +94,28 @@ def test_a_frame_beyond_the_size_limit_is_refused_before_it_is_read() -> None:
     os.close(r), os.close(w)
 
 
+def _split(frame: bytes) -> tuple[bytes, bytes]:
+    """A frame's header and tensor bytes, by the documented layout: an 8-byte length, a 4-byte
+    header length, the header, the tensors."""
+    header_len = int.from_bytes(frame[8:12], "big")
+    return bytes(frame[12:12 + header_len]), bytes(frame[12 + header_len:])
+
+
 def test_a_tensor_whose_bytes_do_not_match_its_shape_is_refused() -> None:
     frame = bytearray(wire.encode_frame({}, {"x": torch.ones(4)}))
-    header_len = int.from_bytes(frame[8:12], "big")
-    header = bytes(frame[12:12 + header_len]).replace(b'"shape": [4]', b'"shape": [9]')
-    assert len(header) == header_len
-    frame[12:12 + header_len] = header
+    header, _ = _split(frame)
+    forged = header.replace(b'"shape": [4]', b'"shape": [9]')
+    assert len(forged) == len(header)
+    frame[12:12 + len(header)] = forged
     with pytest.raises(wire.FrameError, match="byte range"):
         wire.decode_whole_frame(bytes(frame))
 
 
 def test_an_empty_shape_with_absurd_other_sizes_is_refused_not_a_crash() -> None:
-    frame = bytearray(wire.encode_frame({}, {"x": torch.empty(0, 2)}))
-    header_len = int.from_bytes(frame[8:12], "big")
-    header = bytes(frame[12:12 + header_len])
-    forged = header.replace(b'"shape": [0, 2]', b'"shape": [0, %d, %d, %d]' % (2**39, 2**39, 2**39))
-    body = forged + bytes(frame[12 + header_len:])
+    header, tensors = _split(wire.encode_frame({}, {"x": torch.empty(0, 2)}))
+    forged = header.replace(b'"shape": [0, 2]',
+                            b'"shape": [0, %d, %d, %d]' % (2**39, 2**39, 2**39))
+    body = forged + tensors
     with pytest.raises(wire.FrameError, match="bad shape"):
         wire.decode_frame(body, len(forged), wire.WireLimits())
 
