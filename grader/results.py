@@ -6,7 +6,7 @@ import functools
 import json
 import math
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -264,16 +264,22 @@ def result_from_dict(data: dict[str, Any]) -> Result:
     return _build(Result, top)
 
 
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+def _new_temp_file(path: Path) -> tuple[int, str]:
+    """A new, empty file beside ``path`` (an fd open for writing, and its name), with the
+    permissions open() would give ``path``: 0o666 less the umask, which the kernel applies."""
+    while True:
+        tmp = str(path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp"))
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
     """Write ``data`` to a temp file beside ``path``, then rename: readers see all or nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _new_temp_file(path)
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)   # as open() would make it, not mkstemp's 0600
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(tmp, path)
