@@ -30,6 +30,9 @@ def test_check_on_a_file_returns_a_report_with_html_and_text():
     assert html.count('<span class="bpg-status bpg-exact">exact</span>') >= 20
     assert "(25 / 26)" in html and '<td class="bpg-num">0 / 1</td>' in html   # no "25.0"
     assert "<td>yes</td>" in html and "<td>no</td>" in html
+    # statuses in words, as the report writes them: "approximate", not "approx"
+    assert '<span class="bpg-status bpg-approx">approximate</span>' in html
+    assert "<td>approximate</td>" in html and "<td>approx</td>" not in html
     assert str(report) == repr(report) == render_text(report.result)
     assert "dcounts" in str(report) and "total: 25 / 26" in str(report)
 
