@@ -10,12 +10,14 @@ true value is rounding noise, e.g. db1 ~ 1e-9 (batch norm cancels b1); it is rep
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-__all__ = ["Comparison", "Tolerance", "compare_gradient", "numpy_view", "ulp_distance"]
+__all__ = ["Comparison", "Tolerance", "compare_gradient", "numpy_view", "ulp_distance",
+           "unravel_index"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,12 @@ def _ordered_bits(x: np.ndarray) -> np.ndarray:
 def _ulp_distance_numpy(a32: np.ndarray, e32: np.ndarray) -> int:
     """ulp_distance of two non-empty C-contiguous float32 arrays of one shape."""
     return int(np.abs(np.subtract(_ordered_bits(a32), _ordered_bits(e32), dtype=np.int64)).max())
+
+
+def unravel_index(flat: int, shape: Sequence[int]) -> tuple[int, ...]:
+    """The index of element ``flat`` of a tensor of ``shape``. numpy's: torch.unravel_index
+    imports sympy on first use, half a second of CPU in every process that grades."""
+    return tuple(int(i) for i in np.unravel_index(flat, tuple(shape)))
 
 
 def ulp_distance(actual: torch.Tensor, expected: torch.Tensor) -> int:
@@ -197,7 +205,7 @@ def _compare_numpy(actual: torch.Tensor, expected: torch.Tensor, scale: float | 
     rel_error = (float(torch.linalg.vector_norm(diff_t)) / norm_e if norm_e > 0
                  else (0.0 if maxdiff == 0 else float("inf")))
     flat = int(diff.argmax())
-    worst = tuple(int(i) for i in np.unravel_index(flat, diff.shape))
+    worst = unravel_index(flat, diff.shape)
     ulps = _ulp_distance_numpy(a, e_np) if expected.dtype == torch.float32 else None
     if approx:
         status = "approx"
@@ -243,7 +251,7 @@ def _compare_torch(actual: torch.Tensor, expected: torch.Tensor, scale: float | 
     worst = None
     if diff.numel():
         flat = int(torch.argmax(diff.reshape(-1)))
-        worst = tuple(int(i) for i in np.unravel_index(flat, tuple(diff.shape)))
+        worst = unravel_index(flat, diff.shape)
     ulps = ulp_distance(a, expected) if expected.dtype == torch.float32 else None
     if exact:
         status = "exact"

@@ -293,6 +293,9 @@ class _StatusText(dict[str, str]):
         return (status, "?")[self.part]
 
 
+_STATUS_WORDS, _STATUS_SYMBOLS = _StatusText(0), _StatusText(1)
+
+
 @functools.lru_cache(maxsize=1)
 def template_environment() -> jinja2.Environment:
     """The templates under grader/templates/, once per process (the report, the class summary,
@@ -306,8 +309,8 @@ def template_environment() -> jinja2.Environment:
     env.filters["yesno"] = lambda flag: "yes" if flag else "no"
     env.filters["shape"] = lambda s: "–" if s is None else "(" + ", ".join(map(str, s)) + \
         ("," if len(s) == 1 else "") + ")"
-    env.globals["status_words"] = _StatusText(0)
-    env.globals["status_symbols"] = _StatusText(1)
+    env.globals["status_words"] = _STATUS_WORDS
+    env.globals["status_symbols"] = _STATUS_SYMBOLS
     env.globals["passing"] = PASSING
     env.globals["badges"] = _PerStatus("badge")
     env.globals["matrix_marks"] = _PerStatus("matrix_mark")
@@ -429,8 +432,8 @@ def _render_summary(results: Sequence[Result], row_links: Sequence[str | None],
     hardest = sorted(range(len(cols)), key=lambda i: (cols[i].rate, i))
     # students x gradients: each cell's status and the end of its title, worked out here (a
     # lookup per cell in the template is most of what a summary of a large class costs)
-    words = template_environment().globals["status_words"]
-    matrix = [(row, [(g.status, f"{c.label} {words[g.status]}") if (g := row.cells.get(c.key))
+    matrix = [(row, [(g.status, f"{c.label} {_STATUS_WORDS[g.status]}")
+                     if (g := row.cells.get(c.key))
                      else (None, f"{c.label} not graded") for c in cols]) for row in graded]
     percents = [row.percent for row in graded]
     bars, top = _histogram(percents)

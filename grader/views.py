@@ -11,11 +11,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .compare import Comparison
+from .compare import Comparison, unravel_index
 from .results import TensorView
 
 __all__ = ["MAX_CELLS", "failure_fields", "layout_2d", "tensor_view"]
@@ -112,8 +111,7 @@ def failure_fields(actual: torch.Tensor, expected: torch.Tensor,
         diff = torch.where(torch.isnan(diff), torch.full((), math.inf, dtype=diff.dtype), diff)
         flat = int(torch.argmax(diff.reshape(-1)))
         mismatched = None
-    # numpy's: torch.unravel_index imports sympy on first use (half a second per process)
-    worst = tuple(int(i) for i in np.unravel_index(flat, tuple(e.shape)))
+    worst = unravel_index(flat, e.shape)
     if mismatched is None:
         if comparison is not None and comparison.mismatched is not None \
                 and comparison.worst_index == worst:

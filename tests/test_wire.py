@@ -36,7 +36,8 @@ def test_empty_scalar_strided_and_grad_tensors_come_back_as_values() -> None:
 
 
 def test_decoded_tensors_own_writable_memory() -> None:
-    _, tensors = wire.decode_whole_frame(wire.encode_frame({}, {"a": torch.zeros(3), "b": torch.zeros(3)}))
+    frame = wire.encode_frame({}, {"a": torch.zeros(3), "b": torch.zeros(3)})
+    _, tensors = wire.decode_whole_frame(frame)
     tensors["a"] += 1
     assert torch.equal(tensors["b"], torch.zeros(3))
     assert torch.equal(tensors["a"], torch.ones(3))
