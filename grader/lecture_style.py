@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from . import __version__
+from ._child import _exception_message, _limit_hit, _student_traceback
 from .catalog import EXERCISE4_GRADIENTS, EXERCISE4_TRAINING, GRADIENTS, Gradient
 from .grading import Verdict, collect_gradient_results, grade_exercise4, verdict_from_tensor
 from .lecture import FORWARD_NAMES, PARAMETER_NAMES, LectureState, cached_lecture_state
@@ -524,8 +525,6 @@ def run_lecture_code(meta: dict[str, Any], tensors: dict[str, torch.Tensor], fil
                      limits: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Run the exercise statements one at a time; read each gradient after its statements.
     ``limits``: the child's (a step that runs into one says which)."""
-    from ._child import _exception_message
-
     try:
         return _run_steps(meta, tensors, limits)
     except BaseException as exc:  # noqa: BLE001  student code may have broken torch or builtins
@@ -535,8 +534,6 @@ def run_lecture_code(meta: dict[str, Any], tensors: dict[str, torch.Tensor], fil
 
 def _run_steps(meta: dict[str, Any], tensors: dict[str, torch.Tensor], limits: dict[str, Any]
                ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    from ._child import _exception_message, _limit_hit, _student_traceback
-
     import torch.nn as nn
     import torch.nn.functional as F
 
