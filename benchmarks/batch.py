@@ -204,14 +204,17 @@ def main() -> None:
         print(f"machine CPU busy during the batch: {batch_cpu / args.n * 1000:.0f} ms per "
               f"submission ({batch_cpu / batch_s / cores:.0%} of {cores} cores; anything else "
               f"running counts too): at most {cores / (batch_cpu / args.n):.1f} submissions/s")
-        loops = counts["loop"] * LOOP_SECONDS
+        from grader.sandbox import Limits
+
+        slow = Limits().slow_seconds
         split = (f"grader processes {grader_cpu / args.n * 1000:.0f} ms, sandbox (worker and "
                  f"children, in bubblewrap) {max(batch_cpu - grader_cpu, 0) / args.n * 1000:.0f} "
                  "ms per submission" if isolation == "bwrap" else
                  "no split between grader and sandbox (process isolation: the grader's rusage "
                  "counts the sandbox's processes too)")
-        print(f"  {split}; the {counts['loop']} that loop forever hold a core for {loops:g} s "
-              f"({loops / args.n * 1000:.0f} ms per submission)")
+        print(f"  {split}; the {counts['loop']} that loop forever each wait out {LOOP_SECONDS} "
+              f"s, at the least CPU priority after the first {slow:g} s (Limits.slow_seconds), "
+              "while other gradings take the cores")
     print(f"gradebook rows: {len(rows)} of {args.n}; report.html written: {reports} "
           f"({'full reports' if reports == args.n else 'grader.report not available'}); "
           f"scores agree on {agree} of {len(sample)} sampled submissions"

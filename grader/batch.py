@@ -631,6 +631,9 @@ def _process_worker(conn: Any, parent: int, entries: tuple[Entry, ...], job: _Jo
     # sixty, and leaves those pages shared
     gc.freeze()
     with shared or SandboxRunner() as runner:
+        # a request that runs long: the batch may start another grading meanwhile
+        runner.on_slow_call = lambda: conn.send_bytes(_SLOW)
+
         def grade(path: Path, request: GradeRequest) -> Result:
             return grade_submission(path, request=request, runner=runner)
 
@@ -681,11 +684,19 @@ def _ready_to_share(runner: SandboxRunner | None) -> SandboxRunner | None:
     return runner if runner.can_drop_uid else None
 
 
+_SLOW = b'"slow"'        # a grading process's message: its child's request runs long
+
+
 class _ProcessPool:
     """Gradings in ``jobs`` worker processes: the grading work in this process would otherwise
     share one core (the GIL). ``shared``: the sandbox worker they share (_launch_shared_runner),
     or None: each starts its own. Messages are JSON (never pickle); a worker that dies is
-    replaced and its student gets an error row."""
+    replaced and its student gets an error row.
+
+    A worker whose student's code runs long (a request past Limits.slow_seconds, the child
+    lowered to the least CPU priority: most likely a loop waiting out its wall time) says so,
+    and does not count against ``jobs`` until its answer comes: another worker (started if
+    none is free, up to twice ``jobs`` in all) takes the next student meanwhile."""
 
     def __init__(self, jobs: int, job: _Job, entries: tuple[Entry, ...],
                  shared: SandboxRunner | None) -> None:
@@ -698,6 +709,8 @@ class _ProcessPool:
         self.workers: dict[Any, tuple[Any, int | None]] = {}   # conn -> (process, busy with)
         self.waiting: deque[int] = deque()
         self.ready: deque[_Done] = deque()
+        self.jobs = jobs
+        self.slow: set[Any] = set()             # conns of busy workers that said _SLOW
         self.taking = True
         self.shared: SandboxRunner | None = None
         try:
@@ -725,20 +738,33 @@ class _ProcessPool:
         self.workers[ours] = (process, None)
 
     def _dispatch(self) -> None:
-        for conn, (process, busy) in list(self.workers.items()):
-            if busy is None and self.waiting and self.taking:
-                index = self.waiting.popleft()
-                try:
-                    conn.send_bytes(json.dumps(index).encode())
-                except OSError:
-                    self.waiting.appendleft(index)
-                    self._lost(conn)
-                    continue
-                self.workers[conn] = (process, index)
+        """Students to free workers while fewer than ``jobs`` gradings are under way (a slow
+        one not counted), starting a worker where none is free."""
+        while self.waiting and self.taking:
+            under_way = sum(index is not None and conn not in self.slow
+                            for conn, (_, index) in self.workers.items())
+            free = [conn for conn, (_, index) in self.workers.items() if index is None]
+            if under_way >= self.jobs:
+                return
+            if not free:
+                if len(self.workers) >= 2 * self.jobs:
+                    return
+                self._start_worker()
+                continue
+            conn = free[0]
+            index = self.waiting.popleft()
+            try:
+                conn.send_bytes(json.dumps(index).encode())
+            except OSError:
+                self.waiting.appendleft(index)
+                self._lost(conn)
+                continue
+            self.workers[conn] = (self.workers[conn][0], index)
 
     def _lost(self, conn: Any) -> None:
         """A worker died: its student gets an error row, and a new worker takes its place."""
         process, busy = self.workers.pop(conn)
+        self.slow.discard(conn)
         conn.close()
         process.join(timeout=1)
         if busy is not None:
@@ -770,8 +796,14 @@ class _ProcessPool:
         return self.ready.popleft() if self.ready else None
 
     def _take_answer(self, conn: Any) -> None:
-        """The answer waiting on ``conn`` into ``ready``; its worker is free again."""
-        reply = json.loads(conn.recv_bytes())
+        """The message waiting on ``conn``: _SLOW, or an answer, into ``ready`` (its worker is
+        free again)."""
+        message = conn.recv_bytes()
+        if message == _SLOW:
+            self.slow.add(conn)
+            return
+        reply = json.loads(message)
+        self.slow.discard(conn)
         process, index = self.workers[conn]
         self.ready.append(_Done(self.entries[index], result_from_dict(reply["result"]),
                                 float(reply["seconds"])))
@@ -792,10 +824,11 @@ class _ProcessPool:
         self.stop_taking()
         for process, _ in self.workers.values():
             process.kill()
-        for conn, (process, index) in list(self.workers.items()):
+        for conn, (process, _) in list(self.workers.items()):
             process.join(timeout=5)
-            try:                        # from a dead worker only: the read cannot block
-                if index is not None and process.exitcode is not None and conn.poll(0):
+            try:                        # from a dead worker only: the reads cannot block
+                while (self.workers[conn][1] is not None and process.exitcode is not None
+                       and conn.poll(0)):
                     self._take_answer(conn)
             except (EOFError, OSError, ValueError):
                 pass                    # half an answer, cut by the kill: left pending

@@ -23,6 +23,8 @@ Messages are JSON on SOCK_SEQPACKET sockets:
   "message"}``, ``{"event": "exited", "code"}`` when the child ends by itself, and
   ``{"event": "stopped", "code", "processes"}`` after a stop.
 * session -> worker, control socket: ``{"op": "stop"}``; closing the socket means the same.
+  ``{"op": "lower"}``: the child's request has run long; its processes get the least CPU
+  priority (lower_priority), with no answer.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["can_drop_uid", "main"]
+__all__ = ["can_drop_uid", "lower_priority", "main"]
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -53,6 +55,7 @@ _PR_SET_NO_NEW_PRIVS = 38
 _PROTOCOL_FD = 3
 _OPEN_FILES = 256
 _KILL_SECONDS = 5.0
+_LOWEST_PRIORITY = 19      # nice
 # imported once here so that children need not read them from disk (after dropping to an
 # unprivileged uid they may not be able to: a Python under /root, for example)
 _PRELOAD = ("torch", "torch.nn.functional", "numpy", "grader._child", "grader._guard",
@@ -150,6 +153,26 @@ def _kill_uid(uid: int) -> None:
         finally:
             os._exit(0)
     os.waitpid(pid, 0)
+
+
+def lower_priority(pid: int, uid: int | None) -> None:
+    """Give a session's processes the least CPU priority: those of ``uid`` when it has one of
+    its own, else the process group (session) that ``pid`` leads. Its autogroup too, where the
+    kernel groups processes by session: niceness counts only within a group, and each session
+    (a child calls setsid) is one. Raising niceness needs no privilege; a failure leaves the
+    priority as it was."""
+    try:
+        if uid is not None:
+            os.setpriority(os.PRIO_USER, uid, _LOWEST_PRIORITY)
+        else:
+            os.setpriority(os.PRIO_PGRP, pid, _LOWEST_PRIORITY)
+    except OSError:
+        pass
+    try:
+        with open(f"/proc/{pid}/autogroup", "w") as f:
+            f.write(str(_LOWEST_PRIORITY))
+    except OSError:         # no autogroups here (or the process is gone)
+        pass
 
 
 def can_drop_uid() -> bool:
@@ -443,6 +466,9 @@ class ForkServer:
             try:
                 message = json.loads(data)
             except ValueError:
+                return
+            if message.get("op") == "lower":
+                lower_priority(session.pid, session.uid)
                 return
             if message.get("op") != "stop":
                 return

@@ -23,9 +23,10 @@ import warnings
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from . import bubblewrap
+from .forkserver import lower_priority
 
 if TYPE_CHECKING:
     from .sandbox import Limits
@@ -131,6 +132,8 @@ class _Tail(threading.Thread):
 class _ForkedChild:
     """A child of the fork server: stopped through the worker, which reports its exit too."""
 
+    warm = True         # torch imported before it starts: running the file takes milliseconds
+
     def __init__(self, runner: "SandboxRunner", control: socket.socket, proto: socket.socket,
                  output: int, uid: int | None) -> None:
         self.runner, self.control, self.proto, self.output, self.uid = (
@@ -161,6 +164,14 @@ class _ForkedChild:
                 self.runner.release_uid(self.uid)
         return code, processes
 
+    def lower(self) -> None:
+        """The least CPU priority for the child and all it started, from now on (the worker
+        does it: forkserver.lower_priority)."""
+        try:
+            self.control.send(b'{"op": "lower"}')
+        except OSError:
+            pass                # the worker is gone: the child with it
+
     def exit_code(self, seconds: float) -> int | None:
         """Wait briefly for the worker to report that the child ended."""
         self.control.settimeout(seconds)
@@ -180,6 +191,7 @@ class _DirectChild:
     Linux): a torch import per submission, the same protocol, the limits the platform has."""
 
     uid = None
+    warm = False        # it imports torch while it runs the file: seconds
 
     def __init__(self, proc: subprocess.Popen[bytes], proto: socket.socket, output: int,
                  workdir: str) -> None:
@@ -195,6 +207,9 @@ class _DirectChild:
         self.proto.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
         return code, 1
+
+    def lower(self) -> None:
+        lower_priority(self.proc.pid, None)       # it leads a session of its own
 
     def exit_code(self, seconds: float) -> int | None:
         try:
@@ -298,6 +313,10 @@ class SandboxRunner:
         self._launch: _Worker | None = None     # started, "ready" not read yet
         self._closed = False
         self._pid: int | None = os.getpid()     # None: the first process to use it (attach)
+        # called (on the session's thread) when a child's request runs past its limits'
+        # slow_seconds and the child is lowered to the least CPU priority: a batch then lets
+        # another grading use the core it would hold
+        self.on_slow_call: Callable[[], None] | None = None
 
     # -- worker lifetime ----------------------------------------------------------------------
     def start(self) -> "SandboxRunner":

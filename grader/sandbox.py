@@ -39,6 +39,9 @@ class Limits:
     """Resource limits for one submission's child; each reported by name when hit."""
 
     call_seconds: float = 20.0        # wall time: one request ("wall time")
+    slow_seconds: float = 0.25        # wall time: a request still running after this long
+                                      # runs on at the least CPU priority (not a limit: it
+                                      # keeps its wall time; others come first for the CPU)
     start_seconds: float = 60.0       # wall time: start the child and run the file ("wall time")
     total_seconds: float = 900.0      # wall time: the whole submission ("total time")
     cpu_seconds: int = 300            # CPU time of one child ("CPU time")
@@ -205,6 +208,7 @@ class SandboxSession:
         self.load_integrity: tuple[dict[str, str], ...] = ()
         self._deadline: float | None = None
         self._reader: wire.FrameReader | None = None     # the child's replies
+        self._lowered = False               # the child runs at the least CPU priority
 
     @property
     def uid(self) -> int | None:
@@ -221,13 +225,14 @@ class SandboxSession:
         if isinstance(spawned, str):
             return CallOutcome("error", message=f"the sandbox could not start: {spawned}")
         self.child = spawned
+        self._lowered = False
         self._reader = wire.FrameReader(spawned.proto.fileno(), limits=self.limits.wire)
         kept = sum(len(s.kept) for s in self.sinks)
         sink = _OutputSink(spawned.output, max(self.limits.output_bytes - kept, 0))
         sink.start()
         self.sinks.append(sink)
         outcome = self._request({"op": "load", "code": self.code, "filename": self.filename},
-                                None, self.limits.start_seconds)
+                                None, self.limits.start_seconds, may_lower=spawned.warm)
         self.load_integrity = outcome.integrity
         return outcome
 
@@ -249,10 +254,11 @@ class SandboxSession:
             self.child.proto.settimeout(None)
 
     def _request(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor] | None,
-                 seconds: float) -> CallOutcome:
+                 seconds: float, *, may_lower: bool = True) -> CallOutcome:
         deadline = time.monotonic() + seconds
         failed = self._send_request(meta, tensors, seconds, deadline)
-        return failed if failed is not None else self._reply(seconds, deadline)
+        return failed if failed is not None else self._reply(seconds, deadline,
+                                                             may_lower=may_lower)
 
     def _send_request(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor] | None,
                       seconds: float, deadline: float) -> CallOutcome | None:
@@ -283,10 +289,27 @@ class SandboxSession:
         return CallOutcome("error", message=f"the process running your code {message}",
                            limit=limit)
 
-    def _reply(self, seconds: float, deadline: float, *, index: int | None = None
-               ) -> CallOutcome:
-        """Read one reply (the ``index``-th of a batch of calls, if given)."""
+    def _lower_if_slow(self, start: float, deadline: float) -> None:
+        """Wait for the reply to a request sent at ``start`` to begin coming; past the limits'
+        ``slow_seconds``, lower the child to the least CPU priority (once) and tell the runner
+        (its on_slow_call): code that loops until its wall time runs out then uses only CPU
+        time nothing else wants."""
         assert self.child is not None and self._reader is not None
+        slow_at = start + self.limits.slow_seconds
+        if self._lowered or slow_at >= deadline or self._reader.ready_by(slow_at):
+            return
+        self._lowered = True
+        self.child.lower()
+        if self.runner.on_slow_call is not None:
+            self.runner.on_slow_call()
+
+    def _reply(self, seconds: float, deadline: float, *, index: int | None = None,
+               may_lower: bool = True) -> CallOutcome:
+        """Read one reply (the ``index``-th of a batch of calls, if given); ``may_lower``: the
+        child may be lowered if it is slow (not while a cold child imports torch)."""
+        assert self.child is not None and self._reader is not None
+        if may_lower:
+            self._lower_if_slow(deadline - seconds, deadline)
         try:
             reply, out = self._reader.read(deadline=deadline)
         except TimeoutError:

@@ -180,6 +180,13 @@ class FrameReader:
                 got += n
         return decode_frame(body, header_len, self.limits)
 
+    def ready_by(self, until: float) -> bool:
+        """Whether a frame has begun to come (something to read) by ``until``; waits till then."""
+        if self.buffer:
+            return True
+        ready, _, _ = select.select([self.fd], [], [], max(until - time.monotonic(), 0.0))
+        return bool(ready)
+
     def _wait(self, deadline: float | None) -> None:
         if deadline is not None:
             left = deadline - time.monotonic()

@@ -700,6 +700,51 @@ def test_without_a_grade_function_each_job_is_a_process_of_its_own(tmp_path, mon
     assert gradebook(tmp_path / "processes") == gradebook(tmp_path / "threads")
 
 
+def _slow_students_wait_for_the_others(tmp_path: Path, monkeypatch, slow: set[str],
+                                       seconds: float) -> tuple[dict[str, int], set[str]]:
+    """A class of six graded with jobs=1, where the ``slow`` students' code runs long (their
+    grading says so through the runner, as a session does when it lowers a child) and their
+    grading then waits up to ``seconds`` for all the others to be graded. Returns how many
+    others each slow student saw graded, and the grading processes' pids."""
+    import grader.batch
+
+    d = small_class(tmp_path, 6)
+    done, pids = tmp_path / "done", tmp_path / "pids"
+    done.mkdir()
+    pids.mkdir()
+    others = 6 - len(slow)
+
+    def grade_in_worker(path, *, request, runner):
+        (pids / str(os.getpid())).touch()
+        if path.stem in slow:
+            runner.on_slow_call()
+            deadline = time.monotonic() + seconds
+            while len(list(done.iterdir())) < others and time.monotonic() < deadline:
+                time.sleep(0.02)
+            (tmp_path / f"{path.stem}.saw").write_text(str(len(list(done.iterdir()))))
+        else:
+            (done / path.stem).touch()
+        return fake_grade(path, request)
+
+    monkeypatch.setattr(grader.batch, "grade_submission", grade_in_worker)
+    s = grade_many(d, tmp_path / "out", request=QUICK, jobs=1)
+    assert s.graded == 6 and {r["status"] for r in gradebook(tmp_path / "out")} == {"graded"}
+    return ({k: int((tmp_path / f"{k}.saw").read_text()) for k in slow},
+            {p.name for p in pids.iterdir()})
+
+
+def test_a_student_whose_code_runs_long_does_not_hold_up_the_others(tmp_path, monkeypatch):
+    """A loop waiting out its wall time holds no job: with jobs=1, the five students after
+    it are graded (by a second grading process) while it waits."""
+    saw, pids = _slow_students_wait_for_the_others(tmp_path, monkeypatch, {"s00"}, 60.0)
+    assert saw == {"s00": 5} and len(pids) == 2
+
+
+def test_slow_students_take_at_most_as_many_extra_processes_as_jobs(tmp_path, monkeypatch):
+    saw, pids = _slow_students_wait_for_the_others(tmp_path, monkeypatch, {"s00", "s01"}, 1.0)
+    assert saw == {"s00": 0, "s01": 0} and len(pids) == 2     # jobs=1: two processes at most
+
+
 def test_a_worker_process_that_dies_costs_its_student_a_row_and_the_batch_goes_on(tmp_path,
                                                                                   monkeypatch):
     import grader.batch

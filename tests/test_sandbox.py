@@ -88,6 +88,68 @@ def test_a_hang_times_out_and_the_next_call_gets_a_fresh_child(runner):
     assert again.status == "ok" and s.restarts == 1
 
 
+PRIORITY_CODE = """\
+import os, time
+import torch
+
+def _priority():
+    try:
+        with open('/proc/self/autogroup') as f:
+            group = float('nice 19' in f.read())
+    except OSError:
+        group = -1.0                    # no autogroups on this kernel
+    return torch.tensor([float(os.getpriority(os.PRIO_PROCESS, 0)), group])
+
+def busy(seconds):
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        pass
+    return _priority()
+
+def quick():
+    return _priority()
+"""
+
+
+def _lowered_after_a_long_request(runner: SandboxRunner) -> list[torch.Tensor]:
+    """The child's niceness and autogroup: at first, after a request running past
+    slow_seconds, and at the request after; the runner's on_slow_call counted at each."""
+    told = []
+    runner.on_slow_call = lambda: told.append(1)
+    try:
+        with open_session(PRIORITY_CODE, filename="s.py", runner=runner,
+                          limits=Limits(call_seconds=10.0, slow_seconds=0.1)) as s:
+            seen = []
+            for name, inputs in (("quick", {}), ("busy", {"seconds": 0.6}), ("quick", {})):
+                out = s.call(name, inputs)
+                assert out.status == "ok", out.message
+                seen.append(out.tensors["result"].tolist() + [len(told)])
+    finally:
+        runner.on_slow_call = None
+    return seen
+
+
+def _expect_lowered(seen: list[list[float]]) -> None:
+    first, long, after = seen
+    assert first[0] == 0 and first[2] == 0            # a quick request: left alone
+    assert long[0] == 19 and long[2] == 1             # lowered while it ran; the runner told
+    assert after[0] == 19 and after[2] == 1           # it stays low; told once
+    if Path("/proc/self/autogroup").exists():         # the kernel groups by session
+        assert first[1] == 0 and long[1] == 1
+
+
+def test_a_request_that_runs_long_runs_on_at_the_least_cpu_priority(runner):
+    """Code looping until its wall time runs out then uses only CPU nothing else wants; it
+    keeps its wall time (the call above succeeds: slow_seconds is not a limit)."""
+    _expect_lowered(_lowered_after_a_long_request(runner))
+
+
+def test_a_child_without_a_fork_server_is_lowered_the_same_way():
+    with pytest.warns(RuntimeWarning, match="bubblewrap needs Linux"):
+        with SandboxRunner(forkserver=False) as r:
+            _expect_lowered(_lowered_after_a_long_request(r))
+
+
 def test_a_crash_is_described(runner):
     code = "import os\ndef f(x):\n    os._exit(3)\n"
     with open_session(code, filename="s.py", runner=runner) as s:
