@@ -100,6 +100,7 @@ def grade_submission(source: str | Path | Submission, *,
     try:
         loaded = session.start()
         if loaded.status != "ok":
+            session.close()     # first: what it printed is then read at once, not waited for
             message = loaded.message or "could not run your file"
             if loaded.status == "timeout":
                 message = f"your file, run top to bottom, {message}"

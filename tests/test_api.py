@@ -72,6 +72,27 @@ def test_a_syntax_error_is_a_graded_error_not_a_crash(write_submission, quick_re
     assert r.status == "error" and "syntax error at line 1" in r.message and r.score == 0
 
 
+def test_a_file_that_exits_at_top_level_keeps_what_it_printed_read_after_its_process_ended(
+        write_submission, quick_request, monkeypatch):
+    """Its process is stopped before the output is taken: all of it is there at once, where a
+    live process's output would be waited for (a pause per such student in a batch)."""
+    from grader.sandbox import SandboxSession
+
+    taken_from_live = []
+    output = SandboxSession.output
+
+    def watched(self):
+        taken_from_live.append(self.child is not None)
+        return output(self)
+
+    monkeypatch.setattr(SandboxSession, "output", watched)
+    r = grade_submission(write_submission(
+        "import sys\nprint('about to leave')\nsys.exit(2)\n\ndef dprobs(dlogprobs, probs):\n"
+        "    return dlogprobs / probs\n"), request=quick_request)
+    assert r.status == "error" and "sys.exit(2)" in r.message
+    assert r.output == "about to leave\n" and taken_from_live == [False]
+
+
 def test_results_round_trip_through_json(solution_result, tmp_path):
     write_result(solution_result, tmp_path / "r.json")
     back = read_result(tmp_path / "r.json")
