@@ -631,8 +631,13 @@ def _process_worker(conn: Any, parent: int, entries: tuple[Entry, ...], job: _Jo
     # sixty, and leaves those pages shared
     gc.freeze()
     with shared or SandboxRunner() as runner:
-        # a request that runs long: the batch may start another grading meanwhile
-        runner.on_slow_call = lambda: conn.send_bytes(_SLOW)
+        def tell_slow() -> None:        # the batch may start another grading meanwhile
+            try:
+                conn.send_bytes(_SLOW)
+            except OSError:
+                pass                    # the batch is gone: this process follows it
+
+        runner.on_slow_call = tell_slow
 
         def grade(path: Path, request: GradeRequest) -> Result:
             return grade_submission(path, request=request, runner=runner)

@@ -289,15 +289,11 @@ class SandboxSession:
         return CallOutcome("error", message=f"the process running your code {message}",
                            limit=limit)
 
-    def _lower_if_slow(self, start: float, deadline: float) -> None:
-        """Wait for the reply to a request sent at ``start`` to begin coming; past the limits'
-        ``slow_seconds``, lower the child to the least CPU priority (once) and tell the runner
-        (its on_slow_call): code that loops until its wall time runs out then uses only CPU
-        time nothing else wants."""
-        assert self.child is not None and self._reader is not None
-        slow_at = start + self.limits.slow_seconds
-        if self._lowered or slow_at >= deadline or self._reader.ready_by(slow_at):
-            return
+    def _lower(self) -> None:
+        """The child's request runs long (past the limits' ``slow_seconds``): lower it to the
+        least CPU priority and tell the runner (its on_slow_call). Code that loops until its
+        wall time runs out then uses only CPU time nothing else wants."""
+        assert self.child is not None
         self._lowered = True
         self.child.lower()
         if self.runner.on_slow_call is not None:
@@ -308,10 +304,11 @@ class SandboxSession:
         """Read one reply (the ``index``-th of a batch of calls, if given); ``may_lower``: the
         child may be lowered if it is slow (not while a cold child imports torch)."""
         assert self.child is not None and self._reader is not None
-        if may_lower:
-            self._lower_if_slow(deadline - seconds, deadline)
+        alarm = None
+        if may_lower and not self._lowered:     # the request went at deadline - seconds
+            alarm = (deadline - seconds + self.limits.slow_seconds, self._lower)
         try:
-            reply, out = self._reader.read(deadline=deadline)
+            reply, out = self._reader.read(deadline=deadline, alarm=alarm)
         except TimeoutError:
             return self._timed_out(seconds)
         except (EOFError, ConnectionError, BrokenPipeError):

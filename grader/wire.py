@@ -14,7 +14,7 @@ import select
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -151,12 +151,15 @@ class FrameReader:
         self.fd, self.limits = fd, limits
         self.buffer = bytearray()
 
-    def read(self, *, deadline: float | None = None
+    def read(self, *, deadline: float | None = None,
+             alarm: tuple[float, Callable[[], None]] | None = None
              ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         """The next frame; TimeoutError past ``deadline``, EOFError at end, FrameError for a
-        frame beyond the limits (nothing more can be read after one)."""
+        frame beyond the limits (nothing more can be read after one). ``alarm``: (when, call):
+        ``call()`` once if the frame has not begun to come by ``when`` (before ``deadline``)."""
         while len(self.buffer) < _LEN.size:
-            self._fill(deadline)
+            self._fill(deadline, None if self.buffer else alarm)
+            alarm = None
         total, header_len = _LEN.unpack_from(self.buffer)
         if total > self.limits.max_frame_bytes:
             raise FrameError(f"a reply of {total:,} bytes, more than the "
@@ -180,14 +183,13 @@ class FrameReader:
                 got += n
         return decode_frame(body, header_len, self.limits)
 
-    def ready_by(self, until: float) -> bool:
-        """Whether a frame has begun to come (something to read) by ``until``; waits till then."""
-        if self.buffer:
-            return True
-        ready, _, _ = select.select([self.fd], [], [], max(until - time.monotonic(), 0.0))
-        return bool(ready)
-
-    def _wait(self, deadline: float | None) -> None:
+    def _wait(self, deadline: float | None,
+              alarm: tuple[float, Callable[[], None]] | None = None) -> None:
+        if alarm is not None and deadline is not None and alarm[0] < deadline:
+            ready, _, _ = select.select([self.fd], [], [], max(alarm[0] - time.monotonic(), 0))
+            if ready:
+                return
+            alarm[1]()
         if deadline is not None:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -196,8 +198,9 @@ class FrameReader:
             if not ready:
                 raise TimeoutError
 
-    def _fill(self, deadline: float | None) -> None:
-        self._wait(deadline)
+    def _fill(self, deadline: float | None,
+              alarm: tuple[float, Callable[[], None]] | None = None) -> None:
+        self._wait(deadline, alarm)
         chunk = os.read(self.fd, 1 << 18)
         if not chunk:
             raise EOFError

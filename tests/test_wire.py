@@ -85,6 +85,25 @@ def test_reader_times_out_on_silence_and_sees_the_end() -> None:
     b.close()
 
 
+def test_the_alarm_rings_once_only_when_nothing_has_come_by_its_time() -> None:
+    a, b = socket.socketpair()
+    reader = wire.FrameReader(b.fileno())
+    rung: list[float] = []
+    alarm = (time.monotonic() + 0.05, lambda: rung.append(time.monotonic()))
+    threading.Timer(0.3, a.sendall, [wire.encode_frame({"late": 1})]).start()
+    meta, _ = reader.read(deadline=time.monotonic() + 10, alarm=alarm)
+    assert meta == {"late": 1} and len(rung) == 1 and rung[0] >= alarm[0]
+    a.sendall(wire.encode_frame({"soon": 1}))
+    time.sleep(0.05)
+    meta, _ = reader.read(deadline=time.monotonic() + 10, alarm=(time.monotonic() + 5, rung.clear))
+    assert meta == {"soon": 1} and len(rung) == 1      # it had come: no alarm, no wait
+    with pytest.raises(TimeoutError):                   # an alarm past the deadline never rings
+        reader.read(deadline=time.monotonic() + 0.05, alarm=(time.monotonic() + 1, rung.clear))
+    assert len(rung) == 1
+    a.close()
+    b.close()
+
+
 def test_a_frame_beyond_the_size_limit_is_refused_before_it_is_read() -> None:
     r, w = os.pipe()
     os.write(w, wire._LEN.pack(10**9, 10))          # announces a gigabyte
