@@ -410,12 +410,11 @@ def _isolated_calls(session: SandboxSession, planned: list[_IsolatedCall],
     verdicts: list[Verdict] = []
     start = 0
     while start < len(planned):
-        end, secrets = start, []
+        end, secrets = start, set()          # ids of the tensors the batch is judged against
         while end < len(planned):
-            inputs = [v for v in planned[end].inputs.values() if isinstance(v, torch.Tensor)]
-            if any(t is s for t in inputs for s in secrets):
+            if any(id(v) in secrets for v in planned[end].inputs.values()):
                 break
-            secrets.append(planned[end].expected)
+            secrets.add(id(planned[end].expected))
             end += 1
         outcomes = session.call_many([c.call() for c in planned[start:end]])
         verdicts += [_isolated_verdict(c, o, options, teach=teach)
