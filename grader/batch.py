@@ -788,31 +788,45 @@ class _ProcessPool:
     def next_done(self, timeout: float) -> _Done | None:
         from multiprocessing.connection import wait
 
+        answers: list[tuple[int, bytes]] = []
         if not self.ready:
             busy = [c for c, (_, index) in self.workers.items() if index is not None]
             for conn in wait(busy, timeout) if busy else ():
                 try:
-                    self._take_answer(conn)
-                except (EOFError, OSError, ValueError):
+                    answer = self._take_message(conn)
+                except (EOFError, OSError):
                     self._lost(conn)
+                    continue
+                if answer is not None:
+                    answers.append(answer)
             if not busy:
                 time.sleep(min(timeout, 0.01))
-        self._dispatch()
+        self._dispatch()        # the workers that answered take their next students first,
+        for index, message in answers:      # then their answers are read
+            self.ready.append(self._done(index, message))
         return self.ready.popleft() if self.ready else None
 
-    def _take_answer(self, conn: Any) -> None:
-        """The message waiting on ``conn``: _SLOW, or an answer, into ``ready`` (its worker is
-        free again)."""
+    def _take_message(self, conn: Any) -> tuple[int, bytes] | None:
+        """The message waiting on ``conn``: None for _SLOW; else an answer, as (the student's
+        index, the message) to read with _done, and the worker is free again."""
         message = conn.recv_bytes()
         if message == _SLOW:
             self.slow.add(conn)
-            return
-        reply = json.loads(message)
+            return None
         self.slow.discard(conn)
         process, index = self.workers[conn]
-        self.ready.append(_Done(self.entries[index], result_from_dict(reply["result"]),
-                                float(reply["seconds"])))
         self.workers[conn] = (process, None)
+        return index, message
+
+    def _done(self, index: int, message: bytes) -> _Done:
+        entry = self.entries[index]
+        try:
+            reply = json.loads(message)
+            return _Done(entry, result_from_dict(reply["result"]), float(reply["seconds"]))
+        except (ValueError, KeyError, TypeError):
+            return _Done(entry, error_result(
+                entry.label, "the grader's worker process sent back an answer that could not "
+                "be read; the batch went on. Grade it again.", request=self.job.request), 0.0)
 
     def busy(self) -> int:
         return sum(index is not None for _, index in self.workers.values()) + len(self.ready)
@@ -834,8 +848,10 @@ class _ProcessPool:
             try:                        # from a dead worker only: the reads cannot block
                 while (self.workers[conn][1] is not None and process.exitcode is not None
                        and conn.poll(0)):
-                    self._take_answer(conn)
-            except (EOFError, OSError, ValueError):
+                    answer = self._take_message(conn)
+                    if answer is not None:
+                        self.ready.append(self._done(*answer))
+            except (EOFError, OSError):
                 pass                    # half an answer, cut by the kill: left pending
             conn.close()
         self.workers.clear()

@@ -365,7 +365,7 @@ def test_a_second_ctrl_c_keeps_the_answers_worker_processes_had_sent(tmp_path, m
         pipes = {entries[index].student: conn for conn, (_, index) in pool.workers.items()
                  if index is not None}
         assert pipes["s00"].poll(60) and pipes["s01"].poll(60)    # answered, not taken yet
-        pool._take_answer(pipes["s00"])
+        pool.ready.append(pool._done(*pool._take_message(pipes["s00"])))
         finished = pool.abandon()
     finally:
         release.touch()
@@ -704,8 +704,9 @@ def _slow_students_wait_for_the_others(tmp_path: Path, monkeypatch, slow: set[st
                                        seconds: float) -> tuple[dict[str, int], set[str]]:
     """A class of six graded with jobs=1, where the ``slow`` students' code runs long (their
     grading says so through the runner, as a session does when it lowers a child) and their
-    grading then waits up to ``seconds`` for all the others to be graded. Returns how many
-    others each slow student saw graded, and the grading processes' pids."""
+    grading then waits for all the others to be graded, until ``seconds`` from now at most
+    (the same moment for all of them). Returns how many others each slow student saw graded
+    (by then, or half a second before), and the grading processes' pids."""
     import grader.batch
 
     d = small_class(tmp_path, 6)
@@ -713,15 +714,21 @@ def _slow_students_wait_for_the_others(tmp_path: Path, monkeypatch, slow: set[st
     done.mkdir()
     pids.mkdir()
     others = 6 - len(slow)
+    until = time.monotonic() + seconds         # the system's clock: the same in every process
 
     def grade_in_worker(path, *, request, runner):
         (pids / str(os.getpid())).touch()
         if path.stem in slow:
             runner.on_slow_call()
-            deadline = time.monotonic() + seconds
-            while len(list(done.iterdir())) < others and time.monotonic() < deadline:
+            saw = 0             # as seen a while before ``until``: not once another has ended
+            while time.monotonic() < until:
+                graded = len(list(done.iterdir()))
+                if time.monotonic() < until - 0.5 or graded == others:
+                    saw = graded
+                if graded == others:
+                    break
                 time.sleep(0.02)
-            (tmp_path / f"{path.stem}.saw").write_text(str(len(list(done.iterdir()))))
+            (tmp_path / f"{path.stem}.saw").write_text(str(saw))
         else:
             (done / path.stem).touch()
         return fake_grade(path, request)
@@ -741,8 +748,45 @@ def test_a_student_whose_code_runs_long_does_not_hold_up_the_others(tmp_path, mo
 
 
 def test_slow_students_take_at_most_as_many_extra_processes_as_jobs(tmp_path, monkeypatch):
-    saw, pids = _slow_students_wait_for_the_others(tmp_path, monkeypatch, {"s00", "s01"}, 1.0)
+    saw, pids = _slow_students_wait_for_the_others(tmp_path, monkeypatch, {"s00", "s01"}, 4.0)
     assert saw == {"s00": 0, "s01": 0} and len(pids) == 2     # jobs=1: two processes at most
+
+
+def test_a_worker_gets_its_next_student_before_its_answer_is_read(tmp_path, monkeypatch):
+    """Reading an answer (JSON, dataclasses) takes the batch process a while: the worker that
+    sent it is not left idle meanwhile."""
+    import grader.batch
+    from grader.batch import _ProcessPool
+
+    monkeypatch.setattr(grader.batch, "grade_submission",
+                        lambda path, *, request, runner: fake_grade(path, request))
+    busy_with_while_read: dict[str, list[str]] = {}
+    done = _ProcessPool._done
+
+    def reading(self, index, message):
+        busy_with_while_read[self.entries[index].student] = sorted(
+            self.entries[i].student for _, i in self.workers.values() if i is not None)
+        return done(self, index, message)
+
+    monkeypatch.setattr(_ProcessPool, "_done", reading)
+    s = grade_many(small_class(tmp_path, 3), tmp_path / "out", request=QUICK, jobs=1)
+    assert s.graded == 3
+    assert busy_with_while_read == {"s00": ["s01"], "s01": ["s02"], "s02": []}
+
+
+def test_an_answer_that_cannot_be_read_is_that_students_error_row(tmp_path, monkeypatch):
+    import grader.batch
+    from grader.batch import _ProcessPool
+
+    monkeypatch.setattr(grader.batch, "grade_submission",
+                        lambda path, *, request, runner: fake_grade(path, request))
+    done = _ProcessPool._done
+    monkeypatch.setattr(_ProcessPool, "_done", lambda self, index, message: done(
+        self, index, b"{not json" if self.entries[index].student == "s01" else message))
+    grade_many(small_class(tmp_path, 3), tmp_path / "out", request=QUICK, jobs=1)
+    rows = {r["student"]: r for r in gradebook(tmp_path / "out")}
+    assert rows["s01"]["status"] == "error" and "could not be read" in rows["s01"]["problems"]
+    assert rows["s00"]["status"] == rows["s02"]["status"] == "graded"
 
 
 def test_a_worker_process_that_dies_costs_its_student_a_row_and_the_batch_goes_on(tmp_path,
