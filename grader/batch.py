@@ -3,8 +3,9 @@
 ``discover_submissions`` finds one submission per student: a file (``alice.py``,
 ``bob.ipynb``), a folder (``carol/...``) or a zip of either (``dave.zip``); the student id is the
 file or folder name. Everything else is listed as skipped, with the reason. ``grade_many`` grades
-them in ``jobs`` worker processes (forked after the references every submission is compared with
-are computed; sharing one sandbox worker where they can; they answer in JSON), or on threads
+``jobs`` at a time in worker processes (forked after the references every submission is compared
+with are computed; sharing one sandbox worker where they can; they answer in JSON; one whose
+student's code runs long does not count, up to twice ``jobs`` processes), or on threads
 when the caller gives its own ``grade`` function, writes every file
 atomically (a temp file, then a rename), and skips students whose submission and grading config
 are unchanged since their last complete grading, so a killed or interrupted batch resumes where it
@@ -744,7 +745,8 @@ class _ProcessPool:
 
     def _dispatch(self) -> None:
         """Students to free workers while fewer than ``jobs`` gradings are under way (a slow
-        one not counted), starting a worker where none is free."""
+        one not counted), starting a worker where none is free. A worker that cannot start, or
+        dies as it is sent a student, ends this round: the next call tries again."""
         while self.waiting and self.taking:
             under_way = sum(index is not None and conn not in self.slow
                             for conn, (_, index) in self.workers.items())
@@ -754,7 +756,10 @@ class _ProcessPool:
             if not free:
                 if len(self.workers) >= 2 * self.jobs:
                     return
-                self._start_worker()
+                try:
+                    self._start_worker()
+                except OSError:         # e.g. no memory for one more: go on with those there
+                    return
                 continue
             conn = free[0]
             index = self.waiting.popleft()
@@ -763,7 +768,7 @@ class _ProcessPool:
             except OSError:
                 self.waiting.appendleft(index)
                 self._lost(conn)
-                continue
+                return
             self.workers[conn] = (self.workers[conn][0], index)
 
     def _lost(self, conn: Any) -> None:
@@ -855,6 +860,7 @@ class _ProcessPool:
                 pass                    # half an answer, cut by the kill: left pending
             conn.close()
         self.workers.clear()
+        self.slow.clear()
         finished = list(self.ready)
         self.ready.clear()
         return finished
@@ -873,6 +879,7 @@ class _ProcessPool:
                 process.join()
             conn.close()
         self.workers.clear()
+        self.slow.clear()
 
 
 def _drive(pool: "_ThreadPool | _ProcessPool", todo: Sequence[Entry],

@@ -201,7 +201,8 @@ def _add_batch_commands(sub: argparse._SubParsersAction) -> None:
     grade.add_argument("--out", required=True, metavar="DIR", help="output folder")
     grade.add_argument("--jobs", type=int, default=2, metavar="N",
                        help="submissions graded at once, each in a worker process of its own "
-                            "(default 2)")
+                            "(default 2); one whose code runs long (a stub call past "
+                            "slow_seconds) does not count, up to 2N processes in all")
     grade.add_argument("--config", metavar="TOML", help="assignment config (points, tolerances, "
                                                         "limits, ...); see grader/assignment.py")
     again = grade.add_mutually_exclusive_group()

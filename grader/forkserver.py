@@ -160,7 +160,11 @@ def lower_priority(pid: int, uid: int | None) -> None:
     its own, else the process group (session) that ``pid`` leads. Its autogroup too, where the
     kernel groups processes by session: niceness counts only within a group, and each session
     (a child calls setsid) is one. Raising niceness needs no privilege; a failure leaves the
-    priority as it was."""
+    priority as it was (without CAP_SYS_ADMIN the kernel takes one autogroup change per 100 ms).
+
+    A help, not a limit: code that wants the CPU back can start a session of its own (a new
+    autogroup, at the default weight) or reset its autogroup; it then costs what it did before,
+    its wall time at full speed, and no more. Nothing of another student's depends on it."""
     try:
         if uid is not None:
             os.setpriority(os.PRIO_USER, uid, _LOWEST_PRIORITY)
@@ -289,7 +293,7 @@ class _Session:
 
 
 class ForkServer:
-    """The worker's event loop: spawn requests, stop requests, children ending.
+    """The worker's event loop: spawn requests, stop and lower requests, children ending.
 
     A spare child is forked ahead of time, so that a session starts without waiting for a fork.
     A stopped session's processes are killed at once; the worker finishes reaping them (and

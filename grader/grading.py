@@ -410,7 +410,7 @@ def _isolated_calls(session: SandboxSession, planned: list[_IsolatedCall],
     verdicts: list[Verdict] = []
     start = 0
     while start < len(planned):
-        end, secrets = start, set()          # ids of the tensors the batch is judged against
+        end, secrets = start, set[int]()     # ids of the tensors the batch is judged against
         while end < len(planned):
             if any(id(v) in secrets for v in planned[end].inputs.values()):
                 break

@@ -132,8 +132,6 @@ class _Tail(threading.Thread):
 class _ForkedChild:
     """A child of the fork server: stopped through the worker, which reports its exit too."""
 
-    warm = True         # torch imported before it starts: running the file takes milliseconds
-
     def __init__(self, runner: "SandboxRunner", control: socket.socket, proto: socket.socket,
                  output: int, uid: int | None) -> None:
         self.runner, self.control, self.proto, self.output, self.uid = (
@@ -165,8 +163,8 @@ class _ForkedChild:
         return code, processes
 
     def lower(self) -> None:
-        """The least CPU priority for the child and all it started, from now on (the worker
-        does it: forkserver.lower_priority)."""
+        """The least CPU priority for the child and what it started, from now on (the worker
+        does it: forkserver.lower_priority, which says what a child can undo)."""
         try:
             self.control.send(b'{"op": "lower"}')
         except OSError:
@@ -191,7 +189,6 @@ class _DirectChild:
     Linux): a torch import per submission, the same protocol, the limits the platform has."""
 
     uid = None
-    warm = False        # it imports torch while it runs the file: seconds
 
     def __init__(self, proc: subprocess.Popen[bytes], proto: socket.socket, output: int,
                  workdir: str) -> None:

@@ -29,6 +29,7 @@ _DTYPES: dict[str, torch.dtype] = {
 _NAMES = {v: k for k, v in _DTYPES.items()}
 _ITEMSIZE = {name: torch.empty((), dtype=dtype).element_size() for name, dtype in _DTYPES.items()}
 _LEN = struct.Struct(">QI")
+Alarm = tuple[float, Callable[[], None]]       # FrameReader.read's: (when, what to call)
 
 
 def _carrier(dtype: torch.dtype) -> torch.dtype:
@@ -151,12 +152,12 @@ class FrameReader:
         self.fd, self.limits = fd, limits
         self.buffer = bytearray()
 
-    def read(self, *, deadline: float | None = None,
-             alarm: tuple[float, Callable[[], None]] | None = None
+    def read(self, *, deadline: float | None = None, alarm: Alarm | None = None
              ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         """The next frame; TimeoutError past ``deadline``, EOFError at end, FrameError for a
         frame beyond the limits (nothing more can be read after one). ``alarm``: (when, call):
-        ``call()`` once if the frame has not begun to come by ``when`` (before ``deadline``)."""
+        ``call()`` once if the frame has not begun to come by ``when``; only with a deadline,
+        and only when it comes before the deadline."""
         while len(self.buffer) < _LEN.size:
             self._fill(deadline, None if self.buffer else alarm)
             alarm = None
@@ -183,8 +184,7 @@ class FrameReader:
                 got += n
         return decode_frame(body, header_len, self.limits)
 
-    def _wait(self, deadline: float | None,
-              alarm: tuple[float, Callable[[], None]] | None = None) -> None:
+    def _wait(self, deadline: float | None, alarm: Alarm | None = None) -> None:
         if alarm is not None and deadline is not None and alarm[0] < deadline:
             ready, _, _ = select.select([self.fd], [], [], max(alarm[0] - time.monotonic(), 0))
             if ready:
@@ -198,8 +198,7 @@ class FrameReader:
             if not ready:
                 raise TimeoutError
 
-    def _fill(self, deadline: float | None,
-              alarm: tuple[float, Callable[[], None]] | None = None) -> None:
+    def _fill(self, deadline: float | None, alarm: Alarm | None = None) -> None:
         self._wait(deadline, alarm)
         chunk = os.read(self.fd, 1 << 18)
         if not chunk:
