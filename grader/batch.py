@@ -690,7 +690,7 @@ def _ready_to_share(runner: SandboxRunner | None) -> SandboxRunner | None:
     return runner if runner.can_drop_uid else None
 
 
-_SLOW = b'"slow"'        # a grading process's message: its child's request runs long
+_SLOW = b'"slow"'        # a grading process's message: its child's stub call runs long
 
 
 class _ProcessPool:
@@ -699,7 +699,7 @@ class _ProcessPool:
     or None: each starts its own. Messages are JSON (never pickle); a worker that dies is
     replaced and its student gets an error row.
 
-    A worker whose student's code runs long (a request past Limits.slow_seconds, the child
+    A worker whose student's code runs long (a stub call past Limits.slow_seconds, the child
     lowered to the least CPU priority: most likely a loop waiting out its wall time) says so,
     and does not count against ``jobs`` until its answer comes: another worker (started if
     none is free, up to twice ``jobs`` in all) takes the next student meanwhile."""

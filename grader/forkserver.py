@@ -23,7 +23,7 @@ Messages are JSON on SOCK_SEQPACKET sockets:
   "message"}``, ``{"event": "exited", "code"}`` when the child ends by itself, and
   ``{"event": "stopped", "code", "processes"}`` after a stop.
 * session -> worker, control socket: ``{"op": "stop"}``; closing the socket means the same.
-  ``{"op": "lower"}``: the child's request has run long; its processes get the least CPU
+  ``{"op": "lower"}``: the child's stub call has run long; its processes get the least CPU
   priority (lower_priority), with no answer.
 """
 

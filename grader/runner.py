@@ -310,7 +310,7 @@ class SandboxRunner:
         self._launch: _Worker | None = None     # started, "ready" not read yet
         self._closed = False
         self._pid: int | None = os.getpid()     # None: the first process to use it (attach)
-        # called (on the session's thread) when a child's request runs past its limits'
+        # called (on the session's thread) when a child's stub call runs past its limits'
         # slow_seconds and the child is lowered to the least CPU priority: a batch then lets
         # another grading use the core it would hold
         self.on_slow_call: Callable[[], None] | None = None
