@@ -100,7 +100,6 @@ def grade_submission(source: str | Path | Submission, *,
     try:
         loaded = session.start()
         if loaded.status != "ok":
-            session.close()     # first: what it printed is then read at once, not waited for
             message = loaded.message or "could not run your file"
             if loaded.status == "timeout":
                 message = f"your file, run top to bottom, {message}"
@@ -159,8 +158,11 @@ def exercise4_configs(request: GradeRequest) -> list[Config]:
 
 
 def _with_output(result: Result, session: SandboxSession, submission: Submission) -> Result:
+    """``result`` with what the code printed and the integrity flags; the session is closed
+    first, so that its output is read whole at once instead of waited for."""
     from dataclasses import replace
 
+    session.close()
     flags = integrity_flags(scan_source(submission.code, filename=session.filename,
                                         tree=submission.tree), session.integrity)
     return replace(result, output=session.output(), integrity=flags)
