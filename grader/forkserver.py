@@ -81,7 +81,8 @@ def _use_huge_pages() -> int:
     ~150 MB) with 2 MB pages where the kernel allows it: a fork then copies a few hundred page
     table entries instead of tens of thousands, and a child's exit frees as few (measured on a
     2-core VM: fork + exit 25 -> 10 ms of CPU). Children still copy 4 kB at a time on write.
-    Returns the bytes collapsed; 0 where the kernel has no transparent huge pages."""
+    Where malloc took huge pages from the start (runner's GLIBC_TUNABLES) there is little left
+    to copy. Returns the bytes in huge pages; 0 where the kernel has no transparent huge pages."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
