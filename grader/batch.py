@@ -40,7 +40,7 @@ import zipfile
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, Callable, Sequence
+from typing import IO, Any, Callable, Iterator, Sequence
 
 from . import __version__
 from .api import GradeRequest, error_result, grade_submission, prepare_grading
@@ -631,6 +631,7 @@ def _process_worker(conn: Any, parent: int, entries: tuple[Entry, ...], job: _Jo
     # as this process: out of the collector's way, a full collection takes a millisecond, not
     # sixty, and leaves those pages shared
     gc.freeze()
+    gc.enable()         # the batch process pauses it (_collector_paused); a grading makes cycles
     with shared or SandboxRunner() as runner:
         def tell_slow() -> None:        # the batch may start another grading meanwhile
             try:
@@ -936,6 +937,22 @@ class _Interrupts:
             self.previous = None
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off in this process while grading processes do the
+    grading (they turn it back on), then as it was. This process keeps every student's result,
+    so each full collection walks all of them and torch's objects besides, while it makes few
+    cycles: measured on 1,000 students, collections took 0.6 s of its 3.2 s of CPU (0.2 s of
+    them in the class summary at the end), and 7 objects a student were left in cycles."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _status(result: Result | None) -> str:
     return "pending" if result is None else result.status
 
@@ -986,6 +1003,8 @@ def _grade_discovered(discovery: Discovery, out: Path, scratch: Path, *, request
     bar = _Progress(len(discovery.entries), progress)
     with contextlib.ExitStack() as stack:
         stack.enter_context(_OutputLock(out))
+        if grade is None:       # grading processes, not threads of this one (_ProcessPool)
+            stack.enter_context(_collector_paused())
         _clean_stray_temp_files(out)
         todo: list[Entry] = []
         for entry in discovery.entries:

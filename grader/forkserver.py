@@ -325,6 +325,7 @@ class ForkServer:
 
         self.watch = warm_up()     # torch patched and run once here, not in every child
         gc.freeze()      # children then leave the worker's objects alone: fewer copied pages
+        gc.enable()      # main() paused it for the imports; student code may make cycles
         huge = _use_huge_pages()
         threads = len(os.listdir("/proc/self/task"))      # as the first fork will find them
         if threads != 1:
@@ -585,6 +586,9 @@ class ForkServer:
 
 def main(fd: str) -> None:
     """The worker's entry: ``fd`` is the main socket to the runner."""
+    # no cyclic collections while torch is imported (its objects all stay, and are frozen
+    # before the first fork): a tenth of a second off the start, which a batch waits for
+    gc.disable()
     for name in _PRELOAD:
         try:
             importlib.import_module(name)

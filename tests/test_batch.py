@@ -700,6 +700,36 @@ def test_without_a_grade_function_each_job_is_a_process_of_its_own(tmp_path, mon
     assert gradebook(tmp_path / "processes") == gradebook(tmp_path / "threads")
 
 
+@pytest.mark.parametrize("enabled", [True, False])
+def test_gradings_run_with_the_garbage_collector_on_and_the_batch_leaves_it_as_it_was(
+        tmp_path, monkeypatch, enabled):
+    """The batch process pauses the collector while it waits for the grading processes
+    (_collector_paused); they must collect their cycles, and the caller's setting must come
+    back."""
+    import gc
+
+    import grader.batch
+
+    d = small_class(tmp_path, 2)
+    seen = tmp_path / "seen"
+    seen.mkdir()
+
+    def grade_in_worker(path, *, request, runner):
+        (seen / f"{path.stem}-{gc.isenabled()}").touch()
+        return fake_grade(path, request)
+
+    monkeypatch.setattr(grader.batch, "grade_submission", grade_in_worker)
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        s = grade_many(d, tmp_path / "out", request=QUICK, jobs=2)
+        after = gc.isenabled()
+    finally:
+        (gc.enable if was else gc.disable)()
+    assert s.graded == 2 and after is enabled
+    assert sorted(p.name for p in seen.iterdir()) == ["s00-True", "s01-True"]
+
+
 def _slow_students_wait_for_the_others(tmp_path: Path, monkeypatch, slow: set[str],
                                        seconds: float) -> tuple[dict[str, int], set[str]]:
     """A class of six graded with jobs=1, where the ``slow`` students' code runs long (their

@@ -226,6 +226,17 @@ def test_the_worker_forks_children_from_one_thread_with_torch_already_imported(r
     assert out.output.split() == [str(runner.worker_info["pid"]), "True"]
 
 
+def test_student_code_runs_with_the_garbage_collector_on(runner):
+    """The worker imports torch with it off (forkserver.main): its children must not inherit
+    that, or code that makes reference cycles in a loop would run out of memory."""
+    code = ("import gc\n"
+            "def f(x):\n"
+            "    print(gc.isenabled())\n"
+            "    return x\n")
+    out = run_in_sandbox(code, {"x": torch.ones(1)}, function="f", runner=runner)
+    assert out.output.split() == ["True"]
+
+
 @as_root
 def test_each_child_runs_as_its_own_unprivileged_uid_without_groups(runner):
     code = ("import os\n"
