@@ -627,13 +627,14 @@ def _process_worker(conn: Any, parent: int, entries: tuple[Entry, ...], job: _Jo
     format, slimmed for the class files)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the batch process decides when to stop
     _die_with_parent(parent)
-    # what came from the batch process (the references, torch, the templates) lives as long
-    # as this process: out of the collector's way, a full collection takes a millisecond, not
-    # sixty, and leaves those pages shared
+    # the garbage collector: what came from the batch process (the references, torch, the
+    # templates) lives as long as this process, so it is frozen out of the collector's way (a
+    # full collection takes a millisecond, not sixty, and leaves those pages shared). The
+    # batch process paused the collector (_collector_paused); here it runs again, since a
+    # grading leaves some 60 objects in cycles, but at a threshold of 10,000: a grading makes
+    # and drops tens of thousands of objects, and at the default 700 the collector ran six
+    # times a student, 2% of this process's CPU
     gc.freeze()
-    # the batch process pauses it (_collector_paused), but a grading makes cycles (about 60
-    # objects); it also makes and drops tens of thousands of others, and at the default
-    # threshold (700) the collector ran six times a student, 2% of this process's CPU
     gc.set_threshold(10_000, 10, 10)
     gc.enable()
     with shared or SandboxRunner() as runner:
