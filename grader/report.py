@@ -430,8 +430,8 @@ def _render_summary(results: Sequence[Result], row_links: Sequence[str | None],
     cols = [_Column(k, k[1] if k[0] in ("ex1", "ex2", "ex3") else f"{k[0]}: {k[1]}", v[0], v[1])
             for k, v in columns.items()]
     hardest = sorted(range(len(cols)), key=lambda i: (cols[i].rate, i))
-    # students x gradients: each cell's status and the end of its title, worked out here (a
-    # lookup per cell in the template is most of what a summary of a large class costs)
+    # students x gradients: each cell's status and the end of its title, worked out here
+    # (cheaper than lookups per cell in the template; a class of 1,000 has 36,000 cells)
     matrix = [(row, [(g.status, f"{c.label} {_STATUS_WORDS[g.status]}")
                      if (g := row.cells.get(c.key))
                      else (None, f"{c.label} not graded") for c in cols]) for row in graded]
