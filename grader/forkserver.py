@@ -322,8 +322,13 @@ class ForkServer:
     # -- the loop ---------------------------------------------------------------------------
     def serve(self) -> None:
         from ._child import warm_up
+        from ._rehearsal import rehearse
 
         self.watch = warm_up()     # torch patched and run once here, not in every child
+        try:                       # torch's first-call costs paid here, not in every child
+            rehearsed = rehearse(self.watch)
+        except Exception as e:  # noqa: BLE001 - only slower children without it
+            rehearsed = [f"failed: {type(e).__name__}: {e}"]
         gc.freeze()      # children then leave the worker's objects alone: fewer copied pages
         gc.enable()      # main() paused it for the imports; student code may make cycles
         huge = _use_huge_pages()
@@ -332,7 +337,8 @@ class ForkServer:
             print(f"backprop-grader worker: {threads} threads before forking; children may "
                   "deadlock (is OMP_NUM_THREADS=1 set?)", file=sys.stderr)
         self.hello = {"event": "ready", "pid": os.getpid(), "threads": threads,
-                      "can_drop_uid": self.can_drop_uid, "huge_page_bytes": huge}
+                      "can_drop_uid": self.can_drop_uid, "huge_page_bytes": huge,
+                      "rehearsal": rehearsed}
         for main in self.mains:
             self._send(main, self.hello)
             self.selector.register(main, selectors.EVENT_READ, _MAIN)
