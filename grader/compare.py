@@ -10,6 +10,7 @@ true value is rounding noise, e.g. db1 ~ 1e-9 (batch norm cancels b1); it is rep
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -86,6 +87,51 @@ def numpy_view(t: torch.Tensor) -> np.ndarray | None:
     return _as_numpy(t) if _numpy_ready(t) else None
 
 
+@dataclass(frozen=True)
+class _Expected:
+    """What a comparison needs of a numpy-ready expected gradient alone, worked out once per
+    tensor: autograd's references are compared with every submission's answers."""
+
+    e64: np.ndarray                 # float64 copy, from torch's .double() as _compare_torch's
+    e_abs: np.ndarray               # |e64| (these arrays are numpy scalars for a 0-d tensor)
+    e_max: float
+    norm: float                     # torch.linalg.vector_norm(e64), as _compare_torch's
+    bits: np.ndarray | None         # _ordered_bits of a float32 expected, else None
+    close: np.ndarray               # torch.allclose's bound less the rtol term: atol + |rtol*e|
+
+
+# id(expected) -> (a weak reference to it, its _Expected): an entry lasts as long as its tensor
+# (a reference of the grading, or of a probe), which is compared with, never changed in place.
+# (Not a WeakKeyDictionary: it compares keys with ==, which a tensor answers elementwise.)
+_EXPECTED: dict[int, tuple["weakref.ref[torch.Tensor]", _Expected]] = {}
+
+
+def _expected_facts(expected: torch.Tensor) -> _Expected:
+    """``expected``'s _Expected, worked out on its first comparison (numpy-ready tensors only)."""
+    key = id(expected)
+    entry = _EXPECTED.get(key)
+    if entry is not None and entry[0]() is expected:
+        return entry[1]
+    e_np = _as_numpy(expected)
+    expected64 = expected.detach().double()
+    e64 = expected64.numpy()
+    e_abs = np.abs(e64)
+    rtol, atol = e_np.dtype.type(1e-5), e_np.dtype.type(1e-8)
+    facts = _Expected(e64, e_abs, float(e_abs.max()), float(torch.linalg.vector_norm(expected64)),
+                      _ordered_bits(e_np) if e_np.dtype == np.float32 else None,
+                      atol + np.abs(rtol * e_np))
+    for array in (facts.e64, facts.e_abs, facts.bits, facts.close):
+        if isinstance(array, np.ndarray):       # (a 0-d one's ufuncs give numpy scalars)
+            array.flags.writeable = False
+
+    def forget(ref: "weakref.ref[torch.Tensor]", key: int = key) -> None:
+        if _EXPECTED.get(key, (None,))[0] is ref:
+            del _EXPECTED[key]
+
+    _EXPECTED[key] = (weakref.ref(expected, forget), facts)
+    return facts
+
+
 def _ordered_bits(x: np.ndarray) -> np.ndarray:
     """float32 bit patterns on a monotonic integer line, as int32: a negative pattern (sign bit
     set) maps to minus its magnitude bits, ``-(bits & 0x7FFFFFFF)``, without a branch."""
@@ -94,9 +140,12 @@ def _ordered_bits(x: np.ndarray) -> np.ndarray:
     return (bits ^ (sign & 0x7FFFFFFF)) - sign
 
 
-def _ulp_distance_numpy(a32: np.ndarray, e32: np.ndarray) -> int:
-    """ulp_distance of two non-empty C-contiguous float32 arrays of one shape."""
-    return int(np.abs(np.subtract(_ordered_bits(a32), _ordered_bits(e32), dtype=np.int64)).max())
+def _ulp_distance_numpy(a32: np.ndarray, e32: np.ndarray, *,
+                        expected_bits: np.ndarray | None = None) -> int:
+    """ulp_distance of two non-empty C-contiguous float32 arrays of one shape
+    (``expected_bits``: _ordered_bits(e32), when worked out already)."""
+    e_bits = _ordered_bits(e32) if expected_bits is None else expected_bits
+    return int(np.abs(np.subtract(_ordered_bits(a32), e_bits, dtype=np.int64)).max())
 
 
 def unravel_index(flat: int, shape: Sequence[int]) -> tuple[int, ...]:
@@ -143,14 +192,18 @@ def _wrong_note(mismatched: int, numel: int, maxdiff: float, worst: tuple[int, .
             f"index {worst}, expected {expected_value:.6g}, got {actual_value:.6g})")
 
 
-def _allclose_numpy(a: np.ndarray, e: np.ndarray, finite: bool) -> bool:
+def _allclose_numpy(a: np.ndarray, e: np.ndarray, finite: bool,
+                    close: np.ndarray | None = None) -> bool:
     """torch.allclose(a, e) (rtol 1e-5, atol 1e-8, NaN never close), computed as torch.isclose
     does, in the arrays' own dtype: a == e (infinities), or a finite |a - e| within
-    atol + |rtol * e|. ``finite``: a and e are known finite, where the first two tests add
-    nothing (equal values are within atol, an overflowing |a - e| is beyond any finite bound)."""
-    rtol, atol = e.dtype.type(1e-5), e.dtype.type(1e-8)
+    atol + |rtol * e| (``close``, when worked out already). ``finite``: a and e are known finite,
+    where the first two tests add nothing (equal values are within atol, an overflowing |a - e|
+    is beyond any finite bound)."""
+    if close is None:
+        rtol, atol = e.dtype.type(1e-5), e.dtype.type(1e-8)
+        close = atol + np.abs(rtol * e)
     error = np.abs(a - e)
-    within = error <= atol + np.abs(rtol * e)
+    within = error <= close
     if not finite:
         within = (a == e) | (np.isfinite(error) & within)
     return not _count_false(within)
@@ -166,47 +219,45 @@ def _compare_numpy(actual: torch.Tensor, expected: torch.Tensor, scale: float | 
                    tolerance: Tolerance, noise: float, brief: bool = False) -> Comparison:
     """_compare_torch's verdict on two numpy-ready tensors that are not equal, with the
     elementwise work in numpy (about a microsecond an operation, where torch's dispatch costs
-    several on tensors this small). The norms, whose last bits depend on the summation order,
-    still come from torch, on tensors laid out and allocated as _compare_torch's."""
+    several on tensors this small), and what depends on the expected tensor alone worked out
+    once for it (_Expected). The norms, whose last bits depend on the summation order, still
+    come from torch, on tensors laid out and allocated as _compare_torch's."""
     a_np, e_np = _as_numpy(actual), _as_numpy(expected)
+    facts = _expected_facts(expected)
     same_dtype = actual.dtype == expected.dtype
     with np.errstate(all="ignore"):     # inf - inf, float64 beyond float32: as torch, silently
         a = a_np if same_dtype else a_np.astype(e_np.dtype)
-        if brief:                       # no norms to take: numpy's own arrays will do
-            e64, diff = e_np.astype(np.float64), np.empty(e_np.shape)
+        if brief:                       # no norm to take: numpy's own array will do
+            diff = np.empty(e_np.shape)
         else:
-            expected64 = expected.detach().double()
-            e64 = expected64.numpy()
             diff_t = torch.empty(expected.shape, dtype=torch.float64)
             diff = diff_t.numpy()
-        np.abs(np.subtract(a, e64, out=diff), out=diff)
+        np.abs(np.subtract(a, facts.e64, out=diff), out=diff)
         maxdiff = float(diff.max())
         if not math.isfinite(maxdiff):  # else actual (converted or not) and expected are finite
             bad = _count_false(np.isfinite(a_np))
             if bad and not _count_false(np.isfinite(e_np)):
                 return _nonfinite(actual, bad)
         notes = _dtype_note(actual, expected)
-        e_abs = np.abs(e64)
-        e_max = float(e_abs.max())
-        s = max(scale if scale is not None else 0.0, e_max)
-        bound = tolerance.rtol * e_abs + max(tolerance.atol_scale * s, tolerance.atol_floor,
-                                             tolerance.noise_factor * noise)
+        s = max(scale if scale is not None else 0.0, facts.e_max)
+        bound = tolerance.rtol * facts.e_abs + max(tolerance.atol_scale * s,
+                                                   tolerance.atol_floor,
+                                                   tolerance.noise_factor * noise)
         mismatched = int(np.count_nonzero(diff > bound))
         if brief and mismatched == 0:
             return _brief_approx(maxdiff, notes)
         if brief:                       # wrong: the full verdict (it is shown), norms included
-            expected64 = expected.detach().double()
             diff_t = torch.empty(expected.shape, dtype=torch.float64)
             diff_t.numpy()[...] = diff
             diff = diff_t.numpy()
-        allclose = _allclose_numpy(a, e_np, finite=math.isfinite(maxdiff))
+        allclose = _allclose_numpy(a, e_np, finite=math.isfinite(maxdiff), close=facts.close)
     approx = mismatched == 0
-    norm_e = float(torch.linalg.vector_norm(expected64))
-    rel_error = (float(torch.linalg.vector_norm(diff_t)) / norm_e if norm_e > 0
+    rel_error = (float(torch.linalg.vector_norm(diff_t)) / facts.norm if facts.norm > 0
                  else (0.0 if maxdiff == 0 else float("inf")))
     flat = int(diff.argmax())
     worst = unravel_index(flat, diff.shape)
-    ulps = _ulp_distance_numpy(a, e_np) if expected.dtype == torch.float32 else None
+    ulps = (_ulp_distance_numpy(a, e_np, expected_bits=facts.bits)
+            if expected.dtype == torch.float32 else None)
     if approx:
         status = "approx"
     else:

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import torch
 
+from grader import compare
 from grader.compare import Comparison, Tolerance, compare_gradient, numpy_view, ulp_distance
 
 
@@ -310,6 +311,33 @@ def test_every_comparison_is_identical_to_the_torch_oracle_over_random_cases():
     assert {"exact", "approx", "wrong", "nonfinite", "shape"} <= set(statuses), statuses
     assert all(statuses[s] >= 50 for s in ("exact", "approx", "wrong")), statuses
     assert fast >= 2000
+
+
+def test_an_expected_tensor_compared_again_and_again_gets_the_oracle_s_verdict_each_time():
+    """What depends on the expected tensor alone is worked out once for it (a reference is
+    compared with every submission's answers): later comparisons must not differ."""
+    rng = random.Random(20261202)
+    for _ in range(300):
+        expected = _random_expected(rng, rng.choice(_SHAPES))
+        for _ in range(4):
+            actual = _perturbed(rng, expected)
+            kwargs = {"scale": rng.choice((None, 0.0, 1.0, 1e3)),
+                      "noise": rng.choice((0.0, 1e-10)), "tolerance": rng.choice(_TOLERANCES)}
+            assert _outcome(compare_gradient, actual, expected, **kwargs) == \
+                _outcome(_oracle_compare_gradient, actual, expected, **kwargs)
+            if actual.shape == expected.shape:
+                brief = compare_gradient(actual, expected, brief=True, **kwargs)
+                full = _oracle_compare_gradient(actual, expected, **kwargs)
+                assert (brief.status, repr(brief.maxdiff)) == (full.status, repr(full.maxdiff))
+
+
+def test_what_a_comparison_keeps_of_an_expected_tensor_goes_when_the_tensor_goes():
+    before = len(compare._EXPECTED)
+    expected = torch.randn(32, 27)
+    assert compare_gradient(expected * 1.5, expected).status == "wrong"
+    assert len(compare._EXPECTED) == before + 1
+    del expected
+    assert len(compare._EXPECTED) == before
 
 
 def test_allclose_is_decided_as_torch_decides_it_at_its_float32_edge():
