@@ -96,3 +96,18 @@ def test_stubs_are_batched_until_one_takes_a_gradient_of_the_batch(tmp_path, run
     together = next(r for r in requests if "dbngain" in [c.name for c in r])
     assert {"dbngain", "dbnraw", "dbnbias"} <= {c.name for c in together}, \
         "stubs that take the same upstream gradient go together"
+
+
+def test_the_training_verdict_shows_its_worst_parameter_compared_in_full(runner):
+    """Each parameter is compared briefly; the one shown (the worst) in full: ULPs, allclose
+    and relative error, as any lecture-config verdict."""
+    from grader.api import GradeRequest
+    from grader.grading import GradingOptions
+
+    r = grade_submission(SOLUTION, runner=runner, request=GradeRequest(
+        hidden=(), options=GradingOptions(exercises=("ex4",), train_steps=3)))
+    training = next(g for g in r.gradients() if g.name == "training")
+    assert training.status == "approx", training
+    assert training.allclose is not None and training.ulps is not None \
+        and training.rel_error is not None
+    assert "largest parameter difference" in training.message
