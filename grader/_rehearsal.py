@@ -118,8 +118,13 @@ def rehearse(watch: AutogradWatch) -> list[str]:
                               "max_tensors": wire_limits.max_tensors}
 
     ours, theirs = socket.socketpair()
+    # one thread plays both sides: all requests are written before the child side reads, and
+    # its replies are read after it ends. Some 50 kB each way, well within a socket's buffers;
+    # were they not, a write raises BlockingIOError instead of waiting forever.
+    ours.setblocking(False)
+    theirs.setblocking(False)
     try:
-        for frame in _frames():         # a few kB each: the socket holds them all
+        for frame in _frames():
             ours.sendall(frame)
         ours.shutdown(socket.SHUT_WR)
         child = _Child(theirs.fileno(), limits, watch)
@@ -129,6 +134,7 @@ def rehearse(watch: AutogradWatch) -> list[str]:
             child.out.close()
             child.module.__dict__.clear()   # its functions and their globals: no cycle left
         theirs.close()
+        ours.setblocking(True)
         reader, statuses = wire.FrameReader(ours.fileno()), []
         while True:
             try:

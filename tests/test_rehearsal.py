@@ -60,3 +60,18 @@ def test_the_worker_rehearses_before_forking_and_children_start_clean(runner: Sa
     out = run_in_sandbox(code, {"x": torch.ones(1)}, function="f", runner=runner)
     assert out.status == "ok", out.message
     assert out.tensors["result"].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_a_rehearsal_too_large_for_the_socket_fails_instead_of_waiting_forever():
+    code = ("import torch\n"
+            "from grader import _rehearsal, wire\n"
+            "from grader._child import warm_up\n"
+            "big = wire.encode_frame({'op': 'calls', 'calls': []}, {'x': torch.zeros(2**22)})\n"
+            "_rehearsal._frames = lambda: [big]\n"
+            "try:\n"
+            "    _rehearsal.rehearse(warm_up())\n"
+            "except BlockingIOError:\n"
+            "    print('refused')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    assert out == "refused\n"
