@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import linecache
 import socket
-from typing import Any
 
 import torch
 
@@ -26,6 +25,9 @@ from ._guard import AutogradWatch
 __all__ = ["rehearse"]
 
 FILENAME = "<rehearsal>"
+# backward()'s parameters: the training loop passes these by name
+SIGNATURE = ("logits", "Yb", "n", "h", "W2", "hpreact", "bngain", "bnvar_inv", "bnraw", "embcat",
+             "W1", "emb", "Xb", "C")
 
 REHEARSAL = '''
 import torch
@@ -70,13 +72,13 @@ def tour(x, w, h, e, y, X, row, n):
     return out
 
 
-def backward(logits, Yb, n, h, W2, hpreact, bngain, bnvar_inv, bnraw, embcat, W1, emb, Xb, C):
+def backward({signature}):
     """Not a gradient: the shapes of one, from the tour's operations."""
     tour(logits, W2.T, h, emb, Yb, Xb, logits[:1], n)
     b1 = torch.zeros(W1.shape[1])
     return [torch.zeros_like(C), torch.zeros_like(W1), b1, torch.zeros_like(W2),
             torch.zeros(W2.shape[1]), torch.zeros_like(bngain), torch.zeros_like(bngain)]
-'''
+'''.replace("{signature}", ", ".join(SIGNATURE))
 
 
 def _frames() -> list[bytes]:
@@ -97,25 +99,21 @@ def _frames() -> list[bytes]:
               "W2": torch.randn(hidden, vocab, generator=g) * 0.01,
               "b2": torch.zeros(vocab), "bngain": torch.ones(1, hidden),
               "bnbias": torch.zeros(1, hidden)}
-    signature = ["logits", "Yb", "n", "h", "W2", "hpreact", "bngain", "bnvar_inv", "bnraw",
-                 "embcat", "W1", "emb", "Xb", "C"]
     steps = 2
     training = {**params, "Xbs": torch.stack([X] * steps), "Ybs": torch.stack([y] * steps)}
     return [wire.encode_frame({"op": "load", "code": REHEARSAL, "filename": FILENAME}),
             wire.encode_frame({"op": "calls", "calls": [call, call]}, tensors),
             wire.encode_frame({"op": "train", "steps": steps, "n": n, "lr": 0.1,
-                               "signature": signature}, training)]
+                               "signature": list(SIGNATURE)}, training)]
 
 
 def rehearse(watch: AutogradWatch) -> list[str]:
     """Serve one session in this process, as a child would; returns its replies' statuses
     (all "ok" unless torch or the protocol changed under it)."""
     from ._child import _Child
+    from .sandbox import Limits       # (imported in the worker already, by lecture_style)
 
-    wire_limits = wire.WireLimits()
-    limits: dict[str, Any] = {"memory_bytes": 2**31, "max_processes": 32, "file_bytes": 2**24,
-                              "max_tensor_bytes": wire_limits.max_tensor_bytes,
-                              "max_tensors": wire_limits.max_tensors}
+    limits = Limits().for_child()
 
     ours, theirs = socket.socketpair()
     # one thread plays both sides: all requests are written before the child side reads, and
