@@ -18,7 +18,7 @@ Messages are JSON on SOCK_SEQPACKET sockets:
   ``{"op": "attach"}`` (SandboxRunner.attach); the worker serves every main socket and stops
   when the last one closes
 * worker -> runner, each main socket, once: ``{"event": "ready", "pid", "threads",
-  "can_drop_uid", "huge_page_bytes"}``
+  "can_drop_uid", "huge_page_bytes", "huge_text_bytes", "rehearsal"}``
 * worker -> session, control socket: ``{"event": "started", "pid"}``, ``{"event": "failed",
   "message"}``, ``{"event": "exited", "code"}`` when the child ends by itself, and
   ``{"event": "stopped", "code", "processes"}`` after a stop.
@@ -47,6 +47,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+from ._hugepages import collapse_anonymous_memory, move_text_to_huge_pages
+
 __all__ = ["can_drop_uid", "lower_priority", "main"]
 
 _PR_SET_PDEATHSIG = 1
@@ -69,38 +71,6 @@ def _prctl(option: int, value: int) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(option, value, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
-
-
-_MADV_HUGEPAGE = 14
-_MADV_COLLAPSE = 25           # Linux 6.1 and later
-_HUGE = 2 * 2**20
-
-
-def _use_huge_pages() -> int:
-    """Back this worker's writable anonymous memory (mostly what importing torch allocated,
-    ~150 MB) with 2 MB pages where the kernel allows it: a fork then copies a few hundred page
-    table entries instead of tens of thousands, and a child's exit frees as few (measured on a
-    2-core VM: fork + exit 25 -> 10 ms of CPU). Children still copy 4 kB at a time on write.
-    Where malloc took huge pages from the start (runner's GLIBC_TUNABLES) there is little left
-    to copy. Returns the bytes in huge pages; 0 where the kernel has no transparent huge pages."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        with open("/proc/self/maps") as f:
-            maps = f.read().splitlines()
-    except (OSError, AttributeError):
-        return 0
-    collapsed = 0
-    for line in maps:
-        parts = line.split()
-        if len(parts) < 5 or "w" not in parts[1] or (len(parts) > 5 and parts[5] != "[heap]"):
-            continue
-        start, end = (int(x, 16) for x in parts[0].split("-"))
-        start, end = -(-start // _HUGE) * _HUGE, end // _HUGE * _HUGE
-        if end > start and libc.madvise(start, end - start, _MADV_HUGEPAGE) == 0 \
-                and libc.madvise(start, end - start, _MADV_COLLAPSE) == 0:
-            collapsed += end - start
-    return collapsed
 
 
 def _status(field: str, pid: int | str = "self") -> int | None:
@@ -331,14 +301,15 @@ class ForkServer:
             rehearsed = [f"failed: {type(e).__name__}: {e}"]
         gc.freeze()      # children then leave the worker's objects alone: fewer copied pages
         gc.enable()      # main() paused it for the imports; student code may make cycles
-        huge = _use_huge_pages()
+        huge = collapse_anonymous_memory()
+        moved = move_text_to_huge_pages()  # the torch code that ran: children inherit it mapped
         threads = len(os.listdir("/proc/self/task"))      # as the first fork will find them
         if threads != 1:
             print(f"backprop-grader worker: {threads} threads before forking; children may "
                   "deadlock (is OMP_NUM_THREADS=1 set?)", file=sys.stderr)
         self.hello = {"event": "ready", "pid": os.getpid(), "threads": threads,
                       "can_drop_uid": self.can_drop_uid, "huge_page_bytes": huge,
-                      "rehearsal": rehearsed}
+                      "huge_text_bytes": moved, "rehearsal": rehearsed}
         for main in self.mains:
             self._send(main, self.hello)
             self.selector.register(main, selectors.EVENT_READ, _MAIN)

@@ -38,8 +38,8 @@ _UID_BASE = 1_900_000_000        # far above any account: children run as base +
 _UID_RANGE = 4096
 # GLIBC_TUNABLES: malloc asks for transparent huge pages as its heap grows (glibc 2.35 and
 # later; older ones ignore it), so that torch's import fills huge pages from the start instead
-# of 4 kB pages that forkserver._use_huge_pages then copies into huge ones (~0.3 s of the
-# worker's start-up on a 2-core VM, the critical path of a batch's start)
+# of 4 kB pages that _hugepages.collapse_anonymous_memory then copies into huge ones (~0.3 s of
+# the worker's start-up on a 2-core VM, the critical path of a batch's start)
 _WORKER_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8",
                "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}

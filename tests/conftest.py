@@ -26,6 +26,18 @@ requires_names = pytest.mark.skipif(
     not NAMES.exists(), reason=f"the lecture's names.txt is not at {NAMES}")
 
 
+def _huge_pages_offered() -> bool:
+    """Transparent huge pages on, and MADV_COLLAPSE (Linux 6.1 or later)."""
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    release = tuple(int(x) for x in os.uname().release.split(".")[:2] if x.isdigit())
+    return thp.exists() and "[never]" not in thp.read_text() and release >= (6, 1)
+
+
+needs_huge_pages = pytest.mark.skipif(
+    not _huge_pages_offered(),
+    reason="needs transparent huge pages and MADV_COLLAPSE (Linux 6.1 or later)")
+
+
 def reference_solution_module() -> ModuleType:
     """solutions/backprop.py imported in the test process: our own reference answers, never
     student code (which only ever runs in the sandbox)."""

@@ -16,7 +16,7 @@ from grader import bubblewrap
 from grader.sandbox import Call, Limits, SandboxRunner, open_session, run_in_sandbox
 from grader.wire import WireLimits
 
-from conftest import ROOT, SOLUTION, require_bwrap
+from conftest import ROOT, SOLUTION, needs_huge_pages, require_bwrap
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: children drop to their own "
                                                        "uid only when the grader runs as root")
@@ -551,14 +551,21 @@ def test_a_child_that_answers_out_of_step_is_restarted(runner):
     assert outs[1].status == "ok" and restarts == 1
 
 
+@needs_huge_pages
 def test_the_fork_server_backs_its_memory_with_huge_pages_where_the_kernel_offers_them(runner):
-    """Fewer page table entries to copy per fork and to free per exit (grader/forkserver.py)."""
-    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
-    release = tuple(int(x) for x in os.uname().release.split(".")[:2] if x.isdigit())
-    if not thp.exists() or "[never]" in thp.read_text() or release < (6, 1):
-        pytest.skip("needs transparent huge pages and MADV_COLLAPSE (Linux 6.1 or later)")
+    """Fewer page table entries to copy per fork and to free per exit (grader/_hugepages.py)."""
     runner.start()
     assert runner.worker_info.get("huge_page_bytes", 0) >= 32 * 2**20
+
+
+@needs_huge_pages
+def test_the_fork_server_moves_the_torch_code_it_rehearsed_to_huge_pages(runner):
+    """Children inherit it mapped: far fewer page faults each (grader/_hugepages.py)."""
+    runner.start()
+    assert runner.worker_info.get("huge_text_bytes", 0) >= 32 * 2**20
+    outcome = run_in_sandbox("import torch\ndef f(x):\n    return torch.linalg.svdvals(x)\n",
+                             {"x": torch.eye(3)}, function="f", runner=runner)
+    assert outcome.status == "ok" and torch.equal(outcome.tensors["result"], torch.ones(3))
 
 
 def test_after_a_crash_the_same_function_is_not_run_again_in_that_request(runner):
