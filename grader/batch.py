@@ -43,6 +43,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any, Callable, Iterator, Sequence
 
 from . import __version__
+from ._hugepages import move_text_to_huge_pages
 from .api import GradeRequest, error_result, grade_submission, prepare_grading
 from .exports import GradebookRow, gradescope_results, render_gradebook
 from .results import Result, read_result, result_from_dict, result_to_dict, write_atomic, \
@@ -711,7 +712,7 @@ class _ProcessPool:
     none is free, up to twice ``jobs`` in all) takes the next student meanwhile."""
 
     def __init__(self, jobs: int, job: _Job, entries: tuple[Entry, ...],
-                 shared: SandboxRunner | None) -> None:
+                 shared: SandboxRunner | None, *, huge_pages: bool = False) -> None:
         import multiprocessing
 
         method = _start_method()
@@ -725,11 +726,14 @@ class _ProcessPool:
         self.slow: set[Any] = set()             # conns of busy workers that said _SLOW
         self.taking = True
         self.shared: SandboxRunner | None = None
+        self.huge_text_bytes = 0
         try:
             if method == "fork":        # computed once here, shared by the forked workers
                 prepare_grading(job.request)
                 _render_report(error_result("warm-up", "warm-up", request=job.request), "warm-up")
                 self.shared = _ready_to_share(shared)
+                if huge_pages:      # the code the references ran: the workers run it too
+                    self.huge_text_bytes = move_text_to_huge_pages()
             for _ in range(jobs):
                 self._start_worker()
         except BaseException:
@@ -966,7 +970,7 @@ def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = G
                jobs: int = 2, resume: bool = True, progress: IO[str] | None = None,
                grade: GradeFn | None = None, gradescope: Any = None,
                config_extra: Sequence[Any] = (), title: str = "Class summary",
-               runner: SandboxRunner | None = None) -> BatchSummary:
+               runner: SandboxRunner | None = None, huge_pages: bool = False) -> BatchSummary:
     """Grade every submission in ``folder`` into ``out``; see the module docstring.
 
     ``resume`` (default) reuses a student's earlier files when their submission and the grading
@@ -978,7 +982,10 @@ def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = G
     class summary. ``runner``: a sandbox worker for the grading processes to share, launched
     early by the caller (it imports torch meanwhile; the caller closes it). Without one, the
     batch launches its own where they can share one; where they cannot, each grading process
-    starts its own.
+    starts its own. ``huge_pages``: before forking the grading processes, move the torch code
+    this process has run into huge pages, which they then share (grader/_hugepages.py: a few
+    percent faster, ~190 MB more memory); for a process that does nothing else, as the grade
+    command's.
     """
     started = time.monotonic()
     out = Path(out)
@@ -991,13 +998,13 @@ def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = G
         return _grade_discovered(discovery, out, Path(scratch), request=request, jobs=jobs,
                                  resume=resume, progress=progress, grade=grade,
                                  gradescope=gradescope, config_extra=config_extra, title=title,
-                                 started=started, runner=runner)
+                                 started=started, runner=runner, huge_pages=huge_pages)
 
 
 def _grade_discovered(discovery: Discovery, out: Path, scratch: Path, *, request: GradeRequest,
                       jobs: int, resume: bool, progress: IO[str] | None, grade: GradeFn | None,
                       gradescope: Any, config_extra: Sequence[Any], title: str, started: float,
-                      runner: SandboxRunner | None) -> BatchSummary:
+                      runner: SandboxRunner | None, huge_pages: bool) -> BatchSummary:
     from .assignment import GradescopeSettings
 
     gradescope = gradescope or GradescopeSettings()
@@ -1038,7 +1045,8 @@ def _grade_discovered(discovery: Discovery, out: Path, scratch: Path, *, request
                 pool: _ThreadPool | _ProcessPool = (
                     _ThreadPool(workers, job, grade) if grade is not None
                     else _ProcessPool(workers, job, tuple(todo),
-                                      _launch_shared_runner(runner, grading)))
+                                      _launch_shared_runner(runner, grading),
+                                      huge_pages=huge_pages))
                 grading.callback(pool.close)
                 interrupts = _Interrupts.install()
                 grading.callback(interrupts.restore)

@@ -137,7 +137,7 @@ def _cmd_grade(args: argparse.Namespace) -> int:
                                  resume=not args.regrade, progress=sys.stderr,
                                  gradescope=assignment.gradescope,
                                  config_extra=(assignment.integrity_autograd,),
-                                 title=assignment.title, runner=runner)
+                                 title=assignment.title, runner=runner, huge_pages=True)
         except (AssignmentError, BatchError) as e:
             print(f"backprop-grader: {e}", file=sys.stderr)
             return EXIT_CANNOT_GRADE

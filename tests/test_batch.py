@@ -25,7 +25,8 @@ from grader.catalog import EXERCISE1
 from grader.results import ExerciseResult, GradientResult, Result, read_result
 from grader.sandbox import Limits
 
-from conftest import EXERCISE, ROOT, SOLUTION, SUBMISSIONS, expectation, with_overrides
+from conftest import EXERCISE, ROOT, SOLUTION, SUBMISSIONS, expectation, needs_huge_pages, \
+    with_overrides
 from test_exports import assert_gradescope_schema
 
 QUICK_TOML = """\
@@ -698,6 +699,56 @@ def test_without_a_grade_function_each_job_is_a_process_of_its_own(tmp_path, mon
         by_thread = (tmp_path / "threads" / "students" / student / "results.json").read_text()
         assert by_process == by_thread
     assert gradebook(tmp_path / "processes") == gradebook(tmp_path / "threads")
+
+
+# in a process of its own, as the grade command: huge_pages moves torch's code under the process
+_HUGE_PAGES_BATCH = """
+import json, sys
+from pathlib import Path
+from grader import _hugepages
+from grader.api import GradeRequest
+from grader.batch import grade_many
+from grader.grading import GradingOptions
+from grader.sandbox import Limits
+
+def torch_code():
+    # bytes of torch's code still mapped from its files
+    total = 0
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        parts = line.split(maxsplit=5)
+        if parts[1] == "r-xp" and len(parts) > 5 \\
+                and Path(parts[5]).name in _hugepages.TORCH_LIBRARIES:
+            start, end = (int(x, 16) for x in parts[0].split("-"))
+            total += end - start
+    return total
+
+request = GradeRequest(options=GradingOptions(train_steps=1),
+                       limits=Limits(call_seconds=2.0, start_seconds=30.0))
+before = torch_code()
+summary = grade_many(sys.argv[1], sys.argv[2], request=request, jobs=2,
+                     huge_pages=sys.argv[3] == "yes")
+print(json.dumps({"moved": before - torch_code(), "statuses": summary.statuses}))
+"""
+
+
+@needs_huge_pages
+def test_the_grade_commands_gradings_share_torch_code_in_huge_pages_and_grade_the_same(
+        tmp_path):
+    d = tmp_path / "in"
+    write(d / "right.py", SOLUTION_CODE)
+    write(d / "wrong.py", with_overrides(SUBMISSIONS / "wrong" / "missing_keepdim.py"))
+    found = {}
+    for huge in ("yes", "no"):
+        run = subprocess.run([sys.executable, "-c", _HUGE_PAGES_BATCH, str(d),
+                              str(tmp_path / huge), huge], capture_output=True, text=True,
+                             check=True, cwd=ROOT)
+        found[huge] = json.loads(run.stdout.splitlines()[-1])
+    assert found["yes"]["moved"] >= 8 * 2**20 and found["no"]["moved"] == 0
+    assert found["yes"]["statuses"] == found["no"]["statuses"] == {"right": "graded",
+                                                                   "wrong": "graded"}
+    for student in ("right", "wrong"):
+        assert (tmp_path / "yes" / "students" / student / "results.json").read_text() == \
+            (tmp_path / "no" / "students" / student / "results.json").read_text()
 
 
 @pytest.mark.parametrize("enabled", [True, False])
