@@ -556,6 +556,8 @@ class _ThreadPool:
         # held while a student's files are written and queued: abandon() takes it, so that no
         # student is half-way written, or written but not queued, when it looks
         self.writing = threading.Lock()
+        self.counting = threading.Lock()
+        self.outstanding = 0        # submitted, not handed back yet: queued, in progress or done
         self.threads = [threading.Thread(target=self._work, daemon=True, name=f"grade-{i}")
                         for i in range(jobs)]
         for t in self.threads:
@@ -574,20 +576,36 @@ class _ThreadPool:
                     continue                    # a second Ctrl-C: dropped unwritten
                 self.done.put(_write_graded(entry, self.job, result, tb, start))
 
+    def _count(self, change: int) -> None:
+        with self.counting:
+            self.outstanding += change
+
     def submit(self, entry: Entry) -> None:
+        self._count(+1)
         self.tasks.put(entry)
 
     def next_done(self, timeout: float) -> _Done | None:
         try:
-            return self.done.get(timeout=timeout)
+            done = self.done.get(timeout=timeout)
         except queue.Empty:
             return None
+        self._count(-1)
+        return done
 
     def busy(self) -> int:
-        return sum(t.is_alive() for t in self.threads) + self.done.qsize()
+        """The students still to come back: being graded, or graded and not taken yet (and,
+        until stop_taking, waiting for a thread)."""
+        return self.outstanding
 
     def stop_taking(self) -> None:
         self.control.stop.set()
+        while True:             # the students no thread has started: they never will now
+            try:
+                entry = self.tasks.get_nowait()
+            except queue.Empty:
+                break
+            if entry is not None:
+                self._count(-1)
         for _ in self.threads:
             self.tasks.put(None)
 

@@ -343,6 +343,49 @@ def test_a_second_ctrl_c_keeps_the_students_whose_grading_had_finished_on_thread
     assert not (job.out / "students" / "s01" / "record.json").exists()
 
 
+def _gated_pool(tmp_path: Path, jobs: int):
+    """A thread pool whose gradings wait for ``gate``; ``started`` once one waits."""
+    from grader.batch import _ThreadPool
+
+    started, gate = threading.Event(), threading.Event()
+
+    def waits(path, request):
+        started.set()
+        gate.wait(10)
+        return fake_grade(path, request)
+
+    return _ThreadPool(jobs, _pool_job(tmp_path), waits), started, gate
+
+
+def test_a_thread_pool_counts_the_students_it_grades_not_its_idle_threads(tmp_path):
+    entries = discover_submissions(small_class(tmp_path, 1)).entries
+    pool, started, gate = _gated_pool(tmp_path, jobs=3)
+    pool.submit(entries[0])
+    assert started.wait(10) and pool.busy() == 1
+    gate.set()
+    assert pool.next_done(10) is not None and pool.busy() == 0
+    pool.close()
+
+
+def test_after_ctrl_c_a_thread_pool_waits_only_for_the_students_being_graded(tmp_path):
+    """"finishing the 1 submission(s) being graded": those no thread had started are left
+    pending, not graded after all."""
+    entries = discover_submissions(small_class(tmp_path, 4)).entries
+    pool, started, gate = _gated_pool(tmp_path, jobs=1)
+    for entry in entries:
+        pool.submit(entry)
+    assert started.wait(10) and pool.busy() == 4
+    pool.stop_taking()
+    assert pool.busy() == 1
+    gate.set()
+    done = pool.next_done(10)
+    assert done is not None and done.entry.student == "s00" and pool.busy() == 0
+    for t in pool.threads:
+        t.join(10)
+    assert not any(t.is_alive() for t in pool.threads)
+    assert not (pool.job.out / "students" / "s01").exists()
+
+
 def test_a_second_ctrl_c_keeps_the_answers_worker_processes_had_sent(tmp_path, monkeypatch):
     """s00's answer was taken in but not handed to the batch yet, s01's is still in its pipe,
     s02 is being graded: abandon() returns the first two."""
