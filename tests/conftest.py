@@ -37,6 +37,23 @@ needs_huge_pages = pytest.mark.skipif(
     not _huge_pages_offered(),
     reason="needs transparent huge pages and MADV_COLLAPSE (Linux 6.1 or later)")
 
+# for a script run in a process of its own: torch_code(), the bytes of torch's code (the
+# libraries grader._hugepages moves) still mapped from their files
+TORCH_CODE = """
+from pathlib import Path
+from grader import _hugepages
+
+def torch_code():
+    total = 0
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        parts = line.split(maxsplit=5)
+        if parts[1] == "r-xp" and len(parts) > 5 \\
+                and Path(parts[5]).name in _hugepages.TORCH_LIBRARIES:
+            start, end = (int(x, 16) for x in parts[0].split("-"))
+            total += end - start
+    return total
+"""
+
 
 def reference_solution_module() -> ModuleType:
     """solutions/backprop.py imported in the test process: our own reference answers, never

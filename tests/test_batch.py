@@ -25,8 +25,8 @@ from grader.catalog import EXERCISE1
 from grader.results import ExerciseResult, GradientResult, Result, read_result
 from grader.sandbox import Limits
 
-from conftest import EXERCISE, ROOT, SOLUTION, SUBMISSIONS, expectation, needs_huge_pages, \
-    with_overrides
+from conftest import EXERCISE, ROOT, SOLUTION, SUBMISSIONS, TORCH_CODE, expectation, \
+    needs_huge_pages, with_overrides
 from test_exports import assert_gradescope_schema
 
 QUICK_TOML = """\
@@ -745,25 +745,12 @@ def test_without_a_grade_function_each_job_is_a_process_of_its_own(tmp_path, mon
 
 
 # in a process of its own, as the grade command: huge_pages moves torch's code under the process
-_HUGE_PAGES_BATCH = """
+_HUGE_PAGES_BATCH = TORCH_CODE + """
 import json, sys
-from pathlib import Path
-from grader import _hugepages
 from grader.api import GradeRequest
 from grader.batch import grade_many
 from grader.grading import GradingOptions
 from grader.sandbox import Limits
-
-def torch_code():
-    # bytes of torch's code still mapped from its files
-    total = 0
-    for line in Path("/proc/self/maps").read_text().splitlines():
-        parts = line.split(maxsplit=5)
-        if parts[1] == "r-xp" and len(parts) > 5 \\
-                and Path(parts[5]).name in _hugepages.TORCH_LIBRARIES:
-            start, end = (int(x, 16) for x in parts[0].split("-"))
-            total += end - start
-    return total
 
 request = GradeRequest(options=GradingOptions(train_steps=1),
                        limits=Limits(call_seconds=2.0, start_seconds=30.0))

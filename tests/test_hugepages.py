@@ -8,25 +8,12 @@ import os
 import subprocess
 import sys
 
-from conftest import needs_huge_pages
+from conftest import TORCH_CODE, needs_huge_pages
 
 # runs some torch, moves the code that ran, then runs more (some of it code that did not run
 # before the move), and tells what it found
-_MOVE = """
+_MOVE = TORCH_CODE + """
 import json, torch
-from pathlib import Path
-from grader import _hugepages
-
-def torch_code():
-    # bytes of torch's code (the libraries move_text_to_huge_pages moves) mapped from its files
-    total = 0
-    for line in Path("/proc/self/maps").read_text().splitlines():
-        parts = line.split(maxsplit=5)
-        if parts[1] == "r-xp" and len(parts) > 5 \\
-                and Path(parts[5]).name in _hugepages.TORCH_LIBRARIES:
-            start, end = (int(x, 16) for x in parts[0].split("-"))
-            total += end - start
-    return total
 
 x = torch.randn(64, 32, generator=torch.Generator().manual_seed(0))
 before = (x @ x.T).tanh().sum(1, keepdim=True)
