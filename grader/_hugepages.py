@@ -29,7 +29,11 @@ import struct
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["collapse_anonymous_memory", "move_text_to_huge_pages"]
+__all__ = ["HUGE_PAGES_ENV", "collapse_anonymous_memory", "move_text_to_huge_pages"]
+
+# the worker's environment: "0" where its runner was asked to keep torch's code where it is
+# (SandboxRunner(huge_pages=False), the grade command's --no-huge-pages)
+HUGE_PAGES_ENV = "BACKPROP_GRADER_HUGE_PAGES"
 
 _HUGE = 2 * 2**20
 _PAGE = 4096

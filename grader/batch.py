@@ -505,6 +505,7 @@ class _Job:
     digest: str
     gradescope: Any
     scratch: Path
+    huge_pages: bool = False     # in the sandbox workers the batch starts (grade_many's)
 
 
 def _write_graded(entry: Entry, job: _Job, result: Result, grader_traceback: str | None,
@@ -656,7 +657,7 @@ def _process_worker(conn: Any, parent: int, entries: tuple[Entry, ...], job: _Jo
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
     gc.enable()
-    with shared or SandboxRunner() as runner:
+    with shared or SandboxRunner(huge_pages=job.huge_pages) as runner:
         def tell_slow() -> None:        # the batch may start another grading meanwhile
             try:
                 conn.send_bytes(_SLOW)
@@ -688,8 +689,8 @@ def _start_method() -> str:
     return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
 
 
-def _launch_shared_runner(given: SandboxRunner | None, stack: contextlib.ExitStack
-                          ) -> SandboxRunner | None:
+def _launch_shared_runner(given: SandboxRunner | None, stack: contextlib.ExitStack, *,
+                          huge_pages: bool = False) -> SandboxRunner | None:
     """The sandbox worker the grading processes are to share, launched (it imports torch while
     the references are computed): the caller's, else the batch's own, closed with ``stack``.
     None where they cannot share one: a spawned process cannot inherit it, and without a uid of
@@ -698,7 +699,7 @@ def _launch_shared_runner(given: SandboxRunner | None, stack: contextlib.ExitSta
     if _start_method() != "fork" or not can_share_worker():
         return None
     if given is None:
-        given = stack.enter_context(SandboxRunner())
+        given = stack.enter_context(SandboxRunner(huge_pages=huge_pages))
     return given.launch()
 
 
@@ -730,7 +731,7 @@ class _ProcessPool:
     none is free, up to twice ``jobs`` in all) takes the next student meanwhile."""
 
     def __init__(self, jobs: int, job: _Job, entries: tuple[Entry, ...],
-                 shared: SandboxRunner | None, *, huge_pages: bool = False) -> None:
+                 shared: SandboxRunner | None) -> None:
         import multiprocessing
 
         method = _start_method()
@@ -750,7 +751,7 @@ class _ProcessPool:
                 prepare_grading(job.request)
                 _render_report(error_result("warm-up", "warm-up", request=job.request), "warm-up")
                 self.shared = _ready_to_share(shared)
-                if huge_pages:      # the code the references ran: the workers run it too
+                if job.huge_pages:  # the code the references ran: the workers run it too
                     self.huge_text_bytes = move_text_to_huge_pages()
             for _ in range(jobs):
                 self._start_worker()
@@ -1000,10 +1001,11 @@ def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = G
     class summary. ``runner``: a sandbox worker for the grading processes to share, launched
     early by the caller (it imports torch meanwhile; the caller closes it). Without one, the
     batch launches its own where they can share one; where they cannot, each grading process
-    starts its own. ``huge_pages``: before forking the grading processes, move the torch code
-    this process has run into huge pages, which they then share (grader/_hugepages.py: a few
-    percent faster, ~190 MB more memory); for a process that does nothing else, as the grade
-    command's.
+    starts its own. ``huge_pages``: torch's code in huge pages (grader/_hugepages.py: a few
+    percent faster, ~190 MB more memory in each process that does it) in the sandbox workers
+    the batch starts, and in this process, moved before it forks the grading processes, which
+    share it; for a process that does nothing else, as the grade command's (a runner given
+    keeps its own setting).
     """
     started = time.monotonic()
     out = Path(out)
@@ -1047,7 +1049,7 @@ def _grade_discovered(discovery: Discovery, out: Path, scratch: Path, *, request
         if unchanged and progress:
             bar.message(f"{unchanged} submission(s) unchanged since they were graded: kept")
         bar.total = len(todo)
-        job = _Job(out, request, digest, gradescope, scratch)
+        job = _Job(out, request, digest, gradescope, scratch, huge_pages)
 
         def take(item: _Done) -> None:
             nonlocal graded
@@ -1063,8 +1065,8 @@ def _grade_discovered(discovery: Discovery, out: Path, scratch: Path, *, request
                 pool: _ThreadPool | _ProcessPool = (
                     _ThreadPool(workers, job, grade) if grade is not None
                     else _ProcessPool(workers, job, tuple(todo),
-                                      _launch_shared_runner(runner, grading),
-                                      huge_pages=huge_pages))
+                                      _launch_shared_runner(runner, grading,
+                                                            huge_pages=huge_pages)))
                 grading.callback(pool.close)
                 interrupts = _Interrupts.install()
                 grading.callback(interrupts.restore)

@@ -47,7 +47,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from ._hugepages import collapse_anonymous_memory, move_text_to_huge_pages
+from ._hugepages import HUGE_PAGES_ENV, collapse_anonymous_memory, move_text_to_huge_pages
 
 __all__ = ["can_drop_uid", "lower_priority", "main"]
 
@@ -302,7 +302,9 @@ class ForkServer:
         gc.freeze()      # children then leave the worker's objects alone: fewer copied pages
         gc.enable()      # main() paused it for the imports; student code may make cycles
         huge = collapse_anonymous_memory()
-        moved = move_text_to_huge_pages()  # the torch code that ran: children inherit it mapped
+        moved = 0
+        if os.environ.get(HUGE_PAGES_ENV) != "0":
+            moved = move_text_to_huge_pages()   # the torch code that ran: children inherit it
         threads = len(os.listdir("/proc/self/task"))      # as the first fork will find them
         if threads != 1:
             print(f"backprop-grader worker: {threads} threads before forking; children may "

@@ -717,6 +717,16 @@ def test_the_grade_command_reports_a_wrong_folder_or_config_in_one_line(tmp_path
     assert p.returncode == 2 and "not allowed with argument" in p.stderr
 
 
+def test_the_grade_command_can_keep_torch_code_where_it_is(tmp_path):
+    """--no-huge-pages: for a machine short of memory (grader/_hugepages.py)."""
+    write(tmp_path / "in" / "right.py", SOLUTION_CODE)
+    config = write(tmp_path / "quick.toml", QUICK_TOML)
+    p = subprocess.run([*_grade_command(tmp_path / "in", tmp_path / "out", config),
+                        "--no-huge-pages"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert "graded now 1 " in p.stdout and gradebook(tmp_path / "out")[0]["status"] == "graded"
+
+
 # -- worker processes -------------------------------------------------------------------------
 
 def test_without_a_grade_function_each_job_is_a_process_of_its_own(tmp_path, monkeypatch):
@@ -1024,9 +1034,9 @@ def test_without_a_callers_sandbox_worker_the_batch_launches_its_own_and_closes_
     made: list[_FakeRunner] = []
 
     class Own(_FakeRunner, contextlib.AbstractContextManager):
-        def __init__(self) -> None:
+        def __init__(self, *, huge_pages: bool = True) -> None:
             super().__init__(can_drop_uid=True)
-            self.closed = False
+            self.closed, self.huge_pages = False, huge_pages
             made.append(self)
 
         def __exit__(self, *exc: object) -> None:
@@ -1038,4 +1048,6 @@ def test_without_a_callers_sandbox_worker_the_batch_launches_its_own_and_closes_
     with contextlib.ExitStack() as stack:
         own = _launch_shared_runner(None, stack)
         assert own is made[0] and own.launched and not own.closed
+        assert not own.huge_pages        # grade_many's default: a process that may not be ours
+        assert _launch_shared_runner(None, stack, huge_pages=True).huge_pages
     assert own.closed

@@ -563,6 +563,8 @@ def test_the_fork_server_moves_the_torch_code_it_rehearsed_to_huge_pages(runner)
     """Children inherit it mapped: far fewer page faults each (grader/_hugepages.py)."""
     runner.start()
     assert runner.worker_info.get("huge_text_bytes", 0) >= 32 * 2**20
+    with SandboxRunner(huge_pages=False) as kept:
+        assert kept.start().worker_info.get("huge_text_bytes") == 0
     outcome = run_in_sandbox("import torch\ndef f(x):\n    return torch.linalg.svdvals(x)\n",
                              {"x": torch.eye(3)}, function="f", runner=runner)
     assert outcome.status == "ok" and torch.equal(outcome.tensors["result"], torch.ones(3))
