@@ -19,7 +19,10 @@ entries for a file's pages). Two things make both cheaper, each done once, in th
   misses in the processor's page caches, a few percent more submissions a second.
 
 Linux only, best effort: each step that the kernel refuses is skipped, and nothing is moved
-where transparent huge pages are off or memory is short.
+where transparent huge pages are off or memory is short (under 1 GiB left available, the
+system's or a container's). Worth it for a process that forks many children or lives long: the
+grade command turns it on (``SandboxRunner(huge_pages=True)``, ``grade_many(huge_pages=True)``);
+grading one submission does not.
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ import struct
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["HUGE_PAGES_ENV", "collapse_anonymous_memory", "move_text_to_huge_pages"]
+__all__ = ["HUGE_PAGES_ENV", "KEEP_FREE", "available_bytes", "can_spare", "collapse_anonymous_memory",
+           "move_text_to_huge_pages"]
 
 # the worker's environment: "0" where its runner was asked to keep torch's code where it is
 # (SandboxRunner(huge_pages=False), the grade command's --no-huge-pages)
 HUGE_PAGES_ENV = "BACKPROP_GRADER_HUGE_PAGES"
+KEEP_FREE = 2**30             # memory left available, at the least, after moving code
 
 _HUGE = 2 * 2**20
 _PAGE = 4096
@@ -131,11 +136,47 @@ def _runs_in_use(start: int, end: int, pagemap: object) -> Iterator[tuple[int, i
         yield run_start, last
 
 
-def _available_bytes() -> int:
+def _cgroup_limits() -> Iterator[tuple[Path, Path]]:
+    """(limit file, usage file) of each memory cgroup this process is in, and their parents:
+    cgroup v2 (memory.max) or v1 (memory.limit_in_bytes)."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, where = line.split(":", 2)
+        if controllers == "":
+            root, files = Path("/sys/fs/cgroup"), ("memory.max", "memory.current")
+        elif "memory" in controllers.split(","):
+            root, files = Path("/sys/fs/cgroup/memory"), ("memory.limit_in_bytes",
+                                                          "memory.usage_in_bytes")
+        else:
+            continue
+        folder = root / where.strip().lstrip("/")
+        for group in (folder, *folder.parents):
+            if (group / files[0]).exists():
+                yield group / files[0], group / files[1]
+            if group == root:
+                break
+
+
+def available_bytes() -> int:
+    """Memory this process may still take: the system's MemAvailable, or less where a cgroup
+    it is in (a container's) has a limit closer by. (Inside bubblewrap there is no /sys to
+    read the cgroup's from: the runner looks before it starts the worker.)"""
+    available = 0
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) * 1024
-    return 0
+            available = int(line.split()[1]) * 1024
+    try:
+        for limit, usage in _cgroup_limits():
+            text = limit.read_text().strip()
+            if text != "max":
+                available = min(available, int(text) - int(usage.read_text()))
+    except (OSError, ValueError):
+        pass
+    return available
+
+
+def can_spare(size: int = 256 * 2**20, *, keep_free: int = KEEP_FREE) -> bool:
+    """Whether ``size`` more bytes of memory leave ``keep_free`` available."""
+    return available_bytes() - size >= keep_free
 
 
 def _replace_with_copy(libc: ctypes.CDLL, start: int, end: int) -> bool:
@@ -164,7 +205,7 @@ def _replace_with_copy(libc: ctypes.CDLL, start: int, end: int) -> bool:
 
 
 def move_text_to_huge_pages(libraries: Sequence[str] = TORCH_LIBRARIES, *,
-                            keep_free: int = 2**30) -> int:
+                            keep_free: int = KEEP_FREE) -> int:
     """Copy the code of ``libraries`` (file names) that this process has run into anonymous
     huge pages at the same addresses (see the module's text); only while at least ``keep_free``
     bytes of memory stay available. Call it after running what the process (and the children
@@ -180,7 +221,7 @@ def move_text_to_huge_pages(libraries: Sequence[str] = TORCH_LIBRARIES, *,
         with open("/proc/self/pagemap", "rb") as pagemap:
             runs = [run for start, end in code for run in _runs_in_use(start, end, pagemap)]
         for start, end in runs:
-            if _available_bytes() - (end - start) < keep_free:
+            if not can_spare(end - start, keep_free=keep_free):
                 break
             if _replace_with_copy(libc, start, end):
                 moved += end - start

@@ -7,6 +7,9 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
+
+from grader import _hugepages
 
 from conftest import TORCH_CODE, needs_huge_pages
 
@@ -47,3 +50,22 @@ def test_nothing_moves_where_the_memory_would_run_short():
     found = _move(keep_free=2**62)
     assert found["moved"] == 0 and found["left"] == found["whole"]
     assert found["same"] and found["other"]
+
+
+def _cgroup(tmp_path: Path, limit: str, usage: int) -> tuple[Path, Path]:
+    (tmp_path / "memory.max").write_text(limit + "\n")
+    (tmp_path / "memory.current").write_text(f"{usage}\n")
+    return tmp_path / "memory.max", tmp_path / "memory.current"
+
+
+def test_a_containers_memory_limit_counts_when_it_is_closer_than_the_systems(tmp_path,
+                                                                              monkeypatch):
+    system = _hugepages.available_bytes()
+    limit = _cgroup(tmp_path, str(3 * 2**30), 2 * 2**30 + 512 * 2**20)   # 512 MiB left
+    monkeypatch.setattr(_hugepages, "_cgroup_limits", lambda: iter([limit]))
+    assert _hugepages.available_bytes() == min(system, 512 * 2**20)
+    assert not _hugepages.can_spare()
+    unlimited = _cgroup(tmp_path, "max", 2**30)
+    monkeypatch.setattr(_hugepages, "_cgroup_limits", lambda: iter([unlimited]))
+    assert _hugepages.available_bytes() == system or abs(
+        _hugepages.available_bytes() - system) < 64 * 2**20       # (the system's moves a little)
