@@ -745,14 +745,13 @@ class _ProcessPool:
         self.slow: set[Any] = set()             # conns of busy workers that said _SLOW
         self.taking = True
         self.shared: SandboxRunner | None = None
-        self.huge_text_bytes = 0
         try:
             if method == "fork":        # computed once here, shared by the forked workers
                 prepare_grading(job.request)
                 _render_report(error_result("warm-up", "warm-up", request=job.request), "warm-up")
                 self.shared = _ready_to_share(shared)
                 if job.huge_pages:  # the code the references ran: the workers run it too
-                    self.huge_text_bytes = move_text_to_huge_pages()
+                    move_text_to_huge_pages()
             for _ in range(jobs):
                 self._start_worker()
         except BaseException:

@@ -440,7 +440,7 @@ class SandboxRunner:
                 f"import sys; sys.path[:0] = {paths!r}; from grader.forkserver import {entry}; "
                 f"{entry}(*sys.argv[1:])"]
 
-    def _worker_command(self, use_bwrap: bool) -> list[str] | str:
+    def _worker_command(self, use_bwrap: bool, env: dict[str, str]) -> list[str] | str:
         package_dir = str(Path(__file__).resolve().parent)
         command = self._python_command(use_bwrap, "main")
         if not use_bwrap:
@@ -449,7 +449,7 @@ class SandboxRunner:
         if bwrap is None:
             return "bubblewrap (bwrap) is not installed"
         return bubblewrap.sandbox_command(command, bwrap=bwrap, package_dir=package_dir,
-                                          tmp_bytes=self.tmp_bytes, env=self._worker_env())
+                                          tmp_bytes=self.tmp_bytes, env=env)
 
     def _worker_env(self) -> dict[str, str]:
         # looked at here: inside bubblewrap the worker cannot see a container's memory limit
@@ -458,7 +458,8 @@ class SandboxRunner:
 
     def _launch_worker(self, *, use_bwrap: bool) -> _Worker | str:
         """Start a worker process; the launch, or why it could not start."""
-        command = self._worker_command(use_bwrap)
+        env = self._worker_env()
+        command = self._worker_command(use_bwrap, env)
         if isinstance(command, str):
             return command
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -466,7 +467,7 @@ class SandboxRunner:
         try:
             proc = subprocess.Popen(command + [str(theirs.fileno())], stdin=subprocess.DEVNULL,
                                     stdout=subprocess.DEVNULL, stderr=err_w,
-                                    pass_fds=(theirs.fileno(),), env=self._worker_env(),
+                                    pass_fds=(theirs.fileno(),), env=env,
                                     cwd=tempfile.gettempdir(), start_new_session=True)
         except OSError as e:
             ours.close()
