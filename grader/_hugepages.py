@@ -32,11 +32,12 @@ import struct
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["HUGE_PAGES_ENV", "KEEP_FREE", "available_bytes", "can_spare", "collapse_anonymous_memory",
-           "move_text_to_huge_pages"]
+__all__ = ["HUGE_PAGES_ENV", "KEEP_FREE", "TORCH_LIBRARIES", "available_bytes", "can_spare",
+           "collapse_anonymous_memory", "move_text_to_huge_pages"]
 
-# the worker's environment: "0" where its runner was asked to keep torch's code where it is
-# (SandboxRunner(huge_pages=False), the grade command's --no-huge-pages)
+# the worker's environment: "1" where its runner asks for torch's code in huge pages
+# (SandboxRunner(huge_pages=True): the grade command's, unless --no-huge-pages) and the memory
+# can be spared; "0" otherwise
 HUGE_PAGES_ENV = "BACKPROP_GRADER_HUGE_PAGES"
 KEEP_FREE = 2**30             # memory left available, at the least, after moving code
 
