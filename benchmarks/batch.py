@@ -3,7 +3,7 @@
 Generates N submissions (correct, wrong, erroring and hostile ones), grades them all with the
 batch command, and grades a sample of them the naive way: one new `python` process per
 submission running the same grading and writing the same files (results.json, gradescope.json,
-report.html when grader.report exists), one at a time and two at a time. Prints submissions per
+report.html when grader.output.report exists), one at a time and two at a time. Prints submissions per
 second side by side, measured in this one run, and checks that both ways give the same scores.
 
     python benchmarks/batch.py                 # 1,000 submissions, baseline on 20
@@ -86,8 +86,8 @@ def grade_one(file: Path, config: Path, out: Path) -> None:
     sys.path.insert(0, str(ROOT))
     from grader.api import grade_submission
     from grader.assignment import load_assignment
-    from grader.exports import gradescope_results
-    from grader.results import write_atomic, write_result
+    from grader.output.exports import gradescope_results
+    from grader.output.results import write_atomic, write_result
 
     assignment = load_assignment(config)
     result = grade_submission(file, request=assignment.request)
@@ -96,7 +96,7 @@ def grade_one(file: Path, config: Path, out: Path) -> None:
     write_atomic(folder / "gradescope.json", json.dumps(gradescope_results(
         result, options=assignment.request.options, settings=assignment.gradescope), indent=2))
     try:
-        from grader.report import render_report
+        from grader.output.report import render_report
     except ImportError:
         return
     write_atomic(folder / "report.html", render_report(result))
@@ -117,7 +117,7 @@ def _isolation() -> str:
     """What the sandbox runs in on this machine: "bwrap" or "process" (a worker started once)."""
     import warnings
 
-    from grader.runner import SandboxRunner
+    from grader.sandbox.runner import SandboxRunner
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")     # the fallback's warning: the figures say it
@@ -204,7 +204,7 @@ def main() -> None:
         print(f"machine CPU busy during the batch: {batch_cpu / args.n * 1000:.0f} ms per "
               f"submission ({batch_cpu / batch_s / cores:.0%} of {cores} cores; anything else "
               f"running counts too): at most {cores / (batch_cpu / args.n):.1f} submissions/s")
-        from grader.sandbox import Limits
+        from grader.sandbox.limits import Limits
 
         slow = Limits().slow_seconds
         split = (f"grader processes {grader_cpu / args.n * 1000:.0f} ms, sandbox (worker and "
@@ -216,7 +216,7 @@ def main() -> None:
               f"s, at the least CPU priority after the first {slow:g} s (Limits.slow_seconds), "
               "while other gradings take the cores")
     print(f"gradebook rows: {len(rows)} of {args.n}; report.html written: {reports} "
-          f"({'full reports' if reports == args.n else 'grader.report not available'}); "
+          f"({'full reports' if reports == args.n else 'grader.output.report not available'}); "
           f"scores agree on {agree} of {len(sample)} sampled submissions"
           + (f" (differ: {'; '.join(differ)})" if differ else ""))
 

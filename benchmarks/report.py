@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from grader.api import GradeRequest, grade_submission  # noqa: E402
-from grader.grading import GradingOptions  # noqa: E402
-from grader.report import render_report, render_summary, write_reports  # noqa: E402
-from grader.results import Result, read_result, write_result  # noqa: E402
+from grader.judge.grading import GradingOptions  # noqa: E402
+from grader.output.report import render_report, render_summary, write_reports  # noqa: E402
+from grader.output.results import Result, read_result, write_result  # noqa: E402
 
 SUBMISSIONS = ROOT / "tests" / "submissions"
 SOLUTION = ROOT / "solutions" / "backprop.py"

@@ -32,8 +32,10 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from grader.api import GradeRequest, grade_submission  # noqa: E402
-from grader.lecture import Config, build_lecture_state  # noqa: E402
-from grader.sandbox import Limits, SandboxRunner, run_in_sandbox  # noqa: E402
+from grader.lecture.model import Config, build_lecture_state  # noqa: E402
+from grader.sandbox.limits import Limits
+from grader.sandbox.runner import SandboxRunner
+from grader.sandbox.session import run_in_sandbox  # noqa: E402
 
 SOLUTION = ROOT / "solutions" / "backprop.py"
 

@@ -24,11 +24,12 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from grader.api import GradeRequest, _state, lecture_config  # noqa: E402
-from grader.configs import HiddenConfigs  # noqa: E402
-from grader.grading import (GradingOptions, grade_exercise4, grade_exercise4_hidden,  # noqa: E402
+from grader.lecture.configs import HiddenConfigs  # noqa: E402
+from grader.judge.grading import (GradingOptions, grade_exercise4, grade_exercise4_hidden,  # noqa: E402
                             grade_hidden_configs, grade_stub_gradients)
-from grader.loader import load_submission  # noqa: E402
-from grader.sandbox import Limits, SandboxSession  # noqa: E402
+from grader.submissions.loader import load_submission  # noqa: E402
+from grader.sandbox.limits import Limits
+from grader.sandbox.session import SandboxSession  # noqa: E402
 
 SOLUTION = ROOT / "solutions" / "backprop.py"
 HARD_CODED = ROOT / "tests" / "submissions" / "hidden" / "hard_coded_sizes.py"

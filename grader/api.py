@@ -8,16 +8,19 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .catalog import EXERCISES, GRADIENTS
-from .configs import HiddenConfigs, resolve_hidden_configs
-from .grading import GradingOptions, Verdict, collect_gradient_results, grade_exercise4, \
-    grade_exercise4_hidden, grade_hidden_configs, grade_stub_gradients, max_points_for, \
+from .lecture.catalog import EXERCISES, GRADIENTS
+from .lecture.configs import HiddenConfigs, resolve_hidden_configs
+from .judge.scoring import max_points_for
+from .judge.grading import GradingOptions, Verdict, collect_gradient_results, grade_exercise4, \
+    grade_exercise4_hidden, grade_hidden_configs, grade_stub_gradients, \
     warm_references
-from .integrity import integrity_flags, scan_source
-from .lecture import Config, cached_lecture_state, read_words
-from .loader import Submission, SubmissionError, load_submission
-from .results import ExerciseResult, Result
-from .sandbox import Limits, SandboxRunner, SandboxSession
+from .judge.integrity import integrity_flags, scan_source
+from .lecture.model import Config, cached_lecture_state, read_words
+from .submissions.loader import Submission, SubmissionError, load_submission
+from .output.results import ExerciseResult, Result
+from .sandbox.limits import Limits
+from .sandbox.runner import SandboxRunner
+from .sandbox.session import SandboxSession
 
 __all__ = ["GradeRequest", "error_result", "exercise4_configs", "grade_submission", "lecture_config",
            "prepare_grading", "scoring_mode_for"]
@@ -93,7 +96,7 @@ def grade_submission(source: str | Path | Submission, *,
     torch.set_num_threads(1)
     options = request.options
     if submission.format != "stubs":
-        from .lecture_style import grade_lecture_style
+        from .judge.lecture_style import grade_lecture_style
 
         return grade_lecture_style(submission, state, request, runner=runner)
     session = SandboxSession(submission.code, submission.name, request.limits, runner=runner)

@@ -62,12 +62,12 @@ except ModuleNotFoundError:  # Python 3.10 (e.g. the Ubuntu 22.04 Gradescope ima
     import tomli as tomllib  # type: ignore[no-redef]
 
 from .api import GradeRequest, lecture_config
-from .catalog import EXERCISES
-from .compare import Tolerance
-from .configs import HiddenConfigs, HiddenVariant, resolve_hidden_configs
-from .grading import MODES, GradingOptions
-from .lecture import Config
-from .sandbox import Limits
+from .lecture.catalog import EXERCISES
+from .judge.compare import Tolerance
+from .lecture.configs import HiddenConfigs, HiddenVariant, resolve_hidden_configs
+from .judge.grading import MODES, GradingOptions
+from .lecture.model import Config
+from .sandbox.limits import Limits
 
 __all__ = ["Assignment", "AssignmentError", "GradescopeSettings", "load_assignment",
            "parse_assignment"]
@@ -82,7 +82,7 @@ class AssignmentError(ValueError):
 
 @dataclass(frozen=True)
 class GradescopeSettings:
-    """Top-level visibility of the Gradescope results (see grader.exports)."""
+    """Top-level visibility of the Gradescope results (see grader.output.exports)."""
 
     visibility: str = "visible"
     stdout_visibility: str = "hidden"

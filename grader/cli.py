@@ -71,9 +71,9 @@ def _add_grading_options(p: argparse.ArgumentParser) -> None:
 
 def _request(args: argparse.Namespace) -> GradeRequest:
     from .api import GradeRequest, lecture_config
-    from .configs import HiddenConfigs
-    from .grading import GradingOptions
-    from .sandbox import Limits
+    from .lecture.configs import HiddenConfigs
+    from .judge.grading import GradingOptions
+    from .sandbox.limits import Limits
 
     modes = ("isolated", "chained") if args.mode == "both" else (args.mode,)
     hidden = HiddenConfigs.self_check(args.seed) if args.hidden else HiddenConfigs.off()
@@ -88,12 +88,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if args.words and not Path(args.words).is_file():
         print(f"backprop-grader: --words {args.words}: no such file", file=sys.stderr)
         return EXIT_CANNOT_GRADE
-    from .runner import SandboxRunner
+    from .sandbox.runner import SandboxRunner
 
     with SandboxRunner(isolation=args.isolation).launch() as runner:   # starts while torch loads
         from .api import grade_submission
-        from .results import write_result
-        from .terminal import render_text, use_color
+        from .output.results import write_result
+        from .output.terminal import render_text, use_color
 
         result = grade_submission(args.file, request=_request(args), runner=runner)
     sys.stdout.write(render_text(result, color=use_color(sys.stdout), verbose=args.verbose))
@@ -101,7 +101,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         write_result(result, args.json)
         print(f"results written to {args.json}")
     if args.html:
-        from .report import write_report
+        from .output.report import write_report
 
         try:
             write_report(result, args.html)
@@ -123,15 +123,14 @@ def _load_assignment(path: str | None):  # -> Assignment
 def _cmd_grade(args: argparse.Namespace) -> int:
     import contextlib
 
-    from .runner import SandboxRunner, can_share_worker
+    from .sandbox.runner import SandboxRunner, can_share_worker
 
     # one sandbox worker for the batch, started while torch loads, where the workers can share it
-    huge = not args.no_huge_pages
-    shared = (SandboxRunner(huge_pages=huge).launch() if can_share_worker()
+    shared = (SandboxRunner().launch() if can_share_worker()
               else contextlib.nullcontext())
     with shared as runner:
         from .assignment import AssignmentError
-        from .batch import BatchError, grade_many
+        from .batch.run import BatchError, grade_many
 
         try:
             assignment = _load_assignment(args.config)
@@ -139,7 +138,7 @@ def _cmd_grade(args: argparse.Namespace) -> int:
                                  resume=not args.regrade, progress=sys.stderr,
                                  gradescope=assignment.gradescope,
                                  config_extra=(assignment.integrity_autograd,),
-                                 title=assignment.title, runner=runner, huge_pages=huge)
+                                 title=assignment.title, runner=runner)
         except (AssignmentError, BatchError) as e:
             print(f"backprop-grader: {e}", file=sys.stderr)
             return EXIT_CANNOT_GRADE
@@ -212,10 +211,6 @@ def _add_batch_commands(sub: argparse._SubParsersAction) -> None:
                        help="keep unchanged students' earlier results (the default)")
     again.add_argument("--regrade", action="store_true",
                        help="grade everyone again, even if unchanged")
-    grade.add_argument("--no-huge-pages", action="store_true",
-                       help="keep torch's code where it is: by default it is copied into huge "
-                            "pages, in this process and in the sandbox's worker (Linux; a few "
-                            "percent faster, ~400 MB more memory)")
     grade.set_defaults(func=_cmd_grade)
 
     gs = sub.add_parser("gradescope", help="package or run the grader as a Gradescope autograder")
@@ -239,7 +234,7 @@ def _add_batch_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import find_results, write_reports
+    from .output.report import find_results, write_reports
 
     paths = find_results(args.results)
     if not paths:
@@ -259,7 +254,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_notebook(args: argparse.Namespace) -> int:
-    from .notebook import exercise_notebook_text, write_exercise_notebook
+    from .submissions.notebook import exercise_notebook_text, write_exercise_notebook
 
     source = Path(args.source)
     if not source.is_file():

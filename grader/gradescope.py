@@ -22,7 +22,7 @@ from typing import Any
 
 from . import __version__
 from .assignment import Assignment, AssignmentError, load_assignment
-from .exports import gradescope_results
+from .output.exports import gradescope_results
 
 __all__ = ["SUBMISSION_DIR", "RESULTS_PATH", "build_autograder", "default_torch_spec",
            "run_gradescope"]
@@ -96,8 +96,9 @@ def _project_files(package: Path) -> list[tuple[str, bytes]]:
             f'[project]\nname = "backprop-grader"\nversion = "{__version__}"\n'
             f'requires-python = ">=3.10"\ndependencies = [{deps}]\n\n'
             f'[project.scripts]\nbackprop-grader = "grader.cli:main"\n\n'
-            f'[tool.setuptools]\npackages = ["grader"]\n\n'
-            f'[tool.setuptools.package-data]\ngrader = ["data/*.txt", "data/*.md", "templates/*"]\n')
+            f'[tool.setuptools.packages.find]\ninclude = ["grader*"]\n\n'
+            f'[tool.setuptools.package-data]\ngrader = ["data/*.txt", "data/*.md"]\n'
+            f'"grader.output" = ["templates/*"]\n')
     return [("pyproject.toml", text.encode())]
 
 
@@ -139,7 +140,7 @@ def build_autograder(out: str | Path, *, config: str | Path | None = None,
             info.external_attr = (0o100000 | mode) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             z.writestr(info, data)
-    from .results import write_atomic
+    from .output.results import write_atomic
 
     write_atomic(out, buffer.getvalue())
     return out
@@ -162,8 +163,8 @@ def run_gradescope(*, submission_dir: str | Path = SUBMISSION_DIR,
     stdout (shown to instructors only).
     """
     from .api import error_result, grade_submission
-    from .batch import submission_in_folder
-    from .results import write_atomic
+    from .batch.run import submission_in_folder
+    from .output.results import write_atomic
 
     start = time.monotonic()
     assignment = assignment or Assignment()

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from .api import GradeRequest, error_result, grade_submission, lecture_config
-from .grading import GradingOptions
-from .loader import SubmissionError, submission_from_code
-from .notebook import CodeCell, join_cells
-from .results import GradientResult, Result
-from .terminal import EXERCISE_TITLES, render_text
+from .judge.grading import GradingOptions
+from .submissions.loader import SubmissionError, submission_from_code
+from .submissions.notebook import CodeCell, join_cells
+from .output.results import GradientResult, Result
+from .output.terminal import EXERCISE_TITLES, render_text
 
 __all__ = ["CheckReport", "check", "render_check_html"]
 
@@ -53,8 +53,8 @@ class CheckReport:
 
 def _inside_the_grader() -> bool:
     """True in the grader's own sandboxed process: check() there must not grade again. (Not
-    "grader._child is imported": the grader process may import it too.)"""
-    from ._child import SANDBOX_ENV
+    "grader.sandbox.worker.child is imported": the grader process may import it too.)"""
+    from .sandbox.worker.child import SANDBOX_ENV
 
     return os.environ.get(SANDBOX_ENV) == "1"
 
@@ -154,7 +154,7 @@ def _row(g: GradientResult) -> dict[str, Any]:
 
 def render_check_html(result: Result) -> str:
     """The report as one self-contained HTML fragment (inline CSS, no script)."""
-    from .report import template_environment
+    from .output.report import template_environment
 
     env = template_environment()
     exercises = [{"title": EXERCISE_TITLES.get(ex.name, ex.name), "score": ex.score,

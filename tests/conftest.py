@@ -12,9 +12,9 @@ from types import ModuleType
 import pytest
 
 from grader.api import GradeRequest, grade_submission
-from grader.grading import GradingOptions
-from grader.lecture import Config
-from grader.results import Result
+from grader.judge.grading import GradingOptions
+from grader.lecture.model import Config
+from grader.output.results import Result
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBMISSIONS = Path(__file__).resolve().parent / "submissions"
@@ -24,35 +24,6 @@ NAMES = ROOT.parent / "shared" / "data" / "names.txt"
 
 requires_names = pytest.mark.skipif(
     not NAMES.exists(), reason=f"the lecture's names.txt is not at {NAMES}")
-
-
-def _huge_pages_offered() -> bool:
-    """Transparent huge pages on, and MADV_COLLAPSE (Linux 6.1 or later)."""
-    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
-    release = tuple(int(x) for x in os.uname().release.split(".")[:2] if x.isdigit())
-    return thp.exists() and "[never]" not in thp.read_text() and release >= (6, 1)
-
-
-needs_huge_pages = pytest.mark.skipif(
-    not _huge_pages_offered(),
-    reason="needs transparent huge pages and MADV_COLLAPSE (Linux 6.1 or later)")
-
-# for a script run in a process of its own: torch_code(), the bytes of torch's code (the
-# libraries grader._hugepages moves) still mapped from their files
-TORCH_CODE = """
-from pathlib import Path
-from grader import _hugepages
-
-def torch_code():
-    total = 0
-    for line in Path("/proc/self/maps").read_text().splitlines():
-        parts = line.split(maxsplit=5)
-        if parts[1] == "r-xp" and len(parts) > 5 \\
-                and Path(parts[5]).name in _hugepages.TORCH_LIBRARIES:
-            start, end = (int(x, 16) for x in parts[0].split("-"))
-            total += end - start
-    return total
-"""
 
 
 def reference_solution_module() -> ModuleType:

@@ -5,8 +5,8 @@ from dataclasses import replace
 import pytest
 
 from grader.api import GradeRequest, grade_submission, lecture_config
-from grader.grading import GradingOptions
-from grader.results import read_result, write_result
+from grader.judge.grading import GradingOptions
+from grader.output.results import read_result, write_result
 
 from conftest import EXERCISE, NAMES, SOLUTION, SUBMISSIONS, expectation, requires_names, \
     with_overrides
@@ -76,7 +76,7 @@ def test_a_file_that_exits_at_top_level_keeps_what_it_printed_read_after_its_pro
         write_submission, quick_request, monkeypatch):
     """Its process is stopped before the output is taken: all of it is there at once, where a
     live process's output would be waited for (a pause per such student in a batch)."""
-    from grader.sandbox import SandboxSession
+    from grader.sandbox.session import SandboxSession
 
     taken_from_live = []
     output = SandboxSession.output
@@ -123,8 +123,8 @@ def test_chained_mode_still_catches_a_small_mistake_below_batch_norm(quick_reque
 
 def test_prepare_grading_computes_the_references_once_for_every_later_submission():
     from grader.api import GradeRequest, prepare_grading
-    from grader.grading import _exercise4_reference, _training_reference
-    from grader.probes import probe_book
+    from grader.judge.grading import _exercise4_reference, _training_reference
+    from grader.judge.probes import probe_book
 
     request = GradeRequest(options=GradingOptions(train_steps=2))
     prepare_grading(request)

@@ -6,7 +6,7 @@ import pytest
 
 from grader.api import GradeRequest, grade_submission
 from grader.assignment import AssignmentError, load_assignment, parse_assignment
-from grader.lecture import Config
+from grader.lecture.model import Config
 
 from conftest import SOLUTION
 

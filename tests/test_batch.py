@@ -19,14 +19,13 @@ from pathlib import Path
 import pytest
 
 from grader.api import GradeRequest, error_result
-from grader.batch import BatchError, discover_submissions, grade_many, pick_submission_file
-from grader.grading import GradingOptions
-from grader.catalog import EXERCISE1
-from grader.results import ExerciseResult, GradientResult, Result, read_result
-from grader.sandbox import Limits
+from grader.batch.run import BatchError, discover_submissions, grade_many, pick_submission_file
+from grader.judge.grading import GradingOptions
+from grader.lecture.catalog import EXERCISE1
+from grader.output.results import ExerciseResult, GradientResult, Result, read_result
+from grader.sandbox.limits import Limits
 
-from conftest import EXERCISE, ROOT, SOLUTION, SUBMISSIONS, TORCH_CODE, expectation, \
-    needs_huge_pages, with_overrides
+from conftest import EXERCISE, ROOT, SOLUTION, SUBMISSIONS, expectation, with_overrides
 from test_exports import assert_gradescope_schema
 
 QUICK_TOML = """\
@@ -40,16 +39,6 @@ QUICK = GradeRequest(options=GradingOptions(train_steps=1),
                      limits=Limits(call_seconds=2.0, start_seconds=30.0))
 WRONG = sorted((SUBMISSIONS / "wrong").glob("*.py")) + sorted((SUBMISSIONS / "broken").glob("*.py"))
 SOLUTION_CODE = SOLUTION.read_text()
-
-
-def has_module(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(f"grader.{name}") is not None
-
-
-def has_report_module() -> bool:
-    return has_module("report")
 
 
 def gradebook(out: Path) -> list[dict[str, str]]:
@@ -191,7 +180,7 @@ def test_every_student_gets_files_and_one_gradebook_row(tmp_path):
         assert_gradescope_schema(json.loads((folder / "gradescope.json").read_text()))
         record = json.loads((folder / "record.json").read_text())
         assert record["status"] == "graded" and len(record["submission_sha256"]) == 64
-        assert (folder / "report.html").is_file() == has_report_module()
+        assert (folder / "report.html").is_file()
     manifest = json.loads((tmp_path / "out" / "batch.json").read_text())
     assert len(manifest["students"]) == 6 and manifest["skipped"][0]["path"] == "notes.txt"
     assert not list((tmp_path / "out").rglob("*.tmp"))
@@ -306,7 +295,7 @@ def test_a_second_ctrl_c_stops_now_and_writes_nothing_for_unfinished_students(tm
 
 
 def _pool_job(tmp_path: Path):
-    from grader.batch import _Job
+    from grader.batch.run import _Job
 
     (tmp_path / "scratch").mkdir()
     return _Job(tmp_path / "out", QUICK, "digest", None, tmp_path / "scratch")
@@ -315,7 +304,7 @@ def _pool_job(tmp_path: Path):
 def test_a_second_ctrl_c_keeps_the_students_whose_grading_had_finished_on_threads(tmp_path):
     """What finished before the second Ctrl-C, files written, is in that run's gradebook; the
     grading still running is dropped unwritten."""
-    from grader.batch import _ThreadPool
+    from grader.batch.run import _ThreadPool
 
     entries = discover_submissions(small_class(tmp_path, 2)).entries
     gate = threading.Event()
@@ -345,7 +334,7 @@ def test_a_second_ctrl_c_keeps_the_students_whose_grading_had_finished_on_thread
 
 def _gated_pool(tmp_path: Path, jobs: int):
     """A thread pool whose gradings wait for ``gate``; ``started`` once one waits."""
-    from grader.batch import _ThreadPool
+    from grader.batch.run import _ThreadPool
 
     started, gate = threading.Event(), threading.Event()
 
@@ -389,8 +378,8 @@ def test_after_ctrl_c_a_thread_pool_waits_only_for_the_students_being_graded(tmp
 def test_a_second_ctrl_c_keeps_the_answers_worker_processes_had_sent(tmp_path, monkeypatch):
     """s00's answer was taken in but not handed to the batch yet, s01's is still in its pipe,
     s02 is being graded: abandon() returns the first two."""
-    import grader.batch
-    from grader.batch import _ProcessPool
+    import grader.batch.run
+    from grader.batch.run import _ProcessPool
 
     entries = discover_submissions(small_class(tmp_path, 3)).entries
     release = tmp_path / "release"
@@ -400,7 +389,7 @@ def test_a_second_ctrl_c_keeps_the_answers_worker_processes_had_sent(tmp_path, m
             time.sleep(0.02)
         return fake_grade(path, request)
 
-    monkeypatch.setattr(grader.batch, "grade_submission", s02_waits)
+    monkeypatch.setattr(grader.batch.run, "grade_submission", s02_waits)
     job = _pool_job(tmp_path)
     pool = _ProcessPool(3, job, entries, None)
     try:
@@ -421,7 +410,7 @@ def test_a_second_ctrl_c_keeps_the_answers_worker_processes_had_sent(tmp_path, m
 
 
 def test_the_batch_takes_what_abandon_kept(tmp_path):
-    from grader.batch import _Done, _drive, _Interrupts, _Progress
+    from grader.batch.run import _Done, _drive, _Interrupts, _Progress
 
     entry = discover_submissions(small_class(tmp_path, 1)).entries[0]
     kept = _Done(entry, fake_grade(entry.path, QUICK), 0.1)
@@ -554,9 +543,7 @@ def _mixed_class(d: Path) -> dict[str, tuple[str, str | None]]:
         write(d / f"hostile_{name}.py", SOLUTION_CODE + "\n\n" + code)
         expect[f"hostile_{name}"] = (status, text)
     write(d / "notebook_broken.ipynb", '{"cells": [ {"cell_type": "code", "source": ')
-    # the message comes from the notebook loader (grader/notebook.py) where there is one
-    expect["notebook_broken"] = ("error", "notebook_broken.ipynb" if has_module("notebook")
-                                 else None)
+    expect["notebook_broken"] = ("error", "notebook_broken.ipynb")
     write(d / "folder_two" / "a.py", SOLUTION_CODE)
     write(d / "folder_two" / "b.py", SOLUTION_CODE)
     expect["folder_two"] = ("error", "several files could be the submission")
@@ -609,7 +596,7 @@ def test_forty_mixed_submissions_each_appear_once_with_the_right_status(tmp_path
     assert by_id["hostile_loop_in_stub"]["ex1.dprobs"] == "0"
     assert by_id["hostile_loop_in_stub"]["ex1.dlogprobs"] == "1", "the rest is still graded"
     assert by_id["hostile_print_flood"]["score"] == "34"
-    assert (out / "summary.html").is_file() == has_report_module()
+    assert (out / "summary.html").is_file()
 
 
 # -- kill -9 and Ctrl-C on the real command -------------------------------------------------
@@ -717,22 +704,12 @@ def test_the_grade_command_reports_a_wrong_folder_or_config_in_one_line(tmp_path
     assert p.returncode == 2 and "not allowed with argument" in p.stderr
 
 
-def test_the_grade_command_can_keep_torch_code_where_it_is(tmp_path):
-    """--no-huge-pages: for a machine short of memory (grader/_hugepages.py)."""
-    write(tmp_path / "in" / "right.py", SOLUTION_CODE)
-    config = write(tmp_path / "quick.toml", QUICK_TOML)
-    p = subprocess.run([*_grade_command(tmp_path / "in", tmp_path / "out", config),
-                        "--no-huge-pages"], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert p.returncode == 0, p.stderr
-    assert "graded now 1 " in p.stdout and gradebook(tmp_path / "out")[0]["status"] == "graded"
-
-
 # -- worker processes -------------------------------------------------------------------------
 
 def test_without_a_grade_function_each_job_is_a_process_of_its_own(tmp_path, monkeypatch):
     """The default: gradings run in worker processes (the grading work is Python and would
     share one core on threads); results come back as JSON, the same as on threads."""
-    import grader.batch
+    import grader.batch.run
 
     d = small_class(tmp_path, 4)
     pids = tmp_path / "pids"
@@ -742,7 +719,7 @@ def test_without_a_grade_function_each_job_is_a_process_of_its_own(tmp_path, mon
         (pids / str(os.getpid())).touch()
         return fake_grade(path, request)
 
-    monkeypatch.setattr(grader.batch, "grade_submission", grade_in_worker)
+    monkeypatch.setattr(grader.batch.run, "grade_submission", grade_in_worker)
     s = grade_many(d, tmp_path / "processes", request=QUICK, jobs=2)
     grade_many(d, tmp_path / "threads", request=QUICK, grade=fake_grade, jobs=2)
     assert s.graded == 4 and str(os.getpid()) not in {p.name for p in pids.iterdir()}
@@ -754,300 +731,27 @@ def test_without_a_grade_function_each_job_is_a_process_of_its_own(tmp_path, mon
     assert gradebook(tmp_path / "processes") == gradebook(tmp_path / "threads")
 
 
-# in a process of its own, as the grade command: huge_pages moves torch's code under the process
-_HUGE_PAGES_BATCH = TORCH_CODE + """
-import json, sys
-from grader.api import GradeRequest
-from grader.batch import grade_many
-from grader.grading import GradingOptions
-from grader.sandbox import Limits
-
-request = GradeRequest(options=GradingOptions(train_steps=1),
-                       limits=Limits(call_seconds=2.0, start_seconds=30.0))
-before = torch_code()
-summary = grade_many(sys.argv[1], sys.argv[2], request=request, jobs=2,
-                     huge_pages=sys.argv[3] == "yes")
-print(json.dumps({"moved": before - torch_code(), "statuses": summary.statuses}))
-"""
-
-
-@needs_huge_pages
-def test_the_grade_commands_gradings_share_torch_code_in_huge_pages_and_grade_the_same(
-        tmp_path):
-    d = tmp_path / "in"
-    write(d / "right.py", SOLUTION_CODE)
-    write(d / "wrong.py", with_overrides(SUBMISSIONS / "wrong" / "missing_keepdim.py"))
-    found = {}
-    for huge in ("yes", "no"):
-        run = subprocess.run([sys.executable, "-c", _HUGE_PAGES_BATCH, str(d),
-                              str(tmp_path / huge), huge], capture_output=True, text=True,
-                             check=True, cwd=ROOT)
-        found[huge] = json.loads(run.stdout.splitlines()[-1])
-    assert found["yes"]["moved"] >= 8 * 2**20 and found["no"]["moved"] == 0
-    assert found["yes"]["statuses"] == found["no"]["statuses"] == {"right": "graded",
-                                                                   "wrong": "graded"}
-    for student in ("right", "wrong"):
-        assert (tmp_path / "yes" / "students" / student / "results.json").read_text() == \
-            (tmp_path / "no" / "students" / student / "results.json").read_text()
-
-
-@pytest.mark.parametrize("enabled", [True, False])
-def test_gradings_run_with_the_garbage_collector_on_and_the_batch_leaves_it_as_it_was(
-        tmp_path, monkeypatch, enabled):
-    """The batch process pauses the collector while it waits for the grading processes
-    (_collector_paused); they must collect their cycles, and the caller's setting must come
-    back."""
-    import gc
-
-    import grader.batch
-
-    d = small_class(tmp_path, 2)
-    seen = tmp_path / "seen"
-    seen.mkdir()
-
-    def grade_in_worker(path, *, request, runner):
-        (seen / f"{path.stem}-{gc.isenabled()}").touch()
-        return fake_grade(path, request)
-
-    monkeypatch.setattr(grader.batch, "grade_submission", grade_in_worker)
-    was = gc.isenabled()
-    (gc.enable if enabled else gc.disable)()
-    try:
-        s = grade_many(d, tmp_path / "out", request=QUICK, jobs=2)
-        after = gc.isenabled()
-    finally:
-        (gc.enable if was else gc.disable)()
-    assert s.graded == 2 and after is enabled
-    assert sorted(p.name for p in seen.iterdir()) == ["s00-True", "s01-True"]
-
-
-def _slow_students_wait_for_the_others(tmp_path: Path, monkeypatch, slow: set[str],
-                                       seconds: float) -> tuple[dict[str, int], set[str]]:
-    """A class of six graded with jobs=1, where the ``slow`` students' code runs long (their
-    grading says so through the runner, as a session does when it lowers a child) and their
-    grading then waits for all the others to be graded, for ``seconds`` at most from when the
-    first slow one began (one moment for all). Returns how many others each slow student saw
-    graded (by then, or half a second before), and the grading processes' pids."""
-    import grader.batch
-
-    d = small_class(tmp_path, 6)
-    done, pids = tmp_path / "done", tmp_path / "pids"
-    done.mkdir()
-    pids.mkdir()
-    others = 6 - len(slow)
-    clock = tmp_path / "until"
-
-    def until() -> float:
-        """The first slow student sets the moment, on the system's clock (one for all)."""
-        mine = tmp_path / f"until-{os.getpid()}"
-        mine.write_text(str(time.monotonic() + seconds))
-        try:
-            os.link(mine, clock)
-        except FileExistsError:
-            pass
-        return float(clock.read_text())
-
-    def grade_in_worker(path, *, request, runner):
-        (pids / str(os.getpid())).touch()
-        if path.stem in slow:
-            runner.on_slow_call()
-            end = until()
-            saw = 0             # as seen a while before the end: not once another has ended
-            while time.monotonic() < end:
-                graded = len(list(done.iterdir()))
-                if time.monotonic() < end - 0.5 or graded == others:
-                    saw = graded
-                if graded == others:
-                    break
-                time.sleep(0.02)
-            (tmp_path / f"{path.stem}.saw").write_text(str(saw))
-        else:
-            (done / path.stem).touch()
-        return fake_grade(path, request)
-
-    monkeypatch.setattr(grader.batch, "grade_submission", grade_in_worker)
-    s = grade_many(d, tmp_path / "out", request=QUICK, jobs=1)
-    assert s.graded == 6 and {r["status"] for r in gradebook(tmp_path / "out")} == {"graded"}
-    return ({k: int((tmp_path / f"{k}.saw").read_text()) for k in slow},
-            {p.name for p in pids.iterdir()})
-
-
-def test_a_student_whose_code_runs_long_does_not_hold_up_the_others(tmp_path, monkeypatch):
-    """A loop waiting out its wall time holds no job: with jobs=1, the five students after
-    it are graded (by a second grading process) while it waits."""
-    saw, pids = _slow_students_wait_for_the_others(tmp_path, monkeypatch, {"s00"}, 60.0)
-    assert saw == {"s00": 5} and len(pids) == 2
-
-
-def test_slow_students_take_at_most_as_many_extra_processes_as_jobs(tmp_path, monkeypatch):
-    saw, pids = _slow_students_wait_for_the_others(tmp_path, monkeypatch, {"s00", "s01"}, 2.0)
-    assert saw == {"s00": 0, "s01": 0} and len(pids) == 2     # jobs=1: two processes at most
-
-
-def test_a_worker_gets_its_next_student_before_its_answer_is_read(tmp_path, monkeypatch):
-    """Reading an answer (JSON, dataclasses) takes the batch process a while: the worker that
-    sent it is not left idle meanwhile."""
-    import grader.batch
-    from grader.batch import _ProcessPool
-
-    monkeypatch.setattr(grader.batch, "grade_submission",
-                        lambda path, *, request, runner: fake_grade(path, request))
-    busy_with_while_read: dict[str, list[str]] = {}
-    done = _ProcessPool._done
-
-    def reading(self, index, message):
-        busy_with_while_read[self.entries[index].student] = sorted(
-            self.entries[i].student for _, i in self.workers.values() if i is not None)
-        return done(self, index, message)
-
-    monkeypatch.setattr(_ProcessPool, "_done", reading)
-    s = grade_many(small_class(tmp_path, 3), tmp_path / "out", request=QUICK, jobs=1)
-    assert s.graded == 3
-    assert busy_with_while_read == {"s00": ["s01"], "s01": ["s02"], "s02": []}
-
-
-def test_an_answer_that_cannot_be_read_is_that_students_error_row(tmp_path, monkeypatch):
-    import grader.batch
-    from grader.batch import _ProcessPool
-
-    monkeypatch.setattr(grader.batch, "grade_submission",
-                        lambda path, *, request, runner: fake_grade(path, request))
-    done = _ProcessPool._done
-    monkeypatch.setattr(_ProcessPool, "_done", lambda self, index, message: done(
-        self, index, b"{not json" if self.entries[index].student == "s01" else message))
-    grade_many(small_class(tmp_path, 3), tmp_path / "out", request=QUICK, jobs=1)
-    rows = {r["student"]: r for r in gradebook(tmp_path / "out")}
-    assert rows["s01"]["status"] == "error" and "could not be read" in rows["s01"]["problems"]
-    assert rows["s00"]["status"] == rows["s02"]["status"] == "graded"
-
-
-def test_a_worker_process_that_dies_costs_its_student_a_row_and_the_batch_goes_on(tmp_path,
-                                                                                  monkeypatch):
-    import grader.batch
-
-    d = small_class(tmp_path, 4)
-
-    def dies_on_s1(path, *, request, runner):
-        if path.stem == "s01":
-            os._exit(9)
-        return fake_grade(path, request)
-
-    monkeypatch.setattr(grader.batch, "grade_submission", dies_on_s1)
-    s = grade_many(d, tmp_path / "out", request=QUICK, jobs=2)
-    rows = {r["student"]: r for r in gradebook(tmp_path / "out")}
-    assert sorted(rows) == ["s00", "s01", "s02", "s03"]
-    assert rows["s01"]["status"] == "error" and "worker process died" in rows["s01"]["problems"]
-    assert all(rows[k]["status"] == "graded" for k in ("s00", "s02", "s03"))
-    assert s.graded == 4 and s.failed == 1
-
-
-def test_the_class_files_are_the_same_whether_jobs_are_processes_or_threads(tmp_path):
-    """Worker processes send the batch only what the gradebook and the summary show; the
-    students' own files hold everything."""
-    from grader.api import grade_submission
-
-    d = tmp_path / "in"
-    write(d / "correct.py", SOLUTION_CODE)
-    write(d / "wrong.py", with_overrides(WRONG[0]))
-    write(d / "raises.py", SOLUTION_CODE + "\n\ndef dprobs(dlogprobs, probs):\n    return 1 / 0\n")
-    write(d / "prints.py", "print('hello ' * 100)\n" + SOLUTION_CODE)
-    by_process = grade_many(d, tmp_path / "p", request=QUICK, jobs=2)
-    by_thread = grade_many(d, tmp_path / "t", request=QUICK, jobs=2,
-                           grade=lambda path, request: grade_submission(path, request=request))
-    assert by_process.statuses == by_thread.statuses
-    names = ["gradebook.csv"] + (["summary.html"] if has_report_module() else [])
-    for name in names:
-        assert (tmp_path / "p" / name).read_text() == (tmp_path / "t" / name).read_text(), name
-    for student in ("correct", "wrong", "raises", "prints"):
-        full = read_result(tmp_path / "p" / "students" / student / "results.json")
-        assert full == read_result(tmp_path / "t" / "students" / student / "results.json")
-    assert "hello" in read_result(tmp_path / "p" / "students" / "prints" / "results.json").output
-
-
-def test_a_batch_with_nothing_left_to_grade_starts_no_worker(tmp_path, monkeypatch):
-    import grader.batch
-
-    d, out = small_class(tmp_path, 2), tmp_path / "out"
-    grade_many(d, out, request=QUICK, grade=fake_grade)
-
-    def no_pool(*args, **kwargs):
-        raise AssertionError("a worker was started")
-
-    monkeypatch.setattr(grader.batch, "_ProcessPool", no_pool)
-    s = grade_many(d, out, request=QUICK)
-    assert s.unchanged == 2 and s.graded == 0 and len(gradebook(out)) == 2
-
-
-class _FakeRunner:
-    def __init__(self, can_drop_uid: bool, *, starts: bool = True) -> None:
-        self.can_drop_uid, self.starts = can_drop_uid, starts
-        self.launched = self.started = False
-
-    def launch(self) -> "_FakeRunner":
-        self.launched = True
-        return self
-
-    def start(self) -> "_FakeRunner":
-        if not self.starts:
-            raise RuntimeError("the sandbox worker did not start")
-        self.started = True
-        return self
-
-
-def test_workers_share_the_sandbox_worker_only_where_children_get_uids_of_their_own():
-    """Without a uid per child, a shared worker could not tell one student's stray processes
-    from another's: each grading process then gets a worker of its own."""
-    from grader.batch import _ready_to_share
-
-    sharing = _FakeRunner(can_drop_uid=True)
-    assert _ready_to_share(sharing) is sharing and sharing.started
-    assert _ready_to_share(_FakeRunner(can_drop_uid=False)) is None
-    assert _ready_to_share(_FakeRunner(can_drop_uid=True, starts=False)) is None
-    assert _ready_to_share(None) is None
-
-
-def test_the_callers_sandbox_worker_is_launched_only_where_it_can_be_shared(monkeypatch):
-    import contextlib
-
-    import grader.batch
-    from grader.batch import _launch_shared_runner
-
-    given = _FakeRunner(can_drop_uid=True)
-    monkeypatch.setattr(grader.batch, "can_share_worker", lambda: False)
-    with contextlib.ExitStack() as stack:
-        assert _launch_shared_runner(given, stack) is None and not given.launched
-    monkeypatch.setattr(grader.batch, "can_share_worker", lambda: True)
-    monkeypatch.setattr(grader.batch, "_start_method", lambda: "spawn")
-    with contextlib.ExitStack() as stack:
-        assert _launch_shared_runner(given, stack) is None and not given.launched
-    monkeypatch.setattr(grader.batch, "_start_method", lambda: "fork")
-    with contextlib.ExitStack() as stack:
-        assert _launch_shared_runner(given, stack) is given and given.launched
-
-
 def test_without_a_callers_sandbox_worker_the_batch_launches_its_own_and_closes_it(monkeypatch):
     import contextlib
 
-    import grader.batch
-    from grader.batch import _launch_shared_runner
+    import grader.batch.run
+    from grader.batch.run import _launch_shared_runner
 
     made: list[_FakeRunner] = []
 
     class Own(_FakeRunner, contextlib.AbstractContextManager):
-        def __init__(self, *, huge_pages: bool = True) -> None:
+        def __init__(self) -> None:
             super().__init__(can_drop_uid=True)
-            self.closed, self.huge_pages = False, huge_pages
+            self.closed = False
             made.append(self)
 
         def __exit__(self, *exc: object) -> None:
             self.closed = True
 
-    monkeypatch.setattr(grader.batch, "SandboxRunner", Own)
-    monkeypatch.setattr(grader.batch, "can_share_worker", lambda: True)
-    monkeypatch.setattr(grader.batch, "_start_method", lambda: "fork")
+    monkeypatch.setattr(grader.batch.run, "SandboxRunner", Own)
+    monkeypatch.setattr(grader.batch.run, "can_share_worker", lambda: True)
+    monkeypatch.setattr(grader.batch.run, "_start_method", lambda: "fork")
     with contextlib.ExitStack() as stack:
         own = _launch_shared_runner(None, stack)
         assert own is made[0] and own.launched and not own.closed
-        assert not own.huge_pages        # grade_many's default: a process that may not be ours
-        assert _launch_shared_runner(None, stack, huge_pages=True).huge_pages
     assert own.closed

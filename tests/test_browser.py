@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from grader.api import GradeRequest, grade_submission
-from grader.grading import GradingOptions
-from grader.report import write_reports
-from grader.results import read_result, write_result
+from grader.judge.grading import GradingOptions
+from grader.output.report import write_reports
+from grader.output.results import read_result, write_result
 
 from conftest import SOLUTION, SUBMISSIONS, with_overrides
 

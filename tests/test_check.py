@@ -8,10 +8,10 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from grader import CheckReport, check
 from grader.api import GradeRequest
-from grader.grading import GradingOptions
-from grader.results import Result
+from grader.judge.grading import GradingOptions
+from grader.output.results import Result
 from grader.selfcheck import render_check_html
-from grader.terminal import render_text
+from grader.output.terminal import render_text
 
 from conftest import ROOT, SOLUTION, SUBMISSIONS
 
@@ -52,7 +52,7 @@ def test_outside_a_notebook_without_a_file_check_says_what_to_pass():
 
 
 def test_inside_the_graders_own_process_check_does_nothing(monkeypatch):
-    from grader._child import SANDBOX_ENV
+    from grader.sandbox.worker.child import SANDBOX_ENV
 
     monkeypatch.setenv(SANDBOX_ENV, "1")
     report = check(SOLUTION)
@@ -61,7 +61,7 @@ def test_inside_the_graders_own_process_check_does_nothing(monkeypatch):
 
 
 def test_check_still_grades_in_a_process_that_imported_the_child_module():
-    import grader._child  # noqa: F401  (lecture-style grading can import it in the grader)
+    import grader.sandbox.worker.child  # noqa: F401  (lecture-style grading can import it in the grader)
 
     report = check(SOLUTION)
     assert report.result.status == "graded" and report.result.score == report.result.max_score
@@ -115,7 +115,7 @@ def test_check_in_a_kernel_grades_lecture_style_cells(tmp_path):
     correct = (SUBMISSIONS / "lecture" / "correct.py").read_text()
     exercise = correct[correct.index("# Exercise 1"):correct.index("# %%\n# Exercise 2")]
     setup = ("import torch\nimport torch.nn.functional as F\n"
-             "from grader.lecture import Config, build_lecture_state\n"
+             "from grader.lecture.model import Config, build_lecture_state\n"
              "state = build_lecture_state(Config())\n"
              "globals().update(state.forward)\nglobals().update(state.params)\n"
              "Xb, Yb, n = state.Xb, state.Yb, 32\nbn_mean, bn_var = bnmeani, bnvar\n"

@@ -11,8 +11,8 @@ from typing import Any, Callable
 
 import torch
 
-from grader import compare
-from grader.compare import Comparison, Tolerance, compare_gradient, numpy_view, ulp_distance
+from grader.judge import compare
+from grader.judge.compare import Comparison, Tolerance, compare_gradient, numpy_view, ulp_distance
 
 
 def test_identical_tensors_are_exact():
@@ -90,7 +90,7 @@ def test_autograd_s_own_rounding_noise_widens_the_tolerance_only_as_far_as_it_go
 # -- the numpy fast path gives the torch implementation's verdicts, field by field -----------
 #
 # The oracle below is the all-torch compare_gradient and ulp_distance as they were before
-# grader.compare moved its common path to numpy; it lives here only, as the reference.
+# grader.judge.compare moved its common path to numpy; it lives here only, as the reference.
 
 def _oracle_fmt_shape(shape: torch.Size | tuple[int, ...]) -> str:
     return str(tuple(shape))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from grader.api import GradeRequest, grade_submission
-from grader.configs import (
+from grader.lecture.configs import (
     GRADING_SEED,
     SELF_CHECK_SEED,
     Dimension,
@@ -20,9 +20,9 @@ from grader.configs import (
     resolve_hidden_configs,
     vocab_size_of,
 )
-from grader.grading import GradingOptions
-from grader.lecture import Config, build_lecture_state
-from grader.sandbox import Limits
+from grader.judge.grading import GradingOptions
+from grader.lecture.model import Config, build_lecture_state
+from grader.sandbox.limits import Limits
 
 from conftest import ROOT, SUBMISSIONS, with_overrides
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from grader.compare import ulp_distance
-from grader.explain import EXERCISE4_REASON, explain_inexact
-from grader.lecture import Config, build_lecture_state
+from grader.judge.compare import ulp_distance
+from grader.judge.explain import EXERCISE4_REASON, explain_inexact
+from grader.lecture.model import Config, build_lecture_state
 
 ODD = Config(seed=5, n=19)
 

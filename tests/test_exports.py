@@ -7,10 +7,10 @@ from dataclasses import replace
 
 from grader.api import GradeRequest, error_result
 from grader.assignment import GradescopeSettings
-from grader.catalog import EXERCISES
-from grader.exports import GradebookRow, gradebook_columns, gradescope_results, render_gradebook
-from grader.grading import GradingOptions
-from grader.results import ExerciseResult, GradientResult, IntegrityFlag, Result
+from grader.lecture.catalog import EXERCISES
+from grader.output.exports import GradebookRow, gradebook_columns, gradescope_results, render_gradebook
+from grader.judge.grading import GradingOptions
+from grader.output.results import ExerciseResult, GradientResult, IntegrityFlag, Result
 
 # Gradescope "Autograder Specifications", Output format
 # (https://gradescope-autograders.readthedocs.io/en/latest/specs/#output-format and

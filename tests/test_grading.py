@@ -8,10 +8,11 @@ import pytest
 import torch
 
 from grader.api import grade_submission
-from grader.catalog import GRADIENTS
-from grader.lecture import cached_lecture_state
-from grader.probes import probe_for
-from grader.sandbox import SandboxRunner, SandboxSession
+from grader.lecture.catalog import GRADIENTS
+from grader.lecture.model import cached_lecture_state
+from grader.judge.probes import probe_for
+from grader.sandbox.runner import SandboxRunner
+from grader.sandbox.session import SandboxSession
 
 from conftest import SOLUTION, SUBMISSIONS, with_overrides
 
@@ -102,7 +103,7 @@ def test_the_training_verdict_shows_its_worst_parameter_compared_in_full(runner)
     """Each parameter is compared briefly; the one shown (the worst) in full: ULPs, allclose
     and relative error, as any lecture-config verdict."""
     from grader.api import GradeRequest
-    from grader.grading import GradingOptions
+    from grader.judge.grading import GradingOptions
 
     r = grade_submission(SOLUTION, runner=runner, request=GradeRequest(
         hidden=(), options=GradingOptions(exercises=("ex4",), train_steps=3)))

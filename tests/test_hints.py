@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from grader.api import GradeRequest, grade_submission
-from grader.catalog import GRADIENTS, gradient_by_name
-from grader.compare import compare_gradient
-from grader.grading import GradingOptions
-from grader.hints import MISTAKES, _close, find_hint, generic_hint
-from grader.lecture import Config, build_lecture_state
-from grader.probes import probe_for
+from grader.lecture.catalog import GRADIENTS, gradient_by_name
+from grader.judge.compare import compare_gradient
+from grader.judge.grading import GradingOptions
+from grader.judge.hints import MISTAKES, _close, find_hint, generic_hint
+from grader.lecture.model import Config, build_lecture_state
+from grader.judge.probes import probe_for
 
 from conftest import SUBMISSIONS, reference_solution_module, with_overrides
 

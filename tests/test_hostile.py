@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from grader.api import GradeRequest, grade_submission
-from grader.grading import GradingOptions
-from grader.results import Result
-from grader.sandbox import Limits, SandboxRunner
+from grader.judge.grading import GradingOptions
+from grader.output.results import Result
+from grader.sandbox.limits import Limits
+from grader.sandbox.runner import SandboxRunner
 
 from conftest import SOLUTION, SUBMISSIONS, expectation, require_bwrap, with_overrides
 
@@ -171,7 +172,7 @@ def test_bombs_in_one_session_do_not_disturb_a_clean_one_running_beside_them(run
 
 
 def test_autograd_is_flagged_in_the_results_and_the_terminal(runner, tmp_path):
-    from grader.terminal import render_text
+    from grader.output.terminal import render_text
 
     result, _, listener = grade_attack(SUBMISSIONS / "hostile" / "calls_backward.py", runner,
                                        tmp_path)

@@ -1,8 +1,8 @@
 """The static scan for autograd use, and the integrity flags and messages."""
 
-from grader.integrity import autograd_message, integrity_flags, scan_source
-from grader.loader import load_submission
-from grader.results import IntegrityFlag
+from grader.judge.integrity import autograd_message, integrity_flags, scan_source
+from grader.submissions.loader import load_submission
+from grader.output.results import IntegrityFlag
 
 from conftest import EXERCISE, SOLUTION
 

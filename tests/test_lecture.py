@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from grader.lecture import (BN_SEED, Config, build_dataset, build_lecture_state, default_words,
+from grader.lecture.model import (BN_SEED, Config, build_dataset, build_lecture_state, default_words,
                             read_words)
 
 from conftest import NAMES, requires_names

@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from grader.api import GradeRequest, grade_submission
-from grader.grading import GradingOptions
-from grader.lecture import Config
-from grader.lecture_source import read_lecture_code
-from grader.lecture_style import looks_like_lecture_style, run_lecture_code
-from grader.loader import SubmissionError, load_submission
-from grader.results import read_result, write_result
-from grader.sandbox import Limits
+from grader.judge.grading import GradingOptions
+from grader.lecture.model import Config
+from grader.submissions.lecture_source import read_lecture_code
+from grader.submissions.lecture_source import looks_like_lecture_style
+from grader.sandbox.worker.lecture_code import run_lecture_code
+from grader.submissions.loader import SubmissionError, load_submission
+from grader.output.results import read_result, write_result
+from grader.sandbox.limits import Limits
 
 from conftest import SUBMISSIONS, expectation
 
@@ -353,7 +354,7 @@ def test_a_lecture_style_memory_bomb_is_reported_as_the_memory_limit(tmp_path):
     g = by_name(r)[("ex1", "dlogprobs")]
     assert g.status == "error" and "ran out of memory: the limit is 768 MiB" in g.message
     assert any(c.limit == "memory" for c in g.configs)
-    from grader.report import render_report
+    from grader.output.report import render_report
 
     assert "Limits hit" in render_report(r)
 
@@ -386,7 +387,7 @@ def test_an_exception_that_cannot_be_printed_costs_only_its_own_gradient(tmp_pat
 
 
 def test_code_without_exercise_statements_scores_out_of_the_exercises_that_count(tmp_path):
-    from grader.catalog import EXERCISES
+    from grader.lecture.catalog import EXERCISES
 
     path = tmp_path / "inside.py"
     path.write_text("def f():\n    dlogprobs = 1\n    dprobs = 2\n")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from grader.loader import SubmissionError, load_submission
+from grader.submissions.loader import SubmissionError, load_submission
 
 from conftest import EXERCISE, SOLUTION
 

@@ -10,9 +10,9 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from grader.api import GradeRequest, grade_submission
-from grader.grading import GradingOptions
-from grader.loader import SubmissionError, load_submission
-from grader.notebook import (
+from grader.judge.grading import GradingOptions
+from grader.submissions.loader import SubmissionError, load_submission
+from grader.submissions.notebook import (
     CodeCell,
     cell_of_line,
     exercise_notebook_text,

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from grader.api import GradeRequest, grade_submission
-from grader.catalog import GRADIENTS, gradient_by_name
-from grader.compare import compare_gradient
-from grader.configs import HiddenConfigs
-from grader.grading import GradingOptions
-from grader.lecture import PARAMETER_NAMES, Config, build_lecture_state, chunked_forward
-from grader.probes import PARENTS, ProbeBook, downstream_of, injection_points, probe_for
+from grader.lecture.catalog import GRADIENTS, gradient_by_name
+from grader.judge.compare import compare_gradient
+from grader.lecture.configs import HiddenConfigs
+from grader.judge.grading import GradingOptions
+from grader.lecture.model import PARAMETER_NAMES, Config, build_lecture_state, chunked_forward
+from grader.judge.probes import PARENTS, ProbeBook, downstream_of, injection_points, probe_for
 
 from conftest import SUBMISSIONS, reference_solution_module, with_overrides
 

@@ -1,4 +1,4 @@
-"""The sandbox worker's rehearsal (grader/_rehearsal.py): one session served before any fork."""
+"""The sandbox worker's rehearsal (grader/rehearsal.py): one session served before any fork."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import sys
 import pytest
 import torch
 
-from grader import _rehearsal
-from grader.runner import SandboxRunner
-from grader.sandbox import run_in_sandbox
+from grader.sandbox.worker import rehearsal
+from grader.sandbox.runner import SandboxRunner
+from grader.sandbox.session import run_in_sandbox
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +22,8 @@ def runner():
 def test_the_rehearsal_answers_every_request_and_leaves_no_trace_in_the_process():
     # in a process of its own: the autograd watch patches torch for good
     code = ("import gc, linecache\n"
-            "from grader._child import warm_up\n"
-            "from grader._rehearsal import FILENAME, rehearse\n"
+            "from grader.sandbox.worker.child import warm_up\n"
+            "from grader.sandbox.worker.rehearsal import FILENAME, rehearse\n"
             "watch = warm_up()\n"
             "print(rehearse(watch))\n"
             "print(FILENAME in linecache.cache, watch.filename, watch.take())\n"
@@ -37,7 +37,7 @@ def test_the_rehearsal_answers_every_request_and_leaves_no_trace_in_the_process(
 def test_the_rehearsal_file_computes_no_gradient():
     """It warms torch up with the operations answers use; it must not be one."""
     namespace: dict = {}
-    exec(compile(_rehearsal.REHEARSAL, _rehearsal.FILENAME, "exec"), namespace)  # noqa: S102
+    exec(compile(rehearsal.REHEARSAL, rehearsal.FILENAME, "exec"), namespace)  # noqa: S102
     grads = namespace["backward"](
         logits=torch.randn(4, 27), Yb=torch.zeros(4, dtype=torch.long), n=4,
         h=torch.randn(4, 8), W2=torch.randn(8, 27), hpreact=torch.randn(4, 8),
@@ -64,12 +64,12 @@ def test_the_worker_rehearses_before_forking_and_children_start_clean(runner: Sa
 
 def test_a_rehearsal_too_large_for_the_socket_fails_instead_of_waiting_forever():
     code = ("import torch\n"
-            "from grader import _rehearsal, wire\n"
-            "from grader._child import warm_up\n"
+            "from grader.sandbox import wire\nfrom grader.sandbox.worker import rehearsal\n"
+            "from grader.sandbox.worker.child import warm_up\n"
             "big = wire.encode_frame({'op': 'calls', 'calls': []}, {'x': torch.zeros(2**22)})\n"
-            "_rehearsal._frames = lambda: [big]\n"
+            "rehearsal._frames = lambda: [big]\n"
             "try:\n"
-            "    _rehearsal.rehearse(warm_up())\n"
+            "    rehearsal.rehearse(warm_up())\n"
             "except BlockingIOError:\n"
             "    print('refused')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -17,11 +17,11 @@ import pytest
 import torch
 
 from grader.api import GradeRequest, grade_submission
-from grader.compare import compare_gradient
-from grader.grading import GradingOptions
-from grader.report import find_results, render_report, render_summary, write_report, write_reports
-from grader.results import IntegrityFlag, Result, TensorView, read_result, write_result
-from grader.views import MAX_CELLS, failure_fields, layout_2d, tensor_view
+from grader.judge.compare import compare_gradient
+from grader.judge.grading import GradingOptions
+from grader.output.report import find_results, render_report, render_summary, write_report, write_reports
+from grader.output.results import IntegrityFlag, Result, TensorView, read_result, write_result
+from grader.judge.views import MAX_CELLS, failure_fields, layout_2d, tensor_view
 
 from conftest import ROOT, SOLUTION, SUBMISSIONS, with_overrides
 
@@ -426,7 +426,7 @@ def test_limits_hit_are_listed_from_the_verdicts_not_guessed_from_words(wrong_re
 
 
 def test_a_stub_that_hangs_is_in_the_limits_banner_after_a_trip_through_json(tmp_path):
-    from grader.sandbox import Limits
+    from grader.sandbox.limits import Limits
 
     path = tmp_path / "hangs.py"
     path.write_text(SOLUTION_CODE + "\ndef dprobs(dlogprobs, probs):\n    while True:\n        pass\n")

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from grader.results import write_atomic
+from grader.output.results import write_atomic
 
 
 def test_a_file_is_written_whole_and_no_temp_file_stays(tmp_path):
@@ -19,7 +19,7 @@ def test_a_file_is_written_whole_and_no_temp_file_stays(tmp_path):
 
 
 def test_the_umask_in_force_when_writing_decides_the_permissions(tmp_path):
-    previous = os.umask(0o027)          # set after grader.results was imported
+    previous = os.umask(0o027)          # set after grader.output.results was imported
     try:
         write_atomic(tmp_path / "report.html", "<p>hi</p>")
     finally:

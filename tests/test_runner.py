@@ -13,8 +13,8 @@ import time
 import pytest
 import torch
 
-from grader.runner import SandboxRunner, _descendants, _is_worker
-from grader.sandbox import run_in_sandbox
+from grader.sandbox.runner import SandboxRunner, _descendants, _is_worker
+from grader.sandbox.session import run_in_sandbox
 
 from conftest import ROOT
 
@@ -46,7 +46,7 @@ def _grade_in_forked_process(twin: SandboxRunner) -> dict:
 
 
 def test_importing_the_command_line_and_the_runner_does_not_import_torch():
-    code = ("import sys, grader, grader.cli, grader.runner; "
+    code = ("import sys, grader, grader.cli, grader.sandbox.runner; "
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                        timeout=60)
@@ -58,7 +58,7 @@ def test_the_package_still_exports_its_api_on_first_use():
     import grader
 
     assert grader.check.__module__ == "grader.selfcheck"
-    assert grader.Limits.__module__ == "grader.sandbox"
+    assert grader.Limits.__module__ == "grader.sandbox.session"
     assert set(grader.__all__) <= set(dir(grader))
     with pytest.raises(AttributeError):
         grader.no_such_name  # noqa: B018

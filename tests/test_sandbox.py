@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from grader import bubblewrap
-from grader.sandbox import Call, Limits, SandboxRunner, open_session, run_in_sandbox
-from grader.wire import WireLimits
+from grader.sandbox import bubblewrap
+from grader.sandbox.limits import Limits
+from grader.sandbox.runner import SandboxRunner
+from grader.sandbox.session import Call, open_session, run_in_sandbox
+from grader.sandbox.wire import WireLimits
 
-from conftest import ROOT, SOLUTION, needs_huge_pages, require_bwrap
+from conftest import ROOT, SOLUTION, require_bwrap
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: children drop to their own "
                                                        "uid only when the grader runs as root")
@@ -479,7 +481,7 @@ def _frames_sent(session, monkeypatch) -> list[int]:
 
 
 def test_several_calls_go_in_one_request_and_each_gets_its_own_answer(runner, monkeypatch):
-    from grader.sandbox import Call
+    from grader.sandbox.session import Call
 
     x = torch.ones(2)
     with open_session(COUNTING, filename="s.py", runner=runner) as s:
@@ -493,7 +495,7 @@ def test_several_calls_go_in_one_request_and_each_gets_its_own_answer(runner, mo
 
 
 def test_a_tensor_taken_by_several_calls_is_sent_once_and_copied_for_each(runner, monkeypatch):
-    from grader.sandbox import Call
+    from grader.sandbox.session import Call
 
     x = torch.zeros(1000)
     with open_session(COUNTING, filename="s.py", runner=runner) as s:
@@ -506,7 +508,7 @@ def test_a_tensor_taken_by_several_calls_is_sent_once_and_copied_for_each(runner
 
 
 def test_a_call_that_hangs_ends_the_request_and_the_calls_after_it_run_in_a_new_child(runner):
-    from grader.sandbox import Call
+    from grader.sandbox.session import Call
 
     limits = Limits(call_seconds=1.0)
     with open_session(COUNTING, filename="s.py", limits=limits, runner=runner) as s:
@@ -520,7 +522,7 @@ def test_a_call_that_hangs_ends_the_request_and_the_calls_after_it_run_in_a_new_
 
 
 def test_after_a_hang_the_same_function_is_not_run_again_in_that_request(runner):
-    from grader.sandbox import Call
+    from grader.sandbox.session import Call
 
     limits = Limits(call_seconds=1.0)
     with open_session(COUNTING, filename="s.py", limits=limits, runner=runner) as s:
@@ -534,7 +536,7 @@ def test_after_a_hang_the_same_function_is_not_run_again_in_that_request(runner)
 
 
 def test_a_child_that_answers_out_of_step_is_restarted(runner):
-    from grader.sandbox import Call
+    from grader.sandbox.session import Call
 
     code = ("import json, os, struct\n"
             "def twice(x):\n"
@@ -551,28 +553,8 @@ def test_a_child_that_answers_out_of_step_is_restarted(runner):
     assert outs[1].status == "ok" and restarts == 1
 
 
-@needs_huge_pages
-def test_the_fork_server_backs_its_memory_with_huge_pages_where_the_kernel_offers_them(runner):
-    """Fewer page table entries to copy per fork and to free per exit (grader/_hugepages.py)."""
-    runner.start()
-    assert runner.worker_info.get("huge_page_bytes", 0) >= 32 * 2**20
-
-
-@needs_huge_pages
-def test_a_runner_for_many_submissions_moves_the_torch_code_it_rehearsed_to_huge_pages(runner):
-    """Children inherit it mapped: far fewer page faults each (grader/_hugepages.py). Not worth
-    it for one submission: the default keeps the code where it is."""
-    runner.start()
-    assert runner.worker_info.get("huge_text_bytes") == 0
-    with SandboxRunner(huge_pages=True) as batch:
-        assert batch.start().worker_info.get("huge_text_bytes", 0) >= 32 * 2**20
-        outcome = run_in_sandbox("import torch\ndef f(x):\n    return torch.linalg.svdvals(x)\n",
-                                 {"x": torch.eye(3)}, function="f", runner=batch)
-    assert outcome.status == "ok" and torch.equal(outcome.tensors["result"], torch.ones(3))
-
-
 def test_after_a_crash_the_same_function_is_not_run_again_in_that_request(runner):
-    from grader.sandbox import Call
+    from grader.sandbox.session import Call
 
     code = "import os\ndef crash(x):\n    os._exit(3)\ndef f(x):\n    return x\n"
     with open_session(code, filename="s.py", runner=runner) as s:
@@ -586,7 +568,7 @@ def test_after_a_crash_the_same_function_is_not_run_again_in_that_request(runner
 
 
 def test_every_call_gets_an_outcome_when_the_whole_submission_runs_out_of_time(runner):
-    from grader.sandbox import Call
+    from grader.sandbox.session import Call
 
     code = ("import os, time\n"
             "def crash(x):\n    time.sleep(1.2)\n    os._exit(3)\n"

@@ -11,7 +11,7 @@ import tracemalloc
 import pytest
 import torch
 
-from grader import wire
+from grader.sandbox import wire
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16,

@@ -6,7 +6,7 @@ import ast
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .catalog import STUB_NAMES
+from ..lecture.catalog import STUB_NAMES
 
 __all__ = ["Submission", "SubmissionError", "load_submission", "parse_source"]
 
@@ -84,7 +84,7 @@ def submission_from_code(code: str, *, name: str, path: str = "", source_kind: s
     if functions:
         return Submission(name=name, path=path, code=code, format="stubs",
                           source_kind=source_kind, functions=functions, notes=notes, tree=tree)
-    from .lecture_style import looks_like_lecture_style  # local: optional format
+    from .lecture_source import looks_like_lecture_style
 
     if looks_like_lecture_style(tree):
         return Submission(name=name, path=path, code=code, format="lecture",

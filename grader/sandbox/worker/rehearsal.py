@@ -6,7 +6,7 @@ the CPU kernels pick their implementation, Python specializes the bytecode on th
 in a child of a worker that had run none of them: a forward and backward pass of the lecture's
 net took 3 to 5 ms the first time and 0.6 to 0.8 ms after. Whatever the worker has run before
 forking, its children inherit already done; so the worker answers, once, a load, a batch of
-calls and a short training run, exactly as a child does (grader._child), from ``REHEARSAL``:
+calls and a short training run, exactly as a child does (grader.sandbox.worker.child), from ``REHEARSAL``:
 operations on random tensors of the lecture's sizes, the ones backprop answers are made of.
 They compute no gradient and nothing is kept: the worker holds no reference data, and this
 file gives no answer away (it is a tour of torch, not of backpropagation).
@@ -19,8 +19,8 @@ import socket
 
 import torch
 
-from . import wire
-from ._guard import AutogradWatch
+from .. import wire
+from .guard import AutogradWatch
 
 __all__ = ["rehearse"]
 
@@ -110,8 +110,8 @@ def _frames() -> list[bytes]:
 def rehearse(watch: AutogradWatch) -> list[str]:
     """Serve one session in this process, as a child would; returns its replies' statuses
     (all "ok" unless torch or the protocol changed under it)."""
-    from ._child import _Child
-    from .sandbox import Limits       # (imported in the worker already, by lecture_style)
+    from .child import _Child
+    from ..limits import Limits
 
     limits = Limits().for_child()
 

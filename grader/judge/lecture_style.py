@@ -1,6 +1,6 @@
 """Lecture-style submissions: ``dlogprobs = ...`` assignments in sequence, as in the notebook.
 
-Parent side, ``grade_lecture_style``: grader.lecture_source picks the exercise statements out of
+Parent side, ``grade_lecture_style``: grader.submissions.lecture_source picks the exercise statements out of
 the file or notebook; they run in the sandbox (op "lecture") with the grader's forward tensors,
 parameters, ``n``, ``Xb``, ``Yb``, ``torch``, ``F`` and a ``cmp`` that records instead of
 printing. Each gradient comes back as it was right after the statements that compute it, and is
@@ -9,70 +9,42 @@ chained mode only: each step uses the student's own upstream gradients, as in th
 where one of them cannot be used (it raised, or has the wrong shape), the program runs again with
 autograd's in its place, so that one mistake costs one gradient. Exercise 4 is graded from the
 training loop's backward lines, turned into a ``backward()`` function; the loop itself never runs.
-
-Child side, ``run_lecture_code``: runs the statements one at a time, copies each gradient after
-its last statement, and notes when a later statement changes it in place through an alias
-(``dhprebn = dbndiff; dhprebn += ...``).
+The statements run in the child through grader.sandbox.worker.lecture_code.
 """
 
 from __future__ import annotations
 
 import ast
-import linecache
 import re
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
-from . import __version__
-from ._child import _exception_message, _limit_hit, _student_traceback
-from .catalog import EXERCISE4_GRADIENTS, EXERCISE4_TRAINING, GRADIENTS, Gradient
+from .. import __version__
+from ..lecture.catalog import EXERCISE4_GRADIENTS, EXERCISE4_TRAINING, GRADIENTS, SCALAR_NAMES, \
+    Gradient
 from .grading import Verdict, collect_gradient_results, grade_exercise4, verdict_from_tensor
-from .lecture import FORWARD_NAMES, PARAMETER_NAMES, LectureState, cached_lecture_state
-from .lecture_source import (
-    SCALAR_NAMES,
+from ..lecture.model import FORWARD_NAMES, PARAMETER_NAMES, LectureState, cached_lecture_state
+from ..submissions.lecture_source import (
+    GRADIENT_VARIABLES,
     LectureProgram,
     describe_selection,
     lecture_name,
     read_lecture_code,
 )
-from .results import IntegrityFlag, Result
+from ..output.results import IntegrityFlag, Result
 from .integrity import integrity_flags, scan_source
-from .sandbox import CallOutcome, SandboxSession
+from ..sandbox.session import CallOutcome, SandboxSession
 
-__all__ = ["grade_lecture_style", "looks_like_lecture_style", "run_lecture_code"]
+__all__ = ["grade_lecture_style"]
 
-_GRADIENT_NAMES = frozenset(g.name for g in GRADIENTS if g.exercise == "ex1") | {"dlogits", "dhprebn"}
 _UNUSABLE = ("error", "shape", "nonfinite", "missing")
 _MAX_RUNS = 8                     # runs with more and more of autograd's gradients substituted
 _MAX_FILES_BYTES = 1_000_000      # cell texts sent along for tracebacks
-_MAX_ELEMENTS = 1 << 22           # a gradient larger than this is not sent back
-_MAX_CAPTURES = 24
-_SENDABLE = (torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.int32,
-             torch.bool)
 _INPUT_NAMES = frozenset((*FORWARD_NAMES, *PARAMETER_NAMES, "Xb", "Yb"))
 _NAME_ERROR = re.compile(r"NameError: name '(\w+)' is not defined")
 
-
-def _assigned_names(tree: ast.Module) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for t in targets:
-                for sub in ast.walk(t):
-                    if isinstance(sub, ast.Name):
-                        names.add(sub.id)
-    return names
-
-
-def looks_like_lecture_style(tree: ast.Module) -> bool:
-    """At least two of the lecture's gradient variables are assigned."""
-    return len(_assigned_names(tree) & _GRADIENT_NAMES) >= 2
-
-
-# == parent side ==================================================================================
 
 @dataclass
 class _Run:
@@ -126,7 +98,6 @@ class _Plan:
             "inputs": [*state.forward, *state.params, "Xb", "Yb"],
             "substitute": [{"after": after, "vars": names, "key": key}
                            for after, names, key in substitutions],
-            "max_captures": _MAX_CAPTURES,
         }
 
 
@@ -211,7 +182,7 @@ class _Grader:
         sources = {s.gradient.name: s for s in program.sources}
         # a gradient with no code at all: autograd's, from the start, for the steps after it
         substituted: dict[str, tuple[int, list[str]]] = {
-            name: (-1, [name]) for name in program.missing if name in _GRADIENT_NAMES}
+            name: (-1, [name]) for name in program.missing if name in GRADIENT_VARIABLES}
         frozen: dict[str, Verdict] = {}
         verdicts: dict[str, Verdict] = {}
         run: _Run | None = None
@@ -373,7 +344,7 @@ def _plan(program: LectureProgram) -> _Plan:
 
 def _exercise4_verdicts(session: SandboxSession, program: LectureProgram, request: Any,
                         load_problem: str | None) -> tuple[list[Verdict], str]:
-    from .api import exercise4_configs
+    from ..api import exercise4_configs
 
     config = exercise4_configs(request)[0]
     targets = (*EXERCISE4_GRADIENTS, EXERCISE4_TRAINING)
@@ -397,7 +368,7 @@ def _no_exercise_code(submission: Any, state: LectureState, request: Any) -> Res
               "dC = ..., dlogits = ..., dhprebn = ...) at the top level of a cell, cmp('name', "
               "dvar, var) calls naming your own variables, or a training loop with manual "
               "backward lines")
-    from .api import error_result
+    from ..api import error_result
 
     result = error_result(submission.name, f"{submission.name}: found no exercise code to grade: "
                           f"looked for {looked}", request=request)
@@ -491,143 +462,3 @@ def _mapping_notes(program: LectureProgram) -> list[str]:
         notes.append("your names for the grader's tensors (from your cmp() calls): "
                      + ", ".join(f"{a} = {b}" for a, b in sorted(program.aliases.items())))
     return notes
-
-
-# == child side ===================================================================================
-
-def _unchanged(obj: torch.Tensor, snapshot: torch.Tensor) -> bool:
-    if obj.shape != snapshot.shape or obj.dtype != snapshot.dtype:
-        return False
-    if torch.equal(obj, snapshot):
-        return True
-    if obj.is_floating_point():
-        return bool(((obj == snapshot) | (obj.isnan() & snapshot.isnan())).all())
-    return False
-
-
-def _snapshot(value: object) -> tuple[torch.Tensor | None, dict[str, Any] | None]:
-    if not isinstance(value, torch.Tensor):
-        return None, {"problem": "not_tensor",
-                      "detail": f"is a {type(value).__name__}, expected a torch.Tensor"}
-    if value.dtype not in _SENDABLE:
-        return None, {"problem": "dtype", "detail": f"has dtype {value.dtype}, which cannot be "
-                                                    "graded: use float32"}
-    if value.numel() > _MAX_ELEMENTS:
-        return None, {"problem": "too_large", "shape": list(value.shape),
-                      "detail": f"has shape {tuple(value.shape)}, far larger than a gradient"}
-    snap = value.detach().to("cpu").clone().contiguous()
-    if type(snap) is not torch.Tensor:
-        snap = snap.as_subclass(torch.Tensor)
-    return snap, None
-
-
-def run_lecture_code(meta: dict[str, Any], tensors: dict[str, torch.Tensor], filename: str,
-                     limits: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Run the exercise statements one at a time; read each gradient after its statements.
-    ``limits``: the child's (a step that runs into one says which)."""
-    try:
-        return _run_steps(meta, tensors, limits)
-    except BaseException as exc:  # noqa: BLE001  student code may have broken torch or builtins
-        return {"status": "error",
-                "message": f"the exercise code could not be run: {_exception_message(exc)}"}, {}
-
-
-def _run_steps(meta: dict[str, Any], tensors: dict[str, torch.Tensor], limits: dict[str, Any]
-               ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    import torch.nn as nn
-    import torch.nn.functional as F
-
-    files = {str(k): str(v) for k, v in dict(meta.get("files", {})).items()}
-    for name, text in files.items():
-        linecache.cache[name] = (len(text), None, text.splitlines(True), name)
-    steps = list(meta["steps"])
-    file_names = frozenset(str(s["file"]) for s in steps)
-    provided = {str(k): tensors[k] for k in meta["inputs"] if k in tensors}
-    ns: dict[str, Any] = {"__name__": "__lecture__", "torch": torch, "F": F, "nn": nn}
-    ns.update({str(k): v for k, v in dict(meta.get("scalars", {})).items()
-               if k in SCALAR_NAMES and isinstance(v, int)})
-    ns.update(provided)
-    for alias, target in dict(meta.get("aliases", {})).items():
-        if target in provided:
-            ns[str(alias)] = provided[target]
-    records_after: dict[int, list[dict[str, Any]]] = {}
-    for r in meta.get("records", []):
-        records_after.setdefault(int(r["after"]), []).append(r)
-    subs_after: dict[int, list[dict[str, Any]]] = {}
-    for s in meta.get("substitute", []):
-        subs_after.setdefault(int(s["after"]), []).append(s)
-    max_captures = int(meta.get("max_captures", _MAX_CAPTURES))
-
-    out: dict[str, torch.Tensor] = {}
-    errors: list[dict[str, Any]] = []
-    problems: list[dict[str, Any]] = []
-    modified: list[dict[str, Any]] = []
-    calls: list[dict[str, Any]] = []
-    watched: list[tuple[str, torch.Tensor, torch.Tensor]] = []
-    pristine = {k: v.clone() for k, v in provided.items()}
-    changed_inputs: list[dict[str, Any]] = []
-    current = {"step": -1, "capture": False}
-
-    def cmp(s: object = None, dt: object = None, t: object = None, *_: object, **__: object) -> None:
-        """Records what the student compares (the lecture's cmp prints it)."""
-        if len(calls) >= 500:
-            return
-        given = next((k for k, v in provided.items() if v is t), None)
-        entry: dict[str, Any] = {"step": current["step"],
-                                 "label": s[:80] if isinstance(s, str) else None, "input": given}
-        if current["capture"] and isinstance(dt, torch.Tensor) and \
-                sum(1 for c in calls if "key" in c) < max_captures:
-            snap, problem = _snapshot(dt)
-            if snap is not None:
-                entry["key"] = f"c{len(calls)}"
-                out[entry["key"]] = snap
-        calls.append(entry)
-
-    ns["cmp"] = cmp
-
-    def substitute(after: int) -> None:
-        for s in subs_after.get(after, []):
-            value = tensors[s["key"]]
-            for var in s["vars"]:
-                ns[str(var)] = value.clone()
-
-    substitute(-1)
-    for position, step in enumerate(steps):
-        current["step"], current["capture"] = position, bool(step.get("capture"))
-        try:
-            code = compile("\n" * (int(step["line"]) - 1) + str(step["code"]), str(step["file"]),
-                           "exec")
-            exec(code, ns)  # noqa: S102  student code, in the sandbox
-        except BaseException as exc:  # noqa: BLE001  student code: anything may come out
-            limit = _limit_hit(exc, limits)
-            errors.append({"step": position,
-                           "kind": "missing" if isinstance(exc, NotImplementedError) else "error",
-                           "message": limit[1] if limit else _exception_message(exc),
-                           "limit": limit[0] if limit else None,
-                           "traceback": _student_traceback(exc, file_names)})
-        current["capture"] = False
-        still: list[tuple[str, torch.Tensor, torch.Tensor]] = []
-        for key, obj, snap in watched:
-            if _unchanged(obj, snap):
-                still.append((key, obj, snap))
-            else:
-                modified.append({"key": key, "step": position})
-        watched = still
-        for name, snap in list(pristine.items()):
-            if not _unchanged(provided[name], snap):
-                changed_inputs.append({"input": name, "step": position})
-                del pristine[name]
-        for record in records_after.get(position, []):
-            var, key = str(record["var"]), str(record["key"])
-            if var not in ns:
-                problems.append({"key": key, "problem": "undefined", "detail": "is not defined"})
-                continue
-            snap, problem = _snapshot(ns[var])
-            if problem:
-                problems.append({"key": key, **problem})
-                continue
-            out[key] = snap
-            watched.append((key, ns[var], snap.clone()))
-        substitute(position)
-    return ({"status": "ok", "errors": errors, "problems": problems, "modified": modified,
-             "cmp": calls, "changed_inputs": changed_inputs}, out)

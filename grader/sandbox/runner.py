@@ -1,5 +1,5 @@
-"""The sandbox's worker: one long-lived process (grader.forkserver) that imported torch once and
-forks a child per session, inside bubblewrap where it works (grader.bubblewrap).
+"""The sandbox's worker: one long-lived process (grader.sandbox.worker.forkserver) that imported torch once and
+forks a child per session, inside bubblewrap where it works (grader.sandbox.bubblewrap).
 
 ``SandboxRunner`` starts it, hands it spawn requests and gives uids out; ``attach()`` lends the
 same worker to another process (a batch's grading workers share one). This module does not import
@@ -26,24 +26,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from . import bubblewrap
-from ._hugepages import HUGE_PAGES_ENV, can_spare
-from .forkserver import lower_priority
+from .worker.forkserver import lower_priority
 
 if TYPE_CHECKING:
-    from .sandbox import Limits
+    from .limits import Limits
 
 __all__ = ["SandboxRunner", "can_share_worker"]
 
 _MIB = 2**20
 _UID_BASE = 1_900_000_000        # far above any account: children run as base + slot
 _UID_RANGE = 4096
-# GLIBC_TUNABLES: malloc asks for transparent huge pages as its heap grows (glibc 2.35 and
-# later; older ones ignore it), so that torch's import fills huge pages from the start instead
-# of 4 kB pages that _hugepages.collapse_anonymous_memory then copies into huge ones (~0.3 s of
-# the worker's start-up on a 2-core VM, the critical path of a batch's start)
 _WORKER_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8",
-               "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-               "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+               "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
 _SOCKET_BUFFER = 4 * 2**20
 
@@ -262,9 +256,9 @@ def _descendants(root: int) -> Iterator[tuple[int, list[bytes]]]:
 
 
 def _is_worker(argv: list[bytes]) -> bool:
-    """Whether a command line is a sandbox worker's (grader.forkserver's main)."""
+    """Whether a command line is a sandbox worker's (grader.sandbox.worker.forkserver's main)."""
     return argv[0] == sys.executable.encode() and any(
-        b"from grader.forkserver import main" in a for a in argv)
+        b"from grader.sandbox.worker.forkserver import main" in a for a in argv)
 
 
 @dataclass
@@ -282,7 +276,7 @@ def can_share_worker() -> bool:
     """Whether one worker can serve several grading processes: only where each child runs as a
     uid of its own (a grader running as root, with the whole uid range). Otherwise the worker
     cannot tell one student's stray processes from another's."""
-    from .forkserver import can_drop_uid     # torch-free, as this module
+    from .worker.forkserver import can_drop_uid     # torch-free, as this module
 
     return can_drop_uid()
 
@@ -294,15 +288,12 @@ class SandboxRunner:
     "bwrap" (bubblewrap or an error) or "process". The worker starts on first use, or at
     ``launch()``, which returns at once: the worker imports torch while the caller goes on. Safe
     to use from several threads at once; each thread's sessions are independent. Another process
-    (forked from this one) shares the worker through ``attach()``. ``huge_pages``: the worker
-    moves the torch code it ran into huge pages before it forks (grader/_hugepages.py: 2 to 3 ms
-    less CPU per child, ~190 MB more memory in the worker), where the memory can be spared;
-    for a runner that will serve many submissions.
+    (forked from this one) shares the worker through ``attach()``.
     """
 
     def __init__(self, *, isolation: str = "auto", uid_base: int = _UID_BASE,
                  tmp_bytes: int = 512 * _MIB, start_seconds: float = 120.0,
-                 forkserver: bool | None = None, huge_pages: bool = False) -> None:
+                 forkserver: bool | None = None) -> None:
         if isolation not in ("auto", "bwrap", "process"):
             raise ValueError(f"isolation must be 'auto', 'bwrap' or 'process', not {isolation!r}")
         self.requested = isolation
@@ -310,7 +301,6 @@ class SandboxRunner:
         self.forkserver = sys.platform.startswith("linux") if forkserver is None else forkserver
         self.isolation: str | None = None       # what runs: "bwrap" or "process", once started
         self.tmp_bytes, self.start_seconds = tmp_bytes, start_seconds
-        self.huge_pages = huge_pages
         self.can_drop_uid = False
         self.worker_info: dict[str, Any] = {}   # its "ready" message: pid, threads, ...
         self.bwrap_problem: str | None = None   # why bubblewrap is not used, when it is not
@@ -432,16 +422,16 @@ class SandboxRunner:
                           "'Security model')", RuntimeWarning, stacklevel=5)
 
     def _python_command(self, use_bwrap: bool, entry: str) -> list[str]:
-        package_dir = str(Path(__file__).resolve().parent)
+        package_dir = str(Path(__file__).resolve().parent.parent)
         paths = [str(Path(package_dir).parent)]
         paths += [p for p in (bubblewrap.library_paths() if use_bwrap else
                               [os.path.abspath(p) for p in sys.path if p]) if p not in paths]
         return [sys.executable, "-I", "-c",
-                f"import sys; sys.path[:0] = {paths!r}; from grader.forkserver import {entry}; "
+                f"import sys; sys.path[:0] = {paths!r}; from grader.sandbox.worker.forkserver import {entry}; "
                 f"{entry}(*sys.argv[1:])"]
 
     def _worker_command(self, use_bwrap: bool, env: dict[str, str]) -> list[str] | str:
-        package_dir = str(Path(__file__).resolve().parent)
+        package_dir = str(Path(__file__).resolve().parent.parent)
         command = self._python_command(use_bwrap, "main")
         if not use_bwrap:
             return command
@@ -451,14 +441,9 @@ class SandboxRunner:
         return bubblewrap.sandbox_command(command, bwrap=bwrap, package_dir=package_dir,
                                           tmp_bytes=self.tmp_bytes, env=env)
 
-    def _worker_env(self) -> dict[str, str]:
-        # looked at here: inside bubblewrap the worker cannot see a container's memory limit
-        huge = self.huge_pages and can_spare()
-        return {**_WORKER_ENV, HUGE_PAGES_ENV: "1" if huge else "0"}
-
     def _launch_worker(self, *, use_bwrap: bool) -> _Worker | str:
         """Start a worker process; the launch, or why it could not start."""
-        env = self._worker_env()
+        env = dict(_WORKER_ENV)
         command = self._worker_command(use_bwrap, env)
         if isinstance(command, str):
             return command

@@ -20,7 +20,7 @@ from typing import Iterable
 import nbformat
 from nbformat.validator import ValidationError, normalize
 
-from .catalog import STUB_NAMES
+from ..lecture.catalog import STUB_NAMES
 from .loader import MAX_SOURCE_BYTES, SubmissionError
 
 __all__ = [

@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 import torch
 
-from .lecture import PARAMETER_NAMES, fused_forward
+from .model import PARAMETER_NAMES, fused_forward
 
 __all__ = ["batch_tensors", "train_with_student_backward"]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
-from .lecture import Config
+from .model import Config
 
 __all__ = [
     "DEFAULT_VARIANTS",

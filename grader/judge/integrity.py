@@ -3,7 +3,7 @@
 The exercise is to derive every gradient by hand, so autograd must not compute them. Two checks:
 
 * at run time, the sandboxed child records calls to ``Tensor.backward``,
-  ``torch.autograd.grad``/``backward`` and re-enabled ``requires_grad`` (grader._guard); a
+  ``torch.autograd.grad``/``backward`` and re-enabled ``requires_grad`` (grader.sandbox.worker.guard); a
   gradient whose call used autograd gets status "integrity" and no points under the default
   policy ("zero"), or is only flagged under policy "flag";
 * here, in the grader, the source is scanned without running it for ``.grad``, ``.backward(``,
@@ -19,7 +19,7 @@ import bisect
 import re
 from typing import Iterable, Iterator, Mapping
 
-from .results import IntegrityFlag
+from ..output.results import IntegrityFlag
 
 __all__ = ["POLICIES", "autograd_events", "autograd_message", "integrity_flags", "scan_source"]
 

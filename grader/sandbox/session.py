@@ -1,12 +1,12 @@
 """Runs student code in a separate, limited process: tensors in, tensors out.
 
-The grader process never imports or executes a submission. A ``SandboxRunner`` (grader.runner)
-keeps one long-lived worker (grader.forkserver) that imported torch once; the worker runs inside
-bubblewrap where it works (grader.bubblewrap) and forks one child per ``SandboxSession``. A
+The grader process never imports or executes a submission. A ``SandboxRunner`` (grader.sandbox.runner)
+keeps one long-lived worker (grader.sandbox.worker.forkserver) that imported torch once; the worker runs inside
+bubblewrap where it works (grader.sandbox.bubblewrap) and forks one child per ``SandboxSession``. A
 session's child runs the submission's file, then answers requests: ``call_many`` sends several
-calls in one request, and the child answers each in turn (tensors only, checked by grader.wire),
+calls in one request, and the child answers each in turn (tensors only, checked by grader.sandbox.wire),
 each within the call limit. Which calls may share a request, so that a stub never sees the
-gradient it is asked for, is grader.grading's to decide. A child that hangs, dies, breaks a limit
+gradient it is asked for, is grader.judge.grading's to decide. A child that hangs, dies, breaks a limit
 or answers garbage is killed with everything it started, and the outcome names what happened; the
 next request starts a fresh child.
 
@@ -26,37 +26,12 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from . import wire
+from .limits import Limits
 from .runner import SandboxRunner, _Child
 
-__all__ = ["Call", "CallOutcome", "Limits", "SandboxRunner", "SandboxSession", "open_session",
-           "run_in_sandbox"]
+__all__ = ["Call", "CallOutcome", "SandboxSession", "open_session", "run_in_sandbox"]
 
 _INTEGRITY_KINDS = ("autograd", "requires_grad", "grad")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Resource limits for one submission's child; each reported by name when hit."""
-
-    call_seconds: float = 20.0        # wall time: one request ("wall time")
-    slow_seconds: float = 0.25        # wall time: a stub call still running after this long
-                                      # runs on at the least CPU priority (not a limit: it
-                                      # keeps its wall time; others come first for the CPU)
-    start_seconds: float = 60.0       # wall time: start the child and run the file ("wall time")
-    total_seconds: float = 900.0      # wall time: the whole submission ("total time")
-    cpu_seconds: int = 300            # CPU time of one child ("CPU time")
-    memory_bytes: int = 2 * 2**30     # heap and private memory of the child, torch's own ~250 MiB
-                                      # included ("memory")
-    max_processes: int = 32           # processes and threads of the child's uid ("processes")
-    output_bytes: int = 64 * 1024     # stdout+stderr kept ("output bytes")
-    file_bytes: int = 16 * 2**20      # largest file the child may write ("file size")
-    wire: wire.WireLimits = field(default_factory=wire.WireLimits)  # returned tensors
-
-    def for_child(self) -> dict[str, Any]:
-        return {"cpu_seconds": self.cpu_seconds, "memory_bytes": self.memory_bytes,
-                "max_processes": self.max_processes, "file_bytes": self.file_bytes,
-                "max_tensor_bytes": self.wire.max_tensor_bytes,
-                "max_tensors": self.wire.max_tensors}
 
 
 @dataclass(frozen=True)

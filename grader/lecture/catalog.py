@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .lecture import FORWARD_NAMES, PARAMETER_NAMES
+from .model import FORWARD_NAMES, PARAMETER_NAMES
 
 __all__ = [
     "EXERCISES",
@@ -133,6 +133,8 @@ STUB_NAMES: tuple[str, ...] = (*(g.name for g in GRADIENTS), "backward")
 INPUT_NAMES: frozenset[str] = frozenset((*FORWARD_NAMES, *PARAMETER_NAMES, "n", "Xb", "Yb"))
 EXERCISE4_INPUT_NAMES: frozenset[str] = frozenset(
     (*EXERCISE4_INPUTS, *PARAMETER_NAMES, "n", "Xb", "Yb"))
+# sizes lecture-style code may read by the lecture's names; the grader binds them to the config
+SCALAR_NAMES = ("n", "batch_size", "vocab_size", "n_embd", "n_hidden", "block_size")
 
 
 def gradient_by_name(name: str) -> Gradient:

@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .catalog import (
+from ..lecture.catalog import (
     EXERCISE4_GRADIENTS,
     EXERCISE4_INPUT_NAMES,
     EXERCISE4_TRAINING,
@@ -41,11 +41,11 @@ from .catalog import (
     Gradient,
 )
 from .compare import Comparison, Tolerance, compare_gradient
-from .configs import Dimension, changed_dimensions, describe_hard_coding, dimension_config
+from ..lecture.configs import Dimension, changed_dimensions, describe_hard_coding, dimension_config
 from .explain import EXERCISE4_REASON, explain_inexact
 from .hints import find_hint
 from .integrity import autograd_events, autograd_message
-from .lecture import (
+from ..lecture.model import (
     PARAMETER_NAMES,
     Config,
     LectureState,
@@ -56,9 +56,10 @@ from .lecture import (
     train_with_autograd,
 )
 from .probes import Probe, probe_book
-from .results import ConfigVerdict, ExerciseResult, GradientResult, ModeVerdict
-from .sandbox import Call, CallOutcome, SandboxSession
-from .training import batch_tensors
+from .scoring import max_points_for, points_for
+from ..output.results import ConfigVerdict, ExerciseResult, GradientResult, ModeVerdict
+from ..sandbox.session import Call, CallOutcome, SandboxSession
+from ..lecture.training import batch_tensors
 from .views import failure_fields
 
 __all__ = ["GradingOptions", "Verdict", "grade_exercise4", "grade_exercise4_hidden",
@@ -208,7 +209,7 @@ def _judge(gradient: Gradient, config: Config, mode: str, outcome: CallOutcome,
 def _integrity_checked(verdict: Verdict, session: SandboxSession, outcome: CallOutcome,
                        options: GradingOptions) -> Verdict:
     """Under the "zero" policy, a gradient whose call (or the file's load) used autograd gets
-    status "integrity" and no points; see grader.integrity."""
+    status "integrity" and no points; see grader.judge.integrity."""
     if options.integrity_policy != "zero":
         return verdict
     if autograd_events(outcome.integrity):
@@ -778,19 +779,6 @@ def _grade_training(session: SandboxSession, signature: tuple[str, ...], setup: 
         session, outcome, options)
 
 
-def max_points_for(gradient: Gradient, options: GradingOptions) -> float:
-    """``options.points`` by "ex4.dC" (exercise-qualified: ex1 and ex4 share names) or "dC"."""
-    qualified = f"{gradient.exercise}.{gradient.name}"
-    return options.points.get(qualified, options.points.get(gradient.name, gradient.points))
-
-
-def _points_for(gradient: Gradient, status: str, options: GradingOptions) -> float:
-    max_points = max_points_for(gradient, options)
-    if status == "exact" or (status == "approx" and gradient.name not in options.exact_required):
-        return max_points
-    return 0.0
-
-
 def collect_gradient_results(verdicts: list[Verdict], *, scoring_mode: str,
                              options: GradingOptions, lecture: Config,
                              hints: dict[str, str] | None = None
@@ -864,7 +852,7 @@ def _gradient_result(gradient: Gradient, vs: list[Verdict], scoring_mode: str,
         exact=bool(cmp and cmp.exact and status == "exact"),
         approx=status in ("exact", "approx"),
         maxdiff=cmp.maxdiff if cmp else None,
-        points=_points_for(gradient, status, options), max_points=max_points,
+        points=points_for(gradient, status, options), max_points=max_points,
         message=message, hint=hint_text, hint_key=hint_key, configs=configs,
         allclose=bool(cmp and cmp.allclose), rel_error=cmp.rel_error if cmp else None,
         ulps=cmp.ulps if cmp else None, forward=gradient.forward, shape=gradient.shape,

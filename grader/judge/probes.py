@@ -30,8 +30,8 @@ from typing import Any
 
 import torch
 
-from .catalog import Gradient
-from .lecture import PARAMETER_NAMES, Config, cached_lecture_state, chunked_forward
+from ..lecture.catalog import Gradient
+from ..lecture.model import PARAMETER_NAMES, Config, cached_lecture_state, chunked_forward
 
 __all__ = ["PARENTS", "Probe", "ProbeBook", "downstream_of", "injection_points", "probe_book",
            "probe_for"]

@@ -1,11 +1,11 @@
 """The sandbox's long-lived worker: imports torch once, then forks one child per session.
 
 ``main()`` runs in its own process (inside bubblewrap when the grader found it working, see
-grader.bubblewrap), started by ``grader.runner.SandboxRunner``. The worker runs torch once, with one
+grader.sandbox.bubblewrap), started by ``grader.sandbox.runner.SandboxRunner``. The worker runs torch once, with one
 thread (the autograd watch set up, the frame code warmed up), and checks that it still has a
 single thread when it forks (forking a process whose thread pools are running can leave the
 child's locks held forever); each child sets its limits, drops to its session's unprivileged uid,
-and then serves grader._child's protocol.
+and then serves grader.sandbox.worker.child's protocol.
 
 The worker is a child subreaper: every process a child starts stays its descendant, so "no
 process left behind" is something it can check rather than hope for.
@@ -18,7 +18,7 @@ Messages are JSON on SOCK_SEQPACKET sockets:
   ``{"op": "attach"}`` (SandboxRunner.attach); the worker serves every main socket and stops
   when the last one closes
 * worker -> runner, each main socket, once: ``{"event": "ready", "pid", "threads",
-  "can_drop_uid", "huge_page_bytes", "huge_text_bytes", "rehearsal"}``
+  "can_drop_uid", "rehearsal"}``
 * worker -> session, control socket: ``{"event": "started", "pid"}``, ``{"event": "failed",
   "message"}``, ``{"event": "exited", "code"}`` when the child ends by itself, and
   ``{"event": "stopped", "code", "processes"}`` after a stop.
@@ -47,8 +47,6 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from ._hugepages import HUGE_PAGES_ENV, collapse_anonymous_memory, move_text_to_huge_pages
-
 __all__ = ["can_drop_uid", "lower_priority", "main"]
 
 _PR_SET_PDEATHSIG = 1
@@ -60,8 +58,8 @@ _KILL_SECONDS = 5.0
 _LOWEST_PRIORITY = 19      # nice
 # imported once here so that children need not read them from disk (after dropping to an
 # unprivileged uid they may not be able to: a Python under /root, for example)
-_PRELOAD = ("torch", "torch.nn.functional", "numpy", "grader._child", "grader._guard",
-            "grader.training", "grader.lecture_style", "grader.lecture", "math", "random",
+_PRELOAD = ("torch", "torch.nn.functional", "numpy", "grader.sandbox.worker.child", "grader.sandbox.worker.guard",
+            "grader.lecture.training", "grader.judge.lecture_style", "grader.lecture.model", "math", "random",
             "ctypes", "socket", "encodings.idna", "pickle", "shutil", "subprocess", "threading",
             "signal", "resource", "json", "re", "itertools", "functools", "collections",
             "operator", "copy", "typing", "dataclasses", "statistics", "time", "string")
@@ -234,7 +232,7 @@ def _become_child(limits: dict[str, Any], uid: int | None, workdir: str, proto_f
     tempfile.tempdir = workdir
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    from ._child import serve
+    from .child import serve
 
     serve(_PROTOCOL_FD, limits, watch)
 
@@ -291,8 +289,8 @@ class ForkServer:
 
     # -- the loop ---------------------------------------------------------------------------
     def serve(self) -> None:
-        from ._child import warm_up
-        from ._rehearsal import rehearse
+        from .child import warm_up
+        from .rehearsal import rehearse
 
         self.watch = warm_up()     # torch patched and run once here, not in every child
         try:                       # torch's first-call costs paid here, not in every child
@@ -301,17 +299,12 @@ class ForkServer:
             rehearsed = [f"failed: {type(e).__name__}: {e}"]
         gc.freeze()      # children then leave the worker's objects alone: fewer copied pages
         gc.enable()      # main() paused it for the imports; student code may make cycles
-        huge = collapse_anonymous_memory()
-        moved = 0
-        if os.environ.get(HUGE_PAGES_ENV) != "0":
-            moved = move_text_to_huge_pages()   # the torch code that ran: children inherit it
         threads = len(os.listdir("/proc/self/task"))      # as the first fork will find them
         if threads != 1:
             print(f"backprop-grader worker: {threads} threads before forking; children may "
                   "deadlock (is OMP_NUM_THREADS=1 set?)", file=sys.stderr)
         self.hello = {"event": "ready", "pid": os.getpid(), "threads": threads,
-                      "can_drop_uid": self.can_drop_uid, "huge_page_bytes": huge,
-                      "huge_text_bytes": moved, "rehearsal": rehearsed}
+                      "can_drop_uid": self.can_drop_uid, "rehearsal": rehearsed}
         for main in self.mains:
             self._send(main, self.hello)
             self.selector.register(main, selectors.EVENT_READ, _MAIN)
@@ -588,6 +581,6 @@ def serve_direct(fd: str, limits: str) -> None:
     _set_limits(spec)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    from ._child import serve, warm_up
+    from .child import serve, warm_up
 
     serve(int(fd), spec, warm_up())

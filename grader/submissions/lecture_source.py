@@ -10,7 +10,7 @@ notebook does. From a parsed file or notebook this module finds
   loading, plots or training loops;
 * exercise 4's backward lines inside a training loop, as the text of a ``backward()`` function.
 
-The result, a ``LectureProgram``, says what to run and why; grader.lecture_style runs it.
+The result, a ``LectureProgram``, says what to run and why; grader.judge.lecture_style runs it.
 """
 
 from __future__ import annotations
@@ -20,29 +20,32 @@ import builtins
 import re
 from dataclasses import dataclass, field
 
-from .catalog import EXERCISE1, EXERCISE2, EXERCISE3, EXERCISE4_INPUT_NAMES, Gradient
-from .lecture import FORWARD_NAMES, PARAMETER_NAMES
+from ..lecture.catalog import EXERCISE1, EXERCISE2, EXERCISE3, EXERCISE4_INPUT_NAMES, SCALAR_NAMES, \
+    Gradient
+from ..lecture.model import FORWARD_NAMES, PARAMETER_NAMES
 from .notebook import CELL_MARKER_RE
 
 __all__ = [
     "BackwardSource",
     "CmpCall",
     "GradientSource",
+    "GRADIENT_VARIABLES",
     "LectureProgram",
     "PROVIDED_NAMES",
-    "SCALAR_NAMES",
     "Statement",
+    "looks_like_lecture_style",
     "read_lecture_code",
 ]
 
 LECTURE_TENSORS: tuple[str, ...] = (*FORWARD_NAMES, *PARAMETER_NAMES)
-SCALAR_NAMES = ("n", "batch_size", "vocab_size", "n_embd", "n_hidden", "block_size")
 MODULE_NAMES = ("torch", "F", "nn")
 PROVIDED_NAMES: frozenset[str] = frozenset(
     (*LECTURE_TENSORS, "Xb", "Yb", *SCALAR_NAMES, *MODULE_NAMES, "cmp"))
 _BUILTINS = frozenset(dir(builtins))
 EX1_BY_NAME: dict[str, Gradient] = {g.name: g for g in EXERCISE1}
 EX4_ORDER = tuple(f"d{p}" for p in PARAMETER_NAMES)   # dC, dW1, db1, dW2, db2, dbngain, dbnbias
+# the variables a lecture-style notebook assigns its gradients to
+GRADIENT_VARIABLES = frozenset(EX1_BY_NAME) | {"dlogits", "dhprebn"}
 
 # exercise 1's dlogits / dhprebn read these; exercise 2's / 3's fused forms do not
 _CHUNKED_UPSTREAM = {"dlogits": ("dnorm_logits", "dlogit_maxes"), "dhprebn": ("dbndiff", "dbnmeani")}
@@ -290,6 +293,23 @@ def _is_training_loop(node: ast.stmt) -> bool:
                     if isinstance(t, ast.Name) and t.id in ("loss", "logits"):
                         return True
     return False
+
+
+def _assigned_names(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                for sub in ast.walk(t):
+                    if isinstance(sub, ast.Name):
+                        names.add(sub.id)
+    return names
+
+
+def looks_like_lecture_style(tree: ast.Module) -> bool:
+    """At least two of the lecture's gradient variables are assigned."""
+    return len(_assigned_names(tree) & GRADIENT_VARIABLES) >= 2
 
 
 def lecture_name(text: str) -> str | None:

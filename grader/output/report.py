@@ -1,6 +1,6 @@
 """HTML reports: one page per submission and one class summary, from results alone.
 
-Everything goes through the jinja2 templates under ``grader/templates/`` with autoescaping on:
+Everything goes through the jinja2 templates under ``grader/output/templates/`` with autoescaping on:
 a student's output, messages and tracebacks appear as text. The pages are self-contained (inline
 CSS, inline SVG heatmaps and charts, no network: a Content-Security-Policy forbids every fetch and
 every script but our own) and read fine with JavaScript off; a small script sorts tables and
@@ -298,7 +298,7 @@ _STATUS_WORDS, _STATUS_SYMBOLS = _StatusText(0), _StatusText(1)
 
 @functools.lru_cache(maxsize=1)
 def template_environment() -> jinja2.Environment:
-    """The templates under grader/templates/, once per process (the report, the class summary,
+    """The templates under grader/output/templates/, once per process (the report, the class summary,
     check()'s notebook view)."""
     # auto_reload off: the templates are package files, so no stat() per template per render
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_TEMPLATES)), autoescape=True,

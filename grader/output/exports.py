@@ -14,8 +14,9 @@ import io
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .catalog import EXERCISES, Gradient
-from .grading import GradingOptions, max_points_for
+from ..lecture.catalog import EXERCISES, Gradient
+from ..judge.grading import GradingOptions
+from ..judge.scoring import max_points_for
 from .results import GradientResult, Result
 
 __all__ = ["GradebookRow", "gradebook_columns", "gradescope_results", "render_gradebook"]

@@ -11,8 +11,8 @@ atomically (a temp file, then a rename), and skips students whose submission and
 are unchanged since their last complete grading, so a killed or interrupted batch resumes where it
 stopped. Output layout::
 
-    OUT/gradebook.csv                      one row per student (grader.exports)
-    OUT/summary.html                       the class summary (grader.report)
+    OUT/gradebook.csv                      one row per student (grader.output.exports)
+    OUT/summary.html                       the class summary (grader.output.report)
     OUT/batch.json                         what was found, skipped, graded, and how
     OUT/students/<id>/results.json         backprop-grader/result/v1
     OUT/students/<id>/report.html          the student's report
@@ -42,13 +42,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Callable, Iterator, Sequence
 
-from . import __version__
-from ._hugepages import move_text_to_huge_pages
-from .api import GradeRequest, error_result, grade_submission, prepare_grading
-from .exports import GradebookRow, gradescope_results, render_gradebook
-from .results import Result, read_result, result_from_dict, result_to_dict, write_atomic, \
+from .. import __version__
+from ..api import GradeRequest, error_result, grade_submission, prepare_grading
+from ..output.exports import GradebookRow, gradescope_results, render_gradebook
+from ..output.results import Result, read_result, result_from_dict, result_to_dict, write_atomic, \
     write_result
-from .runner import SandboxRunner, can_share_worker
+from ..sandbox.runner import SandboxRunner, can_share_worker
 
 __all__ = [
     "BatchError",
@@ -299,7 +298,7 @@ def _canonical(value: Any) -> Any:
 
 def _grader_digest() -> str:
     """sha256 of the grader's own code and templates: a fixed grader regrades everyone."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent
     h = hashlib.sha256(__version__.encode())
     for p in sorted(package.rglob("*")):
         if p.is_file() and p.suffix in (".py", ".html", ".css", ".j2", ".txt") \
@@ -403,7 +402,7 @@ def _grade_entry(entry: Entry, request: GradeRequest, grade: GradeFn, scratch: P
 
 def _render_report(result: Result, student: str) -> str | None:
     try:
-        from .report import render_report
+        from ..output.report import render_report
     except ImportError:
         return None
     return render_report(result, student=student, summary_href="../../summary.html")
@@ -505,7 +504,6 @@ class _Job:
     digest: str
     gradescope: Any
     scratch: Path
-    huge_pages: bool = False     # in the sandbox workers the batch starts (grade_many's)
 
 
 def _write_graded(entry: Entry, job: _Job, result: Result, grader_traceback: str | None,
@@ -657,7 +655,7 @@ def _process_worker(conn: Any, parent: int, entries: tuple[Entry, ...], job: _Jo
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
     gc.enable()
-    with shared or SandboxRunner(huge_pages=job.huge_pages) as runner:
+    with shared or SandboxRunner() as runner:
         def tell_slow() -> None:        # the batch may start another grading meanwhile
             try:
                 conn.send_bytes(_SLOW)
@@ -689,8 +687,8 @@ def _start_method() -> str:
     return "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
 
 
-def _launch_shared_runner(given: SandboxRunner | None, stack: contextlib.ExitStack, *,
-                          huge_pages: bool = False) -> SandboxRunner | None:
+def _launch_shared_runner(given: SandboxRunner | None, stack: contextlib.ExitStack
+                          ) -> SandboxRunner | None:
     """The sandbox worker the grading processes are to share, launched (it imports torch while
     the references are computed): the caller's, else the batch's own, closed with ``stack``.
     None where they cannot share one: a spawned process cannot inherit it, and without a uid of
@@ -699,7 +697,7 @@ def _launch_shared_runner(given: SandboxRunner | None, stack: contextlib.ExitSta
     if _start_method() != "fork" or not can_share_worker():
         return None
     if given is None:
-        given = stack.enter_context(SandboxRunner(huge_pages=huge_pages))
+        given = stack.enter_context(SandboxRunner())
     return given.launch()
 
 
@@ -750,8 +748,6 @@ class _ProcessPool:
                 prepare_grading(job.request)
                 _render_report(error_result("warm-up", "warm-up", request=job.request), "warm-up")
                 self.shared = _ready_to_share(shared)
-                if job.huge_pages:  # the code the references ran: the workers run it too
-                    move_text_to_huge_pages()
             for _ in range(jobs):
                 self._start_worker()
         except BaseException:
@@ -988,7 +984,7 @@ def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = G
                jobs: int = 2, resume: bool = True, progress: IO[str] | None = None,
                grade: GradeFn | None = None, gradescope: Any = None,
                config_extra: Sequence[Any] = (), title: str = "Class summary",
-               runner: SandboxRunner | None = None, huge_pages: bool = False) -> BatchSummary:
+               runner: SandboxRunner | None = None) -> BatchSummary:
     """Grade every submission in ``folder`` into ``out``; see the module docstring.
 
     ``resume`` (default) reuses a student's earlier files when their submission and the grading
@@ -1000,11 +996,7 @@ def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = G
     class summary. ``runner``: a sandbox worker for the grading processes to share, launched
     early by the caller (it imports torch meanwhile; the caller closes it). Without one, the
     batch launches its own where they can share one; where they cannot, each grading process
-    starts its own. ``huge_pages``: torch's code in huge pages (grader/_hugepages.py: a few
-    percent faster, ~190 MB more memory in each process that does it) in the sandbox workers
-    the batch starts, and in this process, moved before it forks the grading processes, which
-    share it; for a process that does nothing else, as the grade command's (a runner given
-    keeps its own setting).
+    starts its own.
     """
     started = time.monotonic()
     out = Path(out)
@@ -1017,14 +1009,14 @@ def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = G
         return _grade_discovered(discovery, out, Path(scratch), request=request, jobs=jobs,
                                  resume=resume, progress=progress, grade=grade,
                                  gradescope=gradescope, config_extra=config_extra, title=title,
-                                 started=started, runner=runner, huge_pages=huge_pages)
+                                 started=started, runner=runner)
 
 
 def _grade_discovered(discovery: Discovery, out: Path, scratch: Path, *, request: GradeRequest,
                       jobs: int, resume: bool, progress: IO[str] | None, grade: GradeFn | None,
                       gradescope: Any, config_extra: Sequence[Any], title: str, started: float,
-                      runner: SandboxRunner | None, huge_pages: bool) -> BatchSummary:
-    from .assignment import GradescopeSettings
+                      runner: SandboxRunner | None) -> BatchSummary:
+    from ..assignment import GradescopeSettings
 
     gradescope = gradescope or GradescopeSettings()
     digest = config_digest(request, gradescope, *config_extra)
@@ -1048,7 +1040,7 @@ def _grade_discovered(discovery: Discovery, out: Path, scratch: Path, *, request
         if unchanged and progress:
             bar.message(f"{unchanged} submission(s) unchanged since they were graded: kept")
         bar.total = len(todo)
-        job = _Job(out, request, digest, gradescope, scratch, huge_pages)
+        job = _Job(out, request, digest, gradescope, scratch)
 
         def take(item: _Done) -> None:
             nonlocal graded
@@ -1064,8 +1056,7 @@ def _grade_discovered(discovery: Discovery, out: Path, scratch: Path, *, request
                 pool: _ThreadPool | _ProcessPool = (
                     _ThreadPool(workers, job, grade) if grade is not None
                     else _ProcessPool(workers, job, tuple(todo),
-                                      _launch_shared_runner(runner, grading,
-                                                            huge_pages=huge_pages)))
+                                      _launch_shared_runner(runner, grading)))
                 grading.callback(pool.close)
                 interrupts = _Interrupts.install()
                 grading.callback(interrupts.restore)
@@ -1093,9 +1084,9 @@ def _write_class_files(out: Path, discovery: Discovery, results: dict[str, Resul
     write_atomic(out / "gradebook.csv", render_gradebook(rows, options=request.options))
     done = [r for r in results.values() if r is not None]
     try:
-        from .report import render_summary
+        from ..output.report import render_summary
     except ImportError:
-        notes.append("summary.html and report.html not written: grader.report is not available")
+        notes.append("summary.html and report.html not written: grader.output.report is not available")
     else:
         links = {r.submission: f"students/{e.student}/report.html"
                  for e in discovery.entries if (r := results[e.student]) is not None}

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .compare import Comparison, unravel_index
-from .results import TensorView
+from ..output.results import TensorView
 
 __all__ = ["MAX_CELLS", "failure_fields", "layout_2d", "tensor_view"]
 

@@ -1,7 +1,7 @@
 """The sandboxed side: runs one submission's code and answers the grader's requests.
 
-This module runs in the child process only (forked by grader.forkserver, limits set, privileges
-dropped). It speaks frames (grader.wire) on one socket; whatever the student prints goes to a pipe
+This module runs in the child process only (forked by grader.sandbox.worker.forkserver, limits set, privileges
+dropped). It speaks frames (grader.sandbox.wire) on one socket; whatever the student prints goes to a pipe
 the grader caps. Nothing here is trusted by the grader: every reply is checked again on the other
 side. While student code runs, an ``AutogradWatch`` records any use of autograd, and each reply
 carries those records under ``"integrity"``.
@@ -9,90 +9,21 @@ carries those records under ``"integrity"``.
 
 from __future__ import annotations
 
-import errno
 import linecache
 import os
 import sys
-import traceback
 from types import ModuleType
 from typing import Any, Callable
 
 import torch
 
-from . import wire
-from ._guard import AutogradWatch
+from .. import wire
+from .errors import exception_reply, safe_text, student_traceback
+from .guard import AutogradWatch
 
 __all__ = ["serve"]
 
-_MAX_TRACEBACK = 4000
 SANDBOX_ENV = "BACKPROP_GRADER_SANDBOX"   # set to "1" in every sandboxed child (selfcheck reads it)
-_MIB = 2**20
-
-
-def _text(value: object, limit: int = 300) -> str:
-    """str() of something the student made, which may refuse to be printed."""
-    try:
-        return str(value)[:limit]
-    except BaseException:  # a hostile __str__
-        return f"<a {type(value).__name__} that cannot be printed>"
-
-
-def _student_traceback(exc: BaseException, filename: str | frozenset[str]) -> str:
-    """The student's own frames only (in ``filename``, or any of several), then the exception
-    line."""
-    files = {filename} if isinstance(filename, str) else filename
-    try:
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename in files]
-        lines = traceback.format_list(frames) if frames else []
-        lines += traceback.format_exception_only(type(exc), exc)
-    except BaseException:  # a hostile exception
-        lines = [f"{type(exc).__name__}: {_text(exc)}\n"]
-    text = "".join(lines)
-    if len(text) > _MAX_TRACEBACK:
-        text = text[:_MAX_TRACEBACK] + "\n... (traceback cut)"
-    return text
-
-
-def _limit_hit(exc: BaseException, limits: dict[str, Any]) -> tuple[str, str] | None:
-    """(limit name, message) when an exception says the student's code ran into a limit."""
-    text = _text(exc, 1000)
-    if isinstance(exc, MemoryError) or (isinstance(exc, RuntimeError)
-                                        and "can't allocate memory" in text):
-        return "memory", (f"ran out of memory: the limit is {limits['memory_bytes'] // _MIB:,} MiB "
-                          "(limit: memory)")
-    if isinstance(exc, OSError) and exc.errno == errno.EAGAIN or \
-            isinstance(exc, RuntimeError) and "can't start new thread" in text:
-        return "processes", (f"could not start another process or thread: at most "
-                             f"{limits['max_processes']} are allowed (limit: processes)")
-    if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
-        return "file size", (f"wrote a file larger than {limits['file_bytes'] // _MIB:,} MiB "
-                             "(limit: file size)")
-    return None
-
-
-def _exception_message(exc: BaseException) -> str:
-    """What the student's exception says, in a sentence; safe with a hostile ``__str__`` or
-    ``__repr__``. A limit the exception reveals is told by ``_limit_hit``, not here."""
-    if isinstance(exc, NotImplementedError):
-        return "raises NotImplementedError (not done yet)"
-    if isinstance(exc, SystemExit):
-        return f"called sys.exit({_text(repr(exc.code), 100)})"
-    if isinstance(exc, KeyboardInterrupt):
-        return "raised KeyboardInterrupt"
-    return f"raised {_text(type(exc).__name__, 100)}: {_text(exc)}"
-
-
-def _exception_reply(exc: BaseException, filename: str, limits: dict[str, Any]) -> dict[str, Any]:
-    if isinstance(exc, NotImplementedError):
-        return {"status": "missing", "message": _exception_message(exc)}
-    limit = _limit_hit(exc, limits)
-    if limit is not None:
-        return {"status": "error", "limit": limit[0], "message": limit[1],
-                "traceback": _student_traceback(exc, filename)}
-    message = _exception_message(exc)
-    if isinstance(exc, SystemExit):
-        message += "; return a tensor instead"
-    return {"status": "error", "message": message, "traceback": _student_traceback(exc, filename)}
 
 
 class _ReturnError(Exception):
@@ -163,10 +94,10 @@ class _Child:
             with self.watch.watching():
                 exec(compiled, self.module.__dict__)  # noqa: S102
         except BaseException as exc:  # student code: anything may come out
-            reply = _exception_reply(exc, self.filename, self.limits)
+            reply = exception_reply(exc, self.filename, self.limits)
             if reply["status"] == "missing":
                 reply = {"status": "error", "message": "raised NotImplementedError at top level",
-                         "traceback": _student_traceback(exc, self.filename)}
+                         "traceback": student_traceback(exc, self.filename)}
             reply["message"] = "your file, run top to bottom, " + reply["message"]
             self.reply(reply)
             return
@@ -187,7 +118,7 @@ class _Child:
         try:
             value = self._guarded(fn)(**kwargs)
         except BaseException as exc:  # student code
-            self.reply(_exception_reply(exc, self.filename, self.limits))
+            self.reply(exception_reply(exc, self.filename, self.limits))
             return
         try:
             out = self._returned_tensors(name, value, meta.get("returns"))
@@ -195,7 +126,7 @@ class _Child:
             self.reply({"status": "error", "message": str(e), "limit": e.limit})
             return
         except BaseException as exc:  # a hostile object's __len__, __iter__ or __getitem__
-            self.reply(_exception_reply(exc, self.filename, self.limits))
+            self.reply(exception_reply(exc, self.filename, self.limits))
             return
         self.reply({"status": "ok"}, out)
 
@@ -229,7 +160,7 @@ class _Child:
             self.index = None
 
     def op_train(self, meta: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
-        from .training import train_with_student_backward
+        from ...lecture.training import train_with_student_backward
 
         fn = self._function("backward")
         if fn is None:
@@ -240,7 +171,7 @@ class _Child:
                 self._guarded(fn), tensors, steps=int(meta["steps"]), n=int(meta["n"]),
                 lr=float(meta["lr"]), signature=list(meta["signature"]))
         except BaseException as exc:  # student code
-            self.reply(_exception_reply(exc, self.filename, self.limits))
+            self.reply(exception_reply(exc, self.filename, self.limits))
             return
         self.reply({"status": "ok", "losses": losses}, params)
 
@@ -258,7 +189,7 @@ class _Child:
             elif op == "train":
                 self.op_train(meta, tensors)
             elif op == "lecture":
-                from .lecture_style import run_lecture_code
+                from .lecture_code import run_lecture_code
 
                 with self.watch.watching():
                     reply = run_lecture_code(meta, tensors, self.filename, self.limits)
