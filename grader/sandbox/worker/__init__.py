@@ -1,1 +1,5 @@
-"""TODO"""
+"""What runs in the sandbox's worker and the student's child: the fork server, the child
+serving requests, the autograd watch, the rehearsal, lecture-code execution. Imports only
+grader.lecture, grader.sandbox.wire and grader.sandbox.limits: what a student's file sees loaded
+is what this package imported.
+"""
