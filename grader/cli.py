@@ -254,7 +254,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_notebook(args: argparse.Namespace) -> int:
-    from .submissions.notebook import exercise_notebook_text, write_exercise_notebook
+    from .exercise_notebook import exercise_notebook_text, write_exercise_notebook
 
     source = Path(args.source)
     if not source.is_file():

@@ -18,7 +18,7 @@ from typing import Any
 from .api import GradeRequest, error_result, grade_submission, lecture_config
 from .judge.grading import GradingOptions
 from .submissions.loader import SubmissionError, submission_from_code
-from .submissions.notebook import CodeCell, join_cells
+from .submissions.code_cells import CodeCell, join_cells
 from .output.results import GradientResult, Result
 from .output.terminal import EXERCISE_TITLES, render_text
 

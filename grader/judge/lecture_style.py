@@ -26,13 +26,9 @@ from ..lecture.catalog import EXERCISE4_GRADIENTS, EXERCISE4_TRAINING, GRADIENTS
     Gradient
 from .grading import Verdict, collect_gradient_results, grade_exercise4, verdict_from_tensor
 from ..lecture.model import FORWARD_NAMES, PARAMETER_NAMES, LectureState, cached_lecture_state
-from ..submissions.lecture_source import (
-    GRADIENT_VARIABLES,
-    LectureProgram,
-    describe_selection,
-    lecture_name,
-    read_lecture_code,
-)
+from ..submissions.lecture_names import GRADIENT_VARIABLES, lecture_name
+from ..submissions.lecture_source import LectureProgram, read_lecture_code
+from ..submissions.selection_notes import describe_selection
 from ..output.results import IntegrityFlag, Result
 from .integrity import integrity_flags, scan_source
 from ..sandbox.session import CallOutcome, SandboxSession
