@@ -26,10 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .compare import numpy_view
+from .compare import numpy_values
 
 __all__ = ["Hint", "MISTAKES", "Mistake", "call_with_pool", "find_hint", "generic_hint",
-           "mistakes_for"]
+           "mistakes_for", "same_within_rounding"]
 
 
 @dataclass(frozen=True)
@@ -403,27 +403,17 @@ def mistakes_for(gradient: str) -> tuple[Mistake, ...]:
     return tuple(m for m in MISTAKES if m.gradient == gradient)
 
 
-def _close(actual: torch.Tensor, target: torch.Tensor, scale: float) -> bool:
-    """Same shape and values within rounding (a little looser than grading: orders differ)."""
+def same_within_rounding(actual: torch.Tensor, target: torch.Tensor, scale: float) -> bool:
+    """Same shape and values within rounding (a little looser than grading: orders differ),
+    worked out in float64 numpy: the same arithmetic as torch's, without its dispatch."""
     if tuple(actual.shape) != tuple(target.shape) or not actual.is_floating_point():
         return False
-    a_np, t_np = numpy_view(actual), numpy_view(target)
-    if a_np is not None and t_np is not None:     # the same arithmetic, without torch's dispatch
-        return _close_numpy(a_np, t_np, scale)
-    a, t = actual.double(), target.double()
-    if not (torch.isfinite(a).all() and torch.isfinite(t).all()):
-        return False
-    s = max(scale, float(t.abs().max()) if t.numel() else 0.0)
-    return bool(((a - t).abs() <= 1e-4 * t.abs() + max(1e-5 * s, 1e-12)).all())
-
-
-def _close_numpy(a: np.ndarray, t: np.ndarray, scale: float) -> bool:
-    """_close on numpy views of two non-empty tensors of one shape."""
-    a, t = a.astype(np.float64, copy=False), t.astype(np.float64, copy=False)
+    a = numpy_values(actual).astype(np.float64, copy=False)
+    t = numpy_values(target).astype(np.float64, copy=False)
     if not (np.isfinite(a).all() and np.isfinite(t).all()):
         return False
     t_abs = np.abs(t)
-    s = max(scale, float(t_abs.max()))
+    s = max(scale, float(t_abs.max(initial=0.0)))
     return bool((np.abs(a - t) <= 1e-4 * t_abs + max(1e-5 * s, 1e-12)).all())
 
 
@@ -468,7 +458,8 @@ def generic_hint(actual: torch.Tensor, expected: torch.Tensor, *, scale: float,
     c = float(a @ e) / ee
     if not math.isfinite(c) or math.isclose(c, 1.0, rel_tol=1e-3) or abs(c) < 1e-6:
         return None
-    if not _close(actual, (c * expected.double()).to(actual.dtype), scale * max(abs(c), 1.0)):
+    scaled = (c * expected.double()).to(actual.dtype)
+    if not same_within_rounding(actual, scaled, scale * max(abs(c), 1.0)):
         return None
     if math.isclose(c, -1.0, rel_tol=1e-4):
         return Hint("sign", "the right size everywhere but the opposite sign: a minus sign is "
@@ -493,9 +484,9 @@ def find_hint(gradient: str, actual: torch.Tensor, expected: torch.Tensor,
         if mistake.needs_probe and not probe:
             continue
         wrong = _build(mistake, pool)
-        if wrong is None or not _close(actual, wrong, scale):
+        if wrong is None or not same_within_rounding(actual, wrong, scale):
             continue
-        if _close(wrong, expected, scale):
+        if same_within_rounding(wrong, expected, scale):
             continue
         return Hint(mistake.key, mistake.hint)
     if generic:
