@@ -8,14 +8,15 @@ import pytest
 import torch
 
 from grader.api import GradeRequest, grade_submission
-from grader.lecture.catalog import GRADIENTS, gradient_by_name
+from grader.lecture.catalog import GRADIENTS
 from grader.judge.compare import compare_gradient
 from grader.judge.grading import GradingOptions
-from grader.judge.hints import MISTAKES, find_hint, generic_hint, same_within_rounding
+from grader.judge.hints import find_hint, generic_hint, same_within_rounding
+from grader.judge.mistakes import MISTAKES
 from grader.lecture.model import Config, build_lecture_state
-from grader.judge.probes import probe_for
 
-from conftest import SUBMISSIONS, reference_solution_module, with_overrides
+from conftest import SUBMISSIONS, gradient_by_name, probe_for, reference_solution_module, \
+    with_overrides
 
 MISTAKE_FILES = SUBMISSIONS / "mistakes"
 ALTERNATIVES = sorted((SUBMISSIONS / "alternatives").glob("*.py"))
