@@ -25,6 +25,9 @@ from .references import Exercise4Setup, exercise4_reference, training_reference
 
 __all__ = ["grade_exercise4", "grade_exercise4_hidden"]
 
+# what backward() returns, in order: "7: [dC, dW1, db1, dW2, db2, dbngain, dbnbias]"
+_RETURNS = (f"{len(EXERCISE4_GRADIENTS)}: "
+            f"[{', '.join(g.name for g in EXERCISE4_GRADIENTS)}]")
 # the parameters after K steps: a little looser than a gradient, rounding accumulates
 _TRAINING_TOLERANCE = Tolerance(rtol=1e-4, atol_scale=1e-5)
 
@@ -107,8 +110,7 @@ def _backward_verdicts(session: SandboxSession, params_of_backward: tuple[str, .
         if actual is None:
             verdicts.append(Verdict(gradient, config, "isolated", "error",
                                     message=f"backward() returned {len(outcome.tensors)} "
-                                            "tensors, expected 7: [dC, dW1, db1, dW2, db2, "
-                                            "dbngain, dbnbias]"))
+                                            f"tensors, expected {_RETURNS}"))
             continue
         verdict = judge_answer(gradient, config, "isolated", actual, ref.expected[gradient.name],
                                scale=ref.scales[gradient.name], options=options, teach=teach,

@@ -26,6 +26,7 @@ from ..sandbox.runner import SandboxRunner
 from ..sandbox.session import CallOutcome, SandboxSession
 from ..submissions.lecture_source import (
     GRADIENT_VARIABLES,
+    GradientSource,
     LectureProgram,
     describe_selection,
     lecture_name,
@@ -135,7 +136,7 @@ class _Grader:
                 f"lecture's names, or tell it what {name} is with cmp('<lecture name>', "
                 f"d{name}, {name}))")
 
-    def _verdict(self, k: int, src: Any, run: LectureRun,
+    def _verdict(self, k: int, src: GradientSource, run: LectureRun,
                  substituted: Substituted) -> Verdict:
         gradient, config = src.gradient, self.state.config
         key = self.plan.record_key(k)
@@ -176,7 +177,8 @@ class _Grader:
                 for k, src in enumerate(self.program.sources)
                 if src.gradient.exercise == "ex1" and self.plan.record_key(k) in run.records}
 
-    def _problem_verdict(self, gradient: Gradient, src: Any, problem: dict[str, Any]) -> Verdict:
+    def _problem_verdict(self, gradient: Gradient, src: GradientSource, problem: dict[str, Any]
+                         ) -> Verdict:
         config = self.state.config
         shape = problem["shape"]
         expected = tuple(self.state.grads[f"d{gradient.variable}"].shape)
@@ -204,7 +206,7 @@ class _Grader:
         looked = self.program.missing.get(gradient.name, "not found")
         return Verdict(gradient, config, "chained", "missing", message=looked)
 
-    def _modified_text(self, src: Any, position: int) -> str:
+    def _modified_text(self, src: GradientSource, position: int) -> str:
         return (f"{src.var} was modified after you computed it, by "
                 f"{self.plan.step_where(position)} (`{self.plan.step_text(position)}`): "
                 f"graded as it was when assigned; use .clone() when you start a new gradient "
@@ -281,14 +283,7 @@ def grade_lecture_style(submission: Submission, state: LectureState, request: Gr
             return replace(_no_exercise_code(submission, state, request), message=(
                 f"{submission.name}: the grader could not start a process for your code: "
                 f"{loaded.message}"), notes=())
-        verdicts: list[Verdict] = []
-        extra: list[str] = []
-        if program.sources:
-            for config in (request.config, *request.hidden_configs()):
-                config_state = state if config == request.config else cached_lecture_state(config)
-                grader = _Grader(session, plan, config_state, options)
-                verdicts += grader.grade()
-                extra += [n for n in grader.notes if n not in extra]
+        verdicts, code_notes = _grade_configs(session, plan, state, request)
         ex4_note = None
         if "ex4" in options.exercises:
             ex4_verdicts, ex4_note = _exercise4_verdicts(session, program, request, load_problem)
@@ -302,7 +297,7 @@ def grade_lecture_style(submission: Submission, state: LectureState, request: Gr
     notes += list(program.notes)
     if ex4_note:
         notes.append(ex4_note)
-    notes += extra
+    notes += code_notes
     first = first_failing_in_chain(exercises)
     if first:
         notes.append(f"first gradient that fails (chained mode): {first}; the ones after it use "
@@ -314,6 +309,22 @@ def grade_lecture_style(submission: Submission, state: LectureState, request: Gr
     return graded_result(submission.name, exercises, request=request, mode="chained",
                          loss=state.loss, notes=notes, output=session.output(),
                          integrity=_integrity(program, session, load_code))
+
+
+def _grade_configs(session: SandboxSession, plan: LecturePlan, state: LectureState,
+                   request: GradeRequest) -> tuple[list[Verdict], list[str]]:
+    """The exercise 1-3 code run in the lecture config and each hidden one: the verdicts, and
+    what the runs noticed about the code (each note once)."""
+    verdicts: list[Verdict] = []
+    notes: list[str] = []
+    if not plan.program.sources:
+        return verdicts, notes
+    for config in (request.config, *request.hidden_configs()):
+        config_state = state if config == request.config else cached_lecture_state(config)
+        grader = _Grader(session, plan, config_state, request.options)
+        verdicts += grader.grade()
+        notes += [n for n in grader.notes if n not in notes]
+    return verdicts, notes
 
 
 def _integrity(program: LectureProgram, session: SandboxSession, load_code: str
