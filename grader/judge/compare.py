@@ -80,7 +80,7 @@ def _numpy_view(t: torch.Tensor) -> np.ndarray | None:
 def numpy_values(t: torch.Tensor) -> np.ndarray:
     """``t``'s values as a C-contiguous numpy array: float32 and float64 as they are (``t``'s own
     memory where it can be), every other dtype widened to float64 as torch's ``.double()``
-    widens it (exactly, but for integers beyond 2**53). Elementwise numpy arithmetic on these
+    widens it (exactly, integers beyond 2**53 aside). Elementwise numpy arithmetic on these
     gives torch's results to the bit; sums and norms do not (their last bits depend on the
     summation order)."""
     view = _numpy_view(t)
@@ -136,7 +136,7 @@ def _expected_facts(expected: torch.Tensor) -> _Expected:
                       _ordered_bits(e) if e.dtype == np.float32 else None, close)
     if _numpy_view(expected) is None:
         return facts                      # a copy: nothing to keep it for
-    for array in (facts.e64, facts.e_abs, facts.bits, facts.close):
+    for array in (facts.e, facts.e64, facts.e_abs, facts.bits, facts.close):
         if isinstance(array, np.ndarray):       # (a 0-d one's ufuncs give numpy scalars)
             array.flags.writeable = False
 

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 import torch
 
-from ..lecture.catalog import Gradient
+from ..lecture.catalog import EXERCISES, Gradient
 from ..lecture.model import Config, LectureState
 from ..output.results import PASSING
 from ..sandbox.session import CallOutcome, SandboxSession
@@ -44,7 +44,7 @@ class GradingOptions:
     train_lr: float = 0.1
     exact_required: frozenset[str] = frozenset()
     points: dict[str, float] = field(default_factory=dict)   # per-gradient override
-    exercises: tuple[str, ...] = ("ex1", "ex2", "ex3", "ex4")
+    exercises: tuple[str, ...] = tuple(EXERCISES)
     probes: bool = True       # isolated mode: also grade each step on random upstream gradients
     integrity_policy: str = "zero"   # a gradient computed with autograd: "zero" points or "flag"
 

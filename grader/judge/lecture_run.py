@@ -53,16 +53,17 @@ class LecturePlan:
     def request(self, state: LectureState, substituted: Substituted
                 ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         """The request's header and tensors for a run in ``state``'s config."""
-        tensors = {**state.forward, **state.params, "Xb": state.Xb, "Yb": state.Yb}
+        inputs = {**state.forward, **state.params, "Xb": state.Xb, "Yb": state.Yb}
+        tensors = dict(inputs)
         substitutions = []
         for k, (name, (after, names)) in enumerate(sorted(substituted.items())):
             key = f"s{k}"
             tensors[key] = state.grads[name]
             substitutions.append((after, names, key))
-        return self._meta(state, substitutions), tensors
+        return self._meta(state, list(inputs), substitutions), tensors
 
-    def _meta(self, state: LectureState, substitutions: list[tuple[int, list[str], str]]
-              ) -> dict[str, Any]:
+    def _meta(self, state: LectureState, inputs: list[str],
+              substitutions: list[tuple[int, list[str], str]]) -> dict[str, Any]:
         program = self.program
         files = {program.statement(i).file for i in program.run}
         texts = {f: program.files[f] for f in sorted(files)}
@@ -81,7 +82,7 @@ class LecturePlan:
             "scalars": {"n": config.n, "batch_size": config.n, "vocab_size": state.vocab_size,
                         "n_embd": config.n_embd, "n_hidden": config.n_hidden,
                         "block_size": config.block_size},
-            "inputs": [*state.forward, *state.params, "Xb", "Yb"],
+            "inputs": inputs,
             "substitute": [{"after": after, "vars": names, "key": key}
                            for after, names, key in substitutions],
         }
