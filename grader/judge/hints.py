@@ -44,7 +44,7 @@ def same_within_rounding(actual: torch.Tensor, target: torch.Tensor, scale: floa
 
 def call_with_pool(fn: Callable[..., Any], params: tuple[str, ...], pool: Mapping[str, Any]
                    ) -> torch.Tensor | None:
-    """``fn`` (a known mistake, or a formulation in grader/explain.py) called with its inputs
+    """``fn`` (a known mistake, or a formulation in grader.judge.explain) called with its inputs
     from ``pool``; None when one is missing, the call fails or it returns no tensor."""
     if any(p not in pool for p in params):
         return None
