@@ -13,6 +13,8 @@ import pytest
 
 from grader.api import GradeRequest, grade_submission
 from grader.judge.grading import GradingOptions
+from grader.judge.probes import Probe, probe_book
+from grader.lecture.catalog import GRADIENTS, Gradient
 from grader.lecture.model import Config
 from grader.output.results import Result
 
@@ -46,6 +48,16 @@ def expectation(path: Path, key: str) -> str | None:
     """A submission's declared expectation: a comment line '# expect-KEY: value'."""
     m = re.search(rf"^# expect-{key}: *(.+)$", path.read_text(), re.M)
     return m.group(1).strip() if m else None
+
+
+def gradient_by_name(name: str) -> Gradient:
+    """The exercise 1-3 gradient called ``name``."""
+    return next(g for g in GRADIENTS if g.name == name)
+
+
+def probe_for(config: Config, gradient: Gradient, params: tuple[str, ...]) -> Probe | None:
+    """The probe for a stub with these parameters in ``config``; None if it cannot be probed."""
+    return probe_book(config).probe(gradient, params)
 
 
 @pytest.fixture(scope="session")
