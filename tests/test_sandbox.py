@@ -15,10 +15,10 @@ import torch
 from grader.sandbox import bubblewrap
 from grader.sandbox.limits import Limits
 from grader.sandbox.runner import SandboxRunner
-from grader.sandbox.session import Call, open_session, run_in_sandbox
+from grader.sandbox.session import Call, SandboxSession, run_in_sandbox
 from grader.sandbox.wire import WireLimits
 
-from conftest import ROOT, SOLUTION, require_bwrap
+from conftest import ROOT, SOLUTION, require_bwrap, worker_pid
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: children drop to their own "
                                                        "uid only when the grader runs as root")
@@ -28,6 +28,14 @@ as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: children dro
 def runner():
     with SandboxRunner() as r:
         yield r
+
+
+def open_session(code: str, *, filename: str, limits: Limits = Limits(),
+                 runner: SandboxRunner | None = None) -> SandboxSession:
+    """A session whose child has run ``code`` (the file) already."""
+    session = SandboxSession(code, filename, limits, runner=runner)
+    session.start()
+    return session
 
 
 def needs_bwrap(runner: SandboxRunner) -> None:
@@ -265,7 +273,7 @@ def test_each_child_starts_in_a_fresh_empty_folder_that_is_wiped_after(runner):
         seen.append(cwd)
         assert listing.strip() == "[]"
     assert seen[0] != seen[1]
-    root = Path(f"/proc/{runner.worker_pid}/root") if runner.isolation == "bwrap" else Path("/")
+    root = Path(f"/proc/{worker_pid(runner)}/root") if runner.isolation == "bwrap" else Path("/")
     deadline = time.monotonic() + 5
     while any((root / c.lstrip("/")).exists() for c in seen) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -439,7 +447,7 @@ def test_a_worker_that_died_is_started_again_for_the_next_session():
     with SandboxRunner() as r:
         first = run_in_sandbox("def f(x):\n    return x\n", {"x": torch.ones(1)}, function="f",
                                runner=r)
-        os.kill(r.worker_pid, signal.SIGKILL)
+        os.kill(worker_pid(r), signal.SIGKILL)
         deadline = time.monotonic() + 10
         while r._worker.proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
