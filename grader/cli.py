@@ -347,11 +347,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run() -> None:
     """The ``backprop-grader`` command: main(), then exit without tearing the interpreter down
-    (with torch loaded that takes most of a second, and every file is written and closed by
-    then). Python's cyclic garbage collector stays off meanwhile: importing torch and keeping a
-    class's results, this process would spend a fifth of its CPU walking objects that all stay,
-    and it makes few cycles (student code runs elsewhere; grade's grading processes turn it
-    back on)."""
+    (with torch loaded that is slow, and every file is written and closed by then). Python's
+    cyclic garbage collector stays off meanwhile: importing torch and keeping what it grades,
+    this process would spend much of its CPU walking objects that all stay, and it makes few
+    cycles (student code runs elsewhere; grade's grading processes turn the collector back on,
+    grader.batch.processes)."""
     import gc
     import os
 

@@ -679,7 +679,7 @@ def test_without_a_grade_function_each_job_is_a_process_of_its_own(tmp_path, mon
 def test_gradings_run_with_the_garbage_collector_on_and_the_batch_leaves_it_as_it_was(
         tmp_path, monkeypatch, enabled):
     """The batch process pauses the collector while it waits for the grading processes
-    (_collector_paused); they must collect their cycles, and the caller's setting must come
+    (collector_paused); they must collect their cycles, and the caller's setting must come
     back."""
     import gc
 

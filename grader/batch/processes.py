@@ -19,7 +19,7 @@ import signal
 from collections import deque
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..api import GradeRequest, error_result, grade_submission, prepare_grading
 from ..output.report import render_report
@@ -28,7 +28,7 @@ from ..sandbox.runner import SandboxRunner, can_share_worker
 from ..submissions.discovery import Entry
 from .student import Done, Job, grade_and_write
 
-__all__ = ["ProcessPool", "launch_shared_runner"]
+__all__ = ["ProcessPool", "collector_paused", "launch_shared_runner"]
 
 _SLOW = b'"slow"'        # a grading process's message: its child's stub call runs long
 
@@ -45,6 +45,36 @@ def _for_class_files(data: dict[str, Any]) -> dict[str, Any]:
     slim["exercises"] = [{**ex, "gradients": [{**g, **_CLASS_ONLY} for g in ex["gradients"]]}
                          for ex in data.get("exercises", [])]
     return slim
+
+
+# Python's cyclic garbage collector, in the batch process and in the grading processes. Both
+# hold many objects that stay (torch's, the references every submission is compared with, the
+# templates; the batch process also every student's result), and a full collection walks every
+# object it tracks: in the batch process, which makes few cycles, the collector is paused while
+# the grading processes grade. A grading process makes cycles (a grading leaves some behind), so
+# there it runs, with what it inherited at the fork frozen out of its way (a collection walks
+# only what the gradings made, and the inherited pages stay shared), and at a high threshold,
+# since a grading makes and drops tens of thousands of objects and the default threshold would
+# collect many times a student.
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """The collector off in the batch process while grading processes grade, then as it was."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _collect_rarely() -> None:
+    """In a grading process: what came from the batch process frozen, the collector on at a
+    high threshold."""
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+    gc.enable()
 
 
 def _die_with_parent(parent: int) -> None:
@@ -67,16 +97,7 @@ def _process_worker(conn: Any, parent: int, entries: tuple[Entry, ...], job: Job
     format, slimmed for the class files)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the batch process decides when to stop
     _die_with_parent(parent)
-    # the garbage collector: what came from the batch process (the references, torch, the
-    # templates) lives as long as this process, so it is frozen out of the collector's way (a
-    # full collection takes a millisecond, not sixty, and leaves those pages shared). The
-    # batch process paused the collector (_collector_paused); here it runs again, since a
-    # grading leaves some 60 objects in cycles, but at a threshold of 10,000: a grading makes
-    # and drops tens of thousands of objects, and at the default 700 the collector ran six
-    # times a student, 2% of this process's CPU
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
-    gc.enable()
+    _collect_rarely()
     with shared or SandboxRunner() as runner:
         def tell_slow() -> None:        # the batch may start another grading meanwhile
             try:

@@ -19,14 +19,13 @@ or interrupted batch resumes where it stopped (grader.batch.files). Output layou
 from __future__ import annotations
 
 import contextlib
-import gc
 import signal
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, Sequence
+from typing import IO, Any, Callable, Sequence
 
 from ..api import GradeRequest
 from ..assignment import GradescopeSettings
@@ -36,7 +35,7 @@ from ..submissions.discovery import Discovery, DiscoveryError, Entry, Skipped, \
     discover_submissions, unpack_class_zip
 from .files import BatchError, OutputLock, clean_stray_temp_files, config_digest, \
     result_status, reusable_result, write_class_files
-from .processes import ProcessPool, launch_shared_runner
+from .processes import ProcessPool, collector_paused, launch_shared_runner
 from .progress import Progress
 from .student import Done, GradeFn, Job
 from .threads import ThreadPool
@@ -119,21 +118,6 @@ def drive(pool: ThreadPool | ProcessPool, todo: Sequence[Entry], take: Callable[
     return True
 
 
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off in this process while grading processes do the
-    grading (they turn it back on), then as it was. This process keeps every student's result,
-    so each full collection walks all of them and torch's objects besides, while it makes few
-    cycles."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = GradeRequest(),
                jobs: int = 2, resume: bool = True, progress: IO[str] | None = None,
                grade: GradeFn | None = None, gradescope: Any = None,
@@ -181,7 +165,7 @@ def _grade_discovered(discovery: Discovery, job: Job, *, jobs: int, resume: bool
     with contextlib.ExitStack() as stack:
         stack.enter_context(OutputLock(job.out))
         if grade is None:       # grading processes, not threads of this one (ProcessPool)
-            stack.enter_context(_collector_paused())
+            stack.enter_context(collector_paused())
         clean_stray_temp_files(job.out)
         todo: list[Entry] = []
         for entry in discovery.entries:
@@ -202,17 +186,9 @@ def _grade_discovered(discovery: Discovery, job: Job, *, jobs: int, resume: bool
 
         # nothing to grade (all unchanged): no workers, and no sandbox unless the caller
         # launched one early (the grade command does, before it knows: torch loads meanwhile)
-        if todo:        # the workers (and the batch's own sandbox worker) stop when it is done
-            with contextlib.ExitStack() as grading:
-                workers = max(1, min(jobs, len(todo)))
-                pool: ThreadPool | ProcessPool = (
-                    ThreadPool(workers, job, grade) if grade is not None
-                    else ProcessPool(workers, job, tuple(todo),
-                                     launch_shared_runner(runner, grading)))
-                grading.callback(pool.close)
-                interrupts = Interrupts.install()
-                grading.callback(interrupts.restore)
-                interrupted = drive(pool, todo, take, interrupts, bar)
+        if todo:
+            interrupted = _grade_all(todo, job, jobs=jobs, grade=grade, runner=runner,
+                                     take=take, bar=bar)
         bar.close()
         write_class_files(job.out, discovery, results, request=job.request, digest=job.digest,
                           interrupted=interrupted, title=title)
@@ -223,3 +199,20 @@ def _grade_discovered(discovery: Discovery, job: Job, *, jobs: int, resume: bool
         failed=sum(st not in ("graded", "pending") for st in statuses.values()),
         skipped=discovery.skipped, interrupted=interrupted,
         seconds=time.monotonic() - started, statuses=statuses)
+
+
+def _grade_all(todo: Sequence[Entry], job: Job, *, jobs: int, grade: GradeFn | None,
+               runner: SandboxRunner | None, take: Callable[[Done], None], bar: Progress
+               ) -> bool:
+    """Grade ``todo`` on threads (the caller's ``grade``) or in grading processes, each
+    finished student to ``take``; True if Ctrl-C stopped it. The workers, and the batch's own
+    sandbox worker, stop before it returns."""
+    with contextlib.ExitStack() as grading:
+        workers = max(1, min(jobs, len(todo)))
+        pool: ThreadPool | ProcessPool = (
+            ThreadPool(workers, job, grade) if grade is not None
+            else ProcessPool(workers, job, tuple(todo), launch_shared_runner(runner, grading)))
+        grading.callback(pool.close)
+        interrupts = Interrupts.install()
+        grading.callback(interrupts.restore)
+        return drive(pool, todo, take, interrupts, bar)
