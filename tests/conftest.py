@@ -8,6 +8,7 @@ import shutil
 import re
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ from grader.api import GradeRequest, grade_submission
 from grader.judge.grading import GradingOptions
 from grader.lecture.model import Config
 from grader.output.results import Result
+from grader.sandbox.limits import Limits
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBMISSIONS = Path(__file__).resolve().parent / "submissions"
@@ -24,6 +26,13 @@ NAMES = ROOT.parent / "shared" / "data" / "names.txt"
 
 requires_names = pytest.mark.skipif(
     not NAMES.exists(), reason=f"the lecture's names.txt is not at {NAMES}")
+
+
+def short_wall_time(seconds: float, **limits: Any) -> Limits:
+    """Limits for a test where a stub hangs: ``seconds`` of wall time per call, and no call
+    lowered to the least CPU priority (slow_seconds past the wall time). A lowered child gets
+    about 1% of a CPU on a busy machine: the calls that must pass would race the wall time."""
+    return Limits(call_seconds=seconds, slow_seconds=2 * seconds, **limits)
 
 
 def reference_solution_module() -> ModuleType:
