@@ -9,7 +9,7 @@ import re
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -19,6 +19,7 @@ from grader.judge.probes import Probe, probe_book
 from grader.lecture.catalog import GRADIENTS, Gradient
 from grader.lecture.model import Config
 from grader.output.results import Result
+from grader.sandbox.limits import Limits
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBMISSIONS = Path(__file__).resolve().parent / "submissions"
@@ -28,6 +29,13 @@ NAMES = ROOT.parent / "shared" / "data" / "names.txt"
 
 requires_names = pytest.mark.skipif(
     not NAMES.exists(), reason=f"the lecture's names.txt is not at {NAMES}")
+
+
+def short_wall_time(seconds: float, **limits: Any) -> Limits:
+    """Limits for a test where a stub hangs: ``seconds`` of wall time per call, and no call
+    lowered to the least CPU priority (slow_seconds past the wall time). A lowered child gets
+    about 1% of a CPU on a busy machine: the calls that must pass would race the wall time."""
+    return Limits(call_seconds=seconds, slow_seconds=2 * seconds, **limits)
 
 
 def reference_solution_module() -> ModuleType:

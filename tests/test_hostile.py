@@ -13,6 +13,7 @@ import re
 import socket
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,14 +27,25 @@ from grader.sandbox.runner import SandboxRunner
 from conftest import SOLUTION, SUBMISSIONS, expectation, require_bwrap, with_overrides
 
 HOSTILE = sorted((SUBMISSIONS / "hostile").glob("*.py"))
-# small limits: the heavy attacks stay quick and gentle on a shared 2-core machine
-LIMITS = Limits(call_seconds=2.0, start_seconds=30.0, cpu_seconds=30, memory_bytes=768 * 2**20,
-                max_processes=8, output_bytes=4096)
-REQUEST = GradeRequest(options=GradingOptions(modes=("isolated",), exercises=("ex1",)),
-                       limits=LIMITS)
+# small limits: the heavy attacks stay quick and gentle on a shared 2-core machine. Which limit
+# an attack hits must not depend on how much CPU the machine has to spare: no call is lowered
+# to the least CPU priority (slow_seconds past the wall time), and the wall time is far beyond
+# what an attack that ends by itself or at another limit needs, even on a busy machine.
+LIMITS = Limits(call_seconds=60.0, slow_seconds=120.0, start_seconds=30.0, cpu_seconds=30,
+                memory_bytes=768 * 2**20, max_processes=8, output_bytes=4096)
+# attacks that run until their wall time ends them: a short one
+ENDLESS = ("infinite_loop", "busy_c_call", "fork_bomb")
+ENDLESS_LIMITS = replace(LIMITS, call_seconds=2.0)
+OPTIONS = GradingOptions(modes=("isolated",), exercises=("ex1",))
+REQUEST = GradeRequest(options=OPTIONS, limits=LIMITS)
 # attacks that need no file-system or network isolation, run again without bubblewrap
 WITHOUT_BWRAP = ("infinite_loop", "fork_bomb", "memory_bomb", "segfault", "calls_backward",
                  "deletes_files")
+
+
+def request_for(attack: Path) -> GradeRequest:
+    return GradeRequest(options=OPTIONS,
+                        limits=ENDLESS_LIMITS if attack.stem in ENDLESS else LIMITS)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +108,7 @@ def grade_attack(attack: Path, runner: SandboxRunner, tmp_path: Path
     path = folder / f"{attack.stem}.py"
     path.write_text(substituted(with_overrides(attack), other=other, out=out,
                                 port=listener.getsockname()[1]))
-    return grade_submission(path, request=REQUEST, runner=runner), out, listener
+    return grade_submission(path, request=request_for(attack), runner=runner), out, listener
 
 
 def check_expectations(attack: Path, result: Result) -> None:
@@ -185,8 +197,7 @@ def test_autograd_is_flagged_in_the_results_and_the_terminal(runner, tmp_path):
 
 
 def test_the_flag_policy_grades_an_autograd_gradient_but_still_flags_it(runner, tmp_path):
-    request = GradeRequest(options=GradingOptions(modes=("isolated",), exercises=("ex1",),
-                                                  integrity_policy="flag"), limits=LIMITS)
+    request = GradeRequest(options=replace(OPTIONS, integrity_policy="flag"), limits=LIMITS)
     path = tmp_path / "s.py"
     path.write_text(with_overrides(SUBMISSIONS / "hostile" / "calls_backward.py"))
     result = grade_submission(path, request=request, runner=runner)
