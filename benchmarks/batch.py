@@ -97,10 +97,8 @@ def grade_one(file: Path, config: Path, out: Path) -> None:
     write_atomic(folder / "gradescope.json", json.dumps(gradescope_results(
         result, points=points_table(assignment.request.options), settings=assignment.gradescope),
         indent=2))
-    try:
-        from grader.output.report import render_report
-    except ImportError:
-        return
+    from grader.output.report import render_report
+
     write_atomic(folder / "report.html", render_report(result))
 
 

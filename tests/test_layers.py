@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -174,3 +176,24 @@ def test_a_students_file_sees_only_the_worker_side_of_the_grader_loaded():
     for package in ("grader.judge", "grader.submissions", "grader.output", "grader.batch",
                     "grader.api"):
         assert [m for m in loaded if m == package or m.startswith(package + ".")] == []
+
+
+def test_reading_submissions_and_writing_outputs_import_no_torch():
+    """The readers never run what they read, and a report renders from saved JSON alone: neither
+    needs torch (1.5 s to import), nor does anything they import."""
+    code = ("import sys\n"
+            "import grader.output.report, grader.output.exports, grader.output.terminal\n"
+            "import grader.submissions.loader, grader.submissions.lecture_source\n"
+            "import grader.submissions.discovery, grader.lecture.catalog\n"
+            "print('torch' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_the_lecture_package_offers_every_public_name_of_the_model():
+    import grader.lecture
+    import grader.lecture.model
+
+    assert sorted(grader.lecture.__all__) == sorted(grader.lecture.model.__all__)
+    assert grader.lecture.Config is grader.lecture.model.Config

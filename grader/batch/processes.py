@@ -25,6 +25,7 @@ from ..api import GradeRequest, error_result, grade_submission, prepare_grading
 from ..output.report import render_report
 from ..output.results import Result, result_from_dict, result_to_dict
 from ..sandbox.runner import SandboxRunner, can_share_worker
+from ..sandbox.worker.processes import die_with_parent
 from ..submissions.discovery import Entry
 from .student import Done, Job, grade_and_write
 
@@ -77,26 +78,13 @@ def _collect_rarely() -> None:
     gc.enable()
 
 
-def _die_with_parent(parent: int) -> None:
-    """Linux: this worker is killed when the batch process dies (even by kill -9)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)      # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:                      # it died before prctl took effect
-        os._exit(1)
-
-
 def _process_worker(conn: Any, parent: int, entries: tuple[Entry, ...], job: Job,
                     shared: SandboxRunner | None) -> None:
     """A grading process: the batch's sandbox worker (``shared``, attached before the fork) or
     its own; takes entry indexes, answers with the student's result as JSON (results.json's
     format, slimmed for the class files)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # the batch process decides when to stop
-    _die_with_parent(parent)
+    die_with_parent(parent)     # killed with the batch process, even by kill -9
     _collect_rarely()
     with shared or SandboxRunner() as runner:
         def tell_slow() -> None:        # the batch may start another grading meanwhile

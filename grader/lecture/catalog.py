@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .model import FORWARD_NAMES, PARAMETER_NAMES
+from .names import FORWARD_NAMES, PARAMETER_NAMES
 
 __all__ = [
     "EXERCISES",

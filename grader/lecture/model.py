@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .names import FORWARD_NAMES, PARAMETER_NAMES
+
 __all__ = [
     "BN_SEED",
     "Config",
@@ -39,12 +41,6 @@ __all__ = [
 
 LECTURE_SEED = 2147483647
 BN_SEED = 67280421310721  # torch's historical default seed; see LECTURE.md
-PARAMETER_NAMES = ("C", "W1", "b1", "W2", "b2", "bngain", "bnbias")
-FORWARD_NAMES = (
-    "emb", "embcat", "hprebn", "bnmeani", "bndiff", "bndiff2", "bnvar", "bnvar_inv", "bnraw",
-    "hpreact", "h", "logits", "logit_maxes", "norm_logits", "counts", "counts_sum",
-    "counts_sum_inv", "probs", "logprobs", "loss",
-)
 
 
 @functools.cache

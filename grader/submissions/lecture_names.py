@@ -8,7 +8,7 @@ import builtins
 import re
 
 from ..lecture.catalog import EXERCISE1, SCALAR_NAMES
-from ..lecture.model import FORWARD_NAMES, PARAMETER_NAMES
+from ..lecture.names import FORWARD_NAMES, PARAMETER_NAMES
 
 __all__ = [
     "BUILTIN_NAMES",

@@ -11,7 +11,7 @@ import ast
 from dataclasses import dataclass
 
 from ..lecture.catalog import EXERCISE4_INPUT_NAMES, SCALAR_NAMES
-from ..lecture.model import PARAMETER_NAMES
+from ..lecture.names import PARAMETER_NAMES
 from .lecture_names import BUILTIN_NAMES, DATA_NAMES, MODULE_NAMES
 from .statements import Statement, bound_and_read, open_no_grad, statement_source
 
