@@ -86,6 +86,7 @@ def grade_one(file: Path, config: Path, out: Path) -> None:
     sys.path.insert(0, str(ROOT))
     from grader.api import grade_submission
     from grader.assignment import load_assignment
+    from grader.judge.scoring import points_table
     from grader.output.exports import gradescope_results
     from grader.output.results import write_atomic, write_result
 
@@ -94,7 +95,8 @@ def grade_one(file: Path, config: Path, out: Path) -> None:
     folder = out / file.stem
     write_result(result, folder / "results.json")
     write_atomic(folder / "gradescope.json", json.dumps(gradescope_results(
-        result, options=assignment.request.options, settings=assignment.gradescope), indent=2))
+        result, points=points_table(assignment.request.options), settings=assignment.gradescope),
+        indent=2))
     try:
         from grader.output.report import render_report
     except ImportError:

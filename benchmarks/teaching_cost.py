@@ -23,10 +23,13 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from grader.api import GradeRequest, _state, lecture_config  # noqa: E402
+from grader.api import GradeRequest, lecture_config  # noqa: E402
 from grader.lecture.configs import HiddenConfigs  # noqa: E402
-from grader.judge.grading import (GradingOptions, grade_exercise4, grade_exercise4_hidden,  # noqa: E402
-                            grade_hidden_configs, grade_stub_gradients)
+from grader.lecture.model import cached_lecture_state as _state  # noqa: E402
+from grader.judge.exercise4 import grade_exercise4, grade_exercise4_hidden  # noqa: E402
+from grader.judge.grading import GradingOptions  # noqa: E402
+from grader.judge.hidden import grade_hidden_configs  # noqa: E402
+from grader.judge.stubs import grade_stub_gradients  # noqa: E402
 from grader.submissions.loader import load_submission  # noqa: E402
 from grader.sandbox.limits import Limits
 from grader.sandbox.session import SandboxSession  # noqa: E402

@@ -7,7 +7,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "GradeRequest": "api", "grade_submission": "api", "lecture_config": "api",
     "Assignment": "assignment", "AssignmentError": "assignment", "load_assignment": "assignment",
-    "BatchSummary": "batch.run", "discover_submissions": "batch.run", "grade_many": "batch.run",
+    "BatchSummary": "batch.run", "grade_many": "batch.run",
+    "discover_submissions": "submissions.discovery",
     "Comparison": "judge.compare", "Tolerance": "judge.compare", "compare_gradient": "judge.compare",
     "HiddenConfigs": "lecture.configs", "HiddenVariant": "lecture.configs",
     "GradingOptions": "judge.grading",

@@ -29,7 +29,7 @@ silent default. An example with every key::
     enabled = true
     seed = 4242                         # final grading's data: set your own
     exercise4 = true                    # exercise 4's gradients on the first one too
-    [[hidden.variants]]                 # replace the default variants (grader/configs.py)
+    [[hidden.variants]]                 # replace the default variants (grader/lecture/configs.py)
     name = "odd"
     n = 19
     n_hidden = 23

@@ -1,4 +1,4 @@
-"""Command line: thin commands over grader.api. Exit codes: 0 all pass, 1 some fail, 2 cannot grade."""
+"""Command line: thin commands over grader.api; each command's --help gives its exit codes."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ if TYPE_CHECKING:     # each command imports what it needs: --help and `grade` s
 
 __all__ = ["main", "run"]
 
-EXIT_PASS, EXIT_FAIL, EXIT_CANNOT_GRADE = 0, 1, 2
+EXIT_PASS, EXIT_FAIL, EXIT_CANNOT_GRADE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 _DESCRIPTION = """\
 Grade the "backprop ninja" exercise (makemore part 4) against autograd.
@@ -38,6 +38,23 @@ examples:
   backprop-grader report results/*.json --out reports/
   backprop-grader check my_notebook.ipynb
   backprop-grader notebook exercises/backprop.py -o exercises/backprop.ipynb
+"""
+
+
+_GRADE_EPILOG = """\
+files written in OUT:
+  students/<id>/results.json     the student's result (backprop-grader/result/v1)
+  students/<id>/report.html      the student's report
+  students/<id>/gradescope.json  the same result in Gradescope's format
+  students/<id>/record.json      hashes of what was graded, written last: a student whose
+                                 record matches the submission and the config is kept
+  summary.html                   the class summary, linking to every report
+  gradebook.csv                  one row per student: points per exercise and per gradient
+  batch.json                     what was found, skipped and graded
+  .lock                          held while a run writes to OUT: one run at a time
+exit codes: 0 every student has a row, whatever their grade (a submission that cannot be graded
+is that student's error row), 2 the batch cannot run (no such folder, a wrong config, another
+run writing to OUT), 130 interrupted by Ctrl-C (run the same command again to grade the rest).
 """
 
 
@@ -153,9 +170,10 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     for note in summary.notes:
         print(f"note: {note}")
     print(f"gradebook: {Path(args.out) / 'gradebook.csv'}")
+    print(f"summary: {Path(args.out) / 'summary.html'}")
     if summary.interrupted:
         print("interrupted: run the same command again to grade the rest", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     return 0
 
 
@@ -191,12 +209,11 @@ def _cmd_gradescope_run(args: argparse.Namespace) -> int:
 def _add_batch_commands(sub: argparse._SubParsersAction) -> None:
     grade = sub.add_parser(
         "grade", help="grade a folder of submissions: reports, gradebook.csv, Gradescope JSON",
-        description="Grade every submission in DIR: one file per student (.py/.ipynb), one "
-                    "folder per student, or a .zip of either; the student id is the file or "
-                    "folder name. Writes OUT/students/<id>/{results.json,report.html,"
-                    "gradescope.json}, OUT/summary.html and OUT/gradebook.csv. Students whose "
-                    "file and grading config are unchanged since they were graded are kept, "
-                    "so an interrupted run continues where it stopped.")
+        description="Grade every submission in DIR: one file per student (.py/.ipynb), one\n"
+                    "folder per student, or a .zip of either; the student id is the file or\n"
+                    "folder name. Students whose file and grading config are unchanged since\n"
+                    "they were graded are kept, so an interrupted run continues where it stopped.",
+        epilog=_GRADE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     grade.add_argument("dir", help="folder of submissions (or a .zip of it, as course "
                                    "platforms download them)")
     grade.add_argument("--out", required=True, metavar="DIR", help="output folder")
@@ -254,7 +271,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_notebook(args: argparse.Namespace) -> int:
-    from .submissions.notebook import exercise_notebook_text, write_exercise_notebook
+    from .exercise_notebook import exercise_notebook_text, write_exercise_notebook
 
     source = Path(args.source)
     if not source.is_file():
@@ -325,16 +342,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def run() -> None:
     """The ``backprop-grader`` command: main(), then exit without tearing the interpreter down
-    (with torch loaded that takes most of a second, and every file is written and closed by
-    then). Python's cyclic garbage collector stays off meanwhile: importing torch and keeping a
-    class's results, this process would spend a fifth of its CPU walking objects that all stay,
-    and it makes few cycles (student code runs elsewhere; grade's grading processes turn it
-    back on)."""
+    (with torch loaded that is slow, and every file is written and closed by then). Python's
+    cyclic garbage collector stays off meanwhile: importing torch and keeping what it grades,
+    this process would spend much of its CPU walking objects that all stay, and it makes few
+    cycles (student code runs elsewhere; grade's grading processes turn the collector back on,
+    grader.batch.processes)."""
     import gc
     import os
 

@@ -21,8 +21,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from . import __version__
+from .api import error_result, grade_submission
 from .assignment import Assignment, AssignmentError, load_assignment
+from .judge.scoring import points_table
 from .output.exports import gradescope_results
+from .output.results import write_atomic
+from .submissions.discovery import submission_in_folder
 
 __all__ = ["SUBMISSION_DIR", "RESULTS_PATH", "build_autograder", "default_torch_spec",
            "run_gradescope"]
@@ -140,8 +144,6 @@ def build_autograder(out: str | Path, *, config: str | Path | None = None,
             info.external_attr = (0o100000 | mode) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             z.writestr(info, data)
-    from .output.results import write_atomic
-
     write_atomic(out, buffer.getvalue())
     return out
 
@@ -162,10 +164,6 @@ def run_gradescope(*, submission_dir: str | Path = SUBMISSION_DIR,
     reason for the student; a failure of the grader itself says so, and the traceback goes to
     stdout (shown to instructors only).
     """
-    from .api import error_result, grade_submission
-    from .batch.run import submission_in_folder
-    from .output.results import write_atomic
-
     start = time.monotonic()
     assignment = assignment or Assignment()
     request = assignment.request
@@ -182,7 +180,7 @@ def run_gradescope(*, submission_dir: str | Path = SUBMISSION_DIR,
             else:
                 result = grade_submission(entry.path, request=request)
                 result = replace(result, submission=PurePosixPath(entry.label).name)
-        data = gradescope_results(result, options=request.options,
+        data = gradescope_results(result, points=points_table(request.options),
                                   settings=assignment.gradescope,
                                   execution_time=time.monotonic() - start)
     except Exception:  # noqa: BLE001 - Gradescope must always get a results.json

@@ -18,9 +18,11 @@ from typing import Any
 from .api import GradeRequest, error_result, grade_submission, lecture_config
 from .judge.grading import GradingOptions
 from .submissions.loader import SubmissionError, submission_from_code
-from .submissions.notebook import CodeCell, join_cells
+from .submissions.code_cells import CodeCell, join_cells
+from .output.formatting import EXERCISE_TITLES, table_maxdiff
+from .output.report import template_environment
 from .output.results import GradientResult, Result
-from .output.terminal import EXERCISE_TITLES, render_text
+from .output.terminal import render_text
 
 __all__ = ["CheckReport", "check", "render_check_html"]
 
@@ -137,16 +139,12 @@ def _grade_cells(cells: list[CodeCell], request: GradeRequest) -> Result:
 
 # -- HTML ------------------------------------------------------------------------------------------
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2g}" if value else "0.0"
-
-
 def _row(g: GradientResult) -> dict[str, Any]:
     details = [d for d in (g.message, g.explanation, g.hint and f"hint: {g.hint}") if d]
     if g.status == "approx":
         details = [d for d in details if d == g.explanation]
     return {"name": g.name, "status": g.status, "exact": g.exact, "approx": g.approx,
-            "allclose": g.allclose, "maxdiff": _fmt(g.maxdiff),
+            "allclose": g.allclose, "maxdiff": table_maxdiff(g.maxdiff),
             "points": g.points, "max_points": g.max_points, "details": details,
             "traceback": g.traceback if g.status == "error" else None,
             "modes": {m.mode: m.status for m in g.modes}}
@@ -154,8 +152,6 @@ def _row(g: GradientResult) -> dict[str, Any]:
 
 def render_check_html(result: Result) -> str:
     """The report as one self-contained HTML fragment (inline CSS, no script)."""
-    from .output.report import template_environment
-
     env = template_environment()
     exercises = [{"title": EXERCISE_TITLES.get(ex.name, ex.name), "score": ex.score,
                   "max_score": ex.max_score, "rows": [_row(g) for g in ex.gradients]}

@@ -6,14 +6,17 @@ import importlib.util
 import os
 import shutil
 import re
+import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
 from grader.api import GradeRequest, grade_submission
 from grader.judge.grading import GradingOptions
+from grader.judge.probes import Probe, probe_book
+from grader.lecture.catalog import GRADIENTS, Gradient
 from grader.lecture.model import Config
 from grader.output.results import Result
 from grader.sandbox.limits import Limits
@@ -57,6 +60,16 @@ def expectation(path: Path, key: str) -> str | None:
     return m.group(1).strip() if m else None
 
 
+def gradient_by_name(name: str) -> Gradient:
+    """The exercise 1-3 gradient called ``name``."""
+    return next(g for g in GRADIENTS if g.name == name)
+
+
+def probe_for(config: Config, gradient: Gradient, params: tuple[str, ...]) -> Probe | None:
+    """The probe for a stub with these parameters in ``config``; None if it cannot be probed."""
+    return probe_book(config).probe(gradient, params)
+
+
 @pytest.fixture(scope="session")
 def quick_request() -> GradeRequest:
     """The lecture config on the embedded words, few training steps."""
@@ -87,3 +100,33 @@ def require_bwrap(runner) -> None:
         pytest.fail(f"bubblewrap is installed but the sandbox did not use it: {runner.bwrap_problem}")
     pytest.skip(f"needs bubblewrap (bwrap) for file and network isolation: "
                 f"{runner.bwrap_problem or 'not installed'}")
+
+
+def descendants(root: int) -> Iterator[tuple[int, list[bytes]]]:
+    """``root`` and the processes under it, nearest first, with their command lines (Linux
+    /proc; a process gone meanwhile is left out)."""
+    queue = [root]
+    while queue:
+        pid = queue.pop(0)
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            for task in os.listdir(f"/proc/{pid}/task"):
+                queue += map(int, Path(f"/proc/{pid}/task/{task}/children").read_text().split())
+        except OSError:
+            continue
+        yield pid, argv
+
+
+def is_fork_server(argv: list[bytes]) -> bool:
+    """Whether a command line is a sandbox worker's (grader.sandbox.worker.forkserver's main)."""
+    return argv[0] == sys.executable.encode() and any(
+        b"from grader.sandbox.worker.forkserver import main" in a for a in argv)
+
+
+def worker_pid(runner) -> int | None:
+    """The pid of ``runner``'s worker as this machine sees it (inside bwrap it is a grandchild);
+    its /proc/PID/root shows the sandbox's file system, children's working folders included."""
+    if runner._worker is None or runner._worker.proc is None:
+        return None
+    return next((pid for pid, argv in descendants(runner._worker.proc.pid)
+                 if is_fork_server(argv)), None)

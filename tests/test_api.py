@@ -123,16 +123,16 @@ def test_chained_mode_still_catches_a_small_mistake_below_batch_norm(quick_reque
 
 def test_prepare_grading_computes_the_references_once_for_every_later_submission():
     from grader.api import GradeRequest, prepare_grading
-    from grader.judge.grading import _exercise4_reference, _training_reference
+    from grader.judge.references import exercise4_reference, training_reference
     from grader.judge.probes import probe_book
 
     request = GradeRequest(options=GradingOptions(train_steps=2))
     prepare_grading(request)
     ex4 = request.config.with_(n_hidden=200)
-    hits = (_exercise4_reference.cache_info().hits, _training_reference.cache_info().hits)
+    hits = (exercise4_reference.cache_info().hits, training_reference.cache_info().hits)
     prepare_grading(request)
-    assert _exercise4_reference.cache_info().hits > hits[0]
-    assert _training_reference.cache_info().hits > hits[1]
-    assert _exercise4_reference(ex4, 2) is _exercise4_reference(ex4, 2)
+    assert exercise4_reference.cache_info().hits > hits[0]
+    assert training_reference.cache_info().hits > hits[1]
+    assert exercise4_reference(ex4, 2) is exercise4_reference(ex4, 2)
     book = probe_book(request.hidden_configs()[0])
     assert len(book._made) >= 20, "a probe for every catalog signature"

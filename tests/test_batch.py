@@ -19,11 +19,12 @@ from pathlib import Path
 import pytest
 
 from grader.api import GradeRequest, error_result
-from grader.batch.run import BatchError, discover_submissions, grade_many, pick_submission_file
+from grader.batch.run import BatchError, grade_many
 from grader.judge.grading import GradingOptions
 from grader.lecture.catalog import EXERCISE1
 from grader.output.results import ExerciseResult, GradientResult, Result, read_result
 from grader.sandbox.limits import Limits
+from grader.submissions.discovery import discover_submissions
 
 from conftest import EXERCISE, ROOT, SOLUTION, SUBMISSIONS, expectation, with_overrides
 from test_exports import assert_gradescope_schema
@@ -76,65 +77,6 @@ def fake_grade(path: Path, request: GradeRequest) -> Result:
 
 
 # -- discovery ------------------------------------------------------------------------------
-
-def test_discovery_finds_files_folders_and_zips_and_says_what_it_skipped(tmp_path):
-    d = tmp_path / "in"
-    write(d / "alice.py", "x = 1\n")
-    write(d / "bob.ipynb", "{}")
-    write(d / "carol" / "work" / "backprop.py", "x = 1\n")
-    write(d / "carol" / "notes.md", "my notes")
-    write(d / "carol" / ".ipynb_checkpoints" / "backprop-checkpoint.py", "old")
-    zip_of(d / "dave.zip", {"dave/backprop.ipynb": "{}", "__MACOSX/dave/._backprop.ipynb": "x"})
-    write(d / "grades.xlsx", b"\x00")
-    write(d / ".DS_Store", b"\x00")
-    (d / "link.py").symlink_to(d / "alice.py")
-    found = discover_submissions(d)
-    assert [(e.student, e.label, e.problem) for e in found.entries] == [
-        ("alice", "alice.py", None), ("bob", "bob.ipynb", None),
-        ("carol", "carol/work/backprop.py", None), ("dave", "dave.zip/dave/backprop.ipynb", None)]
-    assert {s.path: s.reason for s in found.skipped} == {
-        ".DS_Store": "hidden or system file", "grades.xlsx": "not a .py, .ipynb or .zip file, "
-        "nor a folder", "link.py": "a symbolic link (not followed)"}
-
-
-def test_a_folder_without_one_clear_submission_gets_an_error_row_not_a_guess(tmp_path):
-    d = tmp_path / "in"
-    write(d / "erin" / "a.py", "")
-    write(d / "erin" / "b.py", "")
-    write(d / "fay" / "backprop.py", "")
-    write(d / "fay" / "scratch.py", "")
-    write(d / "gus" / "readme.txt", "")
-    (d / "hal").mkdir()
-    write(d / "ivy.zip", b"not a zip")
-    entries = {e.student: e for e in discover_submissions(d).entries}
-    assert "several files could be the submission in erin/: a.py, b.py" in entries["erin"].problem
-    assert entries["fay"].problem is None and entries["fay"].label == "fay/backprop.py"
-    assert entries["gus"].problem == "no .py or .ipynb file in gus/ (found: readme.txt)"
-    assert entries["hal"].problem == "no .py or .ipynb file in hal/ (it is empty)"
-    assert "ivy.zip: not a readable zip file" in entries["ivy"].problem
-
-
-def test_two_submissions_with_one_id_make_one_row_naming_both(tmp_path):
-    d = tmp_path / "in"
-    write(d / "Jo.py", "")
-    write(d / "jo.ipynb", "{}")
-    (entry,) = discover_submissions(d).entries
-    assert entry.problem == "several submissions for Jo: Jo.py, jo.ipynb; keep one and grade again"
-
-
-def test_student_ids_are_safe_folder_names(tmp_path):
-    d = tmp_path / "in"
-    write(d / "Smith, Ann_1234_assignsubmission_file_.py", "")
-    write(d / "..py", "")
-    ids = [e.student for e in discover_submissions(d).entries]
-    assert ids == ["Smith_Ann_1234_assignsubmission_file"]  # "..py" is hidden: skipped
-
-
-def test_pick_submission_file_prefers_the_exercise_name():
-    assert pick_submission_file(["a/backprop.ipynb", "a/util.py"], where="x") == \
-        ("a/backprop.ipynb", None)
-    assert pick_submission_file(["backprop.py", "backprop.ipynb"], where="x")[0] is None
-
 
 def test_a_zip_of_the_whole_class_is_graded_like_its_folder(tmp_path):
     zip_of(tmp_path / "class.zip", {
@@ -299,7 +241,7 @@ def test_a_second_ctrl_c_stops_now_and_writes_nothing_for_unfinished_students(tm
 
     def press_ctrl_c_twice():
         started.wait(60)
-        presses = signal.getsignal(signal.SIGINT).__self__   # the batch's _Interrupts, which
+        presses = signal.getsignal(signal.SIGINT).__self__   # the batch's Interrupts, which
         # grade_many installs before the first grading starts
         for count in (1, 2):        # one at a time: two pending presses would count as one
             _thread.interrupt_main()
@@ -307,8 +249,7 @@ def test_a_second_ctrl_c_stops_now_and_writes_nothing_for_unfinished_students(tm
             while presses.count < count and time.monotonic() < deadline:
                 time.sleep(0.01)
 
-    presser = threading.Thread(target=press_ctrl_c_twice, daemon=True)
-    presser.start()
+    threading.Thread(target=press_ctrl_c_twice, daemon=True).start()
     s = grade_many(d, out, request=QUICK, grade=held, jobs=2)
     stopped.set()                         # the abandoned gradings finish, and are dropped
     for thread in set(threading.enumerate()) - before:
@@ -318,43 +259,17 @@ def test_a_second_ctrl_c_stops_now_and_writes_nothing_for_unfinished_students(tm
     assert not list(out.glob("students/*/record.json"))
 
 
-def test_a_grading_whose_code_runs_long_does_not_hold_up_the_next_student(tmp_path,
-                                                                         monkeypatch):
-    """A stub call past slow_seconds (most likely a loop waiting out its wall time) does not
-    count against --jobs: with one job, the next student is graded while it runs."""
-    import grader.batch.run
-
-    d = small_class(tmp_path, 2)
-    s01_graded, s00_saw_it = tmp_path / "s01-graded", tmp_path / "s00-saw-it"
-
-    def s00_runs_long(path, *, request, runner):
-        if path.stem == "s00":
-            runner.on_slow_call()       # what its session does when a stub call runs long
-            deadline = time.monotonic() + 60
-            while not s01_graded.exists() and time.monotonic() < deadline:
-                time.sleep(0.02)
-            if s01_graded.exists():
-                s00_saw_it.touch()
-        else:
-            s01_graded.touch()
-        return fake_grade(path, request)
-
-    monkeypatch.setattr(grader.batch.run, "grade_submission", s00_runs_long)
-    s = grade_many(d, tmp_path / "out", request=QUICK, jobs=1)
-    assert s.graded == 2 and s00_saw_it.exists()
-
-
 def _pool_job(tmp_path: Path):
-    from grader.batch.run import _Job
+    from grader.batch.student import Job
 
     (tmp_path / "scratch").mkdir()
-    return _Job(tmp_path / "out", QUICK, "digest", None, tmp_path / "scratch")
+    return Job(tmp_path / "out", QUICK, "digest", None, tmp_path / "scratch")
 
 
 def test_a_second_ctrl_c_keeps_the_students_whose_grading_had_finished_on_threads(tmp_path):
     """What finished before the second Ctrl-C, files written, is in that run's gradebook; the
     grading still running is dropped unwritten."""
-    from grader.batch.run import _ThreadPool
+    from grader.batch.threads import ThreadPool
 
     entries = discover_submissions(small_class(tmp_path, 2)).entries
     gate = threading.Event()
@@ -365,7 +280,7 @@ def test_a_second_ctrl_c_keeps_the_students_whose_grading_had_finished_on_thread
         return fake_grade(path, request)
 
     job = _pool_job(tmp_path)
-    pool = _ThreadPool(2, job, s01_waits)
+    pool = ThreadPool(2, job, s01_waits)
     for entry in entries:
         pool.submit(entry)
     deadline = time.monotonic() + 10
@@ -384,7 +299,7 @@ def test_a_second_ctrl_c_keeps_the_students_whose_grading_had_finished_on_thread
 
 def _gated_pool(tmp_path: Path, jobs: int):
     """A thread pool whose gradings wait for ``gate``; ``started`` once one waits."""
-    from grader.batch.run import _ThreadPool
+    from grader.batch.threads import ThreadPool
 
     started, gate = threading.Event(), threading.Event()
 
@@ -393,7 +308,7 @@ def _gated_pool(tmp_path: Path, jobs: int):
         gate.wait(10)
         return fake_grade(path, request)
 
-    return _ThreadPool(jobs, _pool_job(tmp_path), waits), started, gate
+    return ThreadPool(jobs, _pool_job(tmp_path), waits), started, gate
 
 
 def test_a_thread_pool_counts_the_students_it_grades_not_its_idle_threads(tmp_path):
@@ -428,8 +343,8 @@ def test_after_ctrl_c_a_thread_pool_waits_only_for_the_students_being_graded(tmp
 def test_a_second_ctrl_c_keeps_the_answers_worker_processes_had_sent(tmp_path, monkeypatch):
     """s00's answer was taken in but not handed to the batch yet, s01's is still in its pipe,
     s02 is being graded: abandon() returns the first two."""
-    import grader.batch.run
-    from grader.batch.run import _ProcessPool
+    import grader.batch.processes
+    from grader.batch.processes import ProcessPool
 
     entries = discover_submissions(small_class(tmp_path, 3)).entries
     release = tmp_path / "release"
@@ -439,9 +354,9 @@ def test_a_second_ctrl_c_keeps_the_answers_worker_processes_had_sent(tmp_path, m
             time.sleep(0.02)
         return fake_grade(path, request)
 
-    monkeypatch.setattr(grader.batch.run, "grade_submission", s02_waits)
+    monkeypatch.setattr(grader.batch.processes, "grade_submission", s02_waits)
     job = _pool_job(tmp_path)
-    pool = _ProcessPool(3, job, entries, None)
+    pool = ProcessPool(3, job, entries, None)
     try:
         for entry in entries:
             pool.submit(entry)
@@ -460,10 +375,12 @@ def test_a_second_ctrl_c_keeps_the_answers_worker_processes_had_sent(tmp_path, m
 
 
 def test_the_batch_takes_what_abandon_kept(tmp_path):
-    from grader.batch.run import _Done, _drive, _Interrupts, _Progress
+    from grader.batch.progress import Progress
+    from grader.batch.run import Interrupts, drive
+    from grader.batch.student import Done
 
     entry = discover_submissions(small_class(tmp_path, 1)).entries[0]
-    kept = _Done(entry, fake_grade(entry.path, QUICK), 0.1)
+    kept = Done(entry, fake_grade(entry.path, QUICK), 0.1)
 
     class TwiceInterrupted:
         def submit(self, entry):
@@ -481,10 +398,10 @@ def test_the_batch_takes_what_abandon_kept(tmp_path):
         def abandon(self):
             return [kept]
 
-    interrupts = _Interrupts()
+    interrupts = Interrupts()
     interrupts.count = 2
     taken = []
-    assert _drive(TwiceInterrupted(), [entry], taken.append, interrupts, _Progress(1, None))
+    assert drive(TwiceInterrupted(), [entry], taken.append, interrupts, Progress(1, None))
     assert taken == [kept]
 
 
@@ -759,7 +676,7 @@ def test_the_grade_command_reports_a_wrong_folder_or_config_in_one_line(tmp_path
 def test_without_a_grade_function_each_job_is_a_process_of_its_own(tmp_path, monkeypatch):
     """The default: gradings run in worker processes (the grading work is Python and would
     share one core on threads); results come back as JSON, the same as on threads."""
-    import grader.batch.run
+    import grader.batch.processes
 
     d = small_class(tmp_path, 4)
     pids = tmp_path / "pids"
@@ -769,7 +686,7 @@ def test_without_a_grade_function_each_job_is_a_process_of_its_own(tmp_path, mon
         (pids / str(os.getpid())).touch()
         return fake_grade(path, request)
 
-    monkeypatch.setattr(grader.batch.run, "grade_submission", grade_in_worker)
+    monkeypatch.setattr(grader.batch.processes, "grade_submission", grade_in_worker)
     s = grade_many(d, tmp_path / "processes", request=QUICK, jobs=2)
     grade_many(d, tmp_path / "threads", request=QUICK, grade=fake_grade, jobs=2)
     assert s.graded == 4 and str(os.getpid()) not in {p.name for p in pids.iterdir()}
@@ -781,11 +698,240 @@ def test_without_a_grade_function_each_job_is_a_process_of_its_own(tmp_path, mon
     assert gradebook(tmp_path / "processes") == gradebook(tmp_path / "threads")
 
 
+@pytest.mark.parametrize("enabled", [True, False])
+def test_gradings_run_with_the_garbage_collector_on_and_the_batch_leaves_it_as_it_was(
+        tmp_path, monkeypatch, enabled):
+    """The batch process pauses the collector while it waits for the grading processes
+    (collector_paused); they must collect their cycles, and the caller's setting must come
+    back."""
+    import gc
+
+    import grader.batch.processes
+
+    d = small_class(tmp_path, 2)
+    seen = tmp_path / "seen"
+    seen.mkdir()
+
+    def grade_in_worker(path, *, request, runner):
+        (seen / f"{path.stem}-{gc.isenabled()}").touch()
+        return fake_grade(path, request)
+
+    monkeypatch.setattr(grader.batch.processes, "grade_submission", grade_in_worker)
+    was = gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
+    try:
+        s = grade_many(d, tmp_path / "out", request=QUICK, jobs=2)
+        after = gc.isenabled()
+    finally:
+        (gc.enable if was else gc.disable)()
+    assert s.graded == 2 and after is enabled
+    assert sorted(p.name for p in seen.iterdir()) == ["s00-True", "s01-True"]
+
+
+def _slow_students_wait_for_the_others(tmp_path: Path, monkeypatch, slow: set[str],
+                                       seconds: float) -> tuple[dict[str, int], set[str]]:
+    """A class of six graded with jobs=1, where the ``slow`` students' code runs long (their
+    grading says so through the runner, as a session does when it lowers a child) and their
+    grading then waits for all the others to be graded, for ``seconds`` at most from when the
+    first slow one began (one moment for all). Returns how many others each slow student saw
+    graded (by then, or half a second before), and the grading processes' pids."""
+    import grader.batch.processes
+
+    d = small_class(tmp_path, 6)
+    done, pids = tmp_path / "done", tmp_path / "pids"
+    done.mkdir()
+    pids.mkdir()
+    others = 6 - len(slow)
+    clock = tmp_path / "until"
+
+    def until() -> float:
+        """The first slow student sets the moment, on the system's clock (one for all)."""
+        mine = tmp_path / f"until-{os.getpid()}"
+        mine.write_text(str(time.monotonic() + seconds))
+        try:
+            os.link(mine, clock)
+        except FileExistsError:
+            pass
+        return float(clock.read_text())
+
+    def grade_in_worker(path, *, request, runner):
+        (pids / str(os.getpid())).touch()
+        if path.stem in slow:
+            runner.on_slow_call()
+            end = until()
+            saw = 0             # as seen a while before the end: not once another has ended
+            while time.monotonic() < end:
+                graded = len(list(done.iterdir()))
+                if time.monotonic() < end - 0.5 or graded == others:
+                    saw = graded
+                if graded == others:
+                    break
+                time.sleep(0.02)
+            (tmp_path / f"{path.stem}.saw").write_text(str(saw))
+        else:
+            (done / path.stem).touch()
+        return fake_grade(path, request)
+
+    monkeypatch.setattr(grader.batch.processes, "grade_submission", grade_in_worker)
+    s = grade_many(d, tmp_path / "out", request=QUICK, jobs=1)
+    assert s.graded == 6 and {r["status"] for r in gradebook(tmp_path / "out")} == {"graded"}
+    return ({k: int((tmp_path / f"{k}.saw").read_text()) for k in slow},
+            {p.name for p in pids.iterdir()})
+
+
+def test_a_student_whose_code_runs_long_does_not_hold_up_the_others(tmp_path, monkeypatch):
+    """A loop waiting out its wall time holds no job: with jobs=1, the five students after
+    it are graded (by a second grading process) while it waits."""
+    saw, pids = _slow_students_wait_for_the_others(tmp_path, monkeypatch, {"s00"}, 60.0)
+    assert saw == {"s00": 5} and len(pids) == 2
+
+
+def test_slow_students_take_at_most_as_many_extra_processes_as_jobs(tmp_path, monkeypatch):
+    saw, pids = _slow_students_wait_for_the_others(tmp_path, monkeypatch, {"s00", "s01"}, 2.0)
+    assert saw == {"s00": 0, "s01": 0} and len(pids) == 2     # jobs=1: two processes at most
+
+
+def test_a_worker_gets_its_next_student_before_its_answer_is_read(tmp_path, monkeypatch):
+    """Reading an answer (JSON, dataclasses) takes the batch process a while: the worker that
+    sent it is not left idle meanwhile."""
+    import grader.batch.processes
+    from grader.batch.processes import ProcessPool
+
+    monkeypatch.setattr(grader.batch.processes, "grade_submission",
+                        lambda path, *, request, runner: fake_grade(path, request))
+    busy_with_while_read: dict[str, list[str]] = {}
+    done = ProcessPool._done
+
+    def reading(self, index, message):
+        busy_with_while_read[self.entries[index].student] = sorted(
+            self.entries[i].student for _, i in self.workers.values() if i is not None)
+        return done(self, index, message)
+
+    monkeypatch.setattr(ProcessPool, "_done", reading)
+    s = grade_many(small_class(tmp_path, 3), tmp_path / "out", request=QUICK, jobs=1)
+    assert s.graded == 3
+    assert busy_with_while_read == {"s00": ["s01"], "s01": ["s02"], "s02": []}
+
+
+def test_an_answer_that_cannot_be_read_is_that_students_error_row(tmp_path, monkeypatch):
+    import grader.batch.processes
+    from grader.batch.processes import ProcessPool
+
+    monkeypatch.setattr(grader.batch.processes, "grade_submission",
+                        lambda path, *, request, runner: fake_grade(path, request))
+    done = ProcessPool._done
+    monkeypatch.setattr(ProcessPool, "_done", lambda self, index, message: done(
+        self, index, b"{not json" if self.entries[index].student == "s01" else message))
+    grade_many(small_class(tmp_path, 3), tmp_path / "out", request=QUICK, jobs=1)
+    rows = {r["student"]: r for r in gradebook(tmp_path / "out")}
+    assert rows["s01"]["status"] == "error" and "could not be read" in rows["s01"]["problems"]
+    assert rows["s00"]["status"] == rows["s02"]["status"] == "graded"
+
+
+def test_a_worker_process_that_dies_costs_its_student_a_row_and_the_batch_goes_on(tmp_path,
+                                                                                  monkeypatch):
+    import grader.batch.processes
+
+    d = small_class(tmp_path, 4)
+
+    def dies_on_s1(path, *, request, runner):
+        if path.stem == "s01":
+            os._exit(9)
+        return fake_grade(path, request)
+
+    monkeypatch.setattr(grader.batch.processes, "grade_submission", dies_on_s1)
+    s = grade_many(d, tmp_path / "out", request=QUICK, jobs=2)
+    rows = {r["student"]: r for r in gradebook(tmp_path / "out")}
+    assert sorted(rows) == ["s00", "s01", "s02", "s03"]
+    assert rows["s01"]["status"] == "error" and "worker process died" in rows["s01"]["problems"]
+    assert all(rows[k]["status"] == "graded" for k in ("s00", "s02", "s03"))
+    assert s.graded == 4 and s.failed == 1
+
+
+def test_the_class_files_are_the_same_whether_jobs_are_processes_or_threads(tmp_path):
+    """Worker processes send the batch only what the gradebook and the summary show; the
+    students' own files hold everything."""
+    from grader.api import grade_submission
+
+    d = tmp_path / "in"
+    write(d / "correct.py", SOLUTION_CODE)
+    write(d / "wrong.py", with_overrides(WRONG[0]))
+    write(d / "raises.py", SOLUTION_CODE + "\n\ndef dprobs(dlogprobs, probs):\n    return 1 / 0\n")
+    write(d / "prints.py", "print('hello ' * 100)\n" + SOLUTION_CODE)
+    by_process = grade_many(d, tmp_path / "p", request=QUICK, jobs=2)
+    by_thread = grade_many(d, tmp_path / "t", request=QUICK, jobs=2,
+                           grade=lambda path, request: grade_submission(path, request=request))
+    assert by_process.statuses == by_thread.statuses
+    for name in ("gradebook.csv", "summary.html"):
+        assert (tmp_path / "p" / name).read_text() == (tmp_path / "t" / name).read_text(), name
+    for student in ("correct", "wrong", "raises", "prints"):
+        full = read_result(tmp_path / "p" / "students" / student / "results.json")
+        assert full == read_result(tmp_path / "t" / "students" / student / "results.json")
+    assert "hello" in read_result(tmp_path / "p" / "students" / "prints" / "results.json").output
+
+
+def test_a_batch_with_nothing_left_to_grade_starts_no_worker(tmp_path, monkeypatch):
+    import grader.batch.run
+
+    d, out = small_class(tmp_path, 2), tmp_path / "out"
+    grade_many(d, out, request=QUICK, grade=fake_grade)
+
+    def no_pool(*args, **kwargs):
+        raise AssertionError("a worker was started")
+
+    monkeypatch.setattr(grader.batch.run, "ProcessPool", no_pool)
+    s = grade_many(d, out, request=QUICK)
+    assert s.unchanged == 2 and s.graded == 0 and len(gradebook(out)) == 2
+
+
+class _FakeRunner:
+    def __init__(self, can_drop_uid: bool, *, starts: bool = True) -> None:
+        self.can_drop_uid, self.starts = can_drop_uid, starts
+        self.launched = self.started = False
+
+    def launch(self) -> "_FakeRunner":
+        self.launched = True
+        return self
+
+    def start(self) -> "_FakeRunner":
+        if not self.starts:
+            raise RuntimeError("the sandbox worker did not start")
+        self.started = True
+        return self
+
+
+def test_workers_share_the_sandbox_worker_only_where_children_get_uids_of_their_own():
+    """Without a uid per child, a shared worker could not tell one student's stray processes
+    from another's: each grading process then gets a worker of its own."""
+    from grader.batch.processes import _ready_to_share
+
+    sharing = _FakeRunner(can_drop_uid=True)
+    assert _ready_to_share(sharing) is sharing and sharing.started
+    assert _ready_to_share(_FakeRunner(can_drop_uid=False)) is None
+    assert _ready_to_share(_FakeRunner(can_drop_uid=True, starts=False)) is None
+    assert _ready_to_share(None) is None
+
+
+def test_the_callers_sandbox_worker_is_launched_only_where_it_can_be_shared(monkeypatch):
+    import contextlib
+
+    import grader.batch.processes
+    from grader.batch.processes import launch_shared_runner
+
+    given = _FakeRunner(can_drop_uid=True)
+    monkeypatch.setattr(grader.batch.processes, "can_share_worker", lambda: False)
+    with contextlib.ExitStack() as stack:
+        assert launch_shared_runner(given, stack) is None and not given.launched
+    monkeypatch.setattr(grader.batch.processes, "can_share_worker", lambda: True)
+    with contextlib.ExitStack() as stack:
+        assert launch_shared_runner(given, stack) is given and given.launched
+
+
 def test_without_a_callers_sandbox_worker_the_batch_launches_its_own_and_closes_it(monkeypatch):
     import contextlib
 
-    import grader.batch.run
-    from grader.batch.run import _launch_shared_runner
+    import grader.batch.processes
+    from grader.batch.processes import launch_shared_runner
 
     made: list[_FakeRunner] = []
 
@@ -798,10 +944,9 @@ def test_without_a_callers_sandbox_worker_the_batch_launches_its_own_and_closes_
         def __exit__(self, *exc: object) -> None:
             self.closed = True
 
-    monkeypatch.setattr(grader.batch.run, "SandboxRunner", Own)
-    monkeypatch.setattr(grader.batch.run, "can_share_worker", lambda: True)
-    monkeypatch.setattr(grader.batch.run, "_start_method", lambda: "fork")
+    monkeypatch.setattr(grader.batch.processes, "SandboxRunner", Own)
+    monkeypatch.setattr(grader.batch.processes, "can_share_worker", lambda: True)
     with contextlib.ExitStack() as stack:
-        own = _launch_shared_runner(None, stack)
+        own = launch_shared_runner(None, stack)
         assert own is made[0] and own.launched and not own.closed
     assert own.closed

@@ -40,3 +40,23 @@ def test_check_on_a_syntax_error_exits_2(tmp_path):
 def test_help_explains_the_modes_and_exit_codes():
     p = run("check", "--help")
     assert p.returncode == 0 and "isolated" in p.stdout and "exit codes" in p.stdout
+
+
+def test_grade_help_gives_the_exit_codes_and_every_file_it_writes():
+    p = run("grade", "--help")
+    assert p.returncode == 0
+    for text in ("exit codes: 0", "2 the batch cannot run", "130 interrupted",
+                 "students/<id>/results.json", "students/<id>/report.html",
+                 "students/<id>/gradescope.json", "students/<id>/record.json", "summary.html",
+                 "gradebook.csv", "batch.json", ".lock"):
+        assert text in p.stdout, text
+
+
+def test_grade_says_where_the_gradebook_and_the_summary_are(tmp_path):
+    (tmp_path / "class").mkdir()
+    (tmp_path / "class" / "README.md").write_text("no submission here")
+    out = tmp_path / "out"
+    p = run("grade", str(tmp_path / "class"), "--out", str(out))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert f"gradebook: {out / 'gradebook.csv'}\nsummary: {out / 'summary.html'}\n" in p.stdout
+    assert (out / "gradebook.csv").is_file() and (out / "summary.html").is_file()

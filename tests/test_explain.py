@@ -2,7 +2,7 @@
 
 import pytest
 
-from grader.judge.compare import ulp_distance
+from grader.judge.compare import compare_gradient
 from grader.judge.explain import EXERCISE4_REASON, explain_inexact
 from grader.lecture.model import Config, build_lecture_state
 
@@ -24,7 +24,7 @@ def test_a_known_inexact_formulation_is_named_with_its_ulp_distance(name, build,
     pool = _pool(state)
     actual, expected = build(pool), state.grads[name]
     assert not actual.equal(expected)            # right, yet not bit-exact
-    ulps = ulp_distance(actual, expected)
+    ulps = compare_gradient(actual, expected).ulps
     text = explain_inexact(name, pool, actual, expected, ulps=ulps, scale=1.0)
     assert needle in text and f"{ulps} ULP" in text and "full points" in text
 
@@ -34,8 +34,8 @@ def test_an_unknown_reordering_is_explained_by_the_order_of_operations():
     pool = _pool(state)
     expected = state.grads["dW2"]
     actual = (pool["h"].T.double() @ pool["dlogits"].double()).float()
-    text = explain_inexact("dW2", pool, actual, expected, ulps=ulp_distance(actual, expected),
-                           scale=1.0)
+    text = explain_inexact("dW2", pool, actual, expected,
+                           ulps=compare_gradient(actual, expected).ulps, scale=1.0)
     assert "order of operations" in text and "ULP" in text
 
 

@@ -10,6 +10,7 @@ from grader.assignment import GradescopeSettings
 from grader.lecture.catalog import EXERCISES
 from grader.output.exports import GradebookRow, gradebook_columns, gradescope_results, render_gradebook
 from grader.judge.grading import GradingOptions
+from grader.judge.scoring import points_table
 from grader.output.results import ExerciseResult, GradientResult, IntegrityFlag, Result
 
 # Gradescope "Autograder Specifications", Output format
@@ -58,12 +59,12 @@ def rows_of(text: str) -> list[dict]:
 
 
 def test_gradebook_has_a_column_per_exercise_and_per_gradient():
-    columns = gradebook_columns(GradingOptions())
+    columns = gradebook_columns(points_table(GradingOptions()))
     assert columns[:4] == ["student", "status", "score", "max_score"]
     assert {"ex1", "ex2", "ex3", "ex4", "ex1.dlogprobs", "ex1.dC", "ex4.dC", "ex4.training",
             "ex2.dlogits_fused", "ex3.dhprebn_fused"} <= set(columns)
     assert len([c for c in columns if "." in c]) == sum(len(g) for g in EXERCISES.values())
-    only = gradebook_columns(GradingOptions(exercises=("ex2",)))
+    only = gradebook_columns(points_table(GradingOptions(exercises=("ex2",))))
     assert "ex2.dlogits_fused" in only and "ex1.dlogprobs" not in only and "ex1" not in only
 
 
@@ -74,7 +75,7 @@ def test_gradebook_rows_for_graded_failed_and_pending_students(solution_result):
         GradebookRow("alice", "alice.py", solution_result, "students/alice/report.html"),
         GradebookRow("carol", "carol.py", failed),
         GradebookRow("dave", "dave/backprop.py", None),
-    ], options=options)
+    ], points=points_table(options))
     alice, carol, dave = rows_of(text)
     assert (alice["status"], alice["score"], alice["max_score"]) == ("graded", "34", "34")
     assert alice["ex1"] == "26" and alice["ex1.dlogprobs"] == "1" and alice["ex4.training"] == "0.5"
@@ -94,7 +95,7 @@ def test_gradebook_names_errors_and_time_limits_inside_a_graded_submission(solut
         *solution_result.exercises[1:]),
         integrity=(IntegrityFlag("autograd", "calls loss.backward()"),))
     (row,) = rows_of(render_gradebook([GradebookRow("a", "a.py", result)],
-                                      options=GradingOptions()))
+                                      points=points_table(GradingOptions())))
     assert "ex1 dprobs: dprobs() took longer than 2 s (time limit)" in row["problems"]
     assert "autograd: calls loss.backward()" in row["problems"]
 
@@ -102,13 +103,13 @@ def test_gradebook_names_errors_and_time_limits_inside_a_graded_submission(solut
 def test_student_text_cannot_become_a_spreadsheet_formula():
     hostile = error_result("=HYPERLINK(\"http://x\")", "=cmd|' /C calc'!A0\nsecond line")
     (row,) = rows_of(render_gradebook([GradebookRow("=1+1", "@SUM(A1)", hostile)],
-                                      options=GradingOptions()))
+                                      points=points_table(GradingOptions())))
     assert row["student"] == "'=1+1" and row["submission"] == "'@SUM(A1)"
     assert row["problems"].startswith("'=cmd") and "\n" not in row["problems"]
 
 
 def test_gradescope_results_follow_the_spec_with_a_test_per_gradient(solution_result):
-    data = gradescope_results(solution_result, options=GradingOptions(),
+    data = gradescope_results(solution_result, points=points_table(GradingOptions()),
                               settings=GradescopeSettings("after_due_date", "visible"),
                               execution_time=12.6)
     assert_gradescope_schema(data)
@@ -128,7 +129,7 @@ def test_a_failing_gradient_shows_its_message_and_hint():
                        message="12 of 864 elements differ", hint="probs feeds log: 1/probs")
     result = Result("a.py", "graded", None, 0.0, 1.0, "isolated", 3.3,
                     exercises=(ExerciseResult("ex1", 0.0, 1.0, (g,)),))
-    data = gradescope_results(result, options=GradingOptions(exercises=("ex1",)))
+    data = gradescope_results(result, points=points_table(GradingOptions(exercises=("ex1",))))
     assert_gradescope_schema(data)
     test = next(t for t in data["tests"] if t["name"].endswith("dprobs"))
     assert test["status"] == "failed" and test["score"] == 0
@@ -138,7 +139,7 @@ def test_a_failing_gradient_shows_its_message_and_hint():
 def test_an_ungradable_submission_still_lists_every_gradient_at_zero():
     request = GradeRequest(options=GradingOptions(exercises=("ex2", "ex4")))
     data = gradescope_results(error_result("x.ipynb", "x.ipynb: not valid JSON", request=request),
-                              options=request.options)
+                              points=points_table(request.options))
     assert_gradescope_schema(data)
     assert data["score"] == 0 and len(data["tests"]) == 1 + len(EXERCISES["ex4"])
     assert sum(t["max_score"] for t in data["tests"]) == 6

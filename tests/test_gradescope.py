@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import grader.api
+import grader.gradescope
 from grader.assignment import Assignment, AssignmentError, load_assignment
 from grader.gradescope import build_autograder, default_torch_spec, run_gradescope
 
@@ -134,7 +134,7 @@ def test_a_failure_of_the_grader_still_writes_results_and_tells_the_instructor(
     def broken(*args, **kwargs):
         raise RuntimeError("grader bug")
 
-    monkeypatch.setattr(grader.api, "grade_submission", broken)
+    monkeypatch.setattr(grader.gradescope, "grade_submission", broken)
     sub = tmp_path / "submission"
     sub.mkdir()
     (sub / "backprop.py").write_text(SOLUTION.read_text())

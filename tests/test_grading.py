@@ -10,11 +10,10 @@ import torch
 from grader.api import grade_submission
 from grader.lecture.catalog import GRADIENTS
 from grader.lecture.model import cached_lecture_state
-from grader.judge.probes import probe_for
 from grader.sandbox.runner import SandboxRunner
 from grader.sandbox.session import SandboxSession
 
-from conftest import SOLUTION, SUBMISSIONS, with_overrides
+from conftest import SOLUTION, SUBMISSIONS, probe_for, with_overrides
 
 BY_NAME = {g.name: g for g in GRADIENTS}
 

@@ -8,14 +8,15 @@ import pytest
 import torch
 
 from grader.api import GradeRequest, grade_submission
-from grader.lecture.catalog import GRADIENTS, gradient_by_name
+from grader.lecture.catalog import GRADIENTS
 from grader.judge.compare import compare_gradient
 from grader.judge.grading import GradingOptions
-from grader.judge.hints import MISTAKES, _close, find_hint, generic_hint
+from grader.judge.hints import find_hint, generic_hint, same_within_rounding
+from grader.judge.mistakes import MISTAKES
 from grader.lecture.model import Config, build_lecture_state
-from grader.judge.probes import probe_for
 
-from conftest import SUBMISSIONS, reference_solution_module, with_overrides
+from conftest import SUBMISSIONS, gradient_by_name, probe_for, reference_solution_module, \
+    with_overrides
 
 MISTAKE_FILES = SUBMISSIONS / "mistakes"
 ALTERNATIVES = sorted((SUBMISSIONS / "alternatives").glob("*.py"))
@@ -185,7 +186,7 @@ def test_correct_alternative_formulations_pass_without_a_hint(path, tmp_path):
 
 
 def _oracle_close(actual: torch.Tensor, target: torch.Tensor, scale: float) -> bool:
-    """hints._close as it was, all in torch: the reference for its numpy path."""
+    """same_within_rounding all in torch, the plain way: the reference for its numpy arithmetic."""
     if tuple(actual.shape) != tuple(target.shape) or not actual.is_floating_point():
         return False
     a, t = actual.double(), target.double()
@@ -208,14 +209,14 @@ def test_a_mistake_is_recognised_within_the_same_rounding_as_before():
         edge = (1e-4 * target.abs() + 1e-5 * (target.abs().max() if target.numel() else 0))
         actual = target + rng.choice((-1, 1)) * edge * (1 + rng.uniform(-1e-12, 1e-12)) \
             if rng.random() < 0.7 else target * rng.choice((1.5, -1.0, 1.0))
-        dtype = rng.choice((torch.float64, torch.float32, torch.float16))
+        dtype = rng.choice((torch.float64, torch.float32, torch.float16, torch.bfloat16))
         target, actual = target.to(dtype), actual.to(rng.choice((dtype, dtype, torch.float32)))
         if rng.random() < 0.1 and actual.dim() == 2:
             actual = actual.t().contiguous().t()
         if rng.random() < 0.05:
             actual = actual.reshape(-1)
         scale = rng.choice((0.0, 1e-6, 0.02, float("inf"), float("nan")))
-        verdict = _close(actual, target, scale)
+        verdict = same_within_rounding(actual, target, scale)
         assert verdict == _oracle_close(actual, target, scale)
         verdicts.append(verdict)
     assert 500 < sum(verdicts) < 2500       # both verdicts, many times

@@ -1,7 +1,6 @@
 """Lecture-style code (dlogprobs = ... in sequence): only the exercise code runs, with the
 grader's tensors; each gradient is graded as it was when assigned, in chained mode."""
 
-import ast
 import dataclasses
 from pathlib import Path
 
@@ -11,8 +10,6 @@ import torch
 from grader.api import GradeRequest, grade_submission
 from grader.judge.grading import GradingOptions
 from grader.lecture.model import Config
-from grader.submissions.lecture_source import read_lecture_code
-from grader.submissions.lecture_source import looks_like_lecture_style
 from grader.sandbox.worker.lecture_code import run_lecture_code
 from grader.submissions.loader import SubmissionError, load_submission
 from grader.output.results import read_result, write_result
@@ -270,29 +267,6 @@ def test_exercise_4_with_its_own_names_is_graded_through_the_grads_list(tmp_path
     r = grade_submission(path, request=QUICK)
     ex4 = next(ex for ex in r.exercises if ex.name == "ex4")
     assert ex4.score == ex4.max_score, [(g.name, g.status, g.message) for g in ex4.gradients]
-
-
-# -- reading the source -------------------------------------------------------------------------------
-
-def test_lecture_style_is_recognised_from_two_gradient_assignments():
-    assert looks_like_lecture_style(ast.parse("dlogprobs = 1\ndprobs = 2\n"))
-    assert not looks_like_lecture_style(ast.parse("dlogprobs = 1\nx = 2\n"))
-
-
-def test_statements_of_one_gradient_are_grouped_and_in_place_changes_continue_the_group():
-    program = read_lecture_code(
-        "dcounts = a * b\ndcounts_sum = c\ndcounts += d\ndC = torch.zeros_like(C)\n"
-        "dC.index_add_(0, Xb.view(-1), demb.view(-1, 10))\n", name="s.py", cells=False)
-    groups = {s.gradient.name: s.steps for s in program.sources}
-    assert groups["dcounts"] == (0, 2) and groups["dC"] == (3, 4)
-
-
-def test_a_fused_dlogits_before_the_next_steps_counts_as_exercise_1():
-    program = read_lecture_code(
-        "dlogits = F.softmax(logits, 1)\ndlogits[range(n), Yb] -= 1\ndlogits /= n\n"
-        "dh = dlogits @ W2.T\n", name="s.py", cells=False)
-    assert [(s.gradient.exercise, s.gradient.name) for s in program.sources] == \
-        [("ex1", "dlogits"), ("ex1", "dh")]
 
 
 # -- the child side, run directly ---------------------------------------------------------------------

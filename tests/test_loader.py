@@ -3,6 +3,7 @@
 import pytest
 
 from grader.submissions.loader import SubmissionError, load_submission
+from grader.submissions.submission import MAX_SOURCE_BYTES
 
 from conftest import EXERCISE, SOLUTION
 
@@ -59,3 +60,17 @@ def test_binary_garbage_is_refused(tmp_path):
 def test_the_last_definition_of_a_stub_wins(write_submission):
     p = write_submission(SOLUTION.read_text() + "\ndef dprobs(probs, dlogprobs, n):\n    pass\n")
     assert load_submission(p).functions["dprobs"] == ("probs", "dlogprobs", "n")
+
+
+def test_a_folder_is_refused(tmp_path):
+    (tmp_path / "folder.py").mkdir()
+    with pytest.raises(SubmissionError, match="folder.py: is a folder, expected a .py or .ipynb"):
+        load_submission(tmp_path / "folder.py")
+
+
+def test_a_file_over_the_size_limit_is_refused_with_the_limit(tmp_path):
+    p = tmp_path / "big.py"
+    p.write_text("#" * (MAX_SOURCE_BYTES + 1))
+    with pytest.raises(SubmissionError, match="big.py: 2,000,001 bytes, more than the 2,000,000 a "
+                                              "submission may have"):
+        load_submission(p)

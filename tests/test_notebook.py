@@ -1,5 +1,5 @@
 """Notebooks: read code cells only, never run outputs, drop magics with a note, refuse broken
-files in one line; the exercise notebook is generated from the .py file and must not drift."""
+files in one line; a notebook grades like its .py twin."""
 
 import json
 import subprocess
@@ -12,15 +12,9 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 from grader.api import GradeRequest, grade_submission
 from grader.judge.grading import GradingOptions
 from grader.submissions.loader import SubmissionError, load_submission
-from grader.submissions.notebook import (
-    CodeCell,
-    cell_of_line,
-    exercise_notebook_text,
-    join_cells,
-    load_notebook_source,
-)
+from grader.submissions.notebook import load_notebook_source
 
-from conftest import EXERCISE, ROOT, SOLUTION, SUBMISSIONS
+from conftest import ROOT, SUBMISSIONS
 
 NOTEBOOKS = SUBMISSIONS / "notebooks"
 EX1_ONLY = GradeRequest(options=GradingOptions(exercises=("ex1", "ex2", "ex3")))
@@ -133,19 +127,6 @@ def test_a_cell_with_a_syntax_error_is_left_out_with_a_note(tmp_path):
     assert any("cell 2 has a syntax error at line 1" in n for n in sub.notes)
 
 
-def test_cells_keep_their_numbers_and_lines():
-    code, _ = join_cells([CodeCell("cell 1", "a = 1\n"), CodeCell("cell 3", "b = 2\nc = 3\n")])
-    line = code.splitlines().index("c = 3") + 1
-    assert cell_of_line(code, line) == ("cell 3", 2)
-    assert cell_of_line("x = 1\ny = 2\n", 2) == (None, 2)
-
-
-def test_a_cell_cannot_fake_another_cells_marker():
-    code, _ = join_cells([CodeCell("cell 1", "a = (1,\n# %% [cell 9]\n2)\n")])
-    assert cell_of_line(code, 4) == ("cell 1", 3)
-    assert code.splitlines()[1:] == ["a = (1,", "#  %% [cell 9]", "2)"]
-
-
 def test_a_lecture_notebook_with_no_exercise_code_says_what_was_looked_for(tmp_path):
     p = write_notebook(tmp_path, new_markdown_cell("## Exercise 1"),
                        "words = open('names.txt').read().splitlines()",
@@ -207,47 +188,3 @@ def test_cli_check_on_a_notebook_gives_the_verdicts_of_the_equivalent_py(tmp_pat
     assert nb == py and code_nb == code_py
     assert data_nb["mode"] == data_py["mode"] == "chained"
     assert data_nb["score"] == data_py["score"]
-
-
-# -- the exercise notebook --------------------------------------------------------------------------
-
-def test_the_exercise_notebook_is_generated_from_the_py_file_and_has_not_drifted():
-    committed = (ROOT / "exercises" / "backprop.ipynb").read_text("utf-8")
-    assert committed == exercise_notebook_text(EXERCISE), (
-        "exercises/backprop.ipynb differs from what exercises/backprop.py generates: run "
-        "`backprop-grader notebook exercises/backprop.py -o exercises/backprop.ipynb`")
-
-
-def test_the_exercise_notebook_first_explains_how_to_self_check():
-    nb = nbformat.reads(exercise_notebook_text(EXERCISE), as_version=4)
-    first = nb.cells[0]
-    assert first.cell_type == "markdown" and "How to check your work" in first.source
-    assert "check()" in first.source and "backprop-grader check backprop.ipynb" in first.source
-    assert nb.cells[-1].source == "from grader import check\n\ncheck()"
-    functions = [c.source.split("(")[0][4:] for c in nb.cells if c.source.startswith("def ")]
-    assert functions == list(load_submission(EXERCISE).functions)
-
-
-def test_the_exercise_notebook_grades_like_the_exercise_file():
-    request = GradeRequest(options=GradingOptions(train_steps=1))
-    nb = grade_submission(ROOT / "exercises" / "backprop.ipynb", request=request)
-    py = grade_submission(EXERCISE, request=request)
-    assert verdicts(nb) == verdicts(py) and nb.score == py.score == 0
-    assert not nb.notes          # the check() cell is the notebook's own: nothing to report
-
-
-def test_the_notebook_command_writes_and_checks_for_drift(tmp_path):
-    source = tmp_path / "backprop.py"
-    source.write_text(SOLUTION.read_text())
-    out = tmp_path / "backprop.ipynb"
-
-    def run(*args):
-        return subprocess.run([sys.executable, "-m", "grader", "notebook", str(source), *args],
-                              capture_output=True, text=True, cwd=ROOT, timeout=120)
-
-    assert run("--check").returncode == 1
-    assert run().returncode == 0 and out.exists()
-    assert run("--check").returncode == 0
-    source.write_text(SOLUTION.read_text() + "\n\ndef extra():\n    pass\n")
-    p = run("--check")
-    assert p.returncode == 1 and "out of date" in p.stdout

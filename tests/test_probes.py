@@ -6,14 +6,15 @@ import pytest
 import torch
 
 from grader.api import GradeRequest, grade_submission
-from grader.lecture.catalog import GRADIENTS, gradient_by_name
+from grader.lecture.catalog import GRADIENTS
 from grader.judge.compare import compare_gradient
 from grader.lecture.configs import HiddenConfigs
 from grader.judge.grading import GradingOptions
 from grader.lecture.model import PARAMETER_NAMES, Config, build_lecture_state, chunked_forward
-from grader.judge.probes import PARENTS, ProbeBook, downstream_of, injection_points, probe_for
+from grader.judge.probes import PARENTS, ProbeBook, downstream_of, injection_points
 
-from conftest import SUBMISSIONS, reference_solution_module, with_overrides
+from conftest import SUBMISSIONS, gradient_by_name, probe_for, reference_solution_module, \
+    with_overrides
 
 LECTURE = Config()
 SMALL = Config(seed=11, n=5, n_embd=3, n_hidden=7, block_size=2, name="small")

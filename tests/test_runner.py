@@ -13,17 +13,17 @@ import time
 import pytest
 import torch
 
-from grader.sandbox.runner import SandboxRunner, _descendants, _is_worker
+from grader.sandbox.runner import SandboxRunner
 from grader.sandbox.session import run_in_sandbox
 
-from conftest import ROOT
+from conftest import ROOT, descendants, is_fork_server, worker_pid
 
 DOUBLE = "def f(x):\n    return x * 2\n"
 
 
 def _own_fork_servers() -> int:
     """How many fork servers this process started (among its descendants)."""
-    return sum(_is_worker(argv) for _, argv in _descendants(os.getpid()))
+    return sum(is_fork_server(argv) for _, argv in descendants(os.getpid()))
 
 
 def _grade_in_forked_process(twin: SandboxRunner) -> dict:
@@ -58,7 +58,7 @@ def test_the_package_still_exports_its_api_on_first_use():
     import grader
 
     assert grader.check.__module__ == "grader.selfcheck"
-    assert grader.Limits.__module__ == "grader.sandbox.session"
+    assert grader.Limits.__module__ == "grader.sandbox.limits"
     assert set(grader.__all__) <= set(dir(grader))
     with pytest.raises(AttributeError):
         grader.no_such_name  # noqa: B018
@@ -99,7 +99,7 @@ def test_an_attached_runner_whose_worker_died_starts_one_of_its_own():
     with SandboxRunner() as owner:
         owner.start()
         twin = owner.attach()
-        os.kill(owner.worker_pid, signal.SIGKILL)
+        os.kill(worker_pid(owner), signal.SIGKILL)
         deadline = time.monotonic() + 10
         while owner._worker.proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)

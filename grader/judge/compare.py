@@ -17,8 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["Comparison", "Tolerance", "compare_gradient", "numpy_view", "ulp_distance",
-           "unravel_index"]
+__all__ = ["Comparison", "Tolerance", "compare_gradient", "numpy_values", "unravel_index"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,8 @@ def _shape_advice(actual: tuple[int, ...], expected: tuple[int, ...]) -> str:
     if squeeze_a == squeeze_e:
         if len(actual) < len(expected):
             return ": did you forget keepdim=True?"
-        return ": a size-1 dimension too many (keepdim=True where it should not be, or a missing squeeze)"
+        return (": a size-1 dimension too many (keepdim=True where it should not be, or a "
+                "missing squeeze)")
     if len(actual) == len(expected) and sorted(actual) == sorted(expected):
         return ": transposed? check the order of the matmul operands and .T"
     if len(actual) == len(expected) and all(a == e or e == 1 for a, e in zip(actual, expected)):
@@ -62,42 +62,51 @@ def _shape_advice(actual: tuple[int, ...], expected: tuple[int, ...]) -> str:
     return ""
 
 
+# the dtypes numpy computes elementwise exactly as torch does (numpy has no bfloat16, and its
+# float16 arithmetic rounds at other points than torch's)
 _NUMPY_DTYPES = (torch.float32, torch.float64)
 
 
-def _numpy_ready(t: torch.Tensor) -> bool:
-    """Whether numpy computes exactly what torch would on ``t``: a plain non-empty C-contiguous
-    CPU tensor of float32 or float64. Anything else (float16 and bfloat16, integer and bool,
-    other devices and layouts, subclasses, conj/neg views, strided or expanded layouts, empty)
-    goes the torch way."""
-    return (type(t) is torch.Tensor and t.dtype in _NUMPY_DTYPES and t.is_cpu
+def _numpy_view(t: torch.Tensor) -> np.ndarray | None:
+    """A zero-copy numpy view of a plain non-empty C-contiguous float32/float64 CPU tensor (not a
+    subclass, conj or neg view), else None."""
+    if (type(t) is torch.Tensor and t.dtype in _NUMPY_DTYPES and t.is_cpu
             and t.layout == torch.strided and t.numel() > 0 and t.is_contiguous()
-            and not t.is_conj() and not t.is_neg())
+            and not t.is_conj() and not t.is_neg()):
+        return (t.detach() if t.requires_grad else t).numpy()
+    return None
 
 
-def _as_numpy(t: torch.Tensor) -> np.ndarray:
-    """A zero-copy view of a tensor that is _numpy_ready."""
-    return (t.detach() if t.requires_grad else t).numpy()
-
-
-def numpy_view(t: torch.Tensor) -> np.ndarray | None:
-    """A zero-copy numpy view of ``t`` where elementwise numpy arithmetic on it gives torch's
-    results to the bit (a plain non-empty C-contiguous float32/float64 CPU tensor), else None.
-    Sums and norms are another matter: their last bits depend on the summation order."""
-    return _as_numpy(t) if _numpy_ready(t) else None
+def numpy_values(t: torch.Tensor) -> np.ndarray:
+    """``t``'s values as a C-contiguous numpy array: float32 and float64 as they are (``t``'s own
+    memory where it can be), every other dtype widened to float64 as torch's ``.double()``
+    widens it (exactly, integers beyond 2**53 aside). Elementwise numpy arithmetic on these
+    gives torch's results to the bit; sums and norms do not (their last bits depend on the
+    summation order)."""
+    view = _numpy_view(t)
+    if view is not None:
+        return view
+    t = t.detach()
+    if t.dtype not in _NUMPY_DTYPES:
+        t = t.double()
+    return t.cpu().contiguous().numpy()
 
 
 @dataclass(frozen=True)
 class _Expected:
-    """What a comparison needs of a numpy-ready expected gradient alone, worked out once per
-    tensor: autograd's references are compared with every submission's answers."""
+    """What a comparison needs of the expected gradient alone, worked out once per tensor:
+    autograd's references are compared with every submission's answers."""
 
-    e64: np.ndarray                 # float64 copy, from torch's .double() as _compare_torch's
+    e: np.ndarray                   # numpy_values(expected)
+    e64: np.ndarray                 # float64, from torch's .double() (e_abs and norm too)
     e_abs: np.ndarray               # |e64| (these arrays are numpy scalars for a 0-d tensor)
     e_max: float
-    norm: float                     # torch.linalg.vector_norm(e64), as _compare_torch's
+    finite: bool                    # every element of expected is finite
+    norm: float                     # torch.linalg.vector_norm of torch's float64 copy
     bits: np.ndarray | None         # _ordered_bits of a float32 expected, else None
-    close: np.ndarray               # torch.allclose's bound less the rtol term: atol + |rtol*e|
+    # torch.allclose's bound less the rtol term, atol + |rtol*e|, in expected's dtype; None for
+    # the dtypes where torch's own allclose decides (not float32/float64)
+    close: np.ndarray | None
 
 
 # id(expected) -> (a weak reference to it, its _Expected): an entry lasts as long as its tensor
@@ -107,20 +116,27 @@ _EXPECTED: dict[int, tuple["weakref.ref[torch.Tensor]", _Expected]] = {}
 
 
 def _expected_facts(expected: torch.Tensor) -> _Expected:
-    """``expected``'s _Expected, worked out on its first comparison (numpy-ready tensors only)."""
+    """``expected``'s _Expected, kept for the next comparison where ``expected`` is a plain
+    float32/float64 tensor (autograd's gradients, the probes' references)."""
     key = id(expected)
     entry = _EXPECTED.get(key)
     if entry is not None and entry[0]() is expected:
         return entry[1]
-    e_np = _as_numpy(expected)
+    e = numpy_values(expected)
+    # the float64 copy, and so the norm's summation order, as torch lays it out
     expected64 = expected.detach().double()
     e64 = expected64.numpy()
     e_abs = np.abs(e64)
-    rtol, atol = e_np.dtype.type(1e-5), e_np.dtype.type(1e-8)
-    facts = _Expected(e64, e_abs, float(e_abs.max()), float(torch.linalg.vector_norm(expected64)),
-                      _ordered_bits(e_np) if e_np.dtype == np.float32 else None,
-                      atol + np.abs(rtol * e_np))
-    for array in (facts.e64, facts.e_abs, facts.bits, facts.close):
+    close = None
+    if expected.dtype in _NUMPY_DTYPES:
+        rtol, atol = e.dtype.type(1e-5), e.dtype.type(1e-8)
+        close = atol + np.abs(rtol * e)
+    facts = _Expected(e, e64, e_abs, float(e_abs.max()), not _count_false(np.isfinite(e)),
+                      float(torch.linalg.vector_norm(expected64)),
+                      _ordered_bits(e) if e.dtype == np.float32 else None, close)
+    if _numpy_view(expected) is None:
+        return facts                      # a copy: nothing to keep it for
+    for array in (facts.e, facts.e64, facts.e_abs, facts.bits, facts.close):
         if isinstance(array, np.ndarray):       # (a 0-d one's ufuncs give numpy scalars)
             array.flags.writeable = False
 
@@ -140,12 +156,10 @@ def _ordered_bits(x: np.ndarray) -> np.ndarray:
     return (bits ^ (sign & 0x7FFFFFFF)) - sign
 
 
-def _ulp_distance_numpy(a32: np.ndarray, e32: np.ndarray, *,
-                        expected_bits: np.ndarray | None = None) -> int:
-    """ulp_distance of two non-empty C-contiguous float32 arrays of one shape
-    (``expected_bits``: _ordered_bits(e32), when worked out already)."""
-    e_bits = _ordered_bits(e32) if expected_bits is None else expected_bits
-    return int(np.abs(np.subtract(_ordered_bits(a32), e_bits, dtype=np.int64)).max())
+def _ulp_distance(a32: np.ndarray, expected_bits: np.ndarray) -> int:
+    """The largest distance in float32 units in the last place between matching elements of a
+    non-empty float32 array and the _ordered_bits of another of its shape."""
+    return int(np.abs(np.subtract(_ordered_bits(a32), expected_bits, dtype=np.int64)).max())
 
 
 def unravel_index(flat: int, shape: Sequence[int]) -> tuple[int, ...]:
@@ -154,25 +168,18 @@ def unravel_index(flat: int, shape: Sequence[int]) -> tuple[int, ...]:
     return tuple(int(i) for i in np.unravel_index(flat, tuple(shape)))
 
 
-def ulp_distance(actual: torch.Tensor, expected: torch.Tensor) -> int:
-    """Largest distance in float32 units in the last place between matching elements."""
-    if _numpy_ready(actual) and _numpy_ready(expected) and actual.shape == expected.shape:
-        with np.errstate(all="ignore"):   # float64 beyond float32's range: inf, as in torch
-            return _ulp_distance_numpy(_as_numpy(actual).astype(np.float32, copy=False),
-                                       _as_numpy(expected).astype(np.float32, copy=False))
-    a = actual.to(torch.float32).contiguous().view(torch.int32).to(torch.int64)
-    e = expected.to(torch.float32).contiguous().view(torch.int32).to(torch.int64)
-    # map the sign-magnitude bit pattern to a monotonic integer line
-    a = torch.where(a < 0, -(a & 0x7FFFFFFF), a)
-    e = torch.where(e < 0, -(e & 0x7FFFFFFF), e)
-    return int((a - e).abs().max()) if a.numel() else 0
-
-
 def _dtype_note(actual: torch.Tensor, expected: torch.Tensor) -> list[str]:
     if actual.dtype == expected.dtype:
         return []
     return [f"dtype {actual.dtype} but expected {expected.dtype}: compared as "
             f"{expected.dtype}, so it cannot be exact"]
+
+
+def _shape(actual: torch.Tensor, expected: torch.Tensor) -> Comparison:
+    return Comparison("shape", False, False, False, None, None,
+                      f"shape {_fmt_shape(actual.shape)} but expected "
+                      f"{_fmt_shape(expected.shape)}"
+                      + _shape_advice(tuple(actual.shape), tuple(expected.shape)))
 
 
 def _nonfinite(actual: torch.Tensor, bad: int) -> Comparison:
@@ -186,22 +193,33 @@ def _exact(expected: torch.Tensor) -> Comparison:
                       0 if expected.dtype == torch.float32 else None, 0, (0,) * expected.dim())
 
 
+def _empty(actual: torch.Tensor, expected: torch.Tensor) -> Comparison:
+    """Two empty tensors of one shape: nothing differs, and nothing has an index."""
+    notes = _dtype_note(actual, expected)
+    return Comparison("approx" if notes else "exact", not notes, True, True, 0.0, 0.0,
+                      "; ".join(notes) or None, 0 if expected.dtype == torch.float32 else None,
+                      0, None)
+
+
+def _brief_approx(maxdiff: float, notes: list[str]) -> Comparison:
+    """An approximate answer's verdict and maxdiff, without what only the lecture config's
+    verdict shows (allclose, relative error, ULPs, where the greatest difference is)."""
+    return Comparison("approx", False, True, None, maxdiff, None, "; ".join(notes) or None,
+                      None, 0, None)
+
+
 def _wrong_note(mismatched: int, numel: int, maxdiff: float, worst: tuple[int, ...] | None,
                 expected_value: float, actual_value: float) -> str:
     return (f"{mismatched} of {numel} elements differ (greatest difference {maxdiff:.3g} at "
             f"index {worst}, expected {expected_value:.6g}, got {actual_value:.6g})")
 
 
-def _allclose_numpy(a: np.ndarray, e: np.ndarray, finite: bool,
-                    close: np.ndarray | None = None) -> bool:
-    """torch.allclose(a, e) (rtol 1e-5, atol 1e-8, NaN never close), computed as torch.isclose
-    does, in the arrays' own dtype: a == e (infinities), or a finite |a - e| within
-    atol + |rtol * e| (``close``, when worked out already). ``finite``: a and e are known finite,
-    where the first two tests add nothing (equal values are within atol, an overflowing |a - e|
-    is beyond any finite bound)."""
-    if close is None:
-        rtol, atol = e.dtype.type(1e-5), e.dtype.type(1e-8)
-        close = atol + np.abs(rtol * e)
+def _allclose(a: np.ndarray, e: np.ndarray, finite: bool, close: np.ndarray) -> bool:
+    """torch.allclose(a, e) (rtol 1e-5, atol 1e-8, NaN never close) of two float32 or float64
+    arrays of one dtype, computed as torch.isclose does, in that dtype: a == e (infinities), or
+    a finite |a - e| within ``close``, atol + |rtol * e|. ``finite``: a and e are known finite,
+    where the first two tests add nothing (equal values are within atol, an overflowing
+    |a - e| is beyond any finite bound)."""
     error = np.abs(a - e)
     within = error <= close
     if not finite:
@@ -215,28 +233,47 @@ def _count_false(mask: np.ndarray) -> int:
     return int(mask.size - np.count_nonzero(mask))
 
 
-def _compare_numpy(actual: torch.Tensor, expected: torch.Tensor, scale: float | None,
-                   tolerance: Tolerance, noise: float, brief: bool = False) -> Comparison:
-    """_compare_torch's verdict on two numpy-ready tensors that are not equal, with the
-    elementwise work in numpy (about a microsecond an operation, where torch's dispatch costs
-    several on tensors this small), and what depends on the expected tensor alone worked out
-    once for it (_Expected). The norms, whose last bits depend on the summation order, still
-    come from torch, on tensors laid out and allocated as _compare_torch's."""
-    a_np, e_np = _as_numpy(actual), _as_numpy(expected)
+def _norm_ready(answer: torch.Tensor) -> torch.Tensor:
+    """An empty float64 tensor for |answer - expected|, laid out in memory as ``answer`` is
+    (transposed, say) and allocated by torch: a norm sums in memory order, and its last bits
+    depend on that order and on the alignment."""
+    return torch.empty_like(answer, dtype=torch.float64, device="cpu")
+
+
+def compare_gradient(actual: torch.Tensor, expected: torch.Tensor, *,
+                     scale: float | None = None, tolerance: Tolerance = Tolerance(),
+                     noise: float = 0.0, brief: bool = False) -> Comparison:
+    """Compare one gradient. ``scale`` defaults to the expected gradient's largest magnitude;
+    ``noise`` is how far autograd's own answer is from the float64 truth (a correct answer
+    computed in another order can be as far, chained errors included). ``brief``: an
+    approximate answer gets its status and maxdiff only (allclose, rel_error, ulps and
+    worst_index None), as a hidden config's verdict needs; any other verdict is the full one.
+
+    The answer is compared as ``actual.to(expected.dtype)``; the elementwise work is done in
+    numpy (about a microsecond an operation, where torch's dispatch costs several on tensors
+    this small), on numpy_values of both, and what depends on the expected tensor alone is
+    worked out once for it (_Expected). The norms, whose last bits depend on the summation
+    order, come from torch."""
+    if tuple(actual.shape) != tuple(expected.shape):
+        return _shape(actual, expected)
+    if not expected.numel():
+        return _empty(actual, expected)
+    if actual.dtype == expected.dtype and torch.equal(actual, expected):
+        return _exact(expected)         # equal to autograd's, the common case
     facts = _expected_facts(expected)
-    same_dtype = actual.dtype == expected.dtype
+    converted = actual if actual.dtype == expected.dtype else actual.detach().to(expected.dtype)
+    a, e = numpy_values(converted), facts.e
     with np.errstate(all="ignore"):     # inf - inf, float64 beyond float32: as torch, silently
-        a = a_np if same_dtype else a_np.astype(e_np.dtype)
         if brief:                       # no norm to take: numpy's own array will do
-            diff = np.empty(e_np.shape)
+            diff = np.empty(e.shape)
         else:
-            diff_t = torch.empty(expected.shape, dtype=torch.float64)
+            diff_t = _norm_ready(converted)
             diff = diff_t.numpy()
         np.abs(np.subtract(a, facts.e64, out=diff), out=diff)
         maxdiff = float(diff.max())
-        if not math.isfinite(maxdiff):  # else actual (converted or not) and expected are finite
-            bad = _count_false(np.isfinite(a_np))
-            if bad and not _count_false(np.isfinite(e_np)):
+        if not math.isfinite(maxdiff) and facts.finite:   # else actual is finite too
+            bad = _count_false(np.isfinite(numpy_values(actual)))
+            if bad:
                 return _nonfinite(actual, bad)
         notes = _dtype_note(actual, expected)
         s = max(scale if scale is not None else 0.0, facts.e_max)
@@ -247,94 +284,24 @@ def _compare_numpy(actual: torch.Tensor, expected: torch.Tensor, scale: float | 
         if brief and mismatched == 0:
             return _brief_approx(maxdiff, notes)
         if brief:                       # wrong: the full verdict (it is shown), norms included
-            diff_t = torch.empty(expected.shape, dtype=torch.float64)
+            diff_t = _norm_ready(converted)
             diff_t.numpy()[...] = diff
             diff = diff_t.numpy()
-        allclose = _allclose_numpy(a, e_np, finite=math.isfinite(maxdiff), close=facts.close)
+        if facts.close is None:         # float16, bfloat16, integers, bool: torch's own
+            allclose = bool(torch.allclose(converted.detach(), expected.detach()))
+        else:
+            allclose = _allclose(a, e, finite=math.isfinite(maxdiff), close=facts.close)
     approx = mismatched == 0
     rel_error = (float(torch.linalg.vector_norm(diff_t)) / facts.norm if facts.norm > 0
                  else (0.0 if maxdiff == 0 else float("inf")))
     flat = int(diff.argmax())
     worst = unravel_index(flat, diff.shape)
-    ulps = (_ulp_distance_numpy(a, e_np, expected_bits=facts.bits)
-            if expected.dtype == torch.float32 else None)
+    ulps = _ulp_distance(a, facts.bits) if facts.bits is not None else None
     if approx:
         status = "approx"
     else:
         status = "wrong"
         notes.append(_wrong_note(mismatched, diff.size, maxdiff, worst,
-                                 float(e_np.reshape(-1)[flat]), float(a.reshape(-1)[flat])))
+                                 float(e.reshape(-1)[flat]), float(a.reshape(-1)[flat])))
     return Comparison(status, False, approx, allclose, maxdiff, rel_error,
                       "; ".join(notes) or None, ulps, mismatched, worst)
-
-
-def _brief_approx(maxdiff: float, notes: list[str]) -> Comparison:
-    """An approximate answer's verdict and maxdiff, without what only the lecture config's
-    verdict shows (allclose, relative error, ULPs, where the greatest difference is)."""
-    return Comparison("approx", False, True, None, maxdiff, None, "; ".join(notes) or None,
-                      None, 0, None)
-
-
-def _compare_torch(actual: torch.Tensor, expected: torch.Tensor, scale: float | None,
-                   tolerance: Tolerance, noise: float) -> Comparison:
-    """The general way, for any dtype, device or layout (shapes already agree)."""
-    actual, expected = actual.detach(), expected.detach()
-    notes = _dtype_note(actual, expected)
-    a = actual.to(expected.dtype)
-    if not torch.isfinite(actual).all() and torch.isfinite(expected).all():
-        return _nonfinite(actual, int((~torch.isfinite(actual)).sum()))
-    exact = actual.dtype == expected.dtype and bool(torch.equal(a, expected))
-    if exact and a.numel():
-        return _exact(expected)
-    diff = (a.double() - expected.double()).abs()
-    maxdiff = float(diff.max()) if diff.numel() else 0.0
-    e_abs = expected.double().abs()
-    e_max = float(e_abs.max()) if e_abs.numel() else 0.0
-    s = max(scale if scale is not None else 0.0, e_max)
-    bound = tolerance.rtol * e_abs + max(tolerance.atol_scale * s, tolerance.atol_floor,
-                                         tolerance.noise_factor * noise)
-    outside = diff > bound
-    mismatched = int(outside.sum())
-    approx = mismatched == 0
-    allclose = bool(torch.allclose(a, expected))
-    norm_e = float(expected.double().norm())
-    rel_error = float(diff.norm()) / norm_e if norm_e > 0 else (0.0 if maxdiff == 0 else float("inf"))
-    worst = None
-    if diff.numel():
-        flat = int(torch.argmax(diff.reshape(-1)))
-        worst = unravel_index(flat, diff.shape)
-    ulps = ulp_distance(a, expected) if expected.dtype == torch.float32 else None
-    if exact:
-        status = "exact"
-    elif approx:
-        status = "approx"
-    else:
-        status = "wrong"
-        notes.append(_wrong_note(mismatched, diff.numel(), maxdiff, worst,
-                                 float(expected.reshape(-1)[flat]), float(a.reshape(-1)[flat])))
-    return Comparison(status, exact, approx or exact, allclose, maxdiff, rel_error,
-                      "; ".join(notes) or None, ulps, mismatched, worst)
-
-
-def compare_gradient(actual: torch.Tensor, expected: torch.Tensor, *,
-                     scale: float | None = None, tolerance: Tolerance = Tolerance(),
-                     noise: float = 0.0, brief: bool = False) -> Comparison:
-    """Compare one gradient. ``scale`` defaults to the expected gradient's largest magnitude;
-    ``noise`` is how far autograd's own answer is from the float64 truth (a correct answer
-    computed in another order can be as far, chained errors included). ``brief``: an
-    approximate answer gets its status and maxdiff only (allclose, rel_error, ulps and
-    worst_index None), as a hidden config's verdict needs; any other verdict, and any
-    comparison that takes the torch way (below), is the full one.
-
-    Plain float32/float64 CPU tensors (every tensor the sandbox sends back, every autograd
-    gradient) are compared in numpy; anything else in torch, with the same verdict."""
-    if tuple(actual.shape) != tuple(expected.shape):
-        return Comparison("shape", False, False, False, None, None,
-                          f"shape {_fmt_shape(actual.shape)} but expected "
-                          f"{_fmt_shape(expected.shape)}"
-                          + _shape_advice(tuple(actual.shape), tuple(expected.shape)))
-    if _numpy_ready(actual) and _numpy_ready(expected):
-        if actual.dtype == expected.dtype and torch.equal(actual, expected):
-            return _exact(expected)     # equal to autograd's, the common case
-        return _compare_numpy(actual, expected, scale, tolerance, noise, brief)
-    return _compare_torch(actual, expected, scale, tolerance, noise)

@@ -1,7 +1,7 @@
 """Lecture-style submissions: ``dlogprobs = ...`` assignments in sequence, as in the notebook.
 
-Parent side, ``grade_lecture_style``: grader.submissions.lecture_source picks the exercise statements out of
-the file or notebook; they run in the sandbox (op "lecture") with the grader's forward tensors,
+grader.submissions.lecture_source picks the exercise statements out of the file or notebook;
+they run in the sandbox (grader.judge.lecture_run) with the grader's forward tensors,
 parameters, ``n``, ``Xb``, ``Yb``, ``torch``, ``F`` and a ``cmp`` that records instead of
 printing. Each gradient comes back as it was right after the statements that compute it, and is
 compared with autograd's by the same code as the stub format. Lecture-style code is graded in
@@ -9,183 +9,63 @@ chained mode only: each step uses the student's own upstream gradients, as in th
 where one of them cannot be used (it raised, or has the wrong shape), the program runs again with
 autograd's in its place, so that one mistake costs one gradient. Exercise 4 is graded from the
 training loop's backward lines, turned into a ``backward()`` function; the loop itself never runs.
-The statements run in the child through grader.sandbox.worker.lecture_code.
 """
 
 from __future__ import annotations
 
-import ast
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import torch
 
-from .. import __version__
-from ..lecture.catalog import EXERCISE4_GRADIENTS, EXERCISE4_TRAINING, GRADIENTS, SCALAR_NAMES, \
-    Gradient
-from .grading import Verdict, collect_gradient_results, grade_exercise4, verdict_from_tensor
-from ..lecture.model import FORWARD_NAMES, PARAMETER_NAMES, LectureState, cached_lecture_state
-from ..submissions.lecture_source import (
-    GRADIENT_VARIABLES,
-    LectureProgram,
-    describe_selection,
-    lecture_name,
-    read_lecture_code,
-)
+from ..lecture.catalog import EXERCISE4_GRADIENTS, EXERCISE4_TRAINING, GRADIENTS, Gradient
+from ..lecture.model import LectureState, cached_lecture_state
 from ..output.results import IntegrityFlag, Result
-from .integrity import integrity_flags, scan_source
+from ..sandbox.runner import SandboxRunner
 from ..sandbox.session import CallOutcome, SandboxSession
+from ..submissions.lecture_names import GRADIENT_VARIABLES, lecture_name
+from ..submissions.lecture_source import GradientSource, LectureProgram, read_lecture_code
+from ..submissions.selection_notes import describe_selection
+from ..submissions.loader import Submission
+from .exercise4 import grade_exercise4
+from .gradient_results import collect_gradient_results
+from .grading import GradingOptions, Verdict, verdict_from_tensor
+from .integrity import integrity_flags, scan_source
+from .lecture_run import LecturePlan, LectureRun, Substituted, parse_reply
+from .request import GradeRequest, exercise4_configs
+from .scoring import error_result, first_failing_in_chain, graded_result
 
 __all__ = ["grade_lecture_style"]
 
 _UNUSABLE = ("error", "shape", "nonfinite", "missing")
 _MAX_RUNS = 8                     # runs with more and more of autograd's gradients substituted
-_MAX_FILES_BYTES = 1_000_000      # cell texts sent along for tracebacks
-_INPUT_NAMES = frozenset((*FORWARD_NAMES, *PARAMETER_NAMES, "Xb", "Yb"))
 _NAME_ERROR = re.compile(r"NameError: name '(\w+)' is not defined")
-
-
-@dataclass
-class _Run:
-    """One run of the program in one config: what came back, checked."""
-
-    errors: dict[int, dict[str, Any]]        # step position -> kind, message, traceback, limit
-    records: dict[str, torch.Tensor]         # record key -> tensor
-    problems: dict[str, dict[str, Any]]      # record key -> problem, detail
-    modified: dict[str, int]                 # record key -> position of the step that changed it
-    captures: list[tuple[int, str | None, str | None, torch.Tensor]]  # step, label, input, value
-    changed_inputs: dict[str, int]           # grader tensor -> step that changed it in place
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """The request a program becomes: steps in order, where to read each gradient."""
-
-    program: LectureProgram
-    positions: dict[int, int]                # statement index -> step position
-
-    def record_key(self, k: int) -> str:
-        return f"r{k}"
-
-    def step_where(self, position: int) -> str:
-        st = self.program.statement(self.program.run[position])
-        return st.where()
-
-    def step_text(self, position: int) -> str:
-        return self.program.statement(self.program.run[position]).first_line_text()
-
-    def meta(self, state: LectureState, substitutions: list[tuple[int, list[str], str]]
-             ) -> dict[str, Any]:
-        program = self.program
-        files = {program.statement(i).file for i in program.run}
-        texts = {f: program.files[f] for f in sorted(files)}
-        if sum(len(t) for t in texts.values()) > _MAX_FILES_BYTES:
-            texts = {}
-        config = state.config
-        return {
-            "op": "lecture",
-            "files": texts,
-            "steps": [{"file": program.statement(i).file, "line": program.statement(i).line,
-                       "code": program.statement(i).code, "capture": i in program.captures}
-                      for i in program.run],
-            "records": [{"after": self.positions[src.steps[-1]], "var": src.var,
-                         "key": self.record_key(k)} for k, src in enumerate(program.sources)],
-            "aliases": dict(program.aliases),
-            "scalars": {"n": config.n, "batch_size": config.n, "vocab_size": state.vocab_size,
-                        "n_embd": config.n_embd, "n_hidden": config.n_hidden,
-                        "block_size": config.block_size},
-            "inputs": [*state.forward, *state.params, "Xb", "Yb"],
-            "substitute": [{"after": after, "vars": names, "key": key}
-                           for after, names, key in substitutions],
-        }
-
-
-def _inputs(state: LectureState) -> dict[str, torch.Tensor]:
-    return {**state.forward, **state.params, "Xb": state.Xb, "Yb": state.Yb}
-
-
-def _parse_reply(outcome: CallOutcome, plan: _Plan) -> _Run:
-    """Check what the child sent: it runs student code, so nothing in it is trusted."""
-    meta, tensors = outcome.meta, outcome.tensors
-    steps = len(plan.program.run)
-    keys = {plan.record_key(k) for k in range(len(plan.program.sources))}
-
-    def items(name: str) -> list[dict[str, Any]]:
-        value = meta.get(name)
-        return [x for x in value if isinstance(x, dict)] if isinstance(value, list) else []
-
-    def position(x: dict[str, Any]) -> int | None:
-        p = x.get("step")
-        return p if isinstance(p, int) and 0 <= p < steps else None
-
-    errors = {}
-    for e in items("errors"):
-        p = position(e)
-        if p is not None and p not in errors:
-            errors[p] = {"kind": "missing" if e.get("kind") == "missing" else "error",
-                         "message": str(e.get("message", "raised an exception"))[:500],
-                         "traceback": str(e.get("traceback", ""))[:4000],
-                         "limit": str(e["limit"])[:40] if e.get("limit") else None}
-    problems = {}
-    for r in items("problems"):
-        key = r.get("key")
-        if key in keys:
-            problems[key] = {"problem": str(r.get("problem", ""))[:40],
-                             "detail": str(r.get("detail", ""))[:200],
-                             "shape": [int(d) for d in r.get("shape", []) if isinstance(d, int)]
-                             if isinstance(r.get("shape"), list) else None}
-    records = {k: tensors[k] for k in keys if k in tensors and k not in problems}
-    modified = {}
-    for m in items("modified"):
-        p, key = position(m), m.get("key")
-        if p is not None and key in keys:
-            modified[key] = p
-    captures = []
-    for c in items("cmp"):
-        p, key = position(c), c.get("key")
-        if p is None or not isinstance(key, str) or key not in tensors:
-            continue
-        label = c.get("label") if isinstance(c.get("label"), str) else None
-        given = c.get("input") if isinstance(c.get("input"), str) else None
-        captures.append((p, label, given, tensors[key]))
-    changed_inputs = {}
-    for c in items("changed_inputs"):
-        p, name = position(c), c.get("input")
-        if p is not None and name in _INPUT_NAMES and name not in changed_inputs:
-            changed_inputs[name] = p
-    return _Run(errors, records, problems, modified, captures, changed_inputs)
 
 
 class _Grader:
     """Runs a program in one config, substituting autograd's gradients where the student's
     cannot be used, and turns what came back into verdicts."""
 
-    def __init__(self, session: SandboxSession, plan: _Plan, state: LectureState, options: Any
-                 ) -> None:
+    def __init__(self, session: SandboxSession, plan: LecturePlan, state: LectureState,
+                 options: GradingOptions) -> None:
         self.session, self.plan, self.state, self.options = session, plan, state, options
         self.program = plan.program
         self.notes: list[str] = []
 
-    def _request(self, substituted: dict[str, tuple[int, list[str]]]) -> CallOutcome:
-        subs = []
-        tensors = _inputs(self.state)
-        for k, (name, (after, names)) in enumerate(sorted(substituted.items())):
-            key = f"s{k}"
-            tensors[key] = self.state.grads[name]
-            subs.append((after, names, key))
-        return self.session.request(self.plan.meta(self.state, subs), tensors,
-                                    seconds=self.session.limits.call_seconds * 2)
+    def _request(self, substituted: Substituted) -> CallOutcome:
+        meta, tensors = self.plan.request(self.state, substituted)
+        return self.session.request(meta, tensors, seconds=self.session.limits.call_seconds * 2)
 
     def grade(self) -> list[Verdict]:
         program = self.program
         sources = {s.gradient.name: s for s in program.sources}
         # a gradient with no code at all: autograd's, from the start, for the steps after it
-        substituted: dict[str, tuple[int, list[str]]] = {
+        substituted: Substituted = {
             name: (-1, [name]) for name in program.missing if name in GRADIENT_VARIABLES}
         frozen: dict[str, Verdict] = {}
         verdicts: dict[str, Verdict] = {}
-        run: _Run | None = None
+        run: LectureRun | None = None
         for _ in range(_MAX_RUNS):
             outcome = self._request(substituted)
             if outcome.status != "ok":
@@ -194,7 +74,7 @@ class _Grader:
                     message = f"your exercise code {message}"
                 return [Verdict(g, self.state.config, "chained", "error", message=message)
                         for g in GRADIENTS if g.exercise in self.options.exercises]
-            run = _parse_reply(outcome, self.plan)
+            run = parse_reply(outcome, self.plan)
             verdicts = {src.gradient.name: self._verdict(k, src, run, substituted)
                         for k, src in enumerate(program.sources)}
             fresh = self._own_failures(verdicts, substituted)
@@ -214,7 +94,7 @@ class _Grader:
         return [v for v in out if v.gradient.exercise in self.options.exercises]
 
     def _own_failures(self, verdicts: dict[str, Verdict],
-                      substituted: dict[str, tuple[int, list[str]]]) -> list[str]:
+                      substituted: Substituted) -> list[str]:
         """Exercise-1 gradients that cannot be used and whose inputs were all usable: their
         failure is their own. The ones reading a failed gradient wait for the next run."""
         failed_vars: set[str] = set()
@@ -251,8 +131,8 @@ class _Grader:
                 f"lecture's names, or tell it what {name} is with cmp('<lecture name>', "
                 f"d{name}, {name}))")
 
-    def _verdict(self, k: int, src: Any, run: _Run,
-                 substituted: dict[str, tuple[int, list[str]]]) -> Verdict:
+    def _verdict(self, k: int, src: GradientSource, run: LectureRun,
+                 substituted: Substituted) -> Verdict:
         gradient, config = src.gradient, self.state.config
         key = self.plan.record_key(k)
         for step in src.steps:
@@ -287,12 +167,13 @@ class _Grader:
                 src, run.modified[key])) if m)
         return verdict
 
-    def _own(self, run: _Run) -> dict[str, torch.Tensor]:
+    def _own(self, run: LectureRun) -> dict[str, torch.Tensor]:
         return {src.gradient.name: run.records[self.plan.record_key(k)]
                 for k, src in enumerate(self.program.sources)
                 if src.gradient.exercise == "ex1" and self.plan.record_key(k) in run.records}
 
-    def _problem_verdict(self, gradient: Gradient, src: Any, problem: dict[str, Any]) -> Verdict:
+    def _problem_verdict(self, gradient: Gradient, src: GradientSource, problem: dict[str, Any]
+                         ) -> Verdict:
         config = self.state.config
         shape = problem["shape"]
         expected = tuple(self.state.grads[f"d{gradient.variable}"].shape)
@@ -306,7 +187,7 @@ class _Grader:
         return Verdict(gradient, config, "chained", "error",
                        message=f"after {where}, {src.var} {detail}")
 
-    def _missing(self, gradient: Gradient, run: _Run) -> Verdict:
+    def _missing(self, gradient: Gradient, run: LectureRun) -> Verdict:
         config = self.state.config
         if gradient.exercise == "ex1":
             for position, label, given, value in reversed(run.captures):
@@ -320,13 +201,13 @@ class _Grader:
         looked = self.program.missing.get(gradient.name, "not found")
         return Verdict(gradient, config, "chained", "missing", message=looked)
 
-    def _modified_text(self, src: Any, position: int) -> str:
+    def _modified_text(self, src: GradientSource, position: int) -> str:
         return (f"{src.var} was modified after you computed it, by "
                 f"{self.plan.step_where(position)} (`{self.plan.step_text(position)}`): "
                 f"graded as it was when assigned; use .clone() when you start a new gradient "
                 f"from {src.var}")
 
-    def _describe_modified(self, run: _Run) -> None:
+    def _describe_modified(self, run: LectureRun) -> None:
         for k, src in enumerate(self.program.sources):
             position = run.modified.get(self.plan.record_key(k))
             if position is not None:
@@ -338,14 +219,9 @@ class _Grader:
                 f"lines after it saw the changed {name}; use .clone() before changing a copy")
 
 
-def _plan(program: LectureProgram) -> _Plan:
-    return _Plan(program, {index: position for position, index in enumerate(program.run)})
-
-
-def _exercise4_verdicts(session: SandboxSession, program: LectureProgram, request: Any,
-                        load_problem: str | None) -> tuple[list[Verdict], str]:
-    from ..api import exercise4_configs
-
+def _exercise4_verdicts(session: SandboxSession, program: LectureProgram,
+                        request: GradeRequest, load_problem: str | None
+                        ) -> tuple[list[Verdict], str]:
     config = exercise4_configs(request)[0]
     targets = (*EXERCISE4_GRADIENTS, EXERCISE4_TRAINING)
     source = program.backward
@@ -363,20 +239,19 @@ def _exercise4_verdicts(session: SandboxSession, program: LectureProgram, reques
     return [Verdict(g, config, "isolated", "missing", message=message) for g in targets], message
 
 
-def _no_exercise_code(submission: Any, state: LectureState, request: Any) -> Result:
+def _no_exercise_code(submission: Submission, state: LectureState, request: GradeRequest
+                      ) -> Result:
     looked = ("assignments to the lecture's gradients (dlogprobs = ..., dprobs = ..., ..., "
               "dC = ..., dlogits = ..., dhprebn = ...) at the top level of a cell, cmp('name', "
               "dvar, var) calls naming your own variables, or a training loop with manual "
               "backward lines")
-    from ..api import error_result
-
     result = error_result(submission.name, f"{submission.name}: found no exercise code to grade: "
-                          f"looked for {looked}", request=request)
-    return replace(result, mode="chained", loss=state.loss, notes=tuple(submission.notes))
+                          f"looked for {looked}", request=request, loss=state.loss)
+    return replace(result, mode="chained", notes=tuple(submission.notes))
 
 
-def grade_lecture_style(submission: Any, state: LectureState, request: Any, *,
-                        runner: Any = None) -> Result:
+def grade_lecture_style(submission: Submission, state: LectureState, request: GradeRequest, *,
+                        runner: SandboxRunner | None = None) -> Result:
     """Grade lecture-style code (a .py file or notebook cells) in chained mode.
 
     Only the statements that run are scanned for autograd use: a copy of the lecture notebook
@@ -386,7 +261,7 @@ def grade_lecture_style(submission: Any, state: LectureState, request: Any, *,
                                 cells=submission.source_kind == "ipynb")
     if not program.sources and program.backward is None:
         return _no_exercise_code(submission, state, request)
-    plan = _plan(program)
+    plan = LecturePlan.of(program)
     ex4 = program.backward if "ex4" in options.exercises else None
     load_code = ex4.code if ex4 is not None and ex4.code else ""
     session = SandboxSession(load_code, submission.name, request.limits, runner=runner)
@@ -403,14 +278,7 @@ def grade_lecture_style(submission: Any, state: LectureState, request: Any, *,
             return replace(_no_exercise_code(submission, state, request), message=(
                 f"{submission.name}: the grader could not start a process for your code: "
                 f"{loaded.message}"), notes=())
-        verdicts: list[Verdict] = []
-        extra: list[str] = []
-        if program.sources:
-            for config in (request.config, *request.hidden_configs()):
-                config_state = state if config == request.config else cached_lecture_state(config)
-                grader = _Grader(session, plan, config_state, options)
-                verdicts += grader.grade()
-                extra += [n for n in grader.notes if n not in extra]
+        verdicts, code_notes = _grade_configs(session, plan, state, request)
         ex4_note = None
         if "ex4" in options.exercises:
             ex4_verdicts, ex4_note = _exercise4_verdicts(session, program, request, load_problem)
@@ -424,9 +292,8 @@ def grade_lecture_style(submission: Any, state: LectureState, request: Any, *,
     notes += list(program.notes)
     if ex4_note:
         notes.append(ex4_note)
-    notes += extra
-    first = next((g.name for ex in exercises if ex.name == "ex1" for g in ex.gradients
-                  if g.status in ("wrong", "shape", "nonfinite", "error")), None)
+    notes += code_notes
+    first = first_failing_in_chain(exercises)
     if first:
         notes.append(f"first gradient that fails (chained mode): {first}; the ones after it use "
                      "your own upstream gradients, so they may fail because of it")
@@ -434,13 +301,25 @@ def grade_lecture_style(submission: Any, state: LectureState, request: Any, *,
                  "your own upstream gradients, as in your notebook (autograd's where yours "
                  "raised or had the wrong shape)")
     notes += session.notes()
-    return Result(
-        submission=submission.name, status="graded", message=None,
-        score=sum(e.score for e in exercises), max_score=sum(e.max_score for e in exercises),
-        mode="chained", loss=state.loss, exercises=exercises, first_wrong=None,
-        notes=tuple(notes), configs=tuple(c.label() for c in (request.config, *request.hidden_configs())),
-        grader_version=__version__, output=session.output(),
-        integrity=_integrity(program, session, load_code))
+    return graded_result(submission.name, exercises, request=request, mode="chained",
+                         loss=state.loss, notes=notes, output=session.output(),
+                         integrity=_integrity(program, session, load_code))
+
+
+def _grade_configs(session: SandboxSession, plan: LecturePlan, state: LectureState,
+                   request: GradeRequest) -> tuple[list[Verdict], list[str]]:
+    """The exercise 1-3 code run in the lecture config and each hidden one: the verdicts, and
+    what the runs noticed about the code (each note once)."""
+    verdicts: list[Verdict] = []
+    notes: list[str] = []
+    if not plan.program.sources:
+        return verdicts, notes
+    for config in (request.config, *request.hidden_configs()):
+        config_state = state if config == request.config else cached_lecture_state(config)
+        grader = _Grader(session, plan, config_state, request.options)
+        verdicts += grader.grade()
+        notes += [n for n in grader.notes if n not in notes]
+    return verdicts, notes
 
 
 def _integrity(program: LectureProgram, session: SandboxSession, load_code: str

@@ -33,8 +33,7 @@ import torch
 from ..lecture.catalog import Gradient
 from ..lecture.model import PARAMETER_NAMES, Config, cached_lecture_state, chunked_forward
 
-__all__ = ["PARENTS", "Probe", "ProbeBook", "downstream_of", "injection_points", "probe_book",
-           "probe_for"]
+__all__ = ["PARENTS", "Probe", "ProbeBook", "downstream_of", "injection_points", "probe_book"]
 
 # The chunked forward pass as a graph: each tensor and the tensors it is computed from.
 PARENTS: dict[str, tuple[str, ...]] = {
@@ -159,7 +158,3 @@ def probe_book(config: Config) -> ProbeBook:
     """The probes of ``config`` (cached: the same for every submission)."""
     return ProbeBook(config)
 
-
-def probe_for(config: Config, gradient: Gradient, params: tuple[str, ...]) -> Probe | None:
-    """The probe for a stub with these parameters in ``config``; None if it cannot be probed."""
-    return probe_book(config).probe(gradient, params)

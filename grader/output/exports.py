@@ -14,15 +14,15 @@ import io
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from ..lecture.catalog import EXERCISES, Gradient
-from ..judge.grading import GradingOptions
-from ..judge.scoring import max_points_for
+from ..lecture.catalog import Gradient
+from .formatting import EXERCISE_NAMES, export_number
 from .results import GradientResult, Result
 
-__all__ = ["GradebookRow", "gradebook_columns", "gradescope_results", "render_gradebook"]
+__all__ = ["GradebookRow", "Points", "gradebook_columns", "gradescope_results", "render_gradebook"]
 
-_EXERCISE_TITLES = {"ex1": "Exercise 1", "ex2": "Exercise 2 (fused cross-entropy)",
-                    "ex3": "Exercise 3 (fused batch norm)", "ex4": "Exercise 4 (backward + training)"}
+# (exercise, gradient, max points) for every gradient that counts, in the report's order: what
+# grader.judge.scoring.points_table(options) gives
+Points = Sequence[tuple[str, Gradient, float]]
 _MAX_OUTPUT = 20_000          # characters of one Gradescope "output"
 _MAX_CELL = 500               # characters of one gradebook text cell
 
@@ -37,12 +37,6 @@ class GradebookRow:
     report: str = ""
 
 
-def _num(x: float | None) -> str:
-    if x is None:
-        return ""
-    return f"{round(float(x), 6):g}"
-
-
 def _text(value: str | None) -> str:
     """A text cell: capped, on one line, and never read as a formula by a spreadsheet."""
     text = " ".join((value or "").split())
@@ -53,14 +47,11 @@ def _text(value: str | None) -> str:
     return text
 
 
-def _counted(options: GradingOptions) -> list[tuple[str, Gradient]]:
-    return [(ex, g) for ex, gs in EXERCISES.items() if ex in options.exercises for g in gs]
-
-
-def gradebook_columns(options: GradingOptions) -> list[str]:
-    gradient_columns = [f"{ex}.{g.name}" for ex, g in _counted(options)]
-    return (["student", "status", "score", "max_score"]
-            + [ex for ex in EXERCISES if ex in options.exercises]
+def gradebook_columns(points: Points) -> list[str]:
+    """The gradebook's header: a column per exercise and per gradient of ``points``."""
+    exercises = list(dict.fromkeys(ex for ex, _, _ in points))
+    gradient_columns = [f"{ex}.{g.name}" for ex, g, _ in points]
+    return (["student", "status", "score", "max_score"] + exercises
             + gradient_columns + ["first_wrong", "problems", "submission", "report"])
 
 
@@ -76,27 +67,27 @@ def _problems(result: Result) -> str:
     return "; ".join(parts)
 
 
-def render_gradebook(rows: Sequence[GradebookRow], *, options: GradingOptions) -> str:
+def render_gradebook(rows: Sequence[GradebookRow], *, points: Points) -> str:
     """CSV text: one row per student, a column per exercise and per gradient (points), total."""
-    columns = gradebook_columns(options)
-    counted = _counted(options)
-    max_score = sum(max_points_for(g, options) for _, g in counted)
+    columns = gradebook_columns(points)
+    max_score = sum(max_points for _, _, max_points in points)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
         r = row.result
         cells: dict[str, str] = {"student": _text(row.student), "submission": _text(row.submission),
-                                 "report": row.report, "max_score": _num(max_score)}
+                                 "report": row.report, "max_score": export_number(max_score)}
         if r is None:
             cells.update(status="pending", problems="not graded yet (the batch was interrupted)")
         else:
-            cells.update(status=r.status, score=_num(r.score), max_score=_num(r.max_score),
+            cells.update(status=r.status, score=export_number(r.score),
+                         max_score=export_number(r.max_score),
                          first_wrong=r.first_wrong or "", problems=_text(_problems(r)))
             for ex in r.exercises:
-                cells[ex.name] = _num(ex.score)
+                cells[ex.name] = export_number(ex.score)
                 for g in ex.gradients:
-                    cells[f"{ex.name}.{g.name}"] = _num(g.points)
+                    cells[f"{ex.name}.{g.name}"] = export_number(g.points)
         writer.writerow([cells.get(c, "") for c in columns])
     return buffer.getvalue()
 
@@ -125,7 +116,8 @@ def _gradient_output(g: GradientResult) -> str:
 
 
 def _summary_output(result: Result) -> str:
-    lines = [f"score: {_num(result.score)} / {_num(result.max_score)}   status: {result.status}"]
+    lines = [f"score: {export_number(result.score)} / {export_number(result.max_score)}   "
+             f"status: {result.status}"]
     if result.message:
         lines.append(result.message)
     if result.first_wrong:
@@ -138,7 +130,7 @@ def _summary_output(result: Result) -> str:
     return _cap("\n".join(lines))
 
 
-def gradescope_results(result: Result, *, options: GradingOptions, settings: Any = None,
+def gradescope_results(result: Result, *, points: Points, settings: Any = None,
                        execution_time: float | None = None) -> dict[str, Any]:
     """One result in Gradescope's results.json format: a test per gradient.
 
@@ -150,13 +142,13 @@ def gradescope_results(result: Result, *, options: GradingOptions, settings: Any
     graded = {(ex.name, g.name): g for ex in result.exercises for g in ex.gradients}
     tests: list[dict[str, Any]] = []
     numbers: dict[str, int] = {}
-    for ex, gradient in _counted(options):
+    for ex, gradient, max_points in points:
         numbers[ex] = numbers.get(ex, 0) + 1
         g = graded.get((ex, gradient.name))
         test: dict[str, Any] = {
-            "name": f"{_EXERCISE_TITLES[ex]}: {gradient.name}",
+            "name": f"{EXERCISE_NAMES[ex]}: {gradient.name}",
             "number": f"{ex[2:]}.{numbers[ex]}",
-            "max_score": float(g.max_points if g else max_points_for(gradient, options)),
+            "max_score": float(g.max_points if g else max_points),
             "output_format": "text",
             "tags": [ex],
         }

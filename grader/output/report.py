@@ -15,9 +15,7 @@ import base64
 import collections
 import functools
 import hashlib
-import itertools
 import json
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,9 +24,9 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
-from .results import PASSING, SCHEMA, GradientResult, Result, TensorView, read_result, \
-    write_atomic
-from .terminal import EXERCISE_TITLES
+from .formatting import EXERCISE_TITLES, page_number, page_points
+from .heatmap import Heatmap, heatmaps
+from .results import PASSING, SCHEMA, GradientResult, Result, read_result, write_atomic
 
 __all__ = ["ReportSet", "find_results", "render_report", "render_summary", "template_environment",
            "write_report", "write_reports"]
@@ -36,7 +34,6 @@ __all__ = ["ReportSet", "find_results", "render_report", "render_summary", "temp
 _TEMPLATES = Path(__file__).resolve().parent / "templates"
 _MAX_OUTPUT = 20_000          # characters of captured output shown (the tail)
 _MAX_TRACEBACK_LINES = 40
-_HEATMAP_PX = 320             # the longer side of a heatmap, in CSS pixels
 
 # Status: a word, a symbol and a CSS class, so that colour is never the only cue.
 _STATUS = {
@@ -45,161 +42,6 @@ _STATUS = {
     "missing": ("missing", "–"), "integrity": ("integrity", "⚑"), "timeout": ("timeout", "⚠"),
     "graded": ("graded", "✓"),
 }
-
-# Colour-blind-safe palettes: ColorBrewer PuOr (diverging, for signed values) and viridis
-# (sequential, for |actual - expected|).
-_PUOR = ("#b35806", "#e08214", "#fdb863", "#fee0b6", "#f7f7f7", "#d8daeb", "#b2abd2", "#8073ac",
-         "#542788")
-_VIRIDIS = ("#440154", "#472d7b", "#3b528b", "#2c728e", "#21918c", "#28ae80", "#5ec962",
-            "#addc30", "#fde725")
-_VALUE_LEVELS = 21            # odd: one level for zero
-_DIFF_LEVELS = 16
-
-
-# ---------------------------------------------------------------- heatmap geometry
-
-
-def _interpolate(stops: tuple[str, ...], levels: int) -> tuple[str, ...]:
-    rgb = [tuple(int(s[i:i + 2], 16) for i in (1, 3, 5)) for s in stops]
-    out = []
-    for k in range(levels):
-        t = k / (levels - 1) * (len(rgb) - 1)
-        i = min(int(t), len(rgb) - 2)
-        f = t - i
-        c = tuple(round(a + (b - a) * f) for a, b in zip(rgb[i], rgb[i + 1]))
-        out.append("#%02x%02x%02x" % c)
-    return tuple(out)
-
-
-_VALUE_COLOURS = _interpolate(_PUOR, _VALUE_LEVELS)
-_DIFF_COLOURS = _interpolate(_VIRIDIS, _DIFF_LEVELS)
-
-
-@dataclass(frozen=True)
-class _Layer:
-    fill: str
-    d: str          # SVG path data: one rectangle per run of equal cells in a row
-    title: str      # the range of values this colour stands for
-
-
-@dataclass(frozen=True)
-class _Heatmap:
-    id: str
-    label: str
-    heading: str               # "expected", "actual (yours)", "|actual − expected|"
-    caption: str
-    description: str
-    rows: int
-    cols: int
-    width: float
-    height: float
-    layers: tuple[_Layer, ...]
-    nonfinite: str             # path data of cells holding NaN / inf
-    worst_cell: tuple[int, int] | None
-    legend: tuple[str, ...]    # colours, low to high
-    low: str
-    high: str
-
-
-def _fmt(x: float | None) -> str:
-    if x is None:
-        return "–"
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    if x == 0:
-        return "0"
-    return f"{x:.3g}"
-
-
-def _paths(levels: list[list[int | None]]) -> tuple[dict[int, list[str]], list[str]]:
-    """Path data per colour level: one rectangle per run of equal cells in a row (``None``: a
-    cell holding NaN / inf)."""
-    by_level: dict[int, list[str]] = {}
-    bad: list[str] = []
-    for y, row in enumerate(levels):
-        x = 0
-        for key, run in itertools.groupby(row):
-            w = len(list(run))
-            rect = f"M{x} {y}h{w}v1h-{w}z"
-            (bad if key is None else by_level.setdefault(key, [])).append(rect)
-            x += w
-    return by_level, bad
-
-
-def _heatmap(view: TensorView, *, ident: str, gradient: str, scale: float) -> _Heatmap:
-    rows = len(view.values)
-    cols = len(view.values[0]) if rows else 0
-    is_diff = view.label == "difference"
-    # the colour level of every cell (None: NaN / inf), clamped to 0..last inline: a helper
-    # function or min/max per cell cost more than the arithmetic
-    if is_diff:
-        colours, top = _DIFF_COLOURS, scale or 1.0
-        n = len(colours)
-        last = n - 1
-        levels = [[None if v is None else
-                   k if 0 <= (k := int(v / top * n)) <= last else 0 if k < 0 else last
-                   for v in row] for row in view.values]
-
-        def bounds(k: int) -> tuple[float, float]:
-            return (k * top / n, (k + 1) * top / n)
-        low, high = "0", _fmt(top)
-    else:
-        colours, top = _VALUE_COLOURS, scale or 1.0
-        n = len(colours)
-        last = n - 1
-        half = n // 2
-        levels = [[None if v is None else
-                   k if 0 <= (k := half + round(v / top * half)) <= last else 0 if k < 0 else last
-                   for v in row] for row in view.values]
-
-        def bounds(k: int) -> tuple[float, float]:
-            return ((k - half - 0.5) * top / half, (k - half + 0.5) * top / half)
-        low, high = _fmt(-top), _fmt(top)
-    by_level, bad = _paths(levels)
-    def title(k: int) -> str:
-        lo, hi = bounds(k)
-        if k == n - 1:
-            return f"{view.label}: {_fmt(lo)} and above"
-        if k == 0 and not is_diff:
-            return f"{view.label}: {_fmt(hi)} and below"
-        return f"{view.label}: {_fmt(lo)} to {_fmt(hi)}"
-    layers = tuple(_Layer(colours[k], "".join(d), title(k)) for k, d in sorted(by_level.items()))
-    px = max(4.0, min(24.0, _HEATMAP_PX / max(rows, cols, 1)))
-    shape = " × ".join(str(d) for d in view.shape) or "scalar"
-    pooled = ""
-    if view.pooling != "none":
-        how = "largest" if view.pooling == "max" else "mean"
-        pooled = f"; each cell shows the {how} of up to {view.cell[0]} × {view.cell[1]} elements"
-    what = "|actual − expected|" if is_diff else view.label
-    caption = f"shape ({shape}){pooled}"
-    scale_text = (f"viridis colour scale from 0 (dark purple) to {high} (yellow)" if is_diff else
-                  f"colour scale from {low} (orange) through 0 (white) to {high} (purple)")
-    description = f"Heatmap of {what} for {gradient}: {rows} × {cols} cells, {scale_text}"
-    if view.worst_cell is not None:
-        description += "; the outlined cell holds the element with the greatest difference"
-    if bad:
-        description += "; hatched cells are NaN or infinite"
-    heading = {"actual": "actual (yours)", "expected": "expected (autograd)"}.get(view.label, what)
-    return _Heatmap(ident, view.label, heading, caption, description, rows, cols, cols * px, rows * px,
-                    layers, "".join(bad), view.worst_cell, colours, low, high)
-
-
-def _heatmaps(g: GradientResult, ident: str) -> tuple[_Heatmap, ...]:
-    """expected and actual share one scale (expected's range: the truth looks right, a runaway
-    actual saturates); the difference has its own."""
-    def top(view: TensorView) -> float:
-        return max([abs(v) for row in view.values for v in row if v is not None], default=0.0)
-
-    values = [v for v in g.views if v.label != "difference"]
-    expected = next((v for v in values if v.label == "expected"), None)
-    shared = top(expected) if expected is not None else 0.0
-    if shared == 0.0:
-        shared = max((top(v) for v in values), default=0.0)
-    maps = []
-    for i, view in enumerate(g.views):
-        scale = top(view) if view.label == "difference" else shared
-        maps.append(_heatmap(view, ident=f"{ident}-map{i}", gradient=g.name, scale=scale))
-    return tuple(maps)
 
 
 # ---------------------------------------------------------------- page data
@@ -253,14 +95,9 @@ class _GradientView:
     anchor: str
     g: GradientResult
     modes: dict[str, object]
-    heatmaps: tuple[_Heatmap, ...]
+    heatmaps: tuple[Heatmap, ...]
     traceback: str | None
     is_first_wrong: bool
-
-
-def _score(x: float) -> str:
-    """Points as the pages write them: 26, 0.5, 33.25."""
-    return "%g" % (x,)
 
 
 class _PerStatus(dict[str, Markup]):
@@ -304,8 +141,8 @@ def template_environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_TEMPLATES)), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True,
                              lstrip_blocks=True, auto_reload=False)
-    env.filters["num"] = _fmt
-    env.filters["score"] = _score
+    env.filters["num"] = page_number
+    env.filters["score"] = page_points
     env.filters["yesno"] = lambda flag: "yes" if flag else "no"
     env.filters["shape"] = lambda s: "–" if s is None else "(" + ", ".join(map(str, s)) + \
         ("," if len(s) == 1 else "") + ")"
@@ -335,7 +172,7 @@ def render_report(result: Result, *, student: str | None = None,
             anchor = _anchor(ex.name, g.name)
             gradients.append(_GradientView(
                 ex.name, anchor, g, _mode_verdicts(g),
-                _heatmaps(g, anchor) if g.views else (),
+                heatmaps(g, anchor) if g.views else (),
                 _trim_traceback(g.traceback),
                 g.name == result.first_wrong and ex.name != "ex4"))
     first_wrong = next((gv for gv in gradients if gv.is_first_wrong), None)

@@ -38,7 +38,7 @@ class ConfigVerdict:
     maxdiff: float | None = None
     mode: str = "isolated"
     message: str | None = None
-    probe: bool = False           # graded with random upstream gradients (grader/probes.py)
+    probe: bool = False           # graded with random upstream gradients (grader/judge/probes.py)
     label: str = ""               # the config's sizes and seed
     limit: str | None = None      # the sandbox limit the call ran into ("wall time", "memory", ...)
 
@@ -90,7 +90,7 @@ class GradientResult:
     max_points: float
     message: str | None = None
     hint: str | None = None
-    hint_key: str | None = None      # which known mistake (grader/hints.py), or "sign" etc.
+    hint_key: str | None = None      # which known mistake (grader/judge/hints.py), or "sign" etc.
     configs: tuple[ConfigVerdict, ...] = ()
     allclose: bool = False
     rel_error: float | None = None

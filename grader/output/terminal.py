@@ -5,24 +5,17 @@ from __future__ import annotations
 import os
 from typing import TextIO
 
+from .formatting import EXERCISE_TITLES, table_maxdiff
 from .results import GradientResult, Result
 
 __all__ = ["render_text", "use_color"]
 
 _COLORS = {"exact": "32", "approx": "36", "wrong": "31", "shape": "31", "nonfinite": "31",
            "error": "35", "missing": "33", "integrity": "35"}
-EXERCISE_TITLES = {"ex1": "Exercise 1: backprop through every step",
-                    "ex2": "Exercise 2: cross-entropy backward in one expression",
-                    "ex3": "Exercise 3: batch-norm backward in one expression",
-                    "ex4": "Exercise 4: train with your own backward()"}
 
 
 def use_color(stream: TextIO) -> bool:
     return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2g}" if value else "0.0"
 
 
 def _yn(flag: bool) -> str:
@@ -60,7 +53,7 @@ def render_text(result: Result, *, color: bool = False, verbose: bool = False) -
         for g in ex.gradients:
             status = paint(g.status, f"{g.status:<9}")
             lines.append(f"{g.name:<16} {status} {_yn(g.exact):<5} {_yn(g.approx):<6} "
-                         f"{_yn(g.allclose):<8} {_fmt(g.maxdiff):<8} "
+                         f"{_yn(g.allclose):<8} {table_maxdiff(g.maxdiff):<8} "
                          f"{_mode_status(g, 'isolated'):<9} {_mode_status(g, 'chained'):<9} "
                          f"{g.points:>3g}/{g.max_points:<3g}")
             details = [m for m in (g.message, g.explanation, g.hint and f"hint: {g.hint}") if m]

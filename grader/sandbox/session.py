@@ -1,24 +1,22 @@
 """Runs student code in a separate, limited process: tensors in, tensors out.
 
-The grader process never imports or executes a submission. A ``SandboxRunner`` (grader.sandbox.runner)
-keeps one long-lived worker (grader.sandbox.worker.forkserver) that imported torch once; the worker runs inside
-bubblewrap where it works (grader.sandbox.bubblewrap) and forks one child per ``SandboxSession``. A
-session's child runs the submission's file, then answers requests: ``call_many`` sends several
-calls in one request, and the child answers each in turn (tensors only, checked by grader.sandbox.wire),
-each within the call limit. Which calls may share a request, so that a stub never sees the
-gradient it is asked for, is grader.judge.grading's to decide. A child that hangs, dies, breaks a limit
-or answers garbage is killed with everything it started, and the outcome names what happened; the
-next request starts a fresh child.
+The grader process never imports or executes a submission. A ``SandboxRunner``
+(grader.sandbox.runner) keeps one long-lived worker (grader.sandbox.worker.forkserver) that
+imported torch once; the worker runs inside bubblewrap where it works (grader.sandbox.bubblewrap)
+and forks one child per ``SandboxSession``. A session's child runs the submission's file, then
+answers requests: ``call_many`` sends several calls in one request, and the child answers each in
+turn (tensors only, checked by grader.sandbox.wire), each within the call limit. Which calls may
+share a request, so that a stub never sees the gradient it is asked for, is
+grader.judge.grading's to decide. A child that hangs, dies, breaks a limit or answers garbage is
+killed with everything it started, and the outcome names what happened; the next request starts
+a fresh child.
 
 ``run_in_sandbox(code, inputs, limits, function=...)`` is the one-call form.
 """
 
 from __future__ import annotations
 
-import os
-import select
 import signal
-import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
@@ -26,10 +24,12 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from . import wire
+from .children import Child
 from .limits import Limits
-from .runner import SandboxRunner, _Child
+from .output_sink import OutputSink
+from .runner import SandboxRunner
 
-__all__ = ["Call", "CallOutcome", "SandboxSession", "open_session", "run_in_sandbox"]
+__all__ = ["Call", "CallOutcome", "SandboxSession", "run_in_sandbox"]
 
 _INTEGRITY_KINDS = ("autograd", "requires_grad", "grad")
 
@@ -63,61 +63,6 @@ def _describe_exit(code: int | None, limits: Limits) -> tuple[str, str | None]:
                  "SIGABRT": " (an abort, e.g. a failed assertion in C code)"}.get(name, "")
         return f"was killed by {name}{extra}", None
     return f"exited with code {code} (os._exit, sys.exit in a thread, or a crash)", None
-
-
-# -- one submission ------------------------------------------------------------------------------
-
-class _OutputSink(threading.Thread):
-    """Drains the child's stdout+stderr, keeping the first ``cap`` bytes and counting the rest.
-
-    ``finish()`` ends it without waiting for the pipe to close: a stopped child has written
-    (and flushed, before its last reply) everything it will, and its exit may take a while."""
-
-    def __init__(self, fd: int, cap: int) -> None:
-        super().__init__(daemon=True)
-        self.fd, self.cap = fd, cap
-        self.kept = bytearray()
-        self.dropped = 0
-        self._wake_r, self._wake_w = os.pipe()
-
-    def _take(self, chunk: bytes) -> None:
-        room = max(self.cap - len(self.kept), 0)
-        self.kept += chunk[:room]
-        self.dropped += max(len(chunk) - room, 0)
-
-    def run(self) -> None:
-        try:
-            while True:
-                ready, _, _ = select.select([self.fd, self._wake_r], [], [])
-                if self.fd in ready:
-                    chunk = os.read(self.fd, 1 << 20)
-                    if not chunk:
-                        return
-                    self._take(chunk)
-                elif self._wake_r in ready:       # finish(): take what is there, then stop
-                    os.set_blocking(self.fd, False)
-                    while chunk := os.read(self.fd, 1 << 20):
-                        self._take(chunk)
-                    return
-        except OSError:     # BlockingIOError included: nothing more to take
-            return
-        finally:
-            for fd in (self.fd, self._wake_r, self._wake_w):
-                os.close(fd)
-
-    def finish(self) -> None:
-        if self.is_alive():
-            try:
-                os.write(self._wake_w, b"x")
-            except OSError:
-                pass
-        self.join(timeout=2.0)
-
-    def text(self) -> str:
-        text = self.kept.decode("utf-8", "replace")
-        if self.dropped:
-            text += f"\n... ({self.dropped:,} more bytes of output dropped (limit: output bytes))"
-        return text
 
 
 def _integrity_events(meta: dict[str, Any]) -> tuple[dict[str, str], ...]:
@@ -175,8 +120,8 @@ class SandboxSession:
         self.code, self.filename, self.limits = code, filename, limits
         self._own_runner = runner is None
         self.runner = runner if runner is not None else SandboxRunner()
-        self.child: _Child | None = None
-        self.sinks: list[_OutputSink] = []
+        self.child: Child | None = None
+        self.sinks: list[OutputSink] = []
         self.load_outcome: CallOutcome | None = None
         self.restarts = 0
         self.integrity: list[dict[str, str]] = []   # every integrity record, load included
@@ -203,7 +148,7 @@ class SandboxSession:
         self._lowered = False
         self._reader = wire.FrameReader(spawned.proto.fileno(), limits=self.limits.wire)
         kept = sum(len(s.kept) for s in self.sinks)
-        sink = _OutputSink(spawned.output, max(self.limits.output_bytes - kept, 0))
+        sink = OutputSink(spawned.output, max(self.limits.output_bytes - kept, 0))
         sink.start()
         self.sinks.append(sink)
         outcome = self._request({"op": "load", "code": self.code, "filename": self.filename},
@@ -422,14 +367,6 @@ class SandboxSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def open_session(code: str, *, filename: str, limits: Limits = Limits(),
-                 runner: SandboxRunner | None = None) -> SandboxSession:
-    """Start a child, run the submission's file in it, and return the session."""
-    session = SandboxSession(code, filename, limits, runner=runner)
-    session.start()
-    return session
 
 
 def run_in_sandbox(code: str, inputs: Mapping[str, Any], limits: Limits = Limits(), *,

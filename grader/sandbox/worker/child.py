@@ -1,10 +1,11 @@
 """The sandboxed side: runs one submission's code and answers the grader's requests.
 
-This module runs in the child process only (forked by grader.sandbox.worker.forkserver, limits set, privileges
-dropped). It speaks frames (grader.sandbox.wire) on one socket; whatever the student prints goes to a pipe
-the grader caps. Nothing here is trusted by the grader: every reply is checked again on the other
-side. While student code runs, an ``AutogradWatch`` records any use of autograd, and each reply
-carries those records under ``"integrity"``.
+This module runs in the child process only (forked by grader.sandbox.worker.forkserver, limits set,
+privileges dropped: grader.sandbox.worker.spare). It speaks frames (grader.sandbox.wire) on one
+socket; whatever the student prints goes to a pipe the grader caps. Nothing here is trusted by the
+grader: every reply is checked again on the other side. While student code runs, an
+``AutogradWatch`` records any use of autograd, and each reply carries those records under
+``"integrity"``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, Callable
 import torch
 
 from .. import wire
-from .errors import exception_reply, safe_text, student_traceback
+from .errors import exception_reply, student_traceback
 from .guard import AutogradWatch
 
 __all__ = ["serve"]

@@ -59,7 +59,7 @@ def limit_hit(exc: BaseException, limits: dict[str, Any]) -> tuple[str, str] | N
 
 def exception_message(exc: BaseException) -> str:
     """What the student's exception says, in a sentence; safe with a hostile ``__str__`` or
-    ``__repr__``. A limit the exception reveals is told by ``_limit_hit``, not here."""
+    ``__repr__``. A limit the exception reveals is told by ``limit_hit``, not here."""
     if isinstance(exc, NotImplementedError):
         return "raises NotImplementedError (not done yet)"
     if isinstance(exc, SystemExit):

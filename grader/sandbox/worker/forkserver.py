@@ -1,11 +1,12 @@
 """The sandbox's long-lived worker: imports torch once, then forks one child per session.
 
 ``main()`` runs in its own process (inside bubblewrap when the grader found it working, see
-grader.sandbox.bubblewrap), started by ``grader.sandbox.runner.SandboxRunner``. The worker runs torch once, with one
-thread (the autograd watch set up, the frame code warmed up), and checks that it still has a
-single thread when it forks (forking a process whose thread pools are running can leave the
-child's locks held forever); each child sets its limits, drops to its session's unprivileged uid,
-and then serves grader.sandbox.worker.child's protocol.
+grader.sandbox.bubblewrap), started by ``grader.sandbox.runner.SandboxRunner``. The worker runs
+torch once, with one thread (the autograd watch set up, the frame code warmed up), and checks that
+it still has a single thread when it forks (forking a process whose thread pools are running can
+leave the child's locks held forever); each child sets its limits, drops to its session's
+unprivileged uid, and then serves grader.sandbox.worker.child's protocol
+(grader.sandbox.worker.spare).
 
 The worker is a child subreaper: every process a child starts stays its descendant, so "no
 process left behind" is something it can check rather than hope for.
@@ -18,24 +19,21 @@ Messages are JSON on SOCK_SEQPACKET sockets:
   ``{"op": "attach"}`` (SandboxRunner.attach); the worker serves every main socket and stops
   when the last one closes
 * worker -> runner, each main socket, once: ``{"event": "ready", "pid", "threads",
-  "can_drop_uid", "rehearsal"}``
+  "can_drop_uid"}``
 * worker -> session, control socket: ``{"event": "started", "pid"}``, ``{"event": "failed",
   "message"}``, ``{"event": "exited", "code"}`` when the child ends by itself, and
   ``{"event": "stopped", "code", "processes"}`` after a stop.
 * session -> worker, control socket: ``{"op": "stop"}``; closing the socket means the same.
   ``{"op": "lower"}``: the child's stub call has run long; its processes get the least CPU
-  priority (lower_priority), with no answer.
+  priority (processes.lower_priority), with no answer.
 """
 
 from __future__ import annotations
 
-import ctypes
-import fcntl
 import gc
 import importlib
 import json
 import os
-import resource
 import selectors
 import shutil
 import signal
@@ -47,208 +45,22 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["can_drop_uid", "lower_priority", "main"]
+from .processes import (become_subreaper, can_drop_uid, children, kill_uid, lower_priority,
+                        processes_of, set_limits, status_number)
+from .spare import serve_as_spare
 
-_PR_SET_PDEATHSIG = 1
-_PR_SET_CHILD_SUBREAPER = 36
-_PR_SET_NO_NEW_PRIVS = 38
-_PROTOCOL_FD = 3
-_OPEN_FILES = 256
+__all__ = ["ForkServer", "main", "serve_direct"]
+
 _KILL_SECONDS = 5.0
-_LOWEST_PRIORITY = 19      # nice
 # imported once here so that children need not read them from disk (after dropping to an
 # unprivileged uid they may not be able to: a Python under /root, for example)
-_PRELOAD = ("torch", "torch.nn.functional", "numpy", "grader.sandbox.worker.child", "grader.sandbox.worker.guard",
-            "grader.lecture.training", "grader.judge.lecture_style", "grader.lecture.model", "math", "random",
-            "ctypes", "socket", "encodings.idna", "pickle", "shutil", "subprocess", "threading",
-            "signal", "resource", "json", "re", "itertools", "functools", "collections",
-            "operator", "copy", "typing", "dataclasses", "statistics", "time", "string")
-
-
-def _prctl(option: int, value: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(option, value, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
-
-
-def _status(field: str, pid: int | str = "self") -> int | None:
-    """A number from /proc/PID/status (kB fields in bytes; Uid: the real uid)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    parts = line.split()
-                    return int(parts[1]) * (1024 if parts[-1] == "kB" else 1)
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def _children() -> list[int]:
-    """This process's children (orphans of any session are re-parented to it: a subreaper)."""
-    try:
-        with open(f"/proc/self/task/{os.getpid()}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except FileNotFoundError:   # kernel without CONFIG_PROC_CHILDREN: scan
-        mine, found = os.getpid(), []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/stat") as f:
-                        fields = f.read().rsplit(")", 1)[1].split()
-                except (OSError, IndexError):
-                    continue
-                if int(fields[1]) == mine:
-                    found.append(int(entry))
-        return found
-
-
-def _processes_of(uid: int) -> list[int]:
-    """Every process (in this pid namespace) whose real uid is ``uid``."""
-    return [int(e) for e in os.listdir("/proc") if e.isdigit() and _status("Uid", e) == uid]
-
-
-def _kill_uid(uid: int) -> None:
-    """SIGKILL every process of ``uid`` in one go: a fork becomes ``uid`` and calls
-    kill(-1), which the kernel applies to all of that uid's processes at once, so that no fork
-    slips through between a scan and a kill."""
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setgroups([])
-            os.setresgid(uid, uid, uid)
-            os.setresuid(uid, uid, uid)
-            os.kill(-1, signal.SIGKILL)
-        finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
-
-
-def lower_priority(pid: int, uid: int | None) -> None:
-    """Give a session's processes the least CPU priority: those of ``uid`` when it has one of
-    its own, else the process group (session) that ``pid`` leads. Its autogroup too, where the
-    kernel groups processes by session: niceness counts only within a group, and each session
-    (a child calls setsid) is one. Raising niceness needs no privilege; a failure leaves the
-    priority as it was (without CAP_SYS_ADMIN the kernel takes one autogroup change per 100 ms).
-
-    A help, not a limit: code that wants the CPU back can start a session of its own (a new
-    autogroup, at the default weight) or reset its autogroup; it then costs what it did before,
-    its wall time at full speed, and no more. Nothing of another student's depends on it."""
-    try:
-        if uid is not None:
-            os.setpriority(os.PRIO_USER, uid, _LOWEST_PRIORITY)
-        else:
-            os.setpriority(os.PRIO_PGRP, pid, _LOWEST_PRIORITY)
-    except OSError:
-        pass
-    try:
-        with open(f"/proc/{pid}/autogroup", "w") as f:
-            f.write(str(_LOWEST_PRIORITY))
-    except OSError:         # no autogroups here (or the process is gone)
-        pass
-
-
-def can_drop_uid() -> bool:
-    """Root with the whole uid range (not root inside a user namespace mapping one uid)."""
-    if os.geteuid() != 0:
-        return False
-    try:
-        with open("/proc/self/uid_map") as f:
-            return any(int(line.split()[2]) > 1 for line in f if line.strip())
-    except (OSError, ValueError, IndexError):
-        return False
-
-
-def _place_fds(targets: dict[int, int]) -> None:
-    """dup2 each source onto its target without clobbering a source that sits on a target."""
-    high = {target: fcntl.fcntl(source, fcntl.F_DUPFD, 64) for target, source in targets.items()}
-    for target, source in high.items():
-        os.dup2(source, target)
-    os.closerange(max(targets) + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-
-
-def _set_limits(limits: dict[str, Any]) -> None:
-    vm = _status("VmSize")
-    memory = int(limits["memory_bytes"])
-    cpu = int(limits["cpu_seconds"])
-    wanted = [("RLIMIT_CORE", 0), ("RLIMIT_CPU", (cpu, cpu + 1)), ("RLIMIT_DATA", memory),
-              ("RLIMIT_NPROC", int(limits["max_processes"])),
-              ("RLIMIT_FSIZE", int(limits["file_bytes"])), ("RLIMIT_NOFILE", _OPEN_FILES)]
-    if vm is not None:       # a backstop: what torch has mapped, plus the memory limit
-        wanted.append(("RLIMIT_AS", vm + memory))
-    for name, value in wanted:
-        soft, hard = value if isinstance(value, tuple) else (value, value)
-        which = getattr(resource, name, None)
-        if which is None:
-            continue
-        try:
-            resource.setrlimit(which, (soft, hard))
-        except (ValueError, OSError):
-            if sys.platform.startswith("linux"):
-                raise
-            # elsewhere some limits cannot be set (macOS: RLIMIT_AS, RLIMIT_DATA); go without
-
-
-def _reset_signals() -> None:
-    signal.set_wakeup_fd(-1)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)       # a too-large write fails with EFBIG
-
-
-def _spare(orders: socket.socket, watch: Any) -> None:
-    """A child forked ahead of time (warmed up in the worker): wait for a session. Never
-    returns."""
-    _reset_signals()
-    _place_fds({0: os.open(os.devnull, os.O_RDWR), 1: 2, 2: 2, _PROTOCOL_FD: orders.detach()})
-    orders = socket.socket(fileno=_PROTOCOL_FD)
-    data, fds, _, _ = socket.recv_fds(orders, 1 << 16, 2)
-    if not data or len(fds) != 2:
-        os._exit(0)
-    spec = json.loads(data)
-    orders.detach()
-    _become_child(spec["limits"], spec["uid"], spec["workdir"], fds[0], fds[1], watch)
-
-
-def _become_child(limits: dict[str, Any], uid: int | None, workdir: str, proto_fd: int,
-                  out_fd: int, watch: Any) -> None:
-    """In the child: isolate, limit, drop privileges, then serve. Never returns."""
-    os.setsid()
-    _place_fds({0: os.open(os.devnull, os.O_RDWR), 1: out_fd, 2: out_fd, _PROTOCOL_FD: proto_fd})
-    os.chdir(workdir)
-    _set_limits(limits)
-    if uid is not None:
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
-        if os.getuid() != uid or os.geteuid() != uid:
-            raise OSError("could not drop privileges")
-    _prctl(_PR_SET_NO_NEW_PRIVS, 1)
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)           # after setuid, which clears it
-    os.environ.clear()
-    os.environ.update({"HOME": workdir, "TMPDIR": workdir, "PATH": "/usr/bin:/bin",
-                       "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                       "OPENBLAS_NUM_THREADS": "1"})
-    tempfile.tempdir = workdir
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    from .child import serve
-
-    serve(_PROTOCOL_FD, limits, watch)
-
-
-def _run_forked(body: Any, *args: Any) -> None:
-    """The forked side: run ``body``; whatever happens, never return into the worker's loop."""
-    code = 71
-    try:
-        body(*args)
-        code = 0
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        os._exit(code)
-
-
+_PRELOAD = ("torch", "torch.nn.functional", "numpy", "grader.sandbox.worker.child",
+            "grader.sandbox.worker.guard", "grader.sandbox.worker.errors",
+            "grader.sandbox.worker.lecture_code", "grader.lecture.training",
+            "grader.lecture.model", "math", "random", "ctypes", "socket", "encodings.idna",
+            "pickle", "shutil", "subprocess", "threading", "signal", "resource", "json", "re",
+            "itertools", "functools", "collections", "operator", "copy", "typing",
+            "dataclasses", "statistics", "time", "string")
 _MAIN = "main"          # selector data of a runner's connection
 
 
@@ -285,31 +97,12 @@ class ForkServer:
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)
         signal.set_wakeup_fd(wakeup_w)
         signal.signal(signal.SIGINT, signal.SIG_IGN)     # the grader decides when we stop
-        _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+        become_subreaper()
 
     # -- the loop ---------------------------------------------------------------------------
     def serve(self) -> None:
-        from .child import warm_up
-        from .rehearsal import rehearse
-
-        self.watch = warm_up()     # torch patched and run once here, not in every child
-        try:                       # torch's first-call costs paid here, not in every child
-            rehearsed = rehearse(self.watch)
-        except Exception as e:  # noqa: BLE001 - only slower children without it
-            rehearsed = [f"failed: {type(e).__name__}: {e}"]
-        gc.freeze()      # children then leave the worker's objects alone: fewer copied pages
-        gc.enable()      # main() paused it for the imports; student code may make cycles
-        threads = len(os.listdir("/proc/self/task"))      # as the first fork will find them
-        if threads != 1:
-            print(f"backprop-grader worker: {threads} threads before forking; children may "
-                  "deadlock (is OMP_NUM_THREADS=1 set?)", file=sys.stderr)
-        self.hello = {"event": "ready", "pid": os.getpid(), "threads": threads,
-                      "can_drop_uid": self.can_drop_uid, "rehearsal": rehearsed}
-        for main in self.mains:
-            self._send(main, self.hello)
-            self.selector.register(main, selectors.EVENT_READ, _MAIN)
-        self.selector.register(self.wakeup_r, selectors.EVENT_READ, None)
-        self._make_spare()
+        """Get ready, then serve every runner's requests until the last connection closes."""
+        self._get_ready()
         while True:
             events = self.selector.select(0.005 if self.dying else None)
             for key, _ in events:
@@ -331,6 +124,25 @@ class ForkServer:
                     self._make_spare()
             except Exception:
                 traceback.print_exc()
+
+    def _get_ready(self) -> None:
+        """Run torch once here, not in every child; tell each runner the worker is ready."""
+        from .child import warm_up     # torch: imported by main(), with the collector off
+
+        self.watch = warm_up()
+        gc.freeze()      # children then leave the worker's objects alone: fewer copied pages
+        gc.enable()      # main() paused it for the imports; student code may make cycles
+        threads = len(os.listdir("/proc/self/task"))      # as the first fork will find them
+        if threads != 1:
+            print(f"backprop-grader worker: {threads} threads before forking; children may "
+                  "deadlock (is OMP_NUM_THREADS=1 set?)", file=sys.stderr)
+        self.hello = {"event": "ready", "pid": os.getpid(), "threads": threads,
+                      "can_drop_uid": self.can_drop_uid}
+        for main in self.mains:
+            self._send(main, self.hello)
+            self.selector.register(main, selectors.EVENT_READ, _MAIN)
+        self.selector.register(self.wakeup_r, selectors.EVENT_READ, None)
+        self._make_spare()
 
     def _drain_wakeup(self) -> None:
         try:
@@ -383,17 +195,18 @@ class ForkServer:
     def _make_spare(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         sys.stderr.flush()
+        worker = os.getpid()
         pid = os.fork()
         if pid == 0:
             ours.close()
-            _run_forked(_spare, theirs, self.watch)
+            serve_as_spare(theirs, self.watch, worker=worker)
         theirs.close()
         self.spare = (pid, ours)
 
     def _spawn(self, spec: dict[str, Any], control: socket.socket, proto_fd: int,
                out_fd: int) -> None:
         limits = dict(spec["limits"])
-        data = _status("VmData") or 0
+        data = status_number("VmData") or 0
         if data >= int(limits["memory_bytes"]):
             self._send(control, {"event": "failed", "message": (
                 f"the memory limit ({int(limits['memory_bytes']) >> 20} MiB) is below what torch "
@@ -404,7 +217,7 @@ class ForkServer:
         for old in [s for s in self.dying if s.uid == uid and uid is not None]:
             self._finish(old)                          # the uid must be clean before reuse
         if uid is not None and uid not in self.swept:
-            _kill_uid(uid)      # leftovers of a grader that died without cleaning up, if any
+            kill_uid(uid)      # leftovers of a grader that died without cleaning up, if any
             self.swept.add(uid)
         workdir = tempfile.mkdtemp(prefix="bpg-")
         if uid is not None:
@@ -468,12 +281,12 @@ class ForkServer:
         reaped and this list is empty, nothing of the session is left anywhere."""
         spare = self.spare[0] if self.spare else None
         found = []
-        for pid in _children():
+        for pid in children():
             if pid == spare:
                 continue
             owner = self.by_pid.get(pid)
             if owner is session or (owner is None and (
-                    session.uid is None or _status("Uid", pid) == session.uid)):
+                    session.uid is None or status_number("Uid", pid) == session.uid)):
                 found.append(pid)
         return found
 
@@ -488,7 +301,7 @@ class ForkServer:
         if not sweep:
             return
         if session.uid is not None:
-            _kill_uid(session.uid)
+            kill_uid(session.uid)
         else:
             for pid in self._remaining(session):
                 try:
@@ -500,9 +313,9 @@ class ForkServer:
         """Kill everything of the session, wait until it is all gone, wipe its folder; return
         how many processes there were."""
         if session.uid is not None:
-            count = len(_processes_of(session.uid))
+            count = len(processes_of(session.uid))
         else:
-            count = len({*self._remaining(session), session.pid} - {None})
+            count = len({*self._remaining(session), session.pid})
         deadline = time.monotonic() + _KILL_SECONDS
         pause = 0.0002
         while True:
@@ -558,9 +371,8 @@ class ForkServer:
 
 def main(fd: str) -> None:
     """The worker's entry: ``fd`` is the main socket to the runner."""
-    # no cyclic collections while torch is imported (its objects all stay, and are frozen
-    # before the first fork): ready in 1.0 s instead of 1.25 to 1.7 s (2-core VM, four
-    # alternating pairs), and the start of a batch waits for it
+    # no cyclic collections while torch is imported: its objects all stay (frozen before the
+    # first fork), so a collection would find nothing to free, and a batch waits for the worker
     gc.disable()
     for name in _PRELOAD:
         try:
@@ -576,9 +388,8 @@ def serve_direct(fd: str, limits: str) -> None:
     """Where there is no fork server (not Linux): this fresh interpreter is the child itself,
     started in its working folder, serving the protocol on socket ``fd``."""
     spec = json.loads(limits)
-    if hasattr(signal, "SIGXFSZ"):
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    _set_limits(spec)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)       # a too-large write fails with EFBIG
+    set_limits(spec)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     from .child import serve, warm_up

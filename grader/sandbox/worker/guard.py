@@ -1,15 +1,16 @@
 """Inside the sandbox: notice student code asking autograd for the gradients.
 
-Set up in the sandbox's worker before it forks (grader.sandbox.worker.forkserver), or by the child itself where
-there is no worker, so it runs in every child and never in the grader. Tensors reach student code fresh off the wire, with no graph and
-no ``.grad``, so a gradient obtained through autograd needs ``Tensor.backward``,
-``torch.autograd.grad`` or ``torch.autograd.backward`` (``torch.func.grad`` and
-``torch.autograd.functional`` go through ``torch.autograd.grad``), usually after turning
-``requires_grad`` back on. While an ``AutogradWatch`` is watching, each such call is recorded with
-the student's line, and the child sends the records back with its reply.
+Set up in the sandbox's worker before it forks (grader.sandbox.worker.forkserver), or by the child
+itself where there is no worker, so it runs in every child and never in the grader. Tensors reach
+student code fresh off the wire, with no graph and no ``.grad``, so a gradient obtained through
+autograd needs ``Tensor.backward``, ``torch.autograd.grad`` or ``torch.autograd.backward``
+(``torch.func.grad`` and ``torch.autograd.functional`` go through ``torch.autograd.grad``), usually
+after turning ``requires_grad`` back on. While an ``AutogradWatch`` is watching, each such call is
+recorded with the student's line, and the child sends the records back with its reply.
 
 The child is the student's own process: a determined student can switch this off. The grader's
-static scan of the source (grader.judge.integrity) backs it up, and the grader never trusts a reply.
+static scan of the source (grader.judge.integrity) backs it up, and the grader never trusts a
+reply.
 """
 
 from __future__ import annotations

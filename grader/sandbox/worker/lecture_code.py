@@ -97,7 +97,8 @@ def _run_steps(meta: dict[str, Any], tensors: dict[str, torch.Tensor], limits: d
     changed_inputs: list[dict[str, Any]] = []
     current = {"step": -1, "capture": False}
 
-    def cmp(s: object = None, dt: object = None, t: object = None, *_: object, **__: object) -> None:
+    def cmp(s: object = None, dt: object = None, t: object = None, *_: object,
+            **__: object) -> None:
         """Records what the student compares (the lecture's cmp prints it)."""
         if len(calls) >= 500:
             return

@@ -1,0 +1,231 @@
+"""Discovery of a class: which file in a folder (or a zip of it) is each student's submission.
+
+``discover_submissions`` finds one submission per student: a file (``alice.py``,
+``bob.ipynb``), a folder (``carol/...``) or a zip of either (``dave.zip``); the student id is the
+file or folder name. Everything else is listed as skipped, with the reason. A student whose
+submission cannot be graded (an empty folder, two candidate files, a broken zip) still gets an
+entry, with the problem: every student gets a row. Nothing is run, and a zip is read with limits
+on its size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import stat
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Sequence
+
+__all__ = ["Discovery", "DiscoveryError", "Entry", "Skipped", "discover_submissions",
+           "pick_submission_file", "student_id", "submission_in_folder", "unpack_class_zip",
+           "unpack_zip_member"]
+
+SUFFIXES = (".py", ".ipynb")
+_IGNORED_DIRS = {"__pycache__", ".ipynb_checkpoints", "__MACOSX", ".git"}
+_MAX_ZIP_MEMBERS = 10_000
+_MAX_ZIP_TOTAL = 200 * 2**20       # uncompressed bytes in one zip
+_MAX_ZIP_MEMBER = 64 * 2**20       # the submission file inside it (notebooks carry outputs)
+
+
+class DiscoveryError(Exception):
+    """The class folder or zip cannot be read at all; one line says why."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One student's submission as found in the folder."""
+
+    student: str                  # the id: file or folder name, safe as a folder name
+    source: str                   # what was found, relative to the folder: "alice.py", "carol/"
+    label: str                    # what the reports call it: "carol/backprop.py"
+    digest: str                   # sha256 of everything the student submitted
+    path: Path | None = None      # the file to grade (inside a zip: read from ``zip_member``)
+    zip_member: str | None = None
+    problem: str | None = None    # why it cannot be graded; it still gets a row and a report
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Discovery:
+    entries: tuple[Entry, ...]
+    skipped: tuple[Skipped, ...]
+
+
+def student_id(name: str) -> str:
+    """A file or folder name as a portable folder name: letters, digits, ``._@-``."""
+    stem = re.sub(r"[^A-Za-z0-9._@-]+", "_", name).strip("._-")
+    return stem[:100] or "student"
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _visible(parts: Sequence[str]) -> bool:
+    return not any(p.startswith(".") or p in _IGNORED_DIRS for p in parts)
+
+
+def pick_submission_file(names: Sequence[str], *, where: str) -> tuple[str | None, str | None]:
+    """Among a folder's (or zip's) files, the one to grade, or the reason there is none.
+
+    One ``.py``/``.ipynb`` file: that one. Several: the one named ``backprop``, as the exercise
+    file is. Otherwise the student gets an error naming the candidates, never a silent guess.
+    """
+    candidates = sorted(n for n in names
+                        if PurePosixPath(n).suffix.lower() in SUFFIXES
+                        and _visible(PurePosixPath(n).parts))
+    if len(candidates) == 1:
+        return candidates[0], None
+    if not candidates:
+        others = sorted(n for n in names if _visible(PurePosixPath(n).parts))
+        found = f" (found: {', '.join(others[:5])}{', ...' if len(others) > 5 else ''})" \
+            if others else " (it is empty)"
+        return None, f"no .py or .ipynb file in {where}{found}"
+    named = [n for n in candidates if PurePosixPath(n).stem.lower() == "backprop"]
+    if len(named) == 1:
+        return named[0], None
+    shown = named or candidates
+    return None, (f"several files could be the submission in {where}: "
+                  f"{', '.join(shown[:6])}{', ...' if len(shown) > 6 else ''}; keep one "
+                  "(or name it backprop.py)")
+
+
+def submission_in_folder(folder: Path, rel: str) -> Entry:
+    """The student's entry for a folder: every visible file hashed, the submission picked."""
+    files: list[str] = []
+    h = hashlib.sha256()
+    for root, dirs, names in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if _visible((d,)))
+        for name in sorted(names):
+            p = Path(root) / name
+            if not _visible((name,)) or p.is_symlink() or not p.is_file():
+                continue
+            r = p.relative_to(folder).as_posix()
+            files.append(r)
+            h.update(r.encode() + b"\0" + _sha256_file(p).encode())
+    pick, problem = pick_submission_file(files, where=f"{rel}/")
+    return Entry(student=student_id(folder.name), source=f"{rel}/",
+                 label=f"{rel}/{pick}" if pick else f"{rel}/", digest=h.hexdigest(),
+                 path=folder / pick if pick else None, problem=problem)
+
+
+def _zip_files(path: Path, name: str) -> list[zipfile.ZipInfo]:
+    """The files listed in the zip at ``path`` (named ``name`` in messages), within the size
+    limits. Raises DiscoveryError when it cannot be read or is too large once unpacked."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = [i for i in z.infolist() if not i.is_dir()]
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise DiscoveryError(f"{name}: not a readable zip file ({e})") from None
+    if len(infos) > _MAX_ZIP_MEMBERS or sum(i.file_size for i in infos) > _MAX_ZIP_TOTAL:
+        raise DiscoveryError(f"{name}: too large once unpacked (more than "
+                             f"{_MAX_ZIP_TOTAL // 2**20} MB or {_MAX_ZIP_MEMBERS} files)")
+    return infos
+
+
+def _zip_entry(path: Path, rel: str) -> Entry:
+    digest = _sha256_file(path)
+    student = student_id(path.stem)
+    try:
+        infos = _zip_files(path, rel)
+    except DiscoveryError as e:
+        return Entry(student, rel, rel, digest, problem=str(e))
+    pick, problem = pick_submission_file([i.filename for i in infos], where=rel)
+    if pick and next(i for i in infos if i.filename == pick).file_size > _MAX_ZIP_MEMBER:
+        pick, problem = None, f"{rel}: {pick} is larger than {_MAX_ZIP_MEMBER // 2**20} MB"
+    return Entry(student, rel, f"{rel}/{pick}" if pick else rel, digest, path=path,
+                 zip_member=pick, problem=problem)
+
+
+def unpack_zip_member(entry: Entry, scratch: Path) -> Path:
+    """The submission inside a student's zip, read with a size limit, as a file in a folder of
+    its own under ``scratch``."""
+    assert entry.path is not None and entry.zip_member is not None
+    target = Path(tempfile.mkdtemp(dir=scratch)) / student_id(PurePosixPath(entry.zip_member).name)
+    with zipfile.ZipFile(entry.path) as z, z.open(entry.zip_member) as member:
+        data = member.read(_MAX_ZIP_MEMBER + 1)
+    target.write_bytes(data)
+    return target
+
+
+def unpack_class_zip(path: Path, into: Path) -> Path:
+    """A course platform's download of the whole class, unpacked safely (no paths outside
+    ``into``, no links, size limits); a single top folder is descended into."""
+    infos = _zip_files(path, str(path))
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in infos:
+                parts = PurePosixPath(info.filename.replace("\\", "/")).parts
+                if (not parts or parts[0] == "/" or ".." in parts
+                        or stat.S_ISLNK(info.external_attr >> 16)):
+                    continue
+                target = into.joinpath(*parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with z.open(info) as src, open(target, "wb") as dst:
+                    dst.write(src.read(_MAX_ZIP_TOTAL))
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise DiscoveryError(f"{path}: not a readable zip file ({e})") from None
+    top = [p for p in into.iterdir() if _visible((p.name,))]
+    return top[0] if len(top) == 1 and top[0].is_dir() else into
+
+
+def discover_submissions(folder: str | Path, *, exclude: Sequence[str | Path] = ()
+                         ) -> Discovery:
+    """One entry per student in ``folder`` (sorted by id), and what was skipped and why."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise DiscoveryError(f"{root}: no such folder" if not root.exists() else
+                             f"{root}: is a file, expected a folder of submissions")
+    excluded = {Path(p).resolve() for p in exclude}
+    found: list[Entry] = []
+    skipped: list[Skipped] = []
+    for p in sorted(root.iterdir(), key=lambda p: p.name):
+        rel = p.name
+        if p.resolve() in excluded:
+            skipped.append(Skipped(rel, "the output folder"))
+        elif not _visible((p.name,)):
+            skipped.append(Skipped(rel, "hidden or system file"))
+        elif p.is_symlink():
+            skipped.append(Skipped(rel, "a symbolic link (not followed)"))
+        elif p.is_dir():
+            found.append(submission_in_folder(p, rel))
+        elif p.suffix.lower() == ".zip":
+            found.append(_zip_entry(p, rel))
+        elif p.suffix.lower() in SUFFIXES:
+            h = hashlib.sha256(p.name.encode() + b"\0" + _sha256_file(p).encode())
+            found.append(Entry(student_id(p.stem), rel, rel, h.hexdigest(), path=p))
+        else:
+            skipped.append(Skipped(rel, "not a .py, .ipynb or .zip file, nor a folder"))
+    return Discovery(_one_per_student(found), tuple(skipped))
+
+
+def _one_per_student(found: list[Entry]) -> tuple[Entry, ...]:
+    """Sorted by id; two submissions whose ids differ only in case make one entry naming both,
+    with the problem (never a silent pick)."""
+    by_id: dict[str, list[Entry]] = {}
+    for e in found:
+        by_id.setdefault(e.student.lower(), []).append(e)
+    entries = []
+    for same in by_id.values():
+        if len(same) == 1:
+            entries.append(same[0])
+            continue
+        sources = ", ".join(e.source for e in same)
+        h = hashlib.sha256("".join(e.digest for e in same).encode()).hexdigest()
+        entries.append(Entry(same[0].student, sources, sources, h,
+                             problem=f"several submissions for {same[0].student}: {sources}; "
+                                     "keep one and grade again"))
+    return tuple(sorted(entries, key=lambda e: e.student))
