@@ -29,15 +29,19 @@ from grader.submissions.discovery import discover_submissions
 from conftest import EXERCISE, ROOT, SOLUTION, SUBMISSIONS, expectation, with_overrides
 from test_exports import assert_gradescope_schema
 
+# A stub that loops times out in 2 s. No call is lowered to the least CPU priority
+# (slow_seconds past the wall time): lowered, on a busy machine, a right answer's call gets
+# about 1% of a CPU and could time out too.
 QUICK_TOML = """\
 [training]
 steps = 1
 [limits]
 call_seconds = 2
+slow_seconds = 4
 start_seconds = 30
 """
 QUICK = GradeRequest(options=GradingOptions(train_steps=1),
-                     limits=Limits(call_seconds=2.0, start_seconds=30.0))
+                     limits=Limits(call_seconds=2.0, slow_seconds=4.0, start_seconds=30.0))
 WRONG = sorted((SUBMISSIONS / "wrong").glob("*.py")) + sorted((SUBMISSIONS / "broken").glob("*.py"))
 SOLUTION_CODE = SOLUTION.read_text()
 
@@ -183,24 +187,40 @@ def test_a_grader_failure_on_one_student_is_that_students_row_only(tmp_path):
     assert "RuntimeError: boom" in record["grader_traceback"]
 
 
-def test_ctrl_c_keeps_what_finished_and_lists_the_rest_as_pending(tmp_path):
-    d, out = small_class(tmp_path, 12), tmp_path / "out"
-    started = threading.Event()
+class _Heard(io.StringIO):
+    """A progress stream that tells when the batch has said ``words``."""
 
-    def slow(path, request):
-        started.set()
-        time.sleep(0.3)
+    def __init__(self, words: str) -> None:
+        super().__init__()
+        self.words, self.said = words, threading.Event()
+
+    def write(self, text: str) -> int:
+        if self.words in text:
+            self.said.set()
+        return super().write(text)
+
+
+def test_ctrl_c_keeps_what_finished_and_lists_the_rest_as_pending(tmp_path):
+    """Ctrl-C lands while two students are being graded: they finish and are kept."""
+    d, out = small_class(tmp_path, 12), tmp_path / "out"
+    started = threading.Semaphore(0)
+    progress = _Heard("interrupted: finishing")
+
+    def held(path, request):          # until the batch has heard the Ctrl-C
+        started.release()
+        progress.said.wait(60)
         return fake_grade(path, request)
 
     def press_ctrl_c():
-        started.wait(5)
-        time.sleep(0.4)
+        for _ in range(2):
+            started.acquire(timeout=60)
         _thread.interrupt_main()
 
     threading.Thread(target=press_ctrl_c, daemon=True).start()
-    s = grade_many(d, out, request=QUICK, grade=slow, jobs=2)
+    s = grade_many(d, out, request=QUICK, grade=held, jobs=2, progress=progress)
     rows = gradebook(out)
-    assert s.interrupted and 0 < s.graded < 12 and s.pending == 12 - s.graded
+    assert progress.said.is_set()
+    assert s.interrupted and s.graded == 2 and s.pending == 10
     assert len(rows) == 12 and len({r["student"] for r in rows}) == 12
     assert sum(r["status"] == "pending" for r in rows) == s.pending
     assert sum(r["status"] == "graded" for r in rows) == s.graded
@@ -211,28 +231,31 @@ def test_ctrl_c_keeps_what_finished_and_lists_the_rest_as_pending(tmp_path):
 
 def test_a_second_ctrl_c_stops_now_and_writes_nothing_for_unfinished_students(tmp_path):
     d, out = small_class(tmp_path, 4), tmp_path / "out"
-    started = threading.Event()
+    started, stopped = threading.Event(), threading.Event()
+    before = set(threading.enumerate())
 
-    def slow(path, request):
+    def held(path, request):          # until both presses have landed
         started.set()
-        time.sleep(3.0)       # long enough for both presses to land first, even under load
+        stopped.wait(60)
         return fake_grade(path, request)
 
     def press_ctrl_c_twice():
-        started.wait(5)
-        presses = signal.getsignal(signal.SIGINT).__self__   # the batch's _Interrupts, which
+        started.wait(60)
+        presses = signal.getsignal(signal.SIGINT).__self__   # the batch's Interrupts, which
         # grade_many installs before the first grading starts
         for count in (1, 2):        # one at a time: two pending presses would count as one
             _thread.interrupt_main()
-            deadline = time.monotonic() + 2.5
+            deadline = time.monotonic() + 60
             while presses.count < count and time.monotonic() < deadline:
                 time.sleep(0.01)
 
     threading.Thread(target=press_ctrl_c_twice, daemon=True).start()
-    s = grade_many(d, out, request=QUICK, grade=slow, jobs=2)
+    s = grade_many(d, out, request=QUICK, grade=held, jobs=2)
+    stopped.set()                         # the abandoned gradings finish, and are dropped
+    for thread in set(threading.enumerate()) - before:
+        thread.join(60)
     assert s.interrupted and s.graded == 0 and s.pending == 4
     assert [r["status"] for r in gradebook(out)] == ["pending"] * 4
-    time.sleep(3.5)                       # the abandoned gradings finish, and are dropped
     assert not list(out.glob("students/*/record.json"))
 
 

@@ -22,9 +22,8 @@ from grader.lecture.configs import (
 )
 from grader.judge.grading import GradingOptions
 from grader.lecture.model import Config, build_lecture_state
-from grader.sandbox.limits import Limits
 
-from conftest import ROOT, SUBMISSIONS, with_overrides
+from conftest import ROOT, SUBMISSIONS, short_wall_time, with_overrides
 
 HARD_CODED = SUBMISSIONS / "hidden" / "hard_coded_sizes.py"
 LECTURE = Config()
@@ -193,7 +192,7 @@ def test_a_stub_that_hangs_at_other_sizes_fails_with_the_limit_named(tmp_path):
     path.write_text(with_overrides(SUBMISSIONS / "hidden" / "hangs_at_other_sizes.py"))
     r = grade_submission(path, request=GradeRequest(
         options=GradingOptions(exercises=("ex1",), modes=("isolated",)),
-        limits=Limits(call_seconds=1.0)))
+        limits=short_wall_time(1.0)))
     g = next(g for g in r.gradients() if g.name == "dhprebn")
     assert g.status == "error" and "limit: wall time" in g.message and "hidden-1" in g.message
     assert [x.name for x in r.gradients() if not x.passed] == ["dhprebn"]

@@ -23,7 +23,7 @@ from grader.output.report import find_results, render_report, render_summary, wr
 from grader.output.results import IntegrityFlag, Result, TensorView, read_result, write_result
 from grader.judge.views import MAX_CELLS, failure_fields, layout_2d, tensor_view
 
-from conftest import ROOT, SOLUTION, SUBMISSIONS, with_overrides
+from conftest import ROOT, SOLUTION, SUBMISSIONS, short_wall_time, with_overrides
 
 SOLUTION_CODE = SOLUTION.read_text()
 
@@ -426,11 +426,9 @@ def test_limits_hit_are_listed_from_the_verdicts_not_guessed_from_words(wrong_re
 
 
 def test_a_stub_that_hangs_is_in_the_limits_banner_after_a_trip_through_json(tmp_path):
-    from grader.sandbox.limits import Limits
-
     path = tmp_path / "hangs.py"
     path.write_text(SOLUTION_CODE + "\ndef dprobs(dlogprobs, probs):\n    while True:\n        pass\n")
-    r = grade_submission(path, request=GradeRequest(limits=Limits(call_seconds=1.0),
+    r = grade_submission(path, request=GradeRequest(limits=short_wall_time(1.0),
                                                     options=GradingOptions(train_steps=1)))
     write_result(r, tmp_path / "results.json")
     page = parse(render_report(read_result(tmp_path / "results.json")))
