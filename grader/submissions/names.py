@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 from ..lecture.catalog import EXERCISE1
-from ..lecture.model import FORWARD_NAMES, PARAMETER_NAMES
+from ..lecture.names import FORWARD_NAMES, PARAMETER_NAMES
 
 __all__ = ["Binding", "NameMap", "resolve_names"]
 
