@@ -342,6 +342,8 @@ class _Aligner:
         """Bind ``student`` to ``lecture`` (already known to match by use), then follow the
         tensors its definition reads."""
         self._bind_tensor(lecture, student, definition.index)
+        if self.env.tensors.get(lecture) == student:    # said where it is computed, not used
+            self.how[student] = f"your forward pass, {self.program.where[definition.index]}"
         before = set(self.env.tensors)
         for pattern in _PATTERNS.get(lecture, ()):
             trial = self.env.copy()
@@ -503,7 +505,8 @@ def resolve_names(statements: Sequence[tuple[ast.stmt, str]]) -> NameMap:
             if var in program.assigned and var not in _GRADIENTS and gradient in _GRADIENTS:
                 gradients[var] = gradient
                 bindings.append(Binding(var, gradient, "gradient",
-                                        f"the gradient of your {student} ({how.get(student, '')})"))
+                                        f"its name: d + your {student}, which is the lecture's "
+                                        f"{lecture} ({how.get(student, '')})"))
     checker = _checker(program, tensor_of)
     if checker is not None:
         if checker != "cmp":
