@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from ..lecture.names import FORWARD_NAMES, PARAMETER_NAMES
-from .expression_match import (FIXED_NAMES, GRADIENT_NAMES, SIZE_SPELLINGS, TENSOR_NAMES, Env,
+from .expression_match import (FIXED_NAMES, GRADIENT_NAMES, TENSOR_NAMES, Env,
                                canonical, pattern, unify)
 
 __all__ = ["Alignment", "Program", "align_forward"]

@@ -27,6 +27,7 @@ from .forward_alignment import Program, align_forward
 
 __all__ = ["Binding", "NameMap", "resolve_names"]
 
+
 @dataclass(frozen=True)
 class Binding:
     """One of the student's names, what it stands for, and where the grader learnt it."""
