@@ -80,7 +80,7 @@ def test_the_students_names_are_learnt_from_their_cmp_calls():
         "dlp = torch.zeros_like(logprobs)\ndprobs = dlp / probs\n"
         "cmp('logprobs', dlp, logprobs)\ncmp('h', dh, hidden)\n", name="s.py", cells=False)
     assert program.renamed == {
-        "dlp": ("dlogprobs", "from your cmp('logprobs', dlp, ...) at line 3")}
+        "dlp": ("dlogprobs", "from your cmp('logprobs', dlp, logprobs) at line 3")}
     assert program.aliases == {"hidden": "h"}
     assert [(s.gradient.name, s.var) for s in program.sources] == [
         ("dlogprobs", "dlp"), ("dprobs", "dprobs")]
@@ -91,8 +91,8 @@ def test_a_variable_compared_with_two_tensors_is_graded_as_the_first_with_a_note
         "dx = 1\ndprobs = 2\ncmp('logprobs', dx, logprobs)\ncmp('probs', dx, probs)\n",
         name="s.py", cells=False)
     assert program.renamed["dx"][0] == "dlogprobs"
-    assert program.notes == ("dx is compared with both logprobs and probs by your cmp() calls: "
-                             "graded as dlogprobs",)
+    assert program.notes == ("dx is checked against probs at line 4, but it is the gradient of "
+                             "logprobs by an earlier check: kept dlogprobs",)
 
 
 # -- exercise 4 from the training loop -----------------------------------------------------------

@@ -81,11 +81,15 @@ def test_exercise_2_and_3_are_told_apart_from_exercise_1_by_position(correct):
     assert status(correct, "dlogits") == "exact"
 
 
-def test_renamed_variables_are_mapped_from_the_students_cmp_calls(correct):
+def test_renamed_variables_are_mapped_from_the_forward_pass_and_the_cmp_calls(correct):
     notes = "\n".join(correct.notes)
-    line = line_of(LECTURE / "correct.py", 'cmp("bn_mean"')
-    assert f"dbn_mean as dbnmeani (from your cmp('bn_mean', dbn_mean, ...) at line {line})" in notes
-    assert "bn_var = bnvar" in notes          # their forward name for the grader's tensor
+    forward = line_of(LECTURE / "correct.py", "bn_mean = ")
+    check = line_of(LECTURE / "correct.py", 'cmp("hpreact"')
+    assert (f"dbn_mean as dbnmeani (from its name: d + your bn_mean, which is the lecture's "
+            f"bnmeani (your forward pass, line {forward}))") in notes
+    assert f"dh_preact as dhpreact (from your cmp('hpreact', dh_preact, hpreact) at line {check})" \
+        in notes
+    assert f"bn_mean = bnmeani (from your forward pass, line {forward})" in notes
     assert status(correct, "dbnmeani") == "approx" and status(correct, "dbnvar") == "approx"
 
 

@@ -79,6 +79,8 @@ class LecturePlan:
             "records": [{"after": self.positions[src.steps[-1]], "var": src.var,
                          "key": self.record_key(k)} for k, src in enumerate(program.sources)],
             "aliases": dict(program.aliases),
+            "sizes": dict(program.sizes),
+            "checker": program.checker,
             "scalars": {"n": config.n, "batch_size": config.n, "vocab_size": state.vocab_size,
                         "n_embd": config.n_embd, "n_hidden": config.n_hidden,
                         "block_size": config.block_size},

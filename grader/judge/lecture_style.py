@@ -114,22 +114,31 @@ class _Grader:
         message = f"{self.plan.step_where(position)}: {error['message']}"
         m = _NAME_ERROR.search(error["message"])
         if m:
-            message += self._explain_undefined(m.group(1))
+            message += self._explain_undefined(m.group(1), position)
         return message
 
-    def _explain_undefined(self, name: str) -> str:
+    def _explain_undefined(self, name: str, position: int) -> str:
+        """Why ``name`` is not defined when the step at ``position`` reads it, in the student's
+        terms: assigned by no statement before it (stale kernel state), or by one the grader
+        does not run."""
+        reader = self.program.statement(self.program.run[position])
+        assigned = [st for st in self.program.statements if name in st.assigns]
+        if not [st for st in assigned if st.index < reader.index]:
+            later = f" (it is assigned only later, at {assigned[0].where()})" if assigned else ""
+            return (f" ({name} is read at {reader.where()} before any cell assigns it{later}: "
+                    "your notebook only ran because of a cell run earlier or since deleted; "
+                    f"assign {name} before you use it)")
         why = self.program.unresolved.get(name)
         if why is None:
-            defined = [st for st in self.program.statements
-                       if name in st.assigns and st.index not in self.program.run]
-            if defined:
-                why = f"{defined[-1].where()}, which is not run"
-        if why is None:
-            return ""
-        return (f" ({name} is computed at {why}: the grader runs only the exercise code, with "
-                "the lecture's tensors (emb ... loss), the parameters, n, Xb, Yb; use the "
-                f"lecture's names, or tell it what {name} is with cmp('<lecture name>', "
-                f"d{name}, {name}))")
+            defined = [st for st in assigned if st.index not in self.program.run]
+            if not defined:
+                return ""
+            why = f"{defined[-1].where()}, which is not run"
+        return (f" ({name} is computed at {why}: the grader runs only the exercise code, with its "
+                "own tensors under the lecture's names (emb ... loss, the parameters, Xb, Yb, n) "
+                "and under yours where your forward pass shows which is which; it could not tell "
+                f"what {name} is: compute it from those in the exercise code, or use the "
+                "lecture's name)")
 
     def _verdict(self, k: int, src: GradientSource, run: LectureRun,
                  substituted: Substituted) -> Verdict:
@@ -330,6 +339,7 @@ def _integrity(program: LectureProgram, session: SandboxSession, load_code: str
 
 
 def _mapping_notes(program: LectureProgram) -> list[str]:
+    """Every name of the student's the grader read as one of the lecture's, and where from."""
     notes = []
     used = {s.var for s in program.sources}
     renamed = [f"{var} as {gradient} ({how})" for var, (gradient, how) in program.renamed.items()
@@ -337,7 +347,15 @@ def _mapping_notes(program: LectureProgram) -> list[str]:
     if renamed:
         notes.append("your variables graded under other names: " + "; ".join(renamed)
                      + "; the others by their lecture names")
+    how = {b.student: b.how for b in program.bindings}
     if program.aliases:
-        notes.append("your names for the grader's tensors (from your cmp() calls): "
-                     + ", ".join(f"{a} = {b}" for a, b in sorted(program.aliases.items())))
+        notes.append("your names for the grader's tensors: " + ", ".join(
+            f"{a} = {b} (from {how.get(a, f'your {program.checker}() calls')})"
+            for a, b in sorted(program.aliases.items())))
+    if program.sizes:
+        notes.append("your names for the sizes, bound to each config's values: " + ", ".join(
+            f"{a} = {b} (from {how[a]})" for a, b in sorted(program.sizes.items())))
+    if program.checker != "cmp":
+        notes.append(f"your checker {program.checker}() is read as the lecture's cmp(): "
+                     "called with a label, a gradient and the tensor it is checked against")
     return notes

@@ -1,6 +1,9 @@
-"""The student's ``cmp(label, dvar, var)`` calls, read without running them, and what they say
-about the student's names: ``cmp('logprobs', dlp, logprobs)`` means that ``dlp`` is their
-``dlogprobs``, and ``cmp('h', dh, hidden)`` that ``hidden`` is the lecture's ``h``."""
+"""The student's checker calls, ``cmp(label, dvar, var)`` (whatever the checker's name), read
+without running them, and the student's names, with what their forward pass says
+(grader.submissions.names) first: ``cmp('logprobs', dlp, logprobs)`` means that ``dlp`` is their
+``dlogprobs``, and ``cmp('h', dh, hidden)`` that ``hidden`` is the lecture's ``h``. A call is
+read by the tensor it checks against first, and by its label only when the tensor says nothing:
+labels are free text, and sometimes wrong."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from dataclasses import dataclass
 
 from ..lecture.catalog import EXERCISE1
 from .lecture_names import GRADIENT_VARIABLES, LECTURE_TENSORS, PROVIDED_NAMES, lecture_name
+from .names import NameMap
 from .statements import Statement, calls_to
 
 __all__ = ["CmpCall", "StudentNames", "read_cmp_calls", "student_names"]
@@ -35,23 +39,32 @@ class StudentNames:
     notes: tuple[str, ...]                   # calls that contradict each other
 
 
-def read_cmp_calls(statements: list[Statement]) -> list[CmpCall]:
+def read_cmp_calls(statements: list[Statement], *, checker: str = "cmp",
+                   aliases: dict[str, str] | None = None) -> list[CmpCall]:
+    """The calls of the student's checker; ``aliases``: their names for the lecture's tensors."""
     out = []
     for st in statements:
         if st.kind != "cmp":
             continue
-        for call in calls_to(st.node, "cmp"):
+        for call in calls_to(st.node, checker):
             args = list(call.args)
             label = args[0].value if args and isinstance(args[0], ast.Constant) \
                 and isinstance(args[0].value, str) else None
             dvar = args[1].id if len(args) > 1 and isinstance(args[1], ast.Name) else None
             tname = args[2].id if len(args) > 2 and isinstance(args[2], ast.Name) else None
-            out.append(CmpCall(st.index, label, _lecture_tensor(label, tname, dvar), dvar, tname))
+            variable = _lecture_tensor(label, tname, dvar, aliases or {})
+            out.append(CmpCall(st.index, label, variable, dvar, tname))
     return out
 
 
-def _lecture_tensor(label: str | None, tname: str | None, dvar: str | None) -> str | None:
-    """The lecture tensor a call is about: from its label, else its tensor, else its gradient."""
+def _lecture_tensor(label: str | None, tname: str | None, dvar: str | None,
+                    aliases: dict[str, str]) -> str | None:
+    """The lecture tensor a call is about: the tensor it checks against, else its label, else
+    its gradient's name."""
+    if tname in aliases:
+        return aliases[tname]
+    if tname in LECTURE_TENSORS:
+        return tname
     for candidate in (label, tname, dvar[1:] if dvar and dvar.startswith("d") else None):
         if candidate and candidate in LECTURE_TENSORS:
             return candidate
@@ -60,20 +73,28 @@ def _lecture_tensor(label: str | None, tname: str | None, dvar: str | None) -> s
     return None
 
 
-def student_names(statements: list[Statement], cmp_calls: list[CmpCall]) -> StudentNames:
-    """The first call naming a tensor or a gradient decides; a gradient variable compared with
-    two tensors is graded as the first, with a note."""
-    aliases: dict[str, str] = {}
+def student_names(statements: list[Statement], cmp_calls: list[CmpCall], names: NameMap
+                  ) -> StudentNames:
+    """What the forward pass and the checker calls resolved (``names``) first; then the first
+    call naming a tensor or a gradient decides; a gradient variable compared with two tensors is
+    graded as the first, with a note."""
+    aliases: dict[str, str] = dict(names.tensors)
     candidates: dict[str, list[str]] = {g.name: [g.name] for g in EXERCISE1}
     renamed: dict[str, tuple[str, str]] = {}
-    notes: list[str] = []
+    notes: list[str] = list(names.conflicts)
+    how = {b.student: b.how for b in names.bindings if b.kind == "gradient"}
+    for var, gradient in names.gradients.items():
+        if gradient in candidates:
+            candidates[gradient].append(var)
+            renamed[var] = (gradient, f"from {how[var]}")
     for call in cmp_calls:
         if not call.variable:
             continue
         gradient = f"d{call.variable}"
         if call.tensor_name and call.tensor_name not in PROVIDED_NAMES:
             aliases.setdefault(call.tensor_name, call.variable)
-        if not call.dvar or call.dvar == gradient or call.dvar in GRADIENT_VARIABLES:
+        if not call.dvar or call.dvar == gradient or call.dvar in GRADIENT_VARIABLES \
+                or call.dvar in names.gradients:
             continue
         previous = renamed.get(call.dvar)
         if previous and previous[0] != gradient:

@@ -5,8 +5,8 @@ notebook does. From a parsed file or notebook (grader.submissions.statements) th
 
 * the statements that compute each gradient, grouped (``dcounts = ...`` then ``dcounts += ...``),
   and which group is exercise 1's ``dlogits``/``dhprebn`` and which exercise 2's/3's fused one;
-* the student's own names, from their ``cmp(label, dvar, var)`` calls (grader.submissions.
-  cmp_calls);
+* the student's own names for the lecture's tensors, sizes and gradients, and their checker,
+  from their forward pass and their checker's calls (grader.submissions.names, cmp_calls);
 * what those statements need that the grader does not provide (helpers, imports), but never data
   loading, plots or training loops;
 * exercise 4's backward lines inside a training loop, as the text of a ``backward()`` function
@@ -18,12 +18,13 @@ The result, a ``LectureProgram``, says what to run and why; grader.judge.lecture
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..lecture.catalog import EXERCISE1, EXERCISE2, EXERCISE3, Gradient
 from .cmp_calls import read_cmp_calls, student_names
 from .lecture_names import BUILTIN_NAMES, DATA_NAMES, GRADIENT_VARIABLES, PROVIDED_NAMES
-from .statements import Statement, read_statements
+from .names import Binding, resolve_names
+from .statements import Statement, calls_to, read_statements
 from .training_backward import BackwardSource, backward_from_training_loop
 
 __all__ = ["GradientSource", "LectureProgram", "looks_like_lecture_style", "read_lecture_code"]
@@ -33,6 +34,9 @@ _CHUNKED_UPSTREAM = {"dlogits": ("dnorm_logits", "dlogit_maxes"), "dhprebn": ("d
 # gradients exercise 1 computes right after dlogits / dhprebn
 _SUCCESSORS = {"dlogits": ("dh", "dW2", "db2"), "dhprebn": ("dembcat", "dW1", "db1")}
 _FUSED = {"dlogits": EXERCISE2, "dhprebn": EXERCISE3}
+# calls that draw the parameters or a batch: never run again for the student
+_RANDOM = frozenset({"randn", "rand", "randint", "randperm", "manual_seed", "Generator",
+                     "normal_", "uniform_"})
 
 # statement indices computing one variable, and the variable
 _Group = tuple[list[int], str]
@@ -58,6 +62,9 @@ class LectureProgram:
     missing: dict[str, str]                    # gradient name -> what was looked for
     captures: frozenset[int]                   # statements whose cmp() values are kept
     aliases: dict[str, str]                    # the student's forward names -> lecture names
+    sizes: dict[str, str]                      # the student's size names -> size roles ("n", ...)
+    checker: str                               # the student's cmp(), whatever its name
+    bindings: tuple[Binding, ...]              # every name resolved, and where it was learnt
     renamed: dict[str, tuple[str, str]]        # student variable -> (gradient, where learnt)
     unresolved: dict[str, str]                 # name -> where it is defined but not run, and why
     backward: BackwardSource | None
@@ -86,22 +93,30 @@ def _assigned_names(tree: ast.Module) -> set[str]:
 def read_lecture_code(code: str, *, name: str, cells: bool) -> LectureProgram:
     """Find the exercise code of a lecture-style file (``cells``: joined notebook cells)."""
     statements, files, file_lines = read_statements(code, name=name, cells=cells)
-    cmp_calls = read_cmp_calls(statements)
-    names = student_names(statements, cmp_calls)
+    resolved = resolve_names([(st.node, st.where()) for st in statements])
+    checker = resolved.checker or "cmp"
+    if checker != "cmp":
+        statements = [replace(st, kind="cmp") if st.kind == "plain" and calls_to(st.node, checker)
+                      else st for st in statements]
+    cmp_calls = read_cmp_calls(statements, checker=checker, aliases=resolved.tensors)
+    names = student_names(statements, cmp_calls, resolved)
     reading = _Reading(statements, names.candidates, names.renamed, list(names.notes))
     sources, missing = _pick_sources(reading)
     tracked = {v for vs in names.candidates.values() for v in vs}
     # every assignment to a gradient variable outside training loops (the sources' steps among
-    # them; the others may feed later steps), and every cmp() call
+    # them; the others may feed later steps), and every checker call
     run = {st.index for st in statements
            if st.kind == "cmp" or st.kind != "training" and st.assigns & tracked}
-    unresolved = _add_dependencies(statements, run, PROVIDED_NAMES | frozenset(names.aliases))
+    provided = PROVIDED_NAMES | frozenset(names.aliases) | frozenset(resolved.sizes) | {checker}
+    unresolved = _add_dependencies(statements, run, provided, checker=checker)
     captures = frozenset(c.statement for c in cmp_calls if c.dvar is None or c.variable is None)
     backward = backward_from_training_loop(statements, file_lines, tracked | {"grads"},
-                                           names.candidates)
+                                           names.candidates, aliases=names.aliases,
+                                           sizes=resolved.sizes)
     return LectureProgram(
         statements=tuple(statements), run=tuple(sorted(run)), sources=tuple(sources),
-        missing=missing, captures=captures, aliases=names.aliases, renamed=names.renamed,
+        missing=missing, captures=captures, aliases=names.aliases, sizes=dict(resolved.sizes),
+        checker=checker, bindings=resolved.bindings, renamed=names.renamed,
         unresolved=unresolved, backward=backward, files=files, notes=tuple(reading.notes))
 
 
@@ -209,8 +224,8 @@ def _missing(r: _Reading, found: list[GradientSource]) -> dict[str, str]:
 
 # -- what those statements need ------------------------------------------------------------------
 
-def _add_dependencies(statements: list[Statement], run: set[int], provided: frozenset[str]
-                      ) -> dict[str, str]:
+def _add_dependencies(statements: list[Statement], run: set[int], provided: frozenset[str], *,
+                      checker: str) -> dict[str, str]:
     """Add the statements the ones in ``run`` need; return the names left undefined, and why."""
     unresolved: dict[str, str] = {}
     work = sorted(run)
@@ -226,7 +241,8 @@ def _add_dependencies(statements: list[Statement], run: set[int], provided: froz
             chain = earlier[start:]
             if all(st.index in run for st in chain):
                 continue
-            reasons = [(st, _unsafe_reason(st)) for st in chain if st.index not in run]
+            reasons = [(st, _unsafe_reason(st, provided - {checker})) for st in chain
+                       if st.index not in run]
             bad = next(((st, why) for st, why in reasons if why), None)
             if bad:
                 unresolved[name] = f"{bad[0].where()}, which is not run: {bad[1]}"
@@ -238,14 +254,19 @@ def _add_dependencies(statements: list[Statement], run: set[int], provided: froz
     return unresolved
 
 
-def _unsafe_reason(st: Statement) -> str | None:
-    """Why a statement may not run as a dependency of the exercise code; None when it may."""
+def _unsafe_reason(st: Statement, provided: frozenset[str]) -> str | None:
+    """Why a statement may not run as a dependency of the exercise code; None when it may.
+    ``provided``: the names the grader binds (the lecture's, and the student's own for them)."""
     if st.kind == "training":
         return "a training loop"
     touched = st.reads & DATA_NAMES
     if touched:
         return f"it reads {sorted(touched)[0]} (data loading, files or plots)"
-    overwritten = st.assigns & (PROVIDED_NAMES - {"cmp"})
+    overwritten = st.assigns & provided
     if overwritten:
         return f"it also assigns {sorted(overwritten)[0]}, which the grader provides"
+    if any(call.func.attr in _RANDOM for call in ast.walk(st.node) if isinstance(call, ast.Call)
+           and isinstance(call.func, ast.Attribute)):
+        return ("it draws random numbers (an initialisation or a batch), where the grader "
+                "provides its own tensors")
     return None

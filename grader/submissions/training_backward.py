@@ -18,10 +18,13 @@ from .statements import Statement, bound_and_read, open_no_grad, statement_sourc
 __all__ = ["BackwardSource", "backward_from_training_loop"]
 
 _EX4_ORDER = tuple(f"d{p}" for p in PARAMETER_NAMES)   # dC, dW1, db1, dW2, db2, dbngain, dbnbias
-# the lecture's sizes, as a backward() can work them out from what it is given
-_SIZES = {"batch_size": ("n", "n"), "vocab_size": ("logits", "logits.shape[1]"),
+# each size role, as a backward() can work it out from what it is given: (parameter, expression)
+_SIZES = {"n": ("n", "n"), "vocab_size": ("logits", "logits.shape[1]"),
           "n_hidden": ("h", "h.shape[1]"), "n_embd": ("C", "C.shape[1]"),
           "block_size": ("Xb", "Xb.shape[1]")}
+# the lecture's spellings of the sizes, by role
+_LECTURE_SIZES = {"batch_size": "n", "vocab_size": "vocab_size", "n_hidden": "n_hidden",
+                  "n_embd": "n_embd", "block_size": "block_size"}
 
 # a loop-body statement with (fresh binds, binds and changes, outside reads)
 _Analysed = tuple[ast.stmt, frozenset[str], frozenset[str], frozenset[str]]
@@ -37,11 +40,34 @@ class BackwardSource:
     reason: str | None = None            # why it cannot be graded
 
 
+@dataclass(frozen=True)
+class _Names:
+    """The student's names for what backward() is given: tensors and sizes."""
+
+    aliases: dict[str, str]       # their name -> the lecture's (an input of backward())
+    sizes: dict[str, str]         # their name -> size role
+
+    def input_of(self, name: str) -> tuple[str, str] | None:
+        """(backward()'s parameter, the line binding ``name`` from it), for a name it may read
+        under another spelling; None for the lecture's own inputs and unknown names."""
+        role = self.sizes.get(name) or _LECTURE_SIZES.get(name)
+        if role is not None and name != "n":
+            param, expression = _SIZES[role]
+            return param, f"{name} = {expression}"
+        target = self.aliases.get(name)
+        if target in EXERCISE4_INPUT_NAMES:
+            return target, f"{name} = {target}"
+        return None
+
+
 def backward_from_training_loop(statements: list[Statement], file_lines: dict[str, list[str]],
-                                tracked: set[str], candidates: dict[str, list[str]]
+                                tracked: set[str], candidates: dict[str, list[str]], *,
+                                aliases: dict[str, str], sizes: dict[str, str]
                                 ) -> BackwardSource | None:
     """The last training loop that computes gradients (``tracked``: the variables that may hold
-    them), as a backward(); None when no loop does."""
+    them), as a backward(); None when no loop does. ``aliases`` and ``sizes``: the student's own
+    names for the tensors and sizes backward() is given."""
+    names = _Names(aliases, sizes)
     for st in reversed(statements):
         if st.kind != "training":
             continue
@@ -49,7 +75,7 @@ def backward_from_training_loop(statements: list[Statement], file_lines: dict[st
             body = _gradient_body(loop, tracked)
             if body is not None:
                 return _build_backward(statements, st, body, file_lines[st.file], tracked,
-                                       candidates)
+                                       candidates, names)
     return None
 
 
@@ -59,26 +85,35 @@ def _loops(node: ast.AST) -> list[ast.For | ast.AsyncFor | ast.While]:
 
 def _gradient_body(loop: ast.For | ast.AsyncFor | ast.While, tracked: set[str]
                    ) -> list[ast.stmt] | None:
-    """The loop's statements when it computes gradients: two of the lecture's, or a
-    ``grads = [...]`` list of seven (whatever the names)."""
+    """The loop's statements when it computes gradients: two of the lecture's, or a list of
+    seven gradients (``grads = [...]``, whatever the names)."""
     body = open_no_grad(loop.body)
     count = sum(1 for node in body if bound_and_read(node)[1] & tracked)
-    return body if count >= 2 or any(_grads_list(node) is not None for node in body) else None
+    return body if count >= 2 or any(_grads_list(node, tracked) is not None for node in body) \
+        else None
 
 
-def _grads_list(node: ast.stmt) -> list[ast.expr] | None:
-    if isinstance(node, ast.Assign) and len(node.targets) == 1 and \
-            isinstance(node.targets[0], ast.Name) and node.targets[0].id == "grads" and \
-            isinstance(node.value, (ast.List, ast.Tuple)):
-        return list(node.value.elts)
+def _grads_list(node: ast.stmt, tracked: set[str]) -> list[ast.expr] | None:
+    """The elements of ``grads = [...]``, or of any list of seven names of which most are
+    gradient variables (``d_grads = [dC, dW1, ...]``)."""
+    if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and
+            isinstance(node.targets[0], ast.Name) and isinstance(node.value, (ast.List, ast.Tuple))):
+        return None
+    elts = list(node.value.elts)
+    if node.targets[0].id == "grads":
+        return elts
+    names = [e.id for e in elts if isinstance(e, ast.Name)]
+    if len(elts) == len(PARAMETER_NAMES) and len(names) == len(elts) and \
+            sum(n in tracked or n.startswith("d") for n in names) >= len(elts) - 1:
+        return elts
     return None
 
 
 def _build_backward(statements: list[Statement], training: Statement, body: list[ast.stmt],
-                    lines: list[str], tracked: set[str], candidates: dict[str, list[str]]
-                    ) -> BackwardSource:
+                    lines: list[str], tracked: set[str], candidates: dict[str, list[str]],
+                    names: _Names) -> BackwardSource:
     info: list[_Analysed] = [(node, *bound_and_read(node)) for node in body]
-    chosen, prelude, unknown = _backward_lines(statements, training, info, tracked)
+    chosen, prelude, unknown = _backward_lines(statements, training, info, tracked, names)
     first = chosen[0][0].lineno
     last = max(node.end_lineno or node.lineno for node, *_ in chosen)
     cell = f"{training.cell}, " if training.cell else ""
@@ -87,7 +122,7 @@ def _build_backward(statements: list[Statement], training: Statement, body: list
         return BackwardSource(where, reason=(
             f"your backward lines use {', '.join(sorted(unknown))}, which the grader cannot provide "
             f"(it passes {', '.join(sorted(EXERCISE4_INPUT_NAMES))})"))
-    returned = _returned_gradients(statements, training, chosen, candidates)
+    returned = _returned_gradients(statements, training, chosen, candidates, tracked, names)
     if isinstance(returned, str):
         return BackwardSource(where, reason=returned)
     bound: set[str] = set()
@@ -95,9 +130,10 @@ def _build_backward(statements: list[Statement], training: Statement, body: list
     for _, _, assigns, reads in chosen:
         free += [n for n in sorted(reads) if n not in bound and n not in free]
         bound |= assigns
-    prologue = [f"{s} = {_SIZES[s][1]}" for s in free if s in _SIZES]
-    params = sorted({n for n in free if n in EXERCISE4_INPUT_NAMES}
-                    | {_SIZES[s][0] for s in free if s in _SIZES})
+    inputs = {n: names.input_of(n) for n in free}
+    prologue = [line for n in free if (found := inputs[n]) for line in [found[1]]]
+    params = sorted({n for n in free if n in EXERCISE4_INPUT_NAMES and inputs[n] is None}
+                    | {found[0] for found in inputs.values() if found})
     body_text = [statement_source(lines, node) for node, *_ in chosen]
     code = _backward_module(prelude, params, where, prologue, body_text, returned)
     try:
@@ -109,7 +145,7 @@ def _build_backward(statements: list[Statement], training: Statement, body: list
 
 
 def _backward_lines(statements: list[Statement], training: Statement, info: list[_Analysed],
-                    tracked: set[str]
+                    tracked: set[str], names: _Names
                     ) -> tuple[list[_Analysed], dict[int, Statement], set[str]]:
     """The loop-body statements to run: those that assign ``tracked`` and the earlier ones they
     need; the definitions before the loop they need (the prelude); the names nothing provides."""
@@ -125,7 +161,7 @@ def _backward_lines(statements: list[Statement], training: Statement, info: list
         changed = False
         for k in sorted(selected):
             for name in info[k][3]:
-                if name in inputs or name in BUILTIN_NAMES:
+                if name in inputs or name in BUILTIN_NAMES or names.input_of(name):
                     continue
                 earlier = [j for j in range(k) if name in info[j][2]]
                 if earlier and any(j in selected for j in earlier):
@@ -155,16 +191,16 @@ def _backward_module(prelude: dict[int, Statement], params: list[str], where: st
 
 
 def _returned_gradients(statements: list[Statement], training: Statement,
-                        chosen: list[_Analysed], candidates: dict[str, list[str]]
-                        ) -> list[str] | str:
+                        chosen: list[_Analysed], candidates: dict[str, list[str]],
+                        tracked: set[str], names: _Names) -> list[str] | str:
     """Expressions for [dC, dW1, db1, dW2, db2, dbngain, dbnbias], or why they are unknown."""
     for node, *_ in reversed(chosen):
-        elts = _grads_list(node)
+        elts = _grads_list(node, tracked)
         if elts is not None:
             if len(elts) != len(PARAMETER_NAMES):
                 return (f"grads has {len(elts)} entries, expected {len(PARAMETER_NAMES)}: "
                         "[dC, dW1, db1, dW2, db2, dbngain, dbnbias]")
-            order = _parameter_order(statements[:training.index])
+            order = _parameter_order(statements[:training.index], names.aliases)
             by_param = {p: ast.unparse(e) for p, e in zip(order, elts)}
             return [by_param[p] for p in PARAMETER_NAMES]
     assigned = {n for _, _, assigns, _ in chosen for n in assigns}
@@ -178,16 +214,18 @@ def _returned_gradients(statements: list[Statement], training: Statement,
     return out
 
 
-def _parameter_order(before_loop: list[Statement]) -> list[str]:
-    """The order of the student's ``parameters = [...]`` (the last such list before the loop),
-    which their ``grads`` list follows; the lecture's order when there is none."""
+def _parameter_order(before_loop: list[Statement], aliases: dict[str, str]) -> list[str]:
+    """The order of the student's list of the seven parameters (``parameters = [...]``, the last
+    such list before the loop, whatever its name), which their gradients' list follows; the
+    lecture's order when there is none."""
     order = list(PARAMETER_NAMES)
     for st in before_loop:
         node = st.node
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and \
-                isinstance(node.targets[0], ast.Name) and node.targets[0].id == "parameters" and \
+                isinstance(node.targets[0], ast.Name) and \
                 isinstance(node.value, (ast.List, ast.Tuple)):
-            names = [e.id if isinstance(e, ast.Name) else None for e in node.value.elts]
+            names = [aliases.get(e.id, e.id) if isinstance(e, ast.Name) else None
+                     for e in node.value.elts]
             if sorted(n or "" for n in names) == sorted(PARAMETER_NAMES):
                 order = [n for n in names if n]
     return order

@@ -74,8 +74,12 @@ def _run_steps(meta: dict[str, Any], tensors: dict[str, torch.Tensor], limits: d
     file_names = frozenset(str(s["file"]) for s in steps)
     provided = {str(k): tensors[k] for k in meta["inputs"] if k in tensors}
     ns: dict[str, Any] = {"__name__": "__lecture__", "torch": torch, "F": F, "nn": nn}
-    ns.update({str(k): v for k, v in dict(meta.get("scalars", {})).items()
-               if k in SCALAR_NAMES and isinstance(v, int)})
+    scalars = {str(k): v for k, v in dict(meta.get("scalars", {})).items()
+               if k in SCALAR_NAMES and isinstance(v, int)}
+    ns.update(scalars)
+    # the student's own names for the sizes, bound to the config's values by their role
+    ns.update({str(name): scalars[role] for name, role in dict(meta.get("sizes", {})).items()
+               if role in scalars})
     ns.update(provided)
     for alias, target in dict(meta.get("aliases", {})).items():
         if target in provided:
@@ -113,7 +117,7 @@ def _run_steps(meta: dict[str, Any], tensors: dict[str, torch.Tensor], limits: d
                 out[entry["key"]] = snap
         calls.append(entry)
 
-    ns["cmp"] = cmp
+    ns["cmp"] = ns[str(meta.get("checker") or "cmp")] = cmp
 
     def substitute(after: int) -> None:
         for s in subs_after.get(after, []):
