@@ -20,6 +20,7 @@ silent default. An example with every key::
     rtol = 1e-5
     atol_scale = 1e-6
     exact_required = ["dlogprobs"]      # or "all": approx earns nothing there
+    strict_shapes = false               # true: (64,) for a (1, 64) tensor is wrong ("shape")
 
     [training]                          # exercise 4
     steps = 10
@@ -364,7 +365,8 @@ def parse_assignment(data: Mapping[str, Any], *, file: str = "assignment.toml",
     tol = top.table("tolerance")
     base_tol = Tolerance()
     tolerance = Tolerance(**{f.name: float(tol.number(f.name, getattr(base_tol, f.name)))
-                             for f in fields(Tolerance)})
+                             for f in fields(Tolerance) if f.name != "strict_shapes"},
+                          strict_shapes=tol.get("strict_shapes", bool, base_tol.strict_shapes))
     exact = tol.get("exact_required", (list, str), [])
     if isinstance(exact, str):
         if exact != "all":

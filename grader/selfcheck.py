@@ -141,8 +141,9 @@ def _grade_cells(cells: list[CodeCell], request: GradeRequest) -> Result:
 
 def _row(g: GradientResult) -> dict[str, Any]:
     details = [d for d in (g.message, g.explanation, g.hint and f"hint: {g.hint}") if d]
-    if g.status == "approx":
-        details = [d for d in details if d == g.explanation]
+    if g.status == "approx":    # why approximate, and that its shape is not the tensor's
+        details = [d for d in details if d == g.explanation
+                   or (d == g.message and g.shape_differs)]
     return {"name": g.name, "status": g.status, "exact": g.exact, "approx": g.approx,
             "allclose": g.allclose, "maxdiff": table_maxdiff(g.maxdiff),
             "points": g.points, "max_points": g.max_points, "details": details,

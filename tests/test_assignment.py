@@ -43,6 +43,7 @@ def test_every_section_reaches_the_request():
         rtol = 1e-4
         atol_scale = 1e-5
         exact_required = ["dprobs", "dh"]
+        strict_shapes = true
         [training]
         steps = 3
         lr = 0.05
@@ -62,6 +63,8 @@ def test_every_section_reaches_the_request():
     assert a.title == "CS 231 HW 4" and o.exercises == ("ex1", "ex2") and o.modes == ("isolated",)
     assert o.points["ex1.dlogprobs"] == 3 and o.tolerance.rtol == 1e-4
     assert o.tolerance.atol_scale == 1e-5 and o.exact_required == {"dprobs", "dh"}
+    assert o.tolerance.strict_shapes is True and parse("").request.options.tolerance \
+        .strict_shapes is False
     assert o.train_steps == 3 and o.train_lr == 0.05 and a.request.hidden_configs() == ()
     assert a.integrity_autograd == "flag" and o.integrity_policy == "flag"
     assert limits.call_seconds == 5.0 and isinstance(limits.call_seconds, float)
@@ -152,6 +155,8 @@ def test_words_are_read_relative_to_the_file(tmp_path):
     ("[training]\nsteps = 2.5", "'training.steps' is a number (2.5), expected a number"),
     ("[tolerance]\nrtol = true", "'tolerance.rtol' is True, expected a number"),
     ("[tolerance]\nexact_required = 'some'", "give a list of gradients or \"all\""),
+    ("[tolerance]\nstrict_shapes = 1", "'tolerance.strict_shapes' is a number (1), expected true"),
+    ("[tolerance]\nstrict_shape = true", "did you mean 'strict_shapes'?"),
     ("[hidden]\nenabled = 'yes'", "'hidden.enabled' is a string ('yes'), expected true or false"),
     ("[[hidden.configs]]\nn = 1", "'hidden.configs[1].n' must be at least 2"),
     ("[[hidden.configs]]\nbatch = 4", "'hidden.configs[1].batch' is not a known key"),

@@ -37,6 +37,20 @@ def test_check_on_a_file_returns_a_report_with_html_and_text():
     assert "dcounts" in str(report) and "total: 25 / 26" in str(report)
 
 
+def test_a_passing_answer_in_another_leading_shape_shows_its_note_in_html_and_text():
+    """dbnmeani = (-dbndiff).sum(0), approximate in chained mode: the table shows why it is
+    approximate and that it was graded on its values, though its shape is not bnmeani's."""
+    report = check(SUBMISSIONS / "shapes" / "lecture_leading_ones.py", request=GradeRequest(
+        hidden=(), options=GradingOptions(exercises=("ex1",))))
+    g = next(g for g in report.result.gradients() if g.name == "dbnmeani")
+    assert g.status == "approx" and g.explanation
+    note = ("shape (64,), but bnmeani.grad has shape (1, 64): graded on its values, which "
+            "match; `.sum(0, keepdim=True)` keeps the shape")
+    assert note in report._repr_html_() and note in str(report)
+    dbngain = next(g for g in report.result.gradients() if g.name == "dbngain")
+    assert dbngain.status == "approx" and not dbngain.message   # nothing more to say of it
+
+
 def test_the_html_escapes_whatever_the_submission_put_in_messages():
     result = Result(submission="<img src=x onerror=alert(1)>.py", status="error",
                     message="<script>alert('boom')</script>", score=0, max_score=34,

@@ -38,6 +38,71 @@ def test_a_transposed_answer_is_named():
     assert c.status == "shape" and "transposed" in c.message
 
 
+def test_another_element_count_is_a_shape_and_says_how_to_spread_the_gradient():
+    c = compare_gradient(torch.zeros(1, 64), torch.zeros(32, 64))
+    assert c.status == "shape" and "(1, 64) but expected (32, 64)" in c.message
+    assert "torch.ones_like" in c.message and c.reshaped_from is None
+
+
+@pytest.mark.parametrize("actual_shape,expected_shape,fix", [
+    ((64,), (1, 64), "`.sum(0, keepdim=True)` keeps the shape (or `.view(1, 64)`)"),
+    ((27,), (1, 1, 27), "`.view(1, 1, 27)` gives the shape of bnmeani"),
+    ((1, 64), (64,), "`.sum(0)` without keepdim=True, or `.squeeze(0)`, gives the shape of "
+                     "bnmeani"),
+    ((1, 1, 64), (64,), "`.view(64)` gives the shape of bnmeani"),
+])
+def test_the_right_values_with_size_1_dimensions_in_front_are_graded_on_their_values(
+        actual_shape, expected_shape, fix):
+    expected = torch.randn(expected_shape)
+    c = compare_gradient(expected.reshape(actual_shape), expected, variable="bnmeani")
+    assert c.status == "exact" and c.exact and c.approx and c.allclose and c.maxdiff == 0.0
+    assert c.reshaped_from == actual_shape and len(c.worst_index) == len(expected_shape)
+    assert c.message == (f"shape {actual_shape}, but bnmeani.grad has shape {expected_shape}: "
+                         f"graded on its values, which match; {fix}")
+    assert "keepdim=True?" not in c.message
+
+
+def test_values_in_another_leading_shape_are_approximate_or_wrong_as_in_the_right_shape():
+    expected = torch.randn(1, 64)
+    near = (expected * (1 + 1e-7)).reshape(64)
+    c = compare_gradient(near, expected, variable="bnmeani")
+    assert c.status == "approx" and c.reshaped_from == (64,) and "which match" in c.message
+    far = expected.reshape(64).clone()
+    far[5] += 1.0
+    c = compare_gradient(far, expected, variable="bnmeani")
+    assert c.status == "wrong" and c.worst_index == (0, 5) and c.mismatched == 1
+    assert c.message.startswith("shape (64,), but bnmeani.grad has shape (1, 64): graded on "
+                                "its values; ") and "which match" not in c.message
+    assert "1 of 64 elements differ" in c.message
+
+
+def test_strict_shapes_make_a_leading_size_1_difference_a_shape_verdict():
+    strict = Tolerance(strict_shapes=True)
+    expected = torch.randn(1, 64)
+    c = compare_gradient(expected.reshape(64), expected, tolerance=strict, variable="bnmeani")
+    assert c.status == "shape" and c.message == ("shape (64,) but expected (1, 64): did you "
+                                                 "forget keepdim=True?")
+    c = compare_gradient(torch.zeros(1, 27), torch.zeros(27), tolerance=strict)
+    assert c.status == "shape" and "size-1 dimension too many" in c.message
+
+
+def test_a_size_1_dimension_elsewhere_stays_a_shape_verdict():
+    """(32,) for logit_maxes' (32, 1) lines up with the other axis when broadcast."""
+    for actual, expected in (((32,), (32, 1)), ((32, 1), (32,)), ((64, 1), (1, 64)),
+                             ((1, 64), (32, 64)), ((27, 1), (1, 27))):
+        c = compare_gradient(torch.zeros(actual), torch.zeros(expected))
+        assert c.status == "shape" and c.reshaped_from is None, (actual, expected)
+
+
+def test_the_graded_answer_is_the_answer_in_the_shape_it_is_compared_in():
+    e = torch.randn(1, 64)
+    assert compare.graded_answer(e, e) is e
+    assert compare.graded_answer(e.reshape(64), e).shape == (1, 64)
+    assert compare.graded_answer(e.reshape(64), e, tolerance=Tolerance(strict_shapes=True)) \
+        is None
+    assert compare.graded_answer(torch.zeros(64, 1), e) is None
+
+
 def test_near_zero_true_gradient_passes_when_scaled_but_fails_plain_allclose():
     # db1 is ~1e-9 (batch norm cancels b1); a correct sum differs from autograd by ~1e-8
     expected = torch.full((64,), 3e-9)
@@ -109,6 +174,9 @@ def _oracle_shape_advice(actual: tuple[int, ...], expected: tuple[int, ...]) -> 
     if len(actual) == len(expected) and all(a == e or e == 1 for a, e in zip(actual, expected)):
         return (": the forward pass broadcast this tensor, so its gradient must be summed over "
                 "the broadcast dimension (.sum(dim, keepdim=True))")
+    if len(actual) == len(expected) and all(a == e or a == 1 for a, e in zip(actual, expected)):
+        return (": a gradient has one element per element of its tensor: spread yours along "
+                "the dimension where it has size 1 (torch.ones_like(...) * ... broadcasts it)")
     return ""
 
 
@@ -120,9 +188,35 @@ def _oracle_ulp_distance(actual: torch.Tensor, expected: torch.Tensor) -> int:
     return int((a - e).abs().max()) if a.numel() else 0
 
 
+def _oracle_strip_leading_ones(shape: tuple[int, ...]) -> tuple[int, ...]:
+    while shape and shape[0] == 1:
+        shape = shape[1:]
+    return shape
+
+
+def _oracle_shape_fix(actual: tuple[int, ...], expected: tuple[int, ...]) -> str:
+    view = f"`.view({', '.join(map(str, expected))})`"
+    if len(actual) + 1 == len(expected):
+        return f"`.sum(0, keepdim=True)` keeps the shape (or {view})"
+    if len(actual) == len(expected) + 1:
+        return "`.sum(0)` without keepdim=True, or `.squeeze(0)`, gives the shape of the tensor"
+    return f"{view} gives the shape of the tensor"
+
+
 def _oracle_compare_gradient(actual: torch.Tensor, expected: torch.Tensor, *,
                              scale: float | None = None, tolerance: Tolerance = Tolerance(),
                              noise: float = 0.0) -> Comparison:
+    a_shape, e_shape = tuple(actual.shape), tuple(expected.shape)
+    if a_shape != e_shape and not tolerance.strict_shapes and \
+            _oracle_strip_leading_ones(a_shape) == _oracle_strip_leading_ones(e_shape):
+        # compared on its values, in the expected shape, with a note saying so
+        c = _oracle_compare_gradient(actual.reshape(e_shape), expected, scale=scale,
+                                     tolerance=tolerance, noise=noise)
+        note = (f"shape {a_shape}, but the tensor's .grad has shape {e_shape}: graded on its "
+                f"values{', which match' if c.status in ('exact', 'approx') else ''}; "
+                + _oracle_shape_fix(a_shape, e_shape))
+        return dataclasses.replace(c, message="; ".join(m for m in (note, c.message) if m),
+                                   reshaped_from=a_shape)
     if tuple(actual.shape) != tuple(expected.shape):
         return Comparison("shape", False, False, False, None, None,
                           f"shape {_oracle_fmt_shape(actual.shape)} but expected "
@@ -177,7 +271,7 @@ _SHAPES = ((), (1,), (7,), (64,), (32, 27), (32, 64), (30, 64), (1, 64), (32, 1)
            (3, 4, 5), (0,), (0, 3), (2, 0, 3))
 _FLOATS = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _TOLERANCES = (Tolerance(), Tolerance(rtol=1e-3), Tolerance(rtol=1e-4, atol_scale=1e-5),
-               Tolerance(rtol=0.0, atol_scale=0.0, atol_floor=0.0))
+               Tolerance(rtol=0.0, atol_scale=0.0, atol_floor=0.0), Tolerance(strict_shapes=True))
 
 
 def _random_expected(rng: random.Random, shape: tuple[int, ...]) -> torch.Tensor:
@@ -270,8 +364,10 @@ def _random_case(rng: random.Random) -> tuple[torch.Tensor, torch.Tensor, dict[s
         actual = actual.detach().clone().requires_grad_(True)
     if rng.random() < 0.03:
         actual = expected          # the very same tensor
-    if rng.random() < 0.03:
-        actual = actual.reshape(-1) if rng.random() < 0.5 else actual.unsqueeze(0)
+    if rng.random() < 0.06:    # the same values in another shape: (64,) for (1, 64), ...
+        actual = rng.choice((actual.reshape(-1), actual.unsqueeze(0),
+                             actual.unsqueeze(0).unsqueeze(0),
+                             actual.squeeze(0) if actual.dim() else actual))
     kwargs = {"scale": rng.choice((None, 0.0, 1e-6, 0.02, 1.0, 1e3, float("nan"), float("inf"))),
               "noise": rng.choice((0.0, 0.0, 1e-12, 1e-10, 1e-6)),
               "tolerance": rng.choice(_TOLERANCES)}

@@ -3,13 +3,14 @@
 import inspect
 import random
 import re
+from dataclasses import replace
 
 import pytest
 import torch
 
 from grader.api import GradeRequest, grade_submission
 from grader.lecture.catalog import GRADIENTS
-from grader.judge.compare import compare_gradient
+from grader.judge.compare import Tolerance, compare_gradient
 from grader.judge.grading import GradingOptions
 from grader.judge.hints import find_hint, generic_hint, same_within_rounding
 from grader.judge.mistakes import MISTAKES
@@ -21,6 +22,10 @@ from conftest import SUBMISSIONS, gradient_by_name, probe_for, reference_solutio
 MISTAKE_FILES = SUBMISSIONS / "mistakes"
 ALTERNATIVES = sorted((SUBMISSIONS / "alternatives").glob("*.py"))
 CONFIGS = [Config(), Config(seed=5, n=19, n_embd=7, n_hidden=23, block_size=4, name="odd")]
+# mistakes whose tensor is the right one in a shape that differs from the tensor's only by size-1
+# dimensions in front: graded on its values (right) unless the assignment sets strict_shapes
+SHAPE_ONLY = {"db1_keepdim", "db2_keepdim", "dbngain_no_keepdim"}
+STRICT = GradingOptions(tolerance=Tolerance(strict_shapes=True))
 
 
 SOLUTION_MODULE = reference_solution_module()
@@ -84,7 +89,10 @@ def test_each_mistake_is_wrong_and_recognised_from_the_same_inputs(mistake, conf
         pool, scale = _lecture_pool(state), _scale(gradient, state)
         expected = state.grads[f"d{gradient.variable}"]
     wrong = mistake.build(**{p: pool[p] for p in mistake.params})
-    assert compare_gradient(wrong, expected, scale=scale).status not in ("exact", "approx")
+    assert compare_gradient(wrong, expected, scale=scale,
+                            tolerance=STRICT.tolerance).status not in ("exact", "approx")
+    default = compare_gradient(wrong, expected, scale=scale).status
+    assert (default in ("exact", "approx")) == (mistake.key in SHAPE_ONLY), default
     hint = find_hint(gradient.name, wrong, expected, pool, scale=scale,
                      probe=mistake.needs_probe)
     assert hint is not None and hint.key == mistake.key
@@ -103,6 +111,23 @@ def test_the_reference_answers_never_match_a_mistake(config):
                              scale=_scale(gradient, state), probe=probe) is None, gradient.name
 
 
+def test_a_wrong_answer_in_another_leading_shape_gets_the_hint_of_its_values():
+    """dbndiff.sum(0): the sign mistake, without keepdim. Its values are graded (wrong) and
+    recognised in bnmeani's shape; the shape is a note, not the hint."""
+    from grader.judge.grading import judge_answer
+
+    state = build_lecture_state(Config())
+    gradient = gradient_by_name("dbnmeani")
+    pool = _lecture_pool(state)
+    verdict = judge_answer(gradient, state.config, "isolated", pool["dbndiff"].sum(0),
+                           state.grads["dbnmeani"], scale=_scale(gradient, state),
+                           options=GradingOptions(), pool=pool)
+    assert verdict.status == "wrong" and verdict.hint_key == "dbnmeani_sign"
+    assert verdict.message.startswith("shape (64,), but bnmeani.grad has shape (1, 64): graded "
+                                      "on its values; ")
+    assert verdict.actual.shape == (64,)         # kept as it came
+
+
 def test_a_sign_flip_or_a_constant_factor_gets_a_generic_hint():
     state = build_lecture_state(Config())
     e, scale, n = state.grads["dW2"], _scale(gradient_by_name("dW2"), state), state.config.n
@@ -117,7 +142,8 @@ def test_a_sign_flip_or_a_constant_factor_gets_a_generic_hint():
 
 @pytest.fixture(scope="module")
 def graded_groups(tmp_path_factory):
-    """Each group graded once, both modes, lazily; exercises 1 to 3 (exercise 4 has no hints)."""
+    """Each group graded once, both modes, lazily; exercises 1 to 3 (exercise 4 has no hints);
+    with strict shapes, under which every mistake of the catalog is wrong."""
     cache = {}
     folder = tmp_path_factory.mktemp("mistakes")
 
@@ -127,7 +153,7 @@ def graded_groups(tmp_path_factory):
             path.write_text(with_overrides(*[MISTAKE_FILES / f"{m.key}.py"
                                              for m in GROUPS[index]]))
             cache[index] = grade_submission(path, request=GradeRequest(
-                options=GradingOptions(exercises=("ex1", "ex2", "ex3"))))
+                options=replace(STRICT, exercises=("ex1", "ex2", "ex3"))))
         return cache[index]
     return grade
 
@@ -165,6 +191,22 @@ def test_no_other_gradient_gets_a_hint(index, graded_groups):
     for g in r.gradients():
         if g.name not in mine:
             assert g.hint is None and all(m.hint is None for m in g.modes), g.name
+
+
+def test_a_shape_only_mistake_passes_without_a_hint_unless_shapes_are_strict(tmp_path):
+    """keepdim where b1 is one-dimensional, none where bngain is (1, n_hidden): the right
+    values, graded as such with a note; the keepdim hint only where the shape makes it wrong."""
+    path = tmp_path / "shape_only.py"
+    path.write_text(with_overrides(*[MISTAKE_FILES / f"{key}.py" for key in sorted(SHAPE_ONLY)]))
+    r = grade_submission(path, request=GradeRequest(
+        options=GradingOptions(exercises=("ex1",), probes=False)))
+    assert r.score == r.max_score
+    mine = {m.gradient for m in MISTAKES if m.key in SHAPE_ONLY}
+    for g in r.gradients():
+        assert g.hint is None and all(m.hint is None for m in g.modes), g.name
+        if g.name in mine:
+            assert g.status == "exact" and "graded on its values, which match" in g.message
+            assert "keepdim=True?" not in g.message and "too many" not in g.message
 
 
 @pytest.mark.parametrize("path", ALTERNATIVES, ids=lambda p: p.stem)

@@ -196,6 +196,17 @@ def test_failure_fields_take_the_mismatch_count_from_the_comparison():
     assert [v.label for v in f["views"]] == ["expected", "actual", "difference"]
 
 
+def test_a_wrong_answer_compared_in_the_tensor_s_shape_is_pictured_in_it():
+    """(64,) for a (1, 64) tensor is compared on its values, so its difference can be drawn."""
+    expected = torch.zeros(1, 64)
+    actual = torch.zeros(64)
+    actual[7] = 1.0
+    f = failure_fields(actual, expected, compare_gradient(actual, expected))
+    assert f["mismatched"] == 1 and f["worst_index"] == (0, 7)
+    assert [(v.label, v.shape) for v in f["views"]] == [
+        ("expected", (1, 64)), ("actual", (1, 64)), ("difference", (1, 64))]
+
+
 def test_a_comparison_about_other_tensors_is_not_used_for_the_count():
     # exercise 4's training check compares parameters but shows the loss curves
     params = compare_gradient(torch.ones(4, 4) * 2, torch.ones(4, 4))

@@ -5,10 +5,16 @@
 magnitude in play at that step (the expected gradient and the upstream gradients it is computed
 from). The lecture's plain ``torch.allclose`` (rtol 1e-5, atol 1e-8) fails correct answers whose
 true value is rounding noise, e.g. db1 ~ 1e-9 (batch norm cancels b1); it is reported beside.
+
+An answer whose shape differs from the tensor's only by size-1 dimensions in front ((64,) for
+bnmeani's (1, 64), grader.lecture.shapes) is compared on its values, in the tensor's shape, and
+its message says so; ``Tolerance(strict_shapes=True)`` makes it a "shape" verdict instead, as is
+every other difference of shape.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import weakref
 from collections.abc import Sequence
@@ -17,7 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["Comparison", "Tolerance", "compare_gradient", "numpy_values", "unravel_index"]
+from ..lecture.shapes import differs_by_leading_ones
+
+__all__ = ["Comparison", "Tolerance", "compare_gradient", "graded_answer", "numpy_values",
+           "unravel_index"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +35,7 @@ class Tolerance:
     atol_scale: float = 1e-6   # times the scale of the step
     atol_floor: float = 1e-12
     noise_factor: float = 32.0  # times autograd's own rounding noise (float32 vs float64)
+    strict_shapes: bool = False  # (64,) for a (1, 64) tensor is a "shape" verdict, not graded
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,9 @@ class Comparison:
     ulps: int | None = None          # max ULP distance (float32), when shapes agree
     mismatched: int | None = None    # elements outside the tolerance
     worst_index: tuple[int, ...] | None = None
+    # the answer's own shape, where it differs from the expected one only by size-1 dimensions in
+    # front and its values were compared (in the expected shape: worst_index is an index there)
+    reshaped_from: tuple[int, ...] | None = None
 
 
 def _fmt_shape(shape: torch.Size | tuple[int, ...]) -> str:
@@ -59,6 +72,9 @@ def _shape_advice(actual: tuple[int, ...], expected: tuple[int, ...]) -> str:
     if len(actual) == len(expected) and all(a == e or e == 1 for a, e in zip(actual, expected)):
         return (": the forward pass broadcast this tensor, so its gradient must be summed over "
                 "the broadcast dimension (.sum(dim, keepdim=True))")
+    if len(actual) == len(expected) and all(a == e or a == 1 for a, e in zip(actual, expected)):
+        return (": a gradient has one element per element of its tensor: spread yours along "
+                "the dimension where it has size 1 (torch.ones_like(...) * ... broadcasts it)")
     return ""
 
 
@@ -175,6 +191,45 @@ def _dtype_note(actual: torch.Tensor, expected: torch.Tensor) -> list[str]:
             f"{expected.dtype}, so it cannot be exact"]
 
 
+def graded_answer(actual: torch.Tensor, expected: torch.Tensor, *,
+                  tolerance: Tolerance = Tolerance()) -> torch.Tensor | None:
+    """``actual`` as compare_gradient compares it with ``expected``: itself where the shapes
+    agree; in expected's shape where they differ only by size-1 dimensions in front (unless
+    ``tolerance.strict_shapes``); None where the verdict is "shape"."""
+    if tuple(actual.shape) == tuple(expected.shape):
+        return actual
+    if tolerance.strict_shapes or not differs_by_leading_ones(actual.shape, expected.shape):
+        return None
+    return actual.reshape(expected.shape)
+
+
+def _leading_ones_fix(actual: tuple[int, ...], expected: tuple[int, ...],
+                      tensor: str) -> str:
+    """How to give an answer ``tensor``'s own shape, which differs from it only by size-1
+    dimensions in front."""
+    if len(actual) < len(expected):
+        view = f"`.view({', '.join(map(str, expected))})`"
+        if len(expected) - len(actual) == 1:
+            return f"`.sum(0, keepdim=True)` keeps the shape (or {view})"
+        return f"{view} gives the shape of {tensor}"
+    if len(actual) - len(expected) == 1:
+        return f"`.sum(0)` without keepdim=True, or `.squeeze(0)`, gives the shape of {tensor}"
+    return f"`.view({', '.join(map(str, expected))})` gives the shape of {tensor}"
+
+
+def _on_values(cmp: Comparison, actual: torch.Tensor, expected: torch.Tensor,
+               variable: str | None) -> Comparison:
+    """The comparison of an answer reshaped to the expected shape, with a note saying so."""
+    a, e = tuple(actual.shape), tuple(expected.shape)
+    tensor = variable or "the tensor"
+    grad = f"{variable}.grad" if variable else "the tensor's .grad"
+    match = ", which match" if cmp.status in ("exact", "approx") else ""
+    note = (f"shape {_fmt_shape(a)}, but {grad} has shape {_fmt_shape(e)}: graded on its "
+            f"values{match}; {_leading_ones_fix(a, e, tensor)}")
+    message = f"{note}; {cmp.message}" if cmp.message else note
+    return dataclasses.replace(cmp, message=message, reshaped_from=a)
+
+
 def _shape(actual: torch.Tensor, expected: torch.Tensor) -> Comparison:
     return Comparison("shape", False, False, False, None, None,
                       f"shape {_fmt_shape(actual.shape)} but expected "
@@ -242,12 +297,15 @@ def _norm_ready(answer: torch.Tensor) -> torch.Tensor:
 
 def compare_gradient(actual: torch.Tensor, expected: torch.Tensor, *,
                      scale: float | None = None, tolerance: Tolerance = Tolerance(),
-                     noise: float = 0.0, brief: bool = False) -> Comparison:
+                     noise: float = 0.0, brief: bool = False,
+                     variable: str | None = None) -> Comparison:
     """Compare one gradient. ``scale`` defaults to the expected gradient's largest magnitude;
     ``noise`` is how far autograd's own answer is from the float64 truth (a correct answer
     computed in another order can be as far, chained errors included). ``brief``: an
     approximate answer gets its status and maxdiff only (allclose, rel_error, ulps and
     worst_index None), as a hidden config's verdict needs; any other verdict is the full one.
+    ``variable``: the tensor whose gradient this is ("bnmeani"), named in the message of an
+    answer compared on its values in another shape (graded_answer).
 
     The answer is compared as ``actual.to(expected.dtype)``; the elementwise work is done in
     numpy (about a microsecond an operation, where torch's dispatch costs several on tensors
@@ -255,7 +313,11 @@ def compare_gradient(actual: torch.Tensor, expected: torch.Tensor, *,
     worked out once for it (_Expected). The norms, whose last bits depend on the summation
     order, come from torch."""
     if tuple(actual.shape) != tuple(expected.shape):
-        return _shape(actual, expected)
+        graded = graded_answer(actual, expected, tolerance=tolerance)
+        if graded is None:
+            return _shape(actual, expected)
+        return _on_values(compare_gradient(graded, expected, scale=scale, tolerance=tolerance,
+                                           noise=noise, brief=brief), actual, expected, variable)
     if not expected.numel():
         return _empty(actual, expected)
     if actual.dtype == expected.dtype and torch.equal(actual, expected):

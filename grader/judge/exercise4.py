@@ -126,7 +126,7 @@ def _grade_training(session: SandboxSession, signature: tuple[str, ...], setup: 
     expected_params, expected_losses = training_reference(config, steps, options.train_lr)
     outcome = session.request(
         {"op": "train", "steps": steps, "n": config.n, "lr": options.train_lr,
-         "signature": list(signature)},
+         "signature": list(signature), "strict_shapes": options.tolerance.strict_shapes},
         {**setup.params, **batch_tensors(setup.batches[:steps])},
         seconds=session.limits.call_seconds * 3)
     if outcome.status != "ok":

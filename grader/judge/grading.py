@@ -24,7 +24,7 @@ from ..lecture.catalog import EXERCISES, Gradient
 from ..lecture.model import Config, LectureState
 from ..output.results import PASSING
 from ..sandbox.session import CallOutcome, SandboxSession
-from .compare import Comparison, Tolerance, compare_gradient
+from .compare import Comparison, Tolerance, compare_gradient, graded_answer
 from .explain import explain_inexact
 from .hints import find_hint
 from .integrity import POLICIES, autograd_events, autograd_message
@@ -124,20 +124,26 @@ def judge_answer(gradient: Gradient, config: Config, mode: str, actual: torch.Te
     all that is shown of it, and nothing is explained. ``noise``: autograd's own rounding noise
     for this gradient (LectureState.noise); below batch norm at n = 2 the true gradients are
     rounding noise, and chained answers carry as much. ``known_reason``: why an approximate
-    answer is approximate when no known formulation says why."""
+    answer is approximate when no known formulation says why.
+
+    An answer in the tensor's shape but for size-1 dimensions in front is judged on its values
+    (compare_gradient); the verdict keeps it as it came (chained mode feeds it on as it is),
+    and its hint or explanation is found in the tensor's shape."""
     cmp = compare_gradient(actual, expected, scale=scale, tolerance=options.tolerance,
-                           noise=noise, brief=not teach)
+                           noise=noise, brief=not teach, variable=gradient.variable)
     verdict = Verdict(gradient, config, mode, cmp.status, cmp, message=cmp.message,
                       actual=actual, expected=expected, probe=probe)
     if not teach:
         return verdict
+    graded = graded_answer(actual, expected, tolerance=options.tolerance)
+    answer = actual if graded is None else graded
     if cmp.status == "approx":
         verdict.explanation = explain_inexact(
-            gradient.name, pool or {}, actual, expected, ulps=cmp.ulps, scale=scale,
+            gradient.name, pool or {}, answer, expected, ulps=cmp.ulps, scale=scale,
             inexact_upstream=inexact_upstream,
             exact_required=gradient.name in options.exact_required, known_reason=known_reason)
     elif not verdict.passed and pool is not None:
-        hint = find_hint(gradient.name, actual, expected, pool, scale=scale,
+        hint = find_hint(gradient.name, answer, expected, pool, scale=scale,
                          generic=generic_hints, probe=probe)
         if hint is not None:
             verdict.hint, verdict.hint_key = hint.text, hint.key

@@ -28,6 +28,7 @@ from ..submissions.lecture_names import GRADIENT_VARIABLES, lecture_name
 from ..submissions.lecture_source import GradientSource, LectureProgram, read_lecture_code
 from ..submissions.selection_notes import describe_selection
 from ..submissions.loader import Submission
+from .compare import graded_answer
 from .exercise4 import grade_exercise4
 from .gradient_results import collect_gradient_results
 from .grading import GradingOptions, Verdict, verdict_from_tensor
@@ -162,8 +163,7 @@ class _Grader:
                                    f"{self.plan.step_where(self.plan.positions[src.steps[-1]])}")
         own = self._own(run)
         upstream = [u for u in gradient.upstream if u in own]
-        inexact = tuple(u for u in upstream if own[u].shape == self.state.grads[u].shape
-                        and not torch.equal(own[u], self.state.grads[u]))
+        inexact = tuple(u for u in upstream if self._inexact(own[u], self.state.grads[u]))
         inputs = {"h": self.state.forward["h"], **({"dh": own["dh"]} if "dh" in own else {})}
         verdict = verdict_from_tensor(gradient, self.state, actual, self.options,
                                       inputs=inputs, inexact_upstream=inexact)
@@ -175,6 +175,12 @@ class _Grader:
             verdict.message = "; ".join(m for m in (verdict.message, self._modified_text(
                 src, run.modified[key])) if m)
         return verdict
+
+    def _inexact(self, own: torch.Tensor, expected: torch.Tensor) -> bool:
+        """An upstream gradient of the student's that is graded on its values (its shape is
+        the tensor's, but for size-1 dimensions in front) and differs from autograd's."""
+        graded = graded_answer(own, expected, tolerance=self.options.tolerance)
+        return graded is not None and not torch.equal(graded, expected)
 
     def _own(self, run: LectureRun) -> dict[str, torch.Tensor]:
         return {src.gradient.name: run.records[self.plan.record_key(k)]

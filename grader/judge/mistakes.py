@@ -9,6 +9,11 @@ gradient and says which one the student's tensor is.
 ``needs_probe`` marks mistakes that autograd's own upstream gradients cannot reveal (they hide
 behind ``dlogit_maxes`` being about 1e-9): only a random upstream probe (grader.judge.probes)
 shows them, so they are caught in isolated mode and pass unnoticed in chained mode.
+
+Three of them (``db1_keepdim``, ``db2_keepdim``, ``dbngain_no_keepdim``) are the right values in
+a shape that differs from the tensor's only by a size-1 dimension in front: compared on their
+values (grader.judge.compare), they pass, and no hint is looked for; their hints are heard only
+where the assignment sets ``strict_shapes``.
 """
 
 from __future__ import annotations

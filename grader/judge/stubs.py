@@ -67,6 +67,7 @@ def grade_stub_gradients(session: SandboxSession, functions: dict[str, tuple[str
     base = lecture_inputs(state)
     own: dict[str, torch.Tensor] = {}          # the student's chained gradients so far
     own_passed: dict[str, bool] = {}
+    own_inexact: set[str] = set()              # those that pass, but not with autograd's values
     batch: list[Call] = []
     in_batch: set[str] = set()                 # the gradients the batch's stubs compute
     planned: list[_Planned] = []
@@ -76,7 +77,7 @@ def grade_stub_gradients(session: SandboxSession, functions: dict[str, tuple[str
         for plan in planned:
             verdicts.append(plan.verdict if plan.verdict is not None
                             else _stub_verdict(plan, outcomes[plan.call], state, base, options,
-                                               session, own, own_passed))
+                                               session, own, own_passed, own_inexact))
         batch.clear()
         in_batch.clear()
         planned.clear()
@@ -96,7 +97,8 @@ def grade_stub_gradients(session: SandboxSession, functions: dict[str, tuple[str
                     gradient, state.config, mode, status, message=message)))
                 continue
             assert params is not None
-            plan = _planned_call(gradient, params, mode, state, base, own, own_passed)
+            plan = _planned_call(gradient, params, mode, state, base, own, own_passed,
+                                 own_inexact)
             if previous is None or not _same_inputs(previous, plan.inputs):
                 batch.append(Call(gradient.name, plan.inputs, group=gradient.name))
                 previous = plan.inputs
@@ -139,7 +141,7 @@ def _signature_problem(gradient: Gradient, params: tuple[str, ...]) -> str | Non
 
 def _planned_call(gradient: Gradient, params: tuple[str, ...], mode: str, state: LectureState,
                   base: dict[str, Any], own: dict[str, torch.Tensor],
-                  own_passed: dict[str, bool]) -> _Planned:
+                  own_passed: dict[str, bool], own_inexact: set[str]) -> _Planned:
     """A stub's call in one mode: autograd's upstream gradients, or in chained mode the
     student's own where there is one (autograd's substituted where there is none)."""
     chained = mode == "chained"
@@ -158,8 +160,7 @@ def _planned_call(gradient: Gradient, params: tuple[str, ...], mode: str, state:
     return _Planned(
         gradient, mode, inputs, substituted=tuple(substituted),
         wrong_upstream=tuple(p for p in from_own if not own_passed[p]),
-        inexact_upstream=tuple(p for p in from_own
-                               if own_passed[p] and not torch.equal(own[p], state.grads[p])))
+        inexact_upstream=tuple(p for p in from_own if p in own_inexact))
 
 
 def _same_inputs(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -170,8 +171,10 @@ def _same_inputs(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 def _stub_verdict(plan: _Planned, outcome: CallOutcome, state: LectureState,
                   base: dict[str, Any], options: GradingOptions, session: SandboxSession,
-                  own: dict[str, torch.Tensor], own_passed: dict[str, bool]) -> Verdict:
-    """Judge one planned call of ``grade_stub_gradients``; a chained answer becomes the
+                  own: dict[str, torch.Tensor], own_passed: dict[str, bool],
+                  own_inexact: set[str]) -> Verdict:
+    """Judge one planned call of ``grade_stub_gradients``; a chained answer that was compared
+    with autograd's becomes, as it came (a (64,) answer for a (1, 64) tensor too), the
     student's own upstream gradient for the stubs after it."""
     gradient, mode = plan.gradient, plan.mode
     expected = state.grads[f"d{gradient.variable}"]
@@ -185,11 +188,13 @@ def _stub_verdict(plan: _Planned, outcome: CallOutcome, state: LectureState,
             inexact_upstream=plan.inexact_upstream, noise=autograd_noise(gradient, state))
     verdict = integrity_checked(judged, session, outcome, options)
     verdict.substituted = plan.substituted
-    if mode == "chained" and verdict.actual is not None \
-            and verdict.status in (*PASSING, "wrong") \
-            and verdict.actual.shape == expected.shape:
+    cmp = verdict.comparison
+    if mode == "chained" and verdict.actual is not None and cmp is not None \
+            and verdict.status in (*PASSING, "wrong"):
         own[gradient.name] = verdict.actual
         own_passed[gradient.name] = verdict.passed
+        if verdict.passed and cmp.maxdiff != 0.0:
+            own_inexact.add(gradient.name)
     if plan.wrong_upstream and not verdict.passed:
         wrong = plan.wrong_upstream
         note = (f"your {', '.join(wrong)}, which chained mode feeds to this step, "

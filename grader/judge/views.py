@@ -92,7 +92,12 @@ def failure_fields(actual: torch.Tensor, expected: torch.Tensor,
 
     The counts come from ``comparison`` when it is about these very tensors (the training check
     of exercise 4 compares parameters but shows the loss curves); otherwise from the tensors.
+    An answer that ``comparison`` compared in the expected shape (its shape differs only by
+    size-1 dimensions in front) is pictured in that shape, as it was compared.
     """
+    if comparison is not None and comparison.reshaped_from is not None \
+            and tuple(actual.shape) == comparison.reshaped_from:
+        actual = actual.reshape(expected.shape)
     same_shape = tuple(actual.shape) == tuple(expected.shape)
     if not same_shape:
         return {"views": (tensor_view(expected, label="expected"),

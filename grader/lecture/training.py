@@ -7,6 +7,7 @@ from typing import Any, Callable
 import torch
 
 from .model import PARAMETER_NAMES, fused_forward
+from .shapes import differs_by_leading_ones
 
 __all__ = ["batch_tensors", "train_with_student_backward"]
 
@@ -17,9 +18,15 @@ def batch_tensors(batches: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str,
 
 def train_with_student_backward(
     backward: Callable[..., Any], tensors: dict[str, torch.Tensor], *, steps: int, n: int,
-    lr: float, signature: list[str],
+    lr: float, signature: list[str], strict_shapes: bool = False,
 ) -> tuple[dict[str, torch.Tensor], list[float]]:
-    """The lecture's loop: fused forward, the student's gradients, ``p.data += -lr * grad``."""
+    """The lecture's loop: fused forward, the student's gradients, ``p.data += -lr * grad``.
+
+    A gradient in its parameter's shape but for size-1 dimensions in front ((200,) for bngain's
+    (1, 200), (1, 200) for b1's (200,)) updates the parameter in the parameter's shape: the
+    lecture's update broadcasts the first, and would refuse the second in place, though its
+    numbers are the gradient's. ``strict_shapes``: it is refused (TypeError) like any other
+    shape."""
     params = {k: tensors[k].clone() for k in PARAMETER_NAMES}
     Xbs, Ybs = tensors["Xbs"], tensors["Ybs"]
     losses: list[float] = []
@@ -35,8 +42,10 @@ def train_with_student_backward(
                 raise TypeError(f"backward() returned {type(grads).__name__} at step {i}, "
                                 f"expected a list of {len(PARAMETER_NAMES)} tensors")
             for name, grad in zip(PARAMETER_NAMES, grads):
-                if type(grad) is not torch.Tensor or grad.shape != params[name].shape:
+                shape = params[name].shape
+                if type(grad) is not torch.Tensor or (grad.shape != shape and (
+                        strict_shapes or not differs_by_leading_ones(grad.shape, shape))):
                     raise TypeError(f"at step {i}, the gradient for {name} is not a tensor of "
-                                    f"shape {tuple(params[name].shape)}")
-                params[name] += -lr * grad
+                                    f"shape {tuple(shape)}")
+                params[name] += -lr * grad.reshape(shape)
     return params, losses

@@ -115,6 +115,13 @@ class GradientResult:
     def passed(self) -> bool:
         return self.status in PASSING
 
+    @property
+    def shape_differs(self) -> bool:
+        """The answer's shape is not the tensor's (in the lecture config): a passing one was
+        graded on its values, its shape differing by size-1 dimensions in front."""
+        return self.actual_shape is not None and self.expected_shape is not None \
+            and tuple(self.actual_shape) != tuple(self.expected_shape)
+
 
 @dataclass(frozen=True)
 class ExerciseResult:

@@ -62,7 +62,9 @@ def render_text(result: Result, *, color: bool = False, verbose: bool = False) -
                 if g.traceback and g.status == "error":
                     details.append(g.traceback.strip())
             elif g.status == "approx":
-                details = [d for d in details if d is g.explanation]
+                # why it is approximate, and that its shape is not the tensor's when it is not
+                details = [d for d in details if d is g.explanation
+                           or (d is g.message and g.shape_differs)]
             if g.explanation and g.explanation in details:
                 reason, _, rest = g.explanation.partition("; largest distance")
                 if reason == last_reason and rest:

@@ -170,7 +170,8 @@ class _Child:
         try:
             params, losses = train_with_student_backward(
                 self._guarded(fn), tensors, steps=int(meta["steps"]), n=int(meta["n"]),
-                lr=float(meta["lr"]), signature=list(meta["signature"]))
+                lr=float(meta["lr"]), signature=list(meta["signature"]),
+                strict_shapes=bool(meta.get("strict_shapes", False)))
         except BaseException as exc:  # student code
             self.reply(exception_reply(exc, self.filename, self.limits))
             return

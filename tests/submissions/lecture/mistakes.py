@@ -1,8 +1,9 @@
 # Lecture-style code with mistakes, written for the grader's tests (cells marked # %%).
-# dW2 transposed (shape), dbnbias without keepdim (shape), dC overwriting instead of summing
-# (wrong), dhprebn = dbndiff without .clone() (dbndiff changed afterwards: graded as assigned),
-# exercise 2 without the division by n (wrong); exercises 3 and 4 not attempted.
-# expect-score: 23
+# dW2 transposed (shape), dbnbias without keepdim (its shape differs from bnbias' only by the
+# size-1 dimension in front: graded on its values, right, with a note), dC overwriting instead of
+# summing (wrong), dhprebn = dbndiff without .clone() (dbndiff changed afterwards: graded as
+# assigned), exercise 2 without the division by n (wrong); exercises 3 and 4 not attempted.
+# expect-score: 24
 
 # %%
 import random
