@@ -16,6 +16,7 @@ import json
 import multiprocessing
 import os
 import signal
+import time
 from collections import deque
 from multiprocessing.connection import wait
 from pathlib import Path
