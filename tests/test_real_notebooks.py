@@ -11,7 +11,6 @@ import random
 import subprocess
 import sys
 import tokenize
-from pathlib import Path
 
 import nbformat
 import pytest
