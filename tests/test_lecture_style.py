@@ -350,6 +350,17 @@ def test_the_childs_cmp_records_instead_of_printing(capsys):
     assert capsys.readouterr().out == ""
 
 
+def test_a_checker_whose_result_is_used_gets_true_and_the_checks_still_count(tmp_path):
+    """``ok &= cmp(...)``: the recording cmp answers True, so the line runs on."""
+    meta = {"files": {}, "inputs": ["x"], "scalars": {}, "aliases": {},
+            "steps": [{"file": "s.py", "line": 1, "code": "ok = True", "capture": False},
+                      {"file": "s.py", "line": 2, "code": "ok &= cmp('x', x * 3, x)",
+                       "capture": False}],
+            "records": [], "substitute": []}
+    reply, _ = run_lecture_code(meta, {"x": torch.ones(1)}, "s.py", CHILD_LIMITS)
+    assert reply["errors"] == [] and reply["cmp"][0]["input"] == "x"
+
+
 def test_an_exception_that_cannot_be_printed_costs_only_its_own_gradient(tmp_path):
     """A hostile __str__ must not take the child (and every other gradient) down with it."""
     code = (LECTURE / "raises.py").read_text().replace(

@@ -102,10 +102,11 @@ def _run_steps(meta: dict[str, Any], tensors: dict[str, torch.Tensor], limits: d
     current = {"step": -1, "capture": False}
 
     def cmp(s: object = None, dt: object = None, t: object = None, *_: object,
-            **__: object) -> None:
-        """Records what the student compares (the lecture's cmp prints it)."""
+            **__: object) -> bool:
+        """Records what the student compares (the lecture's cmp prints it). True, for checkers
+        whose result is used (``ok &= cmp(...)``): the grader judges, not this."""
         if len(calls) >= 500:
-            return
+            return True
         given = next((k for k, v in provided.items() if v is t), None)
         entry: dict[str, Any] = {"step": current["step"],
                                  "label": s[:80] if isinstance(s, str) else None, "input": given}
@@ -116,6 +117,7 @@ def _run_steps(meta: dict[str, Any], tensors: dict[str, torch.Tensor], limits: d
                 entry["key"] = f"c{len(calls)}"
                 out[entry["key"]] = snap
         calls.append(entry)
+        return True
 
     ns["cmp"] = ns[str(meta.get("checker") or "cmp")] = cmp
 
