@@ -136,14 +136,14 @@ class SandboxSession:
 
     # -- process management -------------------------------------------------------------------
     def _start(self) -> CallOutcome:
-        if self._deadline is None:
-            self._deadline = time.monotonic() + self.limits.total_seconds
         try:
             spawned = self.runner.spawn(self.limits)
         except RuntimeError as e:       # no sandbox at all (e.g. isolation="bwrap" without it)
             spawned = str(e)
         if isinstance(spawned, str):
             return CallOutcome("error", message=f"the sandbox could not start: {spawned}")
+        if self._deadline is None:      # from the child's start: the worker's own is not theirs
+            self._deadline = time.monotonic() + self.limits.total_seconds
         self.child = spawned
         self._lowered = False
         self._reader = wire.FrameReader(spawned.proto.fileno(), limits=self.limits.wire)
