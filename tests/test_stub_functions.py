@@ -52,10 +52,22 @@ def test_the_solution_the_exercise_and_lecture_style_code_make_nothing_at_run_ti
     ("funcs = {}\ndlogprobs = funcs['dlogprobs']\n", ("dlogprobs",), 2),
     ("from my_solution import dlogprobs, dh as dh\n", ("dlogprobs", "dh"), 1),
     ("x = 1\nglobals().update(load())\n", (), 2),
+    ("from functools import partial\ndC = partial(f, 3)\n", ("dC",), 2),
+    ("import sol\ndh = sol.dh\n", ("dh",), 2),
+    ("dlogprobs, dprobs = make_all()\n", ("dlogprobs", "dprobs"), 1),
 ])
 def test_functions_made_at_run_time_are_named_with_the_line_that_makes_them(code, names, line):
     found = made(code)
     assert found is not None and found.names == names and found.line == line
+
+
+@pytest.mark.parametrize("code", [
+    "dlogprobs = torch.zeros_like(logprobs)\ndlogprobs[range(n), Yb] = -1.0 / n\n",
+    "dprobs = probs\ndprobs **= -1\n",
+    "dlogprobs = compute(logprobs)\n",
+])
+def test_a_gradient_computed_as_a_tensor_is_not_a_function_made_at_run_time(code):
+    assert made(code) is None
 
 
 def test_the_advice_gives_the_exercise_files_parameters():

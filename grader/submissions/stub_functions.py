@@ -77,8 +77,10 @@ def functions_made_at_run_time(tree: ast.Module, code: str,
     the first top-level statement that makes functions that way; None when none does."""
     names: list[str] = []
     line = 0
+    imported = {(a.asname or a.name).split(".")[0] for node in tree.body
+                if isinstance(node, (ast.Import, ast.ImportFrom)) for a in node.names}
     for node in tree.body:
-        made = _made_by(node)
+        made = _made_by(node, imported)
         if made is None:
             continue
         new = [n for n in made if n not in defined and n not in names]
@@ -96,11 +98,11 @@ def functions_made_at_run_time(tree: ast.Module, code: str,
                             text if len(text) <= _SHOWN else text[:_SHOWN - 3] + "...")
 
 
-def _made_by(node: ast.stmt) -> list[str] | None:
+def _made_by(node: ast.stmt, imported: set[str]) -> list[str] | None:
     """The exercise names a top-level statement makes at run time (possibly none by name: an
     ``exec`` of a built string), or None when it makes nothing that way."""
     assigned = [name for name, value in _assigned(node)
-                if name in STUB_NAMES and not isinstance(value, ast.Lambda)]
+                if name in STUB_NAMES and _makes_function(name, value, node, imported)]
     if assigned:
         return assigned
     if isinstance(node, ast.ImportFrom):
@@ -110,6 +112,31 @@ def _made_by(node: ast.stmt) -> list[str] | None:
            and sub.func.id in _DYNAMIC_CALLS for sub in ast.walk(node)):
         return _string_names(node)
     return None
+
+
+def _makes_function(name: str, value: ast.expr | None, node: ast.stmt, imported: set[str]
+                    ) -> bool:
+    """Whether assigning ``value`` to the exercise name ``name`` looks like making a function
+    (``make("dlogprobs")``, ``table["dlogprobs"]``, ``partial(...)``, ``module.dlogprobs``, an
+    imported name), not computing a tensor (``dlogprobs = torch.zeros_like(logprobs)``, a
+    lecture-style line)."""
+    if value is None:            # a, b = ...: the whole value
+        value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+        return isinstance(value, ast.Call) and isinstance(value.func, ast.Name)
+    if isinstance(value, ast.Subscript):
+        return bool(_string_names(value.slice))
+    if isinstance(value, ast.Attribute):
+        return value.attr == name
+    if isinstance(value, ast.Name):
+        return value.id in imported
+    if isinstance(value, ast.Call):
+        func = value.func
+        called = func.id if isinstance(func, ast.Name) else \
+            func.attr if isinstance(func, ast.Attribute) else ""
+        return called == "partial" or isinstance(func, ast.Name) and (
+            bool(_string_names(ast.Tuple(elts=list(value.args), ctx=ast.Load())))
+            or any(isinstance(a, ast.Lambda) for a in value.args))
+    return False
 
 
 def _string_names(node: ast.AST) -> list[str]:
