@@ -127,3 +127,17 @@ def test_a_grad_read_among_exercise_4s_backward_lines_is_flagged_at_the_loops_li
     db1 = next(g for ex in result.exercises if ex.name == "ex4" for g in ex.gradients
                if g.name == "db1")
     assert db1.points == 0 and "reads autograd's answer (.grad)" in db1.message
+
+
+def test_a_helper_line_that_reads_grad_for_a_gradient_costs_that_gradient(tmp_path):
+    text = READS_GRAD.read_text().replace("dhpreact = hpreact.grad\n",
+                                          "g = hpreact.grad\ndhpreact = g.clone()\n")
+    path = tmp_path / "helper.py"
+    path.write_text(text)
+    at = text.splitlines().index("g = hpreact.grad") + 1
+    result = grade_submission(path, request=NO_EX4)
+    dhpreact = gradients(result)["dhpreact"]
+    assert dhpreact.status == "integrity"
+    assert dhpreact.message.startswith(f"line {at}: `g = hpreact.grad` reads autograd's answer "
+                                       "(hpreact.grad)")
+    assert [g.name for g in gradients(result).values() if not g.passed] == ["dhpreact"]

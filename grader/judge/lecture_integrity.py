@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
 from ..output.results import IntegrityFlag
-from ..submissions.lecture_source import LectureProgram
+from ..submissions.lecture_source import GradientSource, LectureProgram
 from ..submissions.statements import Statement
 from .grading import GradingOptions, Verdict
 from .integrity import flagged_use, integrity_flags, scan_source
@@ -57,12 +57,13 @@ def autograd_read(statements: Iterable[Statement], texts: Mapping[str, str]
     return None
 
 
-def autograd_checked(verdict: Verdict, statements: Iterable[Statement],
-                     texts: Mapping[str, str], options: GradingOptions) -> Verdict:
-    """``verdict`` for a gradient computed by ``statements``: under the "zero" policy, status
-    "integrity" and no points where they read autograd's answer; under "flag", the verdict its
-    value earns, with the same words in front."""
-    read = autograd_read(statements, texts)
+def autograd_checked(verdict: Verdict, program: LectureProgram, source: GradientSource,
+                     options: GradingOptions) -> Verdict:
+    """``verdict`` for the gradient ``source`` computes: under the "zero" policy, status
+    "integrity" and no points where its statements (or the helper lines they read, such as
+    ``g = hpreact.grad`` before ``dhpreact = g.clone()``) read autograd's answer; under "flag",
+    the verdict its value earns, with the same words in front."""
+    read = autograd_read(_with_helpers(program, source), program.files)
     if read is None:
         return verdict
     if options.integrity_policy == "zero":
@@ -71,6 +72,22 @@ def autograd_checked(verdict: Verdict, statements: Iterable[Statement],
                                "hand. Scored 0 (integrity policy 'zero').",
                        substituted=verdict.substituted)
     return replace(verdict, message="; ".join(m for m in (read.message(), verdict.message) if m))
+
+
+def _with_helpers(program: LectureProgram, source: GradientSource) -> list[Statement]:
+    """The statements of ``source``, each after the last statement that runs before it and
+    binds a name it reads, unless that name holds another gradient (whose own check it is)."""
+    gradients = {s.var for s in program.sources}
+    out: list[Statement] = []
+    for i in source.steps:
+        st = program.statement(i)
+        for name in sorted(st.reads - gradients):
+            helper = next((program.statement(j) for j in reversed(program.run)
+                           if j < i and name in program.statement(j).assigns), None)
+            if helper is not None and helper not in out:
+                out.append(helper)
+        out.append(st)
+    return out
 
 
 def lecture_integrity_flags(program: LectureProgram, *, filename: str, backward_code: str,

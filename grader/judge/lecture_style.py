@@ -77,8 +77,7 @@ class _Grader:
                         for g in GRADIENTS if g.exercise in self.options.exercises]
             run = parse_reply(outcome, self.plan)
             verdicts = {src.gradient.name: autograd_checked(
-                            self._verdict(k, src, run, substituted),
-                            [program.statement(i) for i in src.steps], program.files, self.options)
+                            self._verdict(k, src, run, substituted), program, src, self.options)
                         for k, src in enumerate(program.sources)}
             fresh = self._own_failures(verdicts, substituted)
             if not fresh:
