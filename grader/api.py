@@ -45,7 +45,12 @@ def grade_submission(source: str | Path | Submission, *,
     try:
         submission = source if isinstance(source, Submission) else load_submission(source)
     except SubmissionError as e:
-        return error_result(Path(str(source)).name, str(e), request=request)
+        name = Path(str(source)).name
+        result = error_result(name, str(e), request=request)
+        if e.source is None:
+            return result
+        static = scan_source(e.source, filename=name, cells=name.lower().endswith(".ipynb"))
+        return replace(result, integrity=integrity_flags(static, ()))
     state = cached_lecture_state(request.config)
     torch.set_num_threads(1)
     options = request.options
@@ -101,6 +106,7 @@ def _with_output(result: Result, session: SandboxSession, submission: Submission
     """``result`` with what the code printed and the integrity flags; the session is closed
     first, so that its output is read whole at once instead of waited for."""
     session.close()
-    flags = integrity_flags(scan_source(submission.code, filename=session.filename,
-                                        tree=submission.tree), session.integrity)
+    static = scan_source(submission.code, filename=session.filename, tree=submission.tree,
+                         cells=submission.source_kind == "ipynb")
+    flags = integrity_flags(static, session.integrity)
     return replace(result, output=session.output(), integrity=flags)

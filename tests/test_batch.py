@@ -950,3 +950,22 @@ def test_without_a_callers_sandbox_worker_the_batch_launches_its_own_and_closes_
         own = launch_shared_runner(None, stack)
         assert own is made[0] and own.launched and not own.closed
     assert own.closed
+
+
+def test_broken_cells_lambdas_grad_reads_and_run_time_functions_in_the_gradebook(tmp_path):
+    d = tmp_path / "class"
+    files = {"unfinished": SUBMISSIONS / "unparsable" / "unfinished_line.ipynb",
+             "lambdas": SUBMISSIONS / "run_time" / "lambdas.py",
+             "reads_grad": SUBMISSIONS / "lecture" / "reads_grad.py",
+             "globals_loop": SUBMISSIONS / "run_time" / "globals_loop.py",
+             "raises": SUBMISSIONS / "run_time" / "raises_after_backward.py"}
+    for sid, path in files.items():
+        write(d / f"{sid}{path.suffix}", path.read_text())
+    grade_many(d, tmp_path / "out", request=QUICK, jobs=1)
+    rows = {r["student"]: r for r in gradebook(tmp_path / "out")}
+    assert {sid: (rows[sid]["status"], float(rows[sid]["score"])) for sid in files} == {
+        "unfinished": ("graded", 34.0), "lambdas": ("graded", 34.0),
+        "reads_grad": ("graded", 29.0), "globals_loop": ("error", 0.0), "raises": ("error", 0.0)}
+    assert "made at run time" in rows["globals_loop"]["problems"]
+    assert "integrity" in rows["reads_grad"]["problems"]
+    assert ".backward()" in rows["raises"]["problems"]

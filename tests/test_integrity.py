@@ -1,6 +1,8 @@
 """The static scan for autograd use, and the integrity flags and messages."""
 
-from grader.judge.integrity import autograd_message, integrity_flags, scan_source
+from grader.judge.integrity import (autograd_message, grad_read_note, integrity_flags,
+                                    scan_source)
+from grader.submissions.code_cells import CodeCell, join_cells
 from grader.submissions.loader import load_submission
 from grader.output.results import IntegrityFlag
 
@@ -110,3 +112,22 @@ def test_the_message_says_where_autograd_was_used_and_why_it_scores_zero():
     message = autograd_message(events)
     assert message.startswith("computed with autograd (b)") and "Scored 0" in message
     assert "when it is run (b)" in autograd_message(events, at_load=True)
+
+
+def test_in_joined_notebook_cells_a_flag_names_the_cell_and_its_line():
+    code, _ = join_cells([CodeCell("cell 1", "import torch\n"),
+                          CodeCell("cell 4", "x = 1\n\ndef dprobs(dlogprobs, probs):\n"
+                                             "    return probs.grad\n")])
+    assert [f.detail for f in scan_source(code, filename="nb.ipynb", cells=True)] == [
+        "nb.ipynb, cell 4, line 4: reads or sets .grad: return probs.grad"]
+
+
+def test_a_call_that_got_none_from_grad_is_told_it_reads_autograds_answer():
+    events = [{"kind": "requires_grad", "detail": "a"},
+              {"kind": "grad", "detail": "dbngain(), line 7: return hpreact.grad reads .grad"}]
+    assert grad_read_note(events) == (
+        "it reads autograd's answer (dbngain(), line 7: return hpreact.grad) instead of "
+        "computing it, and the grader's tensors carry no .grad: derive the gradient by hand")
+    assert grad_read_note(events[:1]) is None
+    # a record whose line shows no .grad (code the grader generated) is not quoted
+    assert "(.grad)" in grad_read_note([{"kind": "grad", "detail": "f(), line 3: x = 1 reads .grad"}])

@@ -27,7 +27,7 @@ from ..sandbox.session import CallOutcome, SandboxSession
 from .compare import Comparison, Tolerance, compare_gradient, graded_answer
 from .explain import explain_inexact
 from .hints import find_hint
-from .integrity import POLICIES, autograd_events, autograd_message
+from .integrity import POLICIES, autograd_events, autograd_message, grad_read_note
 
 __all__ = ["MODES", "GradingOptions", "Verdict", "autograd_noise", "integrity_checked",
            "judge_answer", "lecture_inputs", "outcome_verdict", "upstream_scale",
@@ -105,6 +105,9 @@ def outcome_verdict(gradient: Gradient, config: Config, mode: str, outcome: Call
     message = outcome.message
     if outcome.status == "timeout":
         message = f"{gradient.name}() {outcome.message}"
+    note = grad_read_note(outcome.integrity) if "NoneType" in (message or "") else None
+    if note:
+        message = f"{message}: {note}"
     return Verdict(gradient, config, mode, status, message=message, traceback=outcome.traceback,
                    probe=probe, limit=outcome.limit)
 

@@ -20,8 +20,10 @@ import re
 from typing import Iterable, Iterator, Mapping
 
 from ..output.results import IntegrityFlag
+from ..submissions.code_cells import CELL_MARKER_RE
 
-__all__ = ["POLICIES", "autograd_events", "autograd_message", "integrity_flags", "scan_source"]
+__all__ = ["POLICIES", "autograd_events", "autograd_message", "flagged_use", "grad_read_note",
+           "integrity_flags", "scan_source"]
 
 POLICIES = ("zero", "flag")
 _ATTRIBUTES = {
@@ -116,8 +118,8 @@ def _nodes_near(statements: list[ast.stmt], lines: list[int]) -> Iterator[ast.AS
                 yield from ast.walk(value)
 
 
-def _what(node: ast.AST) -> str | None:
-    """What ``node`` does that is flagged, if anything."""
+def flagged_use(node: ast.AST) -> str | None:
+    """What ``node`` does that is flagged ("calls .backward()"), if anything."""
     kind = type(node)
     if kind is ast.Attribute:
         attr = node.attr
@@ -149,13 +151,15 @@ def _what(node: ast.AST) -> str | None:
     return None
 
 
-def scan_source(code: str, *, filename: str = "<submission>", tree: ast.Module | None = None
-                ) -> tuple[IntegrityFlag, ...]:
+def scan_source(code: str, *, filename: str = "<submission>", tree: ast.Module | None = None,
+                cells: bool = False) -> tuple[IntegrityFlag, ...]:
     """Static flags for autograd use in ``code`` (kind "source"); comments and docstrings,
     being no code, are not flagged. Code that does not parse gets no flags (the loader says why).
 
     ``tree``: ``code`` already parsed (the loader's, on the Submission), so it is not parsed twice.
-    Only the statements on lines that name something suspect are looked at (see _TRIGGERS)."""
+    ``cells``: ``code`` is a notebook's cells joined under their ``# %% [cell N]`` lines, and each
+    flag names the cell and the line in it. Only the statements on lines that name something
+    suspect are looked at (see _TRIGGERS)."""
     lines = _trigger_lines(code)
     if lines == []:
         return ()
@@ -167,18 +171,29 @@ def scan_source(code: str, *, filename: str = "<submission>", tree: ast.Module |
     nodes = ast.walk(tree) if lines is None else _nodes_near(tree.body, lines)
     found: set[tuple[int, str]] = set()
     for node in nodes:
-        what = _what(node)
+        what = flagged_use(node)
         if what is not None:
             found.add((getattr(node, "lineno", 0), what))
     code_lines = code.splitlines()
+    markers = [(i + 1, m.group("label")) for i, line in enumerate(code_lines)
+               if (m := CELL_MARKER_RE.match(line))] if cells else []
     flags: list[IntegrityFlag] = []
     for lineno, what in sorted(found):
         source = _line(code_lines, lineno)
-        flag = IntegrityFlag("source", f"{filename}, line {lineno}: {what}"
+        flag = IntegrityFlag("source", f"{filename}, {_where(markers, lineno)}: {what}"
                              + (f": {source}" if source else ""))
         if flag not in flags:
             flags.append(flag)
     return tuple(flags[:_MAX_FLAGS])
+
+
+def _where(markers: list[tuple[int, str]], lineno: int) -> str:
+    """``line 12``, or ``cell 7, line 3`` below the last cell marker before the line."""
+    i = bisect.bisect_left(markers, (lineno, "")) - 1
+    if i < 0:
+        return f"line {lineno}"
+    marker_line, label = markers[i]
+    return f"{label}, line {lineno - marker_line}"
 
 
 def autograd_events(events: Iterable[Mapping[str, str]]) -> list[Mapping[str, str]]:
@@ -196,6 +211,19 @@ def autograd_message(events: Iterable[Mapping[str, str]], *, at_load: bool = Fal
                 "policy 'zero').")
     return (f"computed with autograd{where}: the exercise is to derive this gradient by hand. "
             "Scored 0 (integrity policy 'zero').")
+
+
+def grad_read_note(events: Iterable[Mapping[str, str]]) -> str | None:
+    """Why a call that read ``.grad`` got None: it reads autograd's answer, which the grader's
+    tensors do not carry (they come with no graph and no .grad); None when it read no .grad."""
+    first = next((e for e in events if e.get("kind") == "grad"), None)
+    if first is None:
+        return None
+    where = str(first.get("detail", "")).removesuffix(" reads .grad")
+    if "grad" not in where.partition(": ")[2]:
+        where = ".grad"       # the line shown is not the one read (code the grader generated)
+    return (f"it reads autograd's answer ({where}) instead of computing it, and the grader's "
+            "tensors carry no .grad: derive the gradient by hand")
 
 
 def integrity_flags(static: Iterable[IntegrityFlag], events: Iterable[Mapping[str, str]]

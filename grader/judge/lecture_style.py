@@ -6,9 +6,10 @@ parameters, ``n``, ``Xb``, ``Yb``, ``torch``, ``F`` and a ``cmp`` that records i
 printing. Each gradient comes back as it was right after the statements that compute it, and is
 compared with autograd's by the same code as the stub format. Lecture-style code is graded in
 chained mode only: each step uses the student's own upstream gradients, as in their notebook;
-where one of them cannot be used (it raised, or has the wrong shape), the program runs again with
-autograd's in its place, so that one mistake costs one gradient. Exercise 4 is graded from the
-training loop's backward lines, turned into a ``backward()`` function; the loop itself never runs.
+where one of them cannot be used (it raised, has the wrong shape, or reads autograd's answer:
+grader.judge.lecture_integrity), the program runs again with autograd's in its place, so that one
+mistake costs one gradient. Exercise 4 is graded from the training loop's backward lines, turned
+into a ``backward()`` function; the loop itself never runs.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 
 from ..lecture.catalog import EXERCISE4_GRADIENTS, EXERCISE4_TRAINING, GRADIENTS, Gradient
 from ..lecture.model import LectureState, cached_lecture_state
-from ..output.results import IntegrityFlag, Result
+from ..output.results import Result
 from ..sandbox.runner import SandboxRunner
 from ..sandbox.session import CallOutcome, SandboxSession
 from ..submissions.lecture_names import GRADIENT_VARIABLES, lecture_name
@@ -32,14 +33,14 @@ from .compare import graded_answer
 from .exercise4 import grade_exercise4
 from .gradient_results import collect_gradient_results
 from .grading import GradingOptions, Verdict, verdict_from_tensor
-from .integrity import integrity_flags, scan_source
+from .lecture_integrity import autograd_checked, lecture_integrity_flags
 from .lecture_run import LecturePlan, LectureRun, Substituted, parse_reply
 from .request import GradeRequest, exercise4_configs
 from .scoring import error_result, first_failing_in_chain, graded_result
 
 __all__ = ["grade_lecture_style"]
 
-_UNUSABLE = ("error", "shape", "nonfinite", "missing")
+_UNUSABLE = ("error", "shape", "nonfinite", "missing", "integrity")
 _MAX_RUNS = 8                     # runs with more and more of autograd's gradients substituted
 _NAME_ERROR = re.compile(r"NameError: name '(\w+)' is not defined")
 
@@ -76,7 +77,8 @@ class _Grader:
                 return [Verdict(g, self.state.config, "chained", "error", message=message)
                         for g in GRADIENTS if g.exercise in self.options.exercises]
             run = parse_reply(outcome, self.plan)
-            verdicts = {src.gradient.name: self._verdict(k, src, run, substituted)
+            verdicts = {src.gradient.name: autograd_checked(
+                            self._verdict(k, src, run, substituted), program, src, self.options)
                         for k, src in enumerate(program.sources)}
             fresh = self._own_failures(verdicts, substituted)
             if not fresh:
@@ -269,8 +271,9 @@ def grade_lecture_style(submission: Submission, state: LectureState, request: Gr
                         runner: SandboxRunner | None = None) -> Result:
     """Grade lecture-style code (a .py file or notebook cells) in chained mode.
 
-    Only the statements that run are scanned for autograd use: a copy of the lecture notebook
-    calls loss.backward() in its own forward cell, which the grader never runs."""
+    Only the exercise code is scanned for autograd use (grader.judge.lecture_integrity): a copy
+    of the lecture notebook calls loss.backward() in its own forward cell, which the grader never
+    runs."""
     options = request.options
     program = read_lecture_code(submission.code, name=submission.name,
                                 cells=submission.source_kind == "ipynb")
@@ -318,7 +321,9 @@ def grade_lecture_style(submission: Submission, state: LectureState, request: Gr
     notes += session.notes()
     return graded_result(submission.name, exercises, request=request, mode="chained",
                          loss=state.loss, notes=notes, output=session.output(),
-                         integrity=_integrity(program, session, load_code))
+                         integrity=lecture_integrity_flags(
+                             program, filename=submission.name, backward_code=load_code,
+                             events=session.integrity))
 
 
 def _grade_configs(session: SandboxSession, plan: LecturePlan, state: LectureState,
@@ -335,13 +340,6 @@ def _grade_configs(session: SandboxSession, plan: LecturePlan, state: LectureSta
         verdicts += grader.grade()
         notes += [n for n in grader.notes if n not in notes]
     return verdicts, notes
-
-
-def _integrity(program: LectureProgram, session: SandboxSession, load_code: str
-               ) -> tuple[IntegrityFlag, ...]:
-    ran = "\n".join(program.statement(i).code for i in program.run)
-    static = scan_source(ran + "\n" + load_code, filename="exercise code")
-    return integrity_flags(static, session.integrity)
 
 
 def _mapping_notes(program: LectureProgram) -> list[str]:

@@ -57,9 +57,9 @@ def gradebook_columns(points: Points) -> list[str]:
 
 def _problems(result: Result) -> str:
     """What went wrong beyond wrong answers: errors, time limits, crashes, integrity flags."""
-    if result.status != "graded":
-        return result.message or result.status
     parts = [f"{f.kind}: {f.detail}" for f in result.integrity]
+    if result.status != "graded":
+        return "; ".join([result.message or result.status, *parts])
     for ex in result.exercises:
         for g in ex.gradients:
             if g.status in ("error", "integrity"):

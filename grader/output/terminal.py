@@ -37,13 +37,15 @@ def render_text(result: Result, *, color: bool = False, verbose: bool = False) -
     lines = [f"backprop-grader {result.grader_version}: {result.submission}"]
     if result.loss is not None:
         lines.append(f"forward loss (lecture config): {result.loss!r}")
+    flags = [paint("integrity", f"INTEGRITY {flag.kind}: {flag.detail}")
+             for flag in result.integrity]
     if result.status != "graded":
         lines.append(paint("error", f"cannot grade: {result.message}"))
+        lines += flags
         if result.output.strip():
             lines += ["", "your code printed:", _indent(result.output.strip()[-2000:])]
         return "\n".join(lines) + "\n"
-    for flag in result.integrity:
-        lines.append(paint("integrity", f"INTEGRITY {flag.kind}: {flag.detail}"))
+    lines += flags
     lines.append(_configs_line(result))
     header = f"{'gradient':<16} {'status':<9} {'exact':<5} {'approx':<6} {'allclose':<8} " \
              f"{'maxdiff':<8} {'isolated':<9} {'chained':<9} {'points':>7}"

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from ..lecture.catalog import STUB_NAMES
+from .cell_salvage import salvage_cell
+from .stub_functions import exercise_functions
 
 __all__ = ["CELL_MARKER", "CELL_MARKER_RE", "CodeCell", "first_line", "join_cells"]
 
@@ -40,10 +42,12 @@ def first_line(node: ast.stmt) -> int:
 def join_cells(cells: Iterable[CodeCell]) -> tuple[str, tuple[str, ...]]:
     """Code cells -> one source with a ``# %% [label]`` line before each cell, and notes.
 
-    Magics and shell lines become ``pass`` (line numbers inside a cell are kept); a cell that is
-    not Python even then is left out with a note naming its line. In the exercise-function format
-    only definitions are kept (functions, imports, constants), as a notebook also holds the
-    ``check()`` call, plots and scratch work that a .py file would not.
+    Magics and shell lines become ``pass`` (line numbers inside a cell are kept); a statement that
+    is not Python even then is left out with a note naming its line, and the rest of its cell
+    kept (grader.submissions.cell_salvage); a cell with nothing left, or too broken, goes whole.
+    In the exercise-function format only definitions are kept (functions, imports, constants),
+    as a notebook also holds the ``check()`` call, plots and scratch work that a .py file would
+    not.
     """
     kept, notes = _parse_cells(cells)
     if _defines_stubs(tree for _, tree in kept):
@@ -70,9 +74,15 @@ def _parse_cells(cells: Iterable[CodeCell]) -> tuple[list[tuple[CodeCell, ast.Mo
         try:
             tree = ast.parse(text)
         except SyntaxError as e:
-            skipped.append(f"{cell.label} has a syntax error at line {e.lineno} ({e.msg}) and was "
-                           "left out")
-            continue
+            salvaged = salvage_cell(text)
+            if salvaged is None:
+                skipped.append(f"{cell.label} has a syntax error at line {e.lineno} ({e.msg}) and "
+                               "was left out")
+                continue
+            text, tree = salvaged.source, salvaged.tree
+            skipped += [f"{cell.label}, {spot.lines()}: `{spot.text}` is not complete Python "
+                        f"({spot.reason}) and was left out; the rest of the cell was graded"
+                        for spot in salvaged.left_out]
         except (ValueError, RecursionError, MemoryError) as e:
             skipped.append(f"{cell.label} cannot be parsed ({type(e).__name__}) and was left out")
             continue
@@ -122,8 +132,7 @@ def _python_only(source: str) -> tuple[str, list[str], str | None]:
 
 
 def _defines_stubs(trees: Iterable[ast.Module]) -> bool:
-    return any(isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in STUB_NAMES
-               for tree in trees for node in tree.body)
+    return any(exercise_functions(tree) for tree in trees)
 
 
 def _is_definition(node: ast.stmt) -> bool:
@@ -135,6 +144,8 @@ def _is_definition(node: ast.stmt) -> bool:
         return not any(a.name.split(".")[0] == "grader" for a in node.names)
     if isinstance(node, ast.ImportFrom):
         return (node.module or "").split(".")[0] != "grader" and node.level == 0
+    if isinstance(node, ast.Assign) and isinstance(node.value, ast.Lambda):
+        return all(isinstance(t, ast.Name) and t.id in STUB_NAMES for t in node.targets)
     if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
         return not any(isinstance(n, (ast.Call, ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr,
                                       ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp,

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..lecture.catalog import STUB_NAMES
 from .lecture_source import looks_like_lecture_style
 from .notebook import load_notebook_source
+from .stub_functions import exercise_functions, functions_made_at_run_time
 from .submission import MAX_SOURCE_BYTES, Submission, SubmissionError, read_submission_text
 
 # Submission and SubmissionError live in grader.submissions.submission; they are named here too
@@ -40,16 +41,23 @@ def submission_from_code(code: str, *, name: str, path: str = "", source_kind: s
                          notes: tuple[str, ...] = ()) -> Submission:
     """Classify Python source as stub format or lecture style."""
     tree = parse_source(code, filename=name)
-    functions = _function_signatures(tree)
+    functions = exercise_functions(tree)
+    made = functions_made_at_run_time(tree, code, functions)
     if functions:
+        if made is not None and made.names:
+            notes = (*notes, f"{made.describe()}: {made.advice()}")
         return Submission(name=name, path=path, code=code, format="stubs",
                           source_kind=source_kind, functions=functions, notes=notes, tree=tree)
     if looks_like_lecture_style(tree):
         return Submission(name=name, path=path, code=code, format="lecture",
                           source_kind=source_kind, notes=notes, tree=tree)
+    if made is not None:
+        raise SubmissionError(f"{name}: defines no exercise function by `def`: {made.describe()}; "
+                              f"{made.advice()}", source=code)
     raise SubmissionError(
         f"{name}: found none of the exercise functions ({', '.join(STUB_NAMES[:3])}, ...) "
-        "and no lecture-style assignments (dlogprobs = ...): is this the right file?")
+        "and no lecture-style assignments (dlogprobs = ...): is this the right file?",
+        source=code)
 
 
 def parse_source(code: str, *, filename: str) -> ast.Module:
@@ -62,17 +70,3 @@ def parse_source(code: str, *, filename: str) -> ast.Module:
         raise SubmissionError(f"{filename}: syntax error at {where}: {e.msg}{text}") from None
     except ValueError as e:  # e.g. null bytes
         raise SubmissionError(f"{filename}: cannot parse as Python: {e}") from None
-
-
-def _function_signatures(tree: ast.Module) -> dict[str, tuple[str, ...]]:
-    found: dict[str, tuple[str, ...]] = {}
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in STUB_NAMES:
-            a = node.args
-            params = [p.arg for p in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
-            if a.vararg:
-                params.append("*" + a.vararg.arg)
-            if a.kwarg:
-                params.append("**" + a.kwarg.arg)
-            found[node.name] = tuple(params)  # the last definition wins, as when run
-    return found

@@ -14,7 +14,12 @@ MAX_SOURCE_BYTES = 2_000_000
 
 
 class SubmissionError(Exception):
-    """The submission cannot be graded at all; the message says why, in one line."""
+    """The submission cannot be graded at all; the message says why, in one line. ``source``:
+    the code, where it was read and parsed before it was refused (the integrity scan reads it)."""
+
+    def __init__(self, message: str, *, source: str | None = None) -> None:
+        super().__init__(message)
+        self.source = source
 
 
 @dataclass(frozen=True)
