@@ -94,8 +94,10 @@ def test_a_checker_of_another_name_is_read_by_the_tensor_each_check_names():
 
 def test_a_literal_size_fails_at_other_sizes_and_the_message_names_it():
     result = grade_submission(REAL / "literal_size.ipynb", request=REQUEST)
-    assert failing(result) == {"ex1.dlogits": "wrong"}
-    assert "27" in by_name(result)[("ex1", "dlogits")].message
+    assert list(failing(result)) == ["ex1.dlogits"]
+    assert ("correct in the lecture config, wrong in hidden-1: the literal 27 at cell 10, line 15 "
+            "is the lecture's vocab_size (24 in hidden-1): use logits.shape[1]") \
+        in by_name(result)[("ex1", "dlogits")].message
 
 
 def test_a_name_no_cell_assigns_is_told_as_stale_kernel_state():
@@ -104,6 +106,22 @@ def test_a_name_no_cell_assigns_is_told_as_stale_kernel_state():
     assert g.status == "error"
     assert "ones is read at cell " in g.message and "before any cell assigns it" in g.message
     assert "your notebook only ran because of a cell run earlier or since deleted" in g.message
+
+
+def test_an_unfinished_line_costs_only_itself():
+    result = grade_submission(REAL / "unfinished_line.ipynb", request=REQUEST)
+    assert failing(result) == {}
+    assert any("`dC =` is not complete Python" in n and "the rest of the cell was graded" in n
+               for n in result.notes)
+
+
+def test_reading_autograds_answer_is_integrity_at_its_own_line_in_flag_and_gradient():
+    result = grade_submission(REAL / "reads_grad.ipynb", request=REQUEST)
+    assert failing(result) == {"ex1.dhpreact": "integrity"}
+    message = by_name(result)[("ex1", "dhpreact")].message
+    assert "`dhpreact = hpreact.grad` reads autograd's answer" in message
+    where = message.split(":")[0]                       # "cell 10, line 16"
+    assert any(where in flag.detail for flag in result.integrity)
 
 
 def test_another_element_count_stays_wrong():

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ..lecture.catalog import EXERCISE4_GRADIENTS, EXERCISE4_TRAINING, GRADIENTS, Gradient
-from ..lecture.model import LectureState, cached_lecture_state
+from ..lecture.model import Config, LectureState, cached_lecture_state
 from ..output.results import Result
 from ..sandbox.runner import SandboxRunner
 from ..sandbox.session import CallOutcome, SandboxSession
@@ -35,6 +35,7 @@ from .gradient_results import collect_gradient_results
 from .grading import GradingOptions, Verdict, verdict_from_tensor
 from .lecture_integrity import autograd_checked, lecture_integrity_flags
 from .lecture_run import LecturePlan, LectureRun, Substituted, parse_reply
+from .literal_sizes import literal_size_message
 from .request import GradeRequest, exercise4_configs
 from .scoring import error_result, first_failing_in_chain, graded_result
 
@@ -339,7 +340,22 @@ def _grade_configs(session: SandboxSession, plan: LecturePlan, state: LectureSta
         grader = _Grader(session, plan, config_state, request.options)
         verdicts += grader.grade()
         notes += [n for n in grader.notes if n not in notes]
+    _name_literal_sizes(verdicts, plan.program, request.config)
     return verdicts, notes
+
+
+def _name_literal_sizes(verdicts: list[Verdict], program: LectureProgram, lecture: Config
+                        ) -> None:
+    """A gradient right in the lecture config and wrong in a hidden one whose code holds a
+    literal size: its message names the literal (grader.judge.literal_sizes)."""
+    passed = {v.gradient.name for v in verdicts if v.config == lecture and v.passed}
+    steps = {s.gradient.name: s.steps for s in program.sources}
+    for v in verdicts:
+        if v.config != lecture and not v.passed and v.gradient.name in passed:
+            statements = [program.statement(i) for i in steps.get(v.gradient.name, ())]
+            message = literal_size_message(statements, lecture=lecture, other=v.config)
+            if message:
+                v.message = message + (f" ({v.message})" if v.message else "")
 
 
 def _mapping_notes(program: LectureProgram) -> list[str]:

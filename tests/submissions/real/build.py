@@ -81,7 +81,8 @@ FIXTURES: dict[str, tuple[str, int, str, bool]] = {
                   "compare('the sum of the counts', dcounts_sum, counts_sum)")), True),
     "unfinished_line": (
         "a notebook whose exercise-1 cell ends in `dC =`, typed after the cell last ran: that "
-        "statement is left out with a note, the rest of the cell is graded", 33,
+        "statement is left out with a note, the rest of the cell is graded (dC was computed above "
+        "it, so nothing is lost)", 34,
         _replace(_body(), ("cmp('C', dC, C)\n", "cmp('C', dC, C)\ndC =\n")), False),
     "reads_grad": (
         "dhpreact = hpreact.grad: autograd's answer read back, status integrity at that line; the "
@@ -124,6 +125,8 @@ def notebook(head: str, body: str) -> nbformat.NotebookNode:
         if k == 0 and source.startswith("import torch"):
             source += "\n%matplotlib inline"
         nb.cells.append(new_code_cell(source))
+    for k, cell in enumerate(nb.cells):     # fixed ids: the same notebook each build
+        cell.id = f"cell-{k}"
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
     return nb
