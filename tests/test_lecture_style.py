@@ -158,8 +158,8 @@ def test_an_exercise_statement_that_raises_costs_only_its_own_gradient():
     assert r.score == float(expectation(LECTURE / "raises.py", "score"))
     assert g[("ex1", "dbnvar")].status == "error"
     line = line_of(LECTURE / "raises.py", "dbn_var = ")
-    assert f"line {line}: raised NameError: name 'dbnvar_invv' is not defined" in \
-        g[("ex1", "dbnvar")].message
+    assert (f"line {line}: raised NameError: name 'dbnvar_invv' is not defined (dbnvar_invv is "
+            "assigned nowhere in your code: a typo for dbnvar_inv?)") in g[("ex1", "dbnvar")].message
     assert "dbnvar_invv" in g[("ex1", "dbnvar")].traceback
     dbndiff2 = g[("ex1", "dbndiff2")]
     assert dbndiff2.passed

@@ -14,6 +14,7 @@ into a ``backward()`` function; the loop itself never runs.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import replace
 from typing import Any
@@ -25,7 +26,7 @@ from ..lecture.model import Config, LectureState, cached_lecture_state
 from ..output.results import Result
 from ..sandbox.runner import SandboxRunner
 from ..sandbox.session import CallOutcome, SandboxSession
-from ..submissions.lecture_names import GRADIENT_VARIABLES, lecture_name
+from ..submissions.lecture_names import GRADIENT_VARIABLES, PROVIDED_NAMES, lecture_name
 from ..submissions.lecture_source import GradientSource, LectureProgram, read_lecture_code
 from ..submissions.selection_notes import describe_selection
 from ..submissions.loader import Submission
@@ -128,6 +129,13 @@ class _Grader:
         reader = self.program.statement(self.program.run[position])
         assigned = [st for st in self.program.statements if name in st.assigns]
         if not [st for st in assigned if st.index < reader.index]:
+            if not assigned:
+                known = {n for st in self.program.statements for n in st.assigns} | \
+                    set(PROVIDED_NAMES) | set(self.program.aliases) | set(self.program.sizes)
+                close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+                if close:
+                    return (f" ({name} is assigned nowhere in your code: a typo for "
+                            f"{close[0]}?)")
             later = f" (it is assigned only later, at {assigned[0].where()})" if assigned else ""
             return (f" ({name} is read at {reader.where()} before any cell assigns it{later}: "
                     "your notebook only ran because of a cell run earlier or since deleted; "
