@@ -67,18 +67,15 @@ from .lecture.catalog import EXERCISES
 from .judge.compare import Tolerance
 from .lecture.configs import HiddenConfigs, HiddenVariant, resolve_hidden_configs
 from .judge.grading import MODES, GradingOptions
+from .judge.integrity import POLICIES
 from .lecture.model import Config
+from .config_table import AssignmentError, Table, describe
 from .sandbox.limits import Limits
 
 __all__ = ["Assignment", "AssignmentError", "GradescopeSettings", "load_assignment",
            "parse_assignment"]
 
 VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
-INTEGRITY_POLICIES = ("zero", "flag")
-
-
-class AssignmentError(ValueError):
-    """The assignment file is wrong; the message names the file and the key."""
 
 
 @dataclass(frozen=True)
@@ -101,83 +98,7 @@ class Assignment:
     words: str | None = None        # the word list as named in the file (relative to it)
 
 
-# -- checking helpers ----------------------------------------------------------------------------
-
-class _Table:
-    """One TOML table being read: remembers which keys were used, to reject the others."""
-
-    def __init__(self, data: Mapping[str, Any], where: str, file: str) -> None:
-        self.data, self.where, self.file = data, where, file
-        self.used: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self.where}.{name}" if self.where else name
-
-    def fail(self, name: str, problem: str) -> AssignmentError:
-        return AssignmentError(f"{self.file}: '{self.key(name)}' {problem}")
-
-    def get(self, name: str, kinds: type | tuple[type, ...], default: Any = None) -> Any:
-        self.used.add(name)
-        if name not in self.data:
-            return default
-        value = self.data[name]
-        if isinstance(value, bool) and bool not in (kinds if isinstance(kinds, tuple) else (kinds,)):
-            raise self.fail(name, f"is {value!r}, expected {_kind_names(kinds)}")
-        if not isinstance(value, kinds):
-            raise self.fail(name, f"is {_describe(value)}, expected {_kind_names(kinds)}")
-        return value
-
-    def number(self, name: str, default: Any = None, *, positive: bool = True,
-               integer: bool = False) -> Any:
-        value = self.get(name, int if integer else (int, float), default)
-        if value is default:
-            return default
-        if isinstance(value, float) and not math.isfinite(value):
-            raise self.fail(name, f"is {value!r}, expected a finite number")
-        if positive and value <= 0:
-            raise self.fail(name, f"is {value!r}, expected a number greater than 0")
-        if not positive and value < 0:
-            raise self.fail(name, f"is {value!r}, expected a number of 0 or more")
-        return value
-
-    def choice(self, name: str, options: tuple[str, ...], default: str) -> str:
-        value = self.get(name, str, default)
-        if value not in options:
-            raise self.fail(name, f"is {value!r}, expected one of {', '.join(options)}")
-        return value
-
-    def table(self, name: str) -> "_Table":
-        value = self.get(name, dict, {})
-        return _Table(value, self.key(name), self.file)
-
-    def finish(self) -> None:
-        """Every key not read is unknown: say which, and what was probably meant."""
-        for name in self.data:
-            if name not in self.used:
-                close = difflib.get_close_matches(name, sorted(self.used), n=1)
-                hint = f": did you mean '{close[0]}'?" if close else \
-                    f" (known keys here: {', '.join(sorted(self.used))})"
-                raise self.fail(name, f"is not a known key{hint}")
-
-
-def _kind_names(kinds: type | tuple[type, ...]) -> str:
-    names = {int: "a number", float: "a number", str: "a string", bool: "true or false",
-             list: "a list", dict: "a table"}
-    seen: list[str] = []
-    for k in kinds if isinstance(kinds, tuple) else (kinds,):
-        if names.get(k, k.__name__) not in seen:
-            seen.append(names.get(k, k.__name__))
-    return " or ".join(seen)
-
-
-def _describe(value: Any) -> str:
-    kind = {str: "a string", int: "a number", float: "a number", bool: "a boolean",
-            list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
-    text = repr(value)
-    return f"{kind} ({text[:40]}{'...' if len(text) > 40 else ''})"
-
-
-def _names(table: _Table, name: str, known: tuple[str, ...], default: tuple[str, ...]
+def _names(table: Table, name: str, known: tuple[str, ...], default: tuple[str, ...]
            ) -> tuple[str, ...]:
     value = table.get(name, list, None)
     if value is None:
@@ -205,7 +126,7 @@ for _key in _DEFAULT_POINTS:
     _BY_NAME.setdefault(_key.split(".", 1)[1], _key)
 
 
-def _gradient_key(table: _Table, name: str, exercise: str | None) -> str:
+def _gradient_key(table: Table, name: str, exercise: str | None) -> str:
     if exercise is not None:
         key = f"{exercise}.{name}"
         known = [g.name for g in EXERCISES[exercise]]
@@ -219,7 +140,7 @@ def _gradient_key(table: _Table, name: str, exercise: str | None) -> str:
     return key
 
 
-def _points(table: _Table) -> dict[str, float]:
+def _points(table: Table) -> dict[str, float]:
     """Points keyed "ex1.dlogprobs": explicit ones, then exercise totals shared among the rest."""
     gradients = table.table("gradients")
     points: dict[str, float] = {}
@@ -259,7 +180,7 @@ def _points(table: _Table) -> dict[str, float]:
     return points
 
 
-def _config_from(table: _Table, base: Config, index: int) -> Config:
+def _config_from(table: Table, base: Config, index: int) -> Config:
     changes: dict[str, Any] = {}
     for f in fields(Config):
         if f.name in ("words", "name"):
@@ -274,7 +195,7 @@ def _config_from(table: _Table, base: Config, index: int) -> Config:
     return replace(base, name=name, **changes)
 
 
-def _variant_from(table: _Table, index: int) -> HiddenVariant:
+def _variant_from(table: Table, index: int) -> HiddenVariant:
     values: dict[str, Any] = {"name": table.get("name", str, f"hidden-{index}"),
                               "drop_letters": table.get("drop_letters", str, "")}
     for f in fields(HiddenVariant):
@@ -286,18 +207,18 @@ def _variant_from(table: _Table, index: int) -> HiddenVariant:
     return HiddenVariant(**values)
 
 
-def _tables(table: _Table, key: str) -> list[_Table]:
+def _tables(table: Table, key: str) -> list[Table]:
     items = table.get(key, list, [])
     out = []
     for i, item in enumerate(items, 1):
         if not isinstance(item, dict):
-            raise table.fail(key, f"entry {i} is {_describe(item)}, expected a table "
+            raise table.fail(key, f"entry {i} is {describe(item)}, expected a table "
                                   f"([[{table.key(key)}]])")
-        out.append(_Table(item, f"{table.key(key)}[{i}]", table.file))
+        out.append(Table(item, f"{table.key(key)}[{i}]", table.file))
     return out
 
 
-def _hidden(table: _Table, lecture: Config) -> HiddenConfigs:
+def _hidden(table: Table, lecture: Config) -> HiddenConfigs:
     """[hidden]: on/off, final grading's seed, exercise 4 on the first hidden config, and either
     variants of the lecture config ([[hidden.variants]]) or exact configs ([[hidden.configs]])."""
     default = HiddenConfigs()
@@ -321,7 +242,7 @@ def _hidden(table: _Table, lecture: Config) -> HiddenConfigs:
     return hidden
 
 
-def _limits(table: _Table) -> Limits:
+def _limits(table: Table) -> Limits:
     default = Limits()
     changes: dict[str, Any] = {}
     units = {"memory_mb": ("memory_bytes", 2**20), "output_kb": ("output_bytes", 1024)}
@@ -348,7 +269,7 @@ def _limits(table: _Table) -> Limits:
 def parse_assignment(data: Mapping[str, Any], *, file: str = "assignment.toml",
                      base_dir: Path | None = None) -> Assignment:
     """Check a parsed TOML document and build the assignment it describes."""
-    top = _Table(data, "", file)
+    top = Table(data, "", file)
     title = top.get("title", str, Assignment.title)
     words = top.get("words", str, None)
     if words is not None:
@@ -383,7 +304,7 @@ def parse_assignment(data: Mapping[str, Any], *, file: str = "assignment.toml",
 
     hidden = _hidden(top.table("hidden"), lecture)
     integrity = top.table("integrity")
-    autograd = integrity.choice("autograd", INTEGRITY_POLICIES, "zero")
+    autograd = integrity.choice("autograd", POLICIES, "zero")
     integrity.finish()
     limits = _limits(top.table("limits"))
     gs = top.table("gradescope")
