@@ -176,7 +176,9 @@ def test_a_hard_coded_batch_size_fails_in_a_hidden_config(tmp_path):
                            options=GradingOptions(exercises=("ex1",)))
     g = by_name(grade_submission(path, request=request))[("ex1", "dlogprobs")]
     assert g.status in ("error", "wrong", "shape") and not g.passed
-    assert "correct in the lecture config, wrong in hidden (n=20): is 32 (n) hard-coded?" in g.message
+    line = line_of(path, "dlogprobs[range(32)")
+    assert ("correct in the lecture config, wrong in hidden (n=20): the literal 32 at line "
+            f"{line} is the lecture's n (20 in hidden): use n (or logits.shape[0])") in g.message
 
 
 def test_an_endless_exercise_statement_times_out_with_a_clear_message(tmp_path):

@@ -16,7 +16,8 @@ def statements(code: str):
 def test_a_view_with_the_lectures_sizes_names_each_literal():
     message = literal_size_message(statements("demb = dembcat.view(32, 3, 10)\n"),
                                    lecture=LECTURE, other=HIDDEN_1)
-    assert message.startswith("correct in the lecture config, wrong in hidden-1: ")
+    assert message.startswith("correct in the lecture config, wrong in hidden-1 (n=19, n_embd=7, "
+                              "n_hidden=23, block_size=4, vocab_size=24): ")
     assert "the literal 32 at line 1 is the lecture's n (19 in hidden-1)" in message
     assert "the literal 3 at line 1 is the lecture's block_size (4 in hidden-1): use Xb.shape[1]" \
         in message

@@ -95,8 +95,9 @@ def test_a_checker_of_another_name_is_read_by_the_tensor_each_check_names():
 def test_a_literal_size_fails_at_other_sizes_and_the_message_names_it():
     result = grade_submission(REAL / "literal_size.ipynb", request=REQUEST)
     assert list(failing(result)) == ["ex1.dlogits"]
-    assert ("correct in the lecture config, wrong in hidden-1: the literal 27 at cell 10, line 15 "
-            "is the lecture's vocab_size (24 in hidden-1): use logits.shape[1]") \
+    assert ("correct in the lecture config, wrong in hidden-1 (n=19, n_embd=7, n_hidden=23, "
+            "block_size=4, vocab_size=24): the literal 27 at cell 10, line 15 is the lecture's "
+            "vocab_size (24 in hidden-1): use logits.shape[1]") \
         in by_name(result)[("ex1", "dlogits")].message
 
 

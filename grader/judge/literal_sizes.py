@@ -31,7 +31,7 @@ def _literals(statements: Iterable[Statement]) -> list[tuple[int, Statement]]:
 
 def literal_size_message(statements: Iterable[Statement], *, lecture: Config, other: Config
                          ) -> str | None:
-    """'correct in the lecture config, wrong in hidden-1: the literal 27 at cell 10, line 15 is
+    """'correct in the lecture config, wrong in hidden-1 (...): the literal 27 at cell 10, line 15 is
     the lecture's vocab_size (24 in hidden-1): use logits.shape[1]', or None when no literal of
     ``statements`` is a size that ``other`` changes."""
     changed = changed_dimensions(lecture, other)
@@ -51,4 +51,6 @@ def literal_size_message(statements: Iterable[Statement], *, lecture: Config, ot
         instead = _FROM_SHAPES.get(dim.name, "the tensors' shapes")
         parts.append(f"the literal {value} at {st.where()} is the lecture's {dim.name} "
                      f"({dim.hidden} in {other.name}): use {instead}")
-    return f"correct in the {lecture.name} config, wrong in {other.name}: " + "; ".join(parts)
+    sizes = ", ".join(d.phrase("hidden") for d in changed)
+    return f"correct in the {lecture.name} config, wrong in {other.name} ({sizes}): " + \
+        "; ".join(parts)
