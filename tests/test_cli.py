@@ -1,6 +1,7 @@
 """The command line: readable table, exit codes scripts can use, no tracebacks of ours."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -70,3 +71,10 @@ def test_check_on_a_3000_term_expression_exits_2_and_still_writes_json_and_html(
     assert p.returncode == 2 and "nested too deeply" in p.stdout
     assert "Traceback" not in p.stdout + p.stderr
     assert "nested too deeply" in out_json.read_text() and out_html.read_text()
+
+
+def test_check_on_a_fifo_refuses_at_once_instead_of_reading_it(tmp_path):
+    fifo = tmp_path / "eve.py"
+    os.mkfifo(fifo)
+    p = run("check", str(fifo), "--no-hidden")
+    assert p.returncode == 2 and "not a regular file" in p.stdout
