@@ -98,3 +98,11 @@ def test_a_long_but_ordinary_expression_still_loads(tmp_path):
     p = tmp_path / "sum.py"
     p.write_text("def dprobs(dlogprobs, probs):\n    return " + "+".join(["dlogprobs"] * 60) + "\n")
     assert load_submission(p).format == "stubs"
+
+
+def test_a_deep_expression_inside_the_training_loop_is_refused_naming_its_line(tmp_path):
+    p = tmp_path / "loop.py"
+    p.write_text("for i in range(10):\n    if i:\n        dlogits = dlogits + ("
+                 + "+".join(["0*logits"] * 120) + ")\n")
+    with pytest.raises(SubmissionError, match=r"expression at line 3 is nested too deeply"):
+        load_submission(p)

@@ -88,16 +88,16 @@ _SPLIT_ADVICE = "split it into several shorter statements"
 
 def _refuse_deep_nesting(tree: ast.Module, *, filename: str) -> None:
     """A SubmissionError naming the line when a statement nests deeper than MAX_NESTING."""
-    stack: list[tuple[ast.AST, int]] = [(tree, 0)]
+    stack: list[tuple[ast.AST, int, int | None]] = [(tree, 0, None)]
     while stack:
-        node, depth = stack.pop()
+        node, depth, line = stack.pop()
+        line = getattr(node, "lineno", line)     # operators have none: their expression's
         if depth > MAX_NESTING:
-            line = getattr(node, "lineno", None)
             where = f" at line {line}" if line else ""
             raise SubmissionError(
                 f"{filename}: your file's expression{where} is nested too deeply to analyse "
                 f"(more than {MAX_NESTING} levels): {_SPLIT_ADVICE}")
-        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+        stack.extend((child, depth + 1, line) for child in ast.iter_child_nodes(node))
 
 
 def _busiest_line(code: str) -> int | None:
