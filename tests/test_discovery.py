@@ -187,3 +187,16 @@ def test_names_that_make_one_id_are_both_graded_under_distinct_ids_and_listed(tm
     assert found.collisions == (
         "alice.py (graded as alice) and alice!.py (graded as alice-2) and alice?.py (graded as "
         "alice-3) make the same id: each is graded under its own",)
+
+
+def test_a_link_in_a_students_zip_is_never_their_submission(tmp_path):
+    import stat
+    import zipfile
+
+    (tmp_path / "in").mkdir()
+    with zipfile.ZipFile(tmp_path / "in" / "dave.zip", "w") as z:
+        link = zipfile.ZipInfo("backprop.py")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        z.writestr(link, "/etc/passwd")
+    (entry,) = discover_submissions(tmp_path / "in").entries
+    assert entry.zip_member is None and entry.problem.startswith("no .py or .ipynb file in dave.zip")

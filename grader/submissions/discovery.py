@@ -150,7 +150,9 @@ def _zip_entry(path: Path, rel: str) -> Entry:
         infos = _zip_files(path, rel)
     except DiscoveryError as e:
         return Entry(student, rel, rel, digest, problem=str(e))
-    pick, problem = pick_submission_file([i.filename for i in infos], where=rel)
+    regular = [i.filename for i in infos   # a link's "content" is its target: never graded
+               if stat.S_IFMT(i.external_attr >> 16) in (0, stat.S_IFREG)]
+    pick, problem = pick_submission_file(regular, where=rel)
     if pick and next(i for i in infos if i.filename == pick).file_size > _MAX_ZIP_MEMBER:
         pick, problem = None, f"{rel}: {pick} is larger than {_MAX_ZIP_MEMBER // 2**20} MB"
     return Entry(student, rel, f"{rel}/{pick}" if pick else rel, digest, path=path,
