@@ -245,3 +245,11 @@ def test_a_notebook_with_tens_of_mb_of_plot_outputs_still_grades(tmp_path):
                       [_code("def dprobs(dlogprobs, probs):\n    return 1\n", outputs=[output])])
     assert p.stat().st_size > 30 * 2**20
     assert set(load_submission(p).functions) == {"dprobs"}
+
+
+def test_a_cell_too_deep_to_parse_is_left_out_with_a_note_and_the_rest_is_read(tmp_path):
+    p = write_notebook(tmp_path, "def dprobs(dlogprobs, probs):\n    return 1\n",
+                       "x = " + "+".join(["1"] * 3000))
+    sub = load_submission(p)
+    assert set(sub.functions) == {"dprobs"}
+    assert any("cell 2 is nested too deeply to analyse and was left out" in n for n in sub.notes)
