@@ -969,3 +969,51 @@ def test_broken_cells_lambdas_grad_reads_and_run_time_functions_in_the_gradebook
     assert "made at run time" in rows["globals_loop"]["problems"]
     assert "integrity" in rows["reads_grad"]["problems"]
     assert ".backward()" in rows["raises"]["problems"]
+
+
+# -- class input: one bad member is that member's line, never the class's end ------------------
+
+def test_a_class_zip_with_bad_members_grades_the_rest_and_lists_each_bad_one(tmp_path):
+    path = tmp_path / "class.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("hw4/alice.py", "x = 1\n")
+        z.writestr("hw4/" + "n" * 300 + ".py", "x = 1\n")         # over-long name
+        z.writestr("hw4/bob.py", "x = 1\nx = 2\n")
+        z.writestr("hw4/bob.py/backprop.py", "x = 1\n")           # a file and a folder
+        z.writestr("hw4/../../evil.py", "x = 1\n")
+    s = grade_many(path, tmp_path / "out", request=QUICK, grade=fake_grade, jobs=1)
+    assert [r["student"] for r in gradebook(tmp_path / "out")] == ["alice", "bob"]
+    assert {k.path for k in s.skipped} == {"hw4/" + "n" * 300 + ".py", "hw4/bob.py/backprop.py",
+                                           "hw4/../../evil.py"}
+    manifest = json.loads((tmp_path / "out" / "batch.json").read_text())
+    assert len(manifest["skipped"]) == 3
+
+
+def test_a_students_corrupt_zip_member_could_not_be_read_not_the_graders_failure(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    with zipfile.ZipFile(d / "dave.zip", "w") as z:
+        z.writestr("backprop.py", "x = 1\n" * 20)
+    data = bytearray((d / "dave.zip").read_bytes())
+    at = data.index(b"PK\x01\x02")
+    data[at + 24:at + 28] = (5).to_bytes(4, "little")        # it lies about its size
+    (d / "dave.zip").write_bytes(bytes(data))
+    grade_many(d, tmp_path / "out", request=QUICK, grade=fake_grade, jobs=1)
+    (row,) = gradebook(tmp_path / "out")
+    assert row["status"] == "error" and "dave.zip/backprop.py: could not be read" in row["problems"]
+    assert "please report" not in row["problems"]
+    record = json.loads((tmp_path / "out" / "students" / "dave" / "record.json").read_text())
+    assert "grader_traceback" not in record
+
+
+def test_colliding_ids_are_two_rows_and_a_note_in_the_manifest(tmp_path):
+    d = tmp_path / "in"
+    write(d / "alice.py", "x = 1\n")
+    write(d / "alice!.py", "x = 1\nx = 2\n")
+    s = grade_many(d, tmp_path / "out", request=QUICK, grade=fake_grade, jobs=1)
+    assert [(r["student"], r["score"]) for r in gradebook(tmp_path / "out")] == [
+        ("alice", "1"), ("alice-2", "2")]
+    manifest = json.loads((tmp_path / "out" / "batch.json").read_text())
+    assert manifest["notes"] == list(s.notes) == [
+        "alice.py (graded as alice) and alice!.py (graded as alice-2) make the same id: each is "
+        "graded under its own"]

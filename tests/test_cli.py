@@ -1,6 +1,7 @@
 """The command line: readable table, exit codes scripts can use, no tracebacks of ours."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -60,3 +61,20 @@ def test_grade_says_where_the_gradebook_and_the_summary_are(tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
     assert f"gradebook: {out / 'gradebook.csv'}\nsummary: {out / 'summary.html'}\n" in p.stdout
     assert (out / "gradebook.csv").is_file() and (out / "summary.html").is_file()
+
+
+def test_check_on_a_3000_term_expression_exits_2_and_still_writes_json_and_html(tmp_path):
+    deep = tmp_path / "deep.py"
+    deep.write_text("x = " + "+".join(["1"] * 3000) + "\n")
+    out_json, out_html = tmp_path / "r.json", tmp_path / "r.html"
+    p = run("check", str(deep), "--no-hidden", "--json", str(out_json), "--html", str(out_html))
+    assert p.returncode == 2 and "nested too deeply" in p.stdout
+    assert "Traceback" not in p.stdout + p.stderr
+    assert "nested too deeply" in out_json.read_text() and out_html.read_text()
+
+
+def test_check_on_a_fifo_refuses_at_once_instead_of_reading_it(tmp_path):
+    fifo = tmp_path / "eve.py"
+    os.mkfifo(fifo)
+    p = run("check", str(fifo), "--no-hidden")
+    assert p.returncode == 2 and "not a regular file" in p.stdout

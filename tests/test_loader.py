@@ -74,3 +74,35 @@ def test_a_file_over_the_size_limit_is_refused_with_the_limit(tmp_path):
     with pytest.raises(SubmissionError, match="big.py: 2,000,001 bytes, more than the 2,000,000 a "
                                               "submission may have"):
         load_submission(p)
+
+
+def _deep_file(tmp_path, terms: int, *, lecture: bool):
+    p = tmp_path / "deep.py"
+    target = "dlogits" if lecture else "x"
+    p.write_text("import torch\n\n" + f"{target} = " + "+".join(["1"] * terms) + "\n")
+    return p
+
+
+def test_a_3000_term_expression_is_refused_naming_its_line_not_a_recursion_error(tmp_path):
+    with pytest.raises(SubmissionError, match=r"expression at line 3 is nested too deeply to "
+                                              r"analyse: split it"):
+        load_submission(_deep_file(tmp_path, 3000, lecture=False))
+
+
+def test_a_500_term_expression_in_lecture_style_is_refused_before_any_analysis(tmp_path):
+    with pytest.raises(SubmissionError, match=r"line 3 is nested too deeply.*more than 100 levels"):
+        load_submission(_deep_file(tmp_path, 500, lecture=True))
+
+
+def test_a_long_but_ordinary_expression_still_loads(tmp_path):
+    p = tmp_path / "sum.py"
+    p.write_text("def dprobs(dlogprobs, probs):\n    return " + "+".join(["dlogprobs"] * 60) + "\n")
+    assert load_submission(p).format == "stubs"
+
+
+def test_a_deep_expression_inside_the_training_loop_is_refused_naming_its_line(tmp_path):
+    p = tmp_path / "loop.py"
+    p.write_text("for i in range(10):\n    if i:\n        dlogits = dlogits + ("
+                 + "+".join(["0*logits"] * 120) + ")\n")
+    with pytest.raises(SubmissionError, match=r"expression at line 3 is nested too deeply"):
+        load_submission(p)

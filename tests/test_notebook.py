@@ -188,3 +188,68 @@ def test_cli_check_on_a_notebook_gives_the_verdicts_of_the_equivalent_py(tmp_pat
     assert nb == py and code_nb == code_py
     assert data_nb["mode"] == data_py["mode"] == "chained"
     assert data_nb["score"] == data_py["score"]
+
+
+# -- what the grader must analyse is bounded; what it never reads costs little ---------------
+
+def _raw_notebook(path, cells, metadata=None):
+    path.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": metadata or {},
+                                "cells": cells}))
+    return path
+
+
+def _code(source, **extra):
+    return {"cell_type": "code", "source": source, "metadata": {}, "outputs": [],
+            "execution_count": None, **extra}
+
+
+def test_deeply_nested_metadata_is_never_copied_or_validated(tmp_path):
+    deep = '{"a": [' * 450 + "{}" + "]}" * 450    # json reads it; a recursive copy would not
+    p = tmp_path / "deep.ipynb"
+    p.write_text('{"nbformat": 4, "nbformat_minor": 5, "metadata": {"colab": %s}, "cells": [{'
+                 '"cell_type": "code", "source": "def dprobs(dlogprobs, probs):\\n    return 1",'
+                 ' "metadata": %s, "tool_field": %s, "outputs": [], "execution_count": null}]}' % (deep, deep, deep))
+    assert set(load_submission(p).functions) == {"dprobs"}
+
+
+def test_400000_empty_cells_are_refused_before_the_json_is_parsed(tmp_path, monkeypatch):
+    p = tmp_path / "many.ipynb"
+    p.write_text('{"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": ['
+                 + ",".join(['{"cell_type": "code", "source": "", "metadata": {}, "outputs": []}']
+                            * 400_000) + "]}")
+    monkeypatch.setattr("grader.submissions.notebook.json.loads",
+                        lambda *a, **k: pytest.fail("the JSON was parsed"))
+    with pytest.raises(SubmissionError, match=r"400,000 cells, more than the 5,000"):
+        load_notebook_source(p)
+
+
+def test_too_many_cells_or_too_much_code_is_refused_before_nbformat(tmp_path, monkeypatch):
+    monkeypatch.setattr("grader.submissions.notebook.normalize",
+                        lambda *a, **k: pytest.fail("nbformat read it"))
+    # a cell count hidden from the cheap count by an escape is still counted once parsed
+    many = tmp_path / "many.ipynb"
+    many.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {},
+                                "cells": [_code("")] * 6000}).replace('"cell_type"',
+                                                                      '"\\u0063ell_type"'))
+    with pytest.raises(SubmissionError, match=r"6,000 cells"):
+        load_notebook_source(many)
+    big = _raw_notebook(tmp_path / "big.ipynb", [_code("x = 1\n" * 400_000)])
+    with pytest.raises(SubmissionError, match=r"2,400,000 characters of code, more than"):
+        load_notebook_source(big)
+
+
+def test_a_notebook_with_tens_of_mb_of_plot_outputs_still_grades(tmp_path):
+    image = "iVBORw0KGgo" * (3 * 2**20)          # ~33 MB of base64 "PNG": never read
+    output = {"output_type": "display_data", "metadata": {}, "data": {"image/png": image}}
+    p = _raw_notebook(tmp_path / "plots.ipynb",
+                      [_code("def dprobs(dlogprobs, probs):\n    return 1\n", outputs=[output])])
+    assert p.stat().st_size > 30 * 2**20
+    assert set(load_submission(p).functions) == {"dprobs"}
+
+
+def test_a_cell_too_deep_to_parse_is_left_out_with_a_note_and_the_rest_is_read(tmp_path):
+    p = write_notebook(tmp_path, "def dprobs(dlogprobs, probs):\n    return 1\n",
+                       "x = " + "+".join(["1"] * 3000))
+    sub = load_submission(p)
+    assert set(sub.functions) == {"dprobs"}
+    assert any("cell 2 is nested too deeply to analyse and was left out" in n for n in sub.notes)

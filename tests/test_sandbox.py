@@ -590,6 +590,25 @@ def test_a_child_that_answers_out_of_step_is_restarted(runner):
     assert outs[1].status == "ok" and restarts == 1
 
 
+@pytest.mark.parametrize("meta", ["[" * 100_000 + "]" * 100_000, "9" * 50_000],
+                         ids=["nested", "huge-integer"])
+def test_a_forged_reply_too_deep_or_with_a_huge_integer_is_that_calls_error(runner, meta):
+    from grader.sandbox.session import Call
+
+    code = ("import os, struct\n"
+            "def forge(x):\n"
+            f"    header = b'{{\"meta\": {meta}, \"tensors\": {{}}}}'\n"
+            "    os.write(3, struct.pack('>QI', len(header), len(header)) + header)\n"
+            "    return x\n"
+            "def f(x):\n"
+            "    return x\n")
+    with open_session(code, filename="s.py", runner=runner) as s:
+        outs = s.call_many([Call("forge", {"x": torch.ones(1)}, group="forge"),
+                            Call("f", {"x": torch.ones(1)}, group="f")])
+    assert outs[0].status == "error" and "not tensors" in outs[0].message
+    assert outs[1].status == "ok"
+
+
 def test_after_a_crash_the_same_function_is_not_run_again_in_that_request(runner):
     from grader.sandbox.session import Call
 

@@ -165,3 +165,25 @@ def test_a_large_frame_is_read_into_one_buffer_of_its_size() -> None:
     assert len(reader.buffer) == 0
     assert peak < 2.5 * len(frame)          # the body, and the tensor's own copy of its bytes
     a.close(), b.close()
+
+
+def _forged(header: bytes) -> bytes:
+    return wire._LEN.pack(len(header), len(header)) + header
+
+
+@pytest.mark.parametrize("header", [
+    b'{"meta": ' + b"[" * 100_000 + b"]" * 100_000 + b', "tensors": {}}',   # RecursionError
+    b'{"meta": {"n": ' + b"9" * 50_000 + b'}, "tensors": {}}',              # int too large
+    b'{"meta": {"n": ' + b"9" * 4_000 + b'}, "tensors": {}}',               # parses, then overflows
+    b'{"meta": {"a": ' + b"[" * 500 + b"]" * 500 + b'}, "tensors": {}}',    # parses, deep below
+], ids=["nested-100000", "digits-50000", "digits-4000", "nested-500"])
+def test_a_forged_header_too_deep_or_with_a_huge_integer_is_a_frame_error_not_a_crash(
+        header: bytes) -> None:
+    with pytest.raises(wire.FrameError, match="header"):
+        wire.decode_whole_frame(_forged(header))
+
+
+def test_a_header_of_ordinary_depth_and_integers_still_decodes() -> None:
+    meta, _ = wire.decode_whole_frame(_forged(b'{"meta": {"n": 18446744073709551615, '
+                                               b'"a": [[[1]]]}, "tensors": {}}'))
+    assert meta == {"n": 2**64 - 1, "a": [[[1]]]}

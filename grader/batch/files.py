@@ -184,6 +184,6 @@ def write_class_files(out: Path, discovery: Discovery, results: Mapping[str, Res
                       "score": results[e.student].score if results[e.student] else None}
                      for e in discovery.entries],
         "skipped": [{"path": s.path, "reason": s.reason} for s in discovery.skipped],
-        "notes": [],
+        "notes": list(discovery.collisions),
     }
     _write_json(out / "batch.json", manifest)

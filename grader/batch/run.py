@@ -23,7 +23,7 @@ import signal
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Callable, Sequence
 
@@ -142,9 +142,11 @@ def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = G
     # a thread abandoned by a second Ctrl-C may still unpack a zip member into it
     with tempfile.TemporaryDirectory(prefix="bpg-batch-", ignore_cleanup_errors=True) as scratch:
         try:
+            unpacked: tuple[Skipped, ...] = ()
             if Path(folder).is_file() and Path(folder).suffix.lower() == ".zip":
-                folder = unpack_class_zip(Path(folder), Path(scratch) / "class")
+                folder, unpacked = unpack_class_zip(Path(folder), Path(scratch) / "class")
             discovery = discover_submissions(folder, exclude=[out])
+            discovery = replace(discovery, skipped=unpacked + discovery.skipped)
         except DiscoveryError as e:
             raise BatchError(str(e)) from None
         out.mkdir(parents=True, exist_ok=True)
@@ -198,7 +200,7 @@ def _grade_discovered(discovery: Discovery, job: Job, *, jobs: int, resume: bool
         pending=sum(st == "pending" for st in statuses.values()),
         failed=sum(st not in ("graded", "pending") for st in statuses.values()),
         skipped=discovery.skipped, interrupted=interrupted,
-        seconds=time.monotonic() - started, statuses=statuses)
+        seconds=time.monotonic() - started, statuses=statuses, notes=discovery.collisions)
 
 
 def _grade_all(todo: Sequence[Entry], job: Job, *, jobs: int, grade: GradeFn | None,

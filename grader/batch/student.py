@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from ..api import GradeRequest, error_result
 from ..output.results import Result
-from ..submissions.discovery import Entry, unpack_zip_member
+from ..submissions.discovery import DiscoveryError, Entry, unpack_zip_member
 from .files import write_student
 
 __all__ = ["Done", "GradeFn", "Job", "grade_and_write", "grade_entry", "write_graded"]
@@ -50,7 +50,10 @@ def grade_entry(entry: Entry, request: GradeRequest, grade: GradeFn, scratch: Pa
         return error_result(entry.label, entry.problem, request=request), None
     try:
         assert entry.path is not None
-        path = unpack_zip_member(entry, scratch) if entry.zip_member else entry.path
+        try:
+            path = unpack_zip_member(entry, scratch) if entry.zip_member else entry.path
+        except DiscoveryError as e:     # a corrupt member, or one that lies about its size
+            return error_result(entry.label, str(e), request=request), None
         result = grade(path, request)
         message = result.message
         if message and str(path) in message:   # the student's name for it, not our temp path

@@ -84,14 +84,41 @@ def encode_frame(meta: dict[str, Any], tensors: dict[str, torch.Tensor] | None =
     return b"".join([_LEN.pack(len(header) + offset, len(header)), header, *chunks])
 
 
+_MAX_HEADER_DEPTH = 32      # what the grader sends back is a few levels deep; code downstream recurses
+_MAX_INT_DIGITS = 24        # a count, a size, an offset: never more than 2**64
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > _MAX_INT_DIGITS:
+        raise FrameError(f"header holds an integer of {len(text):,} digits")
+    return int(text)
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and objects nest in ``value``, found without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, level)
+            if level <= _MAX_HEADER_DEPTH:
+                stack.extend((v, level + 1) for v in (item.values() if isinstance(item, dict)
+                                                      else item))
+    return deepest
+
+
 def decode_frame(body: bytes | bytearray, header_len: int, limits: WireLimits
                  ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     if header_len > min(len(body), limits.max_header_bytes):
         raise FrameError(f"header of {header_len} bytes is too large")
     try:
-        header = json.loads(body[:header_len])
+        header = json.loads(body[:header_len], parse_int=_bounded_int)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise FrameError(f"header is not JSON: {e}") from None
+    except (RecursionError, ValueError, MemoryError) as e:   # the child is the student's process
+        raise FrameError(f"header is not JSON the grader reads: {type(e).__name__}") from None
+    if _depth(header) > _MAX_HEADER_DEPTH:
+        raise FrameError(f"header nested more than {_MAX_HEADER_DEPTH} levels deep")
     if not isinstance(header, dict) or not isinstance(header.get("tensors"), dict):
         raise FrameError("header is not an object with 'tensors'")
     meta = header.get("meta")

@@ -83,7 +83,11 @@ def _parse_cells(cells: Iterable[CodeCell]) -> tuple[list[tuple[CodeCell, ast.Mo
             skipped += [f"{cell.label}, {spot.lines()}: `{spot.text}` is not complete Python "
                         f"({spot.reason}) and was left out; the rest of the cell was graded"
                         for spot in salvaged.left_out]
-        except (ValueError, RecursionError, MemoryError) as e:
+        except (RecursionError, MemoryError):
+            skipped.append(f"{cell.label} is nested too deeply to analyse and was left out: "
+                           "split its long expression into several shorter statements")
+            continue
+        except ValueError as e:
             skipped.append(f"{cell.label} cannot be parsed ({type(e).__name__}) and was left out")
             continue
         kept.append((CodeCell(cell.label, text), tree))

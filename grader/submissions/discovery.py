@@ -16,7 +16,8 @@ import re
 import stat
 import tempfile
 import zipfile
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
@@ -29,6 +30,10 @@ _IGNORED_DIRS = {"__pycache__", ".ipynb_checkpoints", "__MACOSX", ".git"}
 _MAX_ZIP_MEMBERS = 10_000
 _MAX_ZIP_TOTAL = 200 * 2**20       # uncompressed bytes in one zip
 _MAX_ZIP_MEMBER = 64 * 2**20       # the submission file inside it (notebooks carry outputs)
+# what reading one zip member can raise: a corrupt member, one that lies about its size or CRC,
+# an unsupported compression or encryption, a name the file system refuses
+_MEMBER_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
+                  NotImplementedError, RuntimeError)
 
 
 class DiscoveryError(Exception):
@@ -58,6 +63,8 @@ class Skipped:
 class Discovery:
     entries: tuple[Entry, ...]
     skipped: tuple[Skipped, ...]
+    # names that made one id and were given distinct ones: "alice!.py and alice.py ..."
+    collisions: tuple[str, ...] = ()
 
 
 def student_id(name: str) -> str:
@@ -143,7 +150,9 @@ def _zip_entry(path: Path, rel: str) -> Entry:
         infos = _zip_files(path, rel)
     except DiscoveryError as e:
         return Entry(student, rel, rel, digest, problem=str(e))
-    pick, problem = pick_submission_file([i.filename for i in infos], where=rel)
+    regular = [i.filename for i in infos   # a link's "content" is its target: never graded
+               if stat.S_IFMT(i.external_attr >> 16) in (0, stat.S_IFREG)]
+    pick, problem = pick_submission_file(regular, where=rel)
     if pick and next(i for i in infos if i.filename == pick).file_size > _MAX_ZIP_MEMBER:
         pick, problem = None, f"{rel}: {pick} is larger than {_MAX_ZIP_MEMBER // 2**20} MB"
     return Entry(student, rel, f"{rel}/{pick}" if pick else rel, digest, path=path,
@@ -155,31 +164,69 @@ def unpack_zip_member(entry: Entry, scratch: Path) -> Path:
     its own under ``scratch``."""
     assert entry.path is not None and entry.zip_member is not None
     target = Path(tempfile.mkdtemp(dir=scratch)) / student_id(PurePosixPath(entry.zip_member).name)
-    with zipfile.ZipFile(entry.path) as z, z.open(entry.zip_member) as member:
-        data = member.read(_MAX_ZIP_MEMBER + 1)
+    try:
+        with zipfile.ZipFile(entry.path) as z, z.open(entry.zip_member) as member:
+            data = member.read(_MAX_ZIP_MEMBER + 1)
+    except _MEMBER_ERRORS as e:
+        raise DiscoveryError(f"{entry.label}: could not be read ({_reason(e)})") from None
+    if len(data) > _MAX_ZIP_MEMBER:
+        raise DiscoveryError(f"{entry.label}: larger than {_MAX_ZIP_MEMBER // 2**20} MB once "
+                             "unpacked")
     target.write_bytes(data)
     return target
 
 
-def unpack_class_zip(path: Path, into: Path) -> Path:
+def _reason(error: BaseException) -> str:
+    return f"{type(error).__name__}: {str(error)[:200]}" if str(error) else type(error).__name__
+
+
+def unpack_class_zip(path: Path, into: Path) -> tuple[Path, tuple[Skipped, ...]]:
     """A course platform's download of the whole class, unpacked safely (no paths outside
-    ``into``, no links, size limits); a single top folder is descended into."""
+    ``into``, no links, size limits); a single top folder is descended into. Returns the folder
+    and the members skipped, with the reason: one bad member never stops the class."""
     infos = _zip_files(path, str(path))
+    into.mkdir(parents=True, exist_ok=True)
+    skipped: list[Skipped] = []
+    budget = _MAX_ZIP_TOTAL
     try:
         with zipfile.ZipFile(path) as z:
             for info in infos:
-                parts = PurePosixPath(info.filename.replace("\\", "/")).parts
-                if (not parts or parts[0] == "/" or ".." in parts
-                        or stat.S_ISLNK(info.external_attr >> 16)):
-                    continue
-                target = into.joinpath(*parts)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with z.open(info) as src, open(target, "wb") as dst:
-                    dst.write(src.read(_MAX_ZIP_TOTAL))
+                reason, written = _unpack_member(z, info, into, budget)
+                budget -= written
+                if reason:
+                    skipped.append(Skipped(info.filename, reason))
     except (zipfile.BadZipFile, OSError, ValueError) as e:
         raise DiscoveryError(f"{path}: not a readable zip file ({e})") from None
     top = [p for p in into.iterdir() if _visible((p.name,))]
-    return top[0] if len(top) == 1 and top[0].is_dir() else into
+    folder = top[0] if len(top) == 1 and top[0].is_dir() else into
+    return folder, tuple(skipped)
+
+
+def _unpack_member(z: zipfile.ZipFile, info: zipfile.ZipInfo, into: Path, budget: int
+                   ) -> tuple[str | None, int]:
+    """Unpack one member under ``into``; why not (or None) and the bytes written."""
+    parts = PurePosixPath(info.filename.replace("\\", "/")).parts
+    if not parts or parts[0] == "/" or ".." in parts:
+        return "a path outside the class folder (absolute or with ..): not unpacked", 0
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return "a symbolic link (not followed)", 0
+    kind = stat.S_IFMT(info.external_attr >> 16)
+    if kind and kind != stat.S_IFREG:
+        return "not a regular file: not unpacked", 0
+    target = into.joinpath(*parts)
+    try:
+        with z.open(info) as src:
+            data = src.read(budget + 1)
+        if len(data) > budget:
+            return f"the class is larger than {_MAX_ZIP_TOTAL // 2**20} MB once unpacked", 0
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "xb") as dst:
+            dst.write(data)
+    except (FileExistsError, IsADirectoryError, NotADirectoryError):
+        return "another member already has this name (as a file or as a folder)", 0
+    except _MEMBER_ERRORS as e:
+        return f"could not be read ({_reason(e)})", 0
+    return None, len(data)
 
 
 def discover_submissions(folder: str | Path, *, exclude: Sequence[str | Path] = ()
@@ -202,6 +249,8 @@ def discover_submissions(folder: str | Path, *, exclude: Sequence[str | Path] = 
             skipped.append(Skipped(rel, "a symbolic link (not followed)"))
         elif p.is_dir():
             found.append(submission_in_folder(p, rel))
+        elif not p.is_file():
+            skipped.append(Skipped(rel, "not a regular file (a FIFO, socket or device): not read"))
         elif p.suffix.lower() == ".zip":
             found.append(_zip_entry(p, rel))
         elif p.suffix.lower() in SUFFIXES:
@@ -209,23 +258,57 @@ def discover_submissions(folder: str | Path, *, exclude: Sequence[str | Path] = 
             found.append(Entry(student_id(p.stem), rel, rel, h.hexdigest(), path=p))
         else:
             skipped.append(Skipped(rel, "not a .py, .ipynb or .zip file, nor a folder"))
-    return Discovery(_one_per_student(found), tuple(skipped))
+    entries, collisions = _one_per_student(found)
+    return Discovery(entries, tuple(skipped), collisions)
 
 
-def _one_per_student(found: list[Entry]) -> tuple[Entry, ...]:
-    """Sorted by id; two submissions whose ids differ only in case make one entry naming both,
-    with the problem (never a silent pick)."""
+def _given_name(entry: Entry) -> str:
+    """The name the student gave, before it was made an id: "alice!" for "alice!.py"."""
+    name = entry.source.rstrip("/")
+    return (name if entry.source.endswith("/") else PurePosixPath(name).stem).lower()
+
+
+def _one_per_student(found: list[Entry]) -> tuple[tuple[Entry, ...], tuple[str, ...]]:
+    """Sorted by id, and the collisions. Submissions of one given name (``Jo.py`` and
+    ``jo.ipynb``) make one entry naming both, with the problem (never a silent pick); different
+    names that make one id (``alice!.py``, ``alice.py``) are different students: each is
+    graded under an id of its own, and the collision is listed."""
     by_id: dict[str, list[Entry]] = {}
     for e in found:
         by_id.setdefault(e.student.lower(), []).append(e)
-    entries = []
+    taken = set(by_id)
+    entries, collisions = [], []
     for same in by_id.values():
-        if len(same) == 1:
-            entries.append(same[0])
-            continue
-        sources = ", ".join(e.source for e in same)
-        h = hashlib.sha256("".join(e.digest for e in same).encode()).hexdigest()
-        entries.append(Entry(same[0].student, sources, sources, h,
-                             problem=f"several submissions for {same[0].student}: {sources}; "
-                                     "keep one and grade again"))
-    return tuple(sorted(entries, key=lambda e: e.student))
+        by_name: dict[str, list[Entry]] = {}
+        for e in same:
+            by_name.setdefault(_given_name(e), []).append(e)
+        # the name that is its id already keeps it; the others get "-2", "-3", ...
+        names = sorted(by_name, key=lambda n: (n != same[0].student.lower(), n))
+        for i, name in enumerate(names):
+            entry = _one_entry(by_name[name])
+            if i:
+                entry = replace(entry, student=_free_id(entry.student, taken))
+            entries.append(entry)
+        if len(names) > 1:
+            collisions.append(" and ".join(f"{e.source} (graded as {e.student})"
+                                           for e in entries[-len(names):])
+                              + " make the same id: each is graded under its own")
+    return tuple(sorted(entries, key=lambda e: e.student)), tuple(collisions)
+
+
+def _one_entry(same: list[Entry]) -> Entry:
+    if len(same) == 1:
+        return same[0]
+    sources = ", ".join(e.source for e in same)
+    h = hashlib.sha256("".join(e.digest for e in same).encode()).hexdigest()
+    return Entry(same[0].student, sources, sources, h,
+                 problem=f"several submissions for {same[0].student}: {sources}; "
+                         "keep one and grade again")
+
+
+def _free_id(student: str, taken: set[str]) -> str:
+    n = 2
+    while f"{student}-{n}".lower() in taken:
+        n += 1
+    taken.add(f"{student}-{n}".lower())
+    return f"{student}-{n}"

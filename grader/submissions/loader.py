@@ -4,6 +4,8 @@ classified as the exercise-function format ("stubs") or lecture style."""
 from __future__ import annotations
 
 import ast
+import io
+import tokenize
 from pathlib import Path
 
 from ..lecture.catalog import STUB_NAMES
@@ -41,6 +43,7 @@ def submission_from_code(code: str, *, name: str, path: str = "", source_kind: s
                          notes: tuple[str, ...] = ()) -> Submission:
     """Classify Python source as stub format or lecture style."""
     tree = parse_source(code, filename=name)
+    _refuse_deep_nesting(tree, filename=name)
     functions = exercise_functions(tree)
     made = functions_made_at_run_time(tree, code, functions)
     if functions:
@@ -70,3 +73,41 @@ def parse_source(code: str, *, filename: str) -> ast.Module:
         raise SubmissionError(f"{filename}: syntax error at {where}: {e.msg}{text}") from None
     except ValueError as e:  # e.g. null bytes
         raise SubmissionError(f"{filename}: cannot parse as Python: {e}") from None
+    except (RecursionError, MemoryError):
+        line = _busiest_line(code)
+        where = f" at line {line}" if line else ""
+        raise SubmissionError(f"{filename}: your file's expression{where} is nested too deeply "
+                              f"to analyse: {_SPLIT_ADVICE}") from None
+
+
+# The analysis (ast.unparse, copies, visitors) recurses once or more per level of a statement's
+# tree; the exercise needs a few dozen levels, so a deeper statement is refused, never a crash
+MAX_NESTING = 100
+_SPLIT_ADVICE = "split it into several shorter statements"
+
+
+def _refuse_deep_nesting(tree: ast.Module, *, filename: str) -> None:
+    """A SubmissionError naming the line when a statement nests deeper than MAX_NESTING."""
+    stack: list[tuple[ast.AST, int, int | None]] = [(tree, 0, None)]
+    while stack:
+        node, depth, line = stack.pop()
+        line = getattr(node, "lineno", line)     # operators have none: their expression's
+        if depth > MAX_NESTING:
+            where = f" at line {line}" if line else ""
+            raise SubmissionError(
+                f"{filename}: your file's expression{where} is nested too deeply to analyse "
+                f"(more than {MAX_NESTING} levels): {_SPLIT_ADVICE}")
+        stack.extend((child, depth + 1, line) for child in ast.iter_child_nodes(node))
+
+
+def _busiest_line(code: str) -> int | None:
+    """The line with the most operators and brackets: where a parse that recursed too deeply
+    most likely was (tokenizing does not recurse)."""
+    counts: dict[int, int] = {}
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(code).readline):
+            if token.type == tokenize.OP:
+                counts[token.start[0]] = counts.get(token.start[0], 0) + 1
+    except (tokenize.TokenError, SyntaxError, ValueError):
+        pass
+    return max(counts, key=counts.__getitem__) if counts else None

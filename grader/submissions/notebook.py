@@ -17,6 +17,11 @@ from .submission import MAX_SOURCE_BYTES, SubmissionError, read_submission_text
 __all__ = ["load_notebook_source", "read_notebook"]
 
 MAX_NOTEBOOK_BYTES = 64 * 2**20     # outputs (images) make notebooks large; they are never read
+MAX_CELLS = 5_000                   # the lecture's notebook has about 100
+# What is never read (outputs, metadata, markdown, other tools' fields) is emptied before
+# nbformat copies and validates the notebook: its cost is then that of the code alone
+_CELL_KEYS = {"cell_type", "source", "id", "execution_count"}
+_TOP_KEYS = {"nbformat", "nbformat_minor", "cells"}
 
 
 def read_notebook(path: str | Path) -> nbformat.NotebookNode:
@@ -24,6 +29,8 @@ def read_notebook(path: str | Path) -> nbformat.NotebookNode:
     p = Path(path)
     text = read_submission_text(p, max_bytes=MAX_NOTEBOOK_BYTES, kind="notebook", too_large=(
         "a notebook may have: clear its outputs (Kernel > Restart & Clear Output) and save"))
+    if text.count('"cell_type"') > MAX_CELLS:      # before parsing: counting is cheap
+        raise _too_many_cells(p, text.count('"cell_type"'))
     data = _notebook_json(p, text)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # missing cell ids and the like: normalize() fixes them
@@ -38,6 +45,9 @@ def read_notebook(path: str | Path) -> nbformat.NotebookNode:
                 from None
         except (TypeError, KeyError, AttributeError) as e:
             raise SubmissionError(f"{p}: not a valid notebook: {type(e).__name__}: {e}") from None
+        except (RecursionError, MemoryError):
+            raise SubmissionError(f"{p}: not a valid notebook: nested too deeply to read") \
+                from None
     if not nb.cells:
         raise SubmissionError(f"{p}: the notebook is empty (no cells)")
     return nb
@@ -64,11 +74,44 @@ def _notebook_json(p: Path, text: str) -> dict:
     if not isinstance(minor, int):
         raise SubmissionError(f"{p}: not a valid notebook: 'nbformat_minor' is {minor!r}")
     cells = data.get("cells")
-    if isinstance(cells, list):          # outputs are never read: their shape does not matter
-        for cell in cells:
-            if isinstance(cell, dict) and cell.get("cell_type") == "code" and "outputs" in cell:
-                cell["outputs"] = []
+    if isinstance(cells, list):
+        if len(cells) > MAX_CELLS:
+            raise _too_many_cells(p, len(cells))
+        data["cells"] = cells = [_only_what_is_read(cell) for cell in cells]
+        code = sum(_source_length(c["source"]) for c in cells
+                   if isinstance(c, dict) and c.get("cell_type") == "code" and "source" in c)
+        if code > MAX_SOURCE_BYTES:
+            raise SubmissionError(f"{p}: {code:,} characters of code, more than the "
+                                  f"{MAX_SOURCE_BYTES:,} a submission may have")
+    data = {k: v for k, v in data.items() if k in _TOP_KEYS}
+    data["metadata"] = {}
     return data
+
+
+def _too_many_cells(p: Path, count: int) -> SubmissionError:
+    return SubmissionError(f"{p}: {count:,} cells, more than the {MAX_CELLS:,} a notebook may have")
+
+
+def _only_what_is_read(cell: object) -> object:
+    """A cell with its metadata, attachments and outputs emptied, a markdown cell's text
+    dropped, and fields of other tools left out (the schema's other checks stay)."""
+    if not isinstance(cell, dict):
+        return cell
+    kept = {k: v for k, v in cell.items() if k in _CELL_KEYS}
+    kept["metadata"] = {}
+    if cell.get("cell_type") == "code":
+        kept["outputs"] = []
+    elif "source" in kept:
+        kept["source"] = ""
+    return kept
+
+
+def _source_length(source: object) -> int:
+    if isinstance(source, str):
+        return len(source)
+    if isinstance(source, list):
+        return sum(len(s) for s in source if isinstance(s, str))
+    return 0
 
 
 def load_notebook_source(path: str | Path) -> tuple[str, tuple[str, ...]]:

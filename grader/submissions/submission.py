@@ -47,6 +47,8 @@ def read_submission_text(path: Path, *, max_bytes: int, too_large: str, kind: st
         raise SubmissionError(f"{path}: no such file")
     if path.is_dir():
         raise SubmissionError(f"{path}: is a folder, expected a .py or .ipynb file")
+    if not path.is_file():              # a FIFO would block the read, a device never end it
+        raise SubmissionError(f"{path}: not a regular file (a FIFO, socket or device): not read")
     size = path.stat().st_size
     if size > max_bytes:
         raise SubmissionError(f"{path}: {size:,} bytes, more than the {max_bytes:,} {too_large}")
