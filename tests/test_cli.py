@@ -4,7 +4,9 @@ import json
 import subprocess
 import sys
 
-from conftest import EXERCISE, ROOT, SOLUTION
+from conftest import EXERCISE, ROOT, SOLUTION, SUBMISSIONS, with_overrides
+
+RAW_CONTROLS = ("\x1b", "\x07", "\r", "\x9b", "\u202e")
 
 
 def run(*args):
@@ -60,3 +62,27 @@ def test_grade_says_where_the_gradebook_and_the_summary_are(tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
     assert f"gradebook: {out / 'gradebook.csv'}\nsummary: {out / 'summary.html'}\n" in p.stdout
     assert (out / "gradebook.csv").is_file() and (out / "summary.html").is_file()
+
+
+def test_check_shows_a_submissions_escape_sequences_and_its_own_total_stands_alone(tmp_path):
+    attack = tmp_path / "eve\x1b]0;pwned\x07.py"
+    attack.write_text(with_overrides(SUBMISSIONS / "hostile" / "terminal_escapes.py"))
+    p = run("check", str(attack), "--no-hidden", "--mode", "isolated", "--steps", "1", "-v")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert [line for line in p.stdout.splitlines() if line.startswith("total:")] == \
+        ["total: 33 / 34"]
+    for raw in RAW_CONTROLS:
+        assert raw not in p.stdout + p.stderr, raw
+    assert "\\x1b[2J\\x1b[Htotal: 34 / 34 (all passed)" in p.stdout     # shown, not obeyed
+    assert "eve\\x1b]0;pwned\\x07.py" in p.stdout
+
+
+def test_grade_shows_escape_sequences_in_file_names_instead_of_obeying_them(tmp_path):
+    (tmp_path / "class").mkdir()
+    (tmp_path / "class" / "eve\x1b]0;pwned\x07.py").write_text("def dprobs(:\n")
+    (tmp_path / "class" / "notes\x1b[2J\x07\r.txt").write_text("not a submission")
+    p = run("grade", str(tmp_path / "class"), "--out", str(tmp_path / "out"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    for raw in RAW_CONTROLS:
+        assert raw not in p.stdout + p.stderr, raw
+    assert "skipped notes\\x1b[2J\\x07\\r.txt: not a .py" in p.stdout
