@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from . import __version__
+from .output.control_chars import escape_control_chars as shown     # no torch: starts fast
 
 if TYPE_CHECKING:     # each command imports what it needs: --help and `grade` start without torch
     from .api import GradeRequest
@@ -156,8 +157,8 @@ def _cmd_grade(args: argparse.Namespace) -> int:
                                  gradescope=assignment.gradescope,
                                  config_extra=(assignment.integrity_autograd,),
                                  title=assignment.title, runner=runner)
-        except (AssignmentError, BatchError) as e:
-            print(f"backprop-grader: {e}", file=sys.stderr)
+        except (AssignmentError, BatchError) as e:      # may name a class zip's member
+            print(f"backprop-grader: {shown(str(e))}", file=sys.stderr)
             return EXIT_CANNOT_GRADE
     counts: dict[str, int] = {}
     for status in summary.statuses.values():
@@ -166,9 +167,9 @@ def _cmd_grade(args: argparse.Namespace) -> int:
           + f"; graded now {summary.graded} in {summary.seconds:.1f} s ({summary.rate:.1f}/s), "
           f"unchanged {summary.unchanged}")
     for skipped in summary.skipped:
-        print(f"skipped {skipped.path}: {skipped.reason}")
+        print(f"skipped {shown(str(skipped.path))}: {shown(skipped.reason)}")
     for note in summary.notes:
-        print(f"note: {note}")
+        print(f"note: {shown(note)}")
     print(f"gradebook: {Path(args.out) / 'gradebook.csv'}")
     print(f"summary: {Path(args.out) / 'summary.html'}")
     if summary.interrupted:
@@ -264,8 +265,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(f"backprop-grader report: cannot write to {args.out}: {e.strerror or e}",
               file=sys.stderr)
         return EXIT_CANNOT_GRADE
-    for problem in written.unreadable:
-        print(f"backprop-grader report: {problem}", file=sys.stderr)
+    for problem in written.unreadable:        # a results file's name, what is wrong with it
+        print(f"backprop-grader report: {shown(problem)}", file=sys.stderr)
     print(f"{len(written.reports)} report(s) and the class summary written to {written.summary}")
     return EXIT_CANNOT_GRADE if written.unreadable else EXIT_PASS
 

@@ -440,6 +440,18 @@ class _Terminal(io.StringIO):
         return True
 
 
+def test_progress_messages_show_escape_sequences_instead_of_obeying_them():
+    from grader.batch.progress import Progress
+
+    tty = _Terminal()
+    bar = Progress(2, tty)
+    bar.update(failed=False)
+    bar.message("skipped eve\x1b]0;pwned\x07\x1b[2J.py")
+    bar.close()
+    assert "\x1b" not in tty.getvalue() and "\x07" not in tty.getvalue()
+    assert "skipped eve\\x1b]0;pwned\\x07\\x1b[2J.py" in tty.getvalue()
+
+
 def test_progress_shows_count_rate_eta_and_failures_on_a_terminal_only(tmp_path):
     d = small_class(tmp_path, 3)
     write(d / "zz.py", "boom")

@@ -5,12 +5,22 @@ import os
 import subprocess
 import sys
 
-from conftest import EXERCISE, ROOT, SOLUTION
+from conftest import EXERCISE, ROOT, SOLUTION, SUBMISSIONS, with_overrides
+
+RAW_CONTROLS = ("\x1b", "\x07", "\r", "\x9b", "\u202e")
 
 
 def run(*args):
     return subprocess.run([sys.executable, "-m", "grader", *args], capture_output=True, text=True,
                           cwd=ROOT, timeout=300)
+
+
+def run_raw(*args):
+    """Like run, but stdout and stderr exactly as written: a carriage return stays one."""
+    p = subprocess.run([sys.executable, "-m", "grader", *args], capture_output=True, cwd=ROOT,
+                       timeout=300)
+    return subprocess.CompletedProcess(p.args, p.returncode, p.stdout.decode(),
+                                       p.stderr.decode())
 
 
 def test_check_on_the_solution_exits_0_with_a_table_and_json(tmp_path):
@@ -78,3 +88,27 @@ def test_check_on_a_fifo_refuses_at_once_instead_of_reading_it(tmp_path):
     os.mkfifo(fifo)
     p = run("check", str(fifo), "--no-hidden")
     assert p.returncode == 2 and "not a regular file" in p.stdout
+
+
+def test_check_shows_a_submissions_escape_sequences_and_its_own_total_stands_alone(tmp_path):
+    attack = tmp_path / "eve\x1b]0;pwned\x07.py"
+    attack.write_text(with_overrides(SUBMISSIONS / "hostile" / "terminal_escapes.py"))
+    p = run_raw("check", str(attack), "--no-hidden", "--mode", "isolated", "--steps", "1", "-v")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert [line for line in p.stdout.splitlines() if line.startswith("total:")] == \
+        ["total: 33 / 34"]
+    for raw in RAW_CONTROLS:
+        assert raw not in p.stdout + p.stderr, raw
+    assert "\\x1b[2J\\x1b[Htotal: 34 / 34 (all passed)" in p.stdout     # shown, not obeyed
+    assert "eve\\x1b]0;pwned\\x07.py" in p.stdout
+
+
+def test_grade_shows_escape_sequences_in_file_names_instead_of_obeying_them(tmp_path):
+    (tmp_path / "class").mkdir()
+    (tmp_path / "class" / "eve\x1b]0;pwned\x07.py").write_text("def dprobs(:\n")
+    (tmp_path / "class" / "notes\x1b[2J\x07\r.txt").write_text("not a submission")
+    p = run_raw("grade", str(tmp_path / "class"), "--out", str(tmp_path / "out"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    for raw in RAW_CONTROLS:
+        assert raw not in p.stdout + p.stderr, raw
+    assert "skipped notes\\x1b[2J\\x07\\r.txt: not a .py" in p.stdout

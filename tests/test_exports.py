@@ -108,6 +108,17 @@ def test_student_text_cannot_become_a_spreadsheet_formula():
     assert row["problems"].startswith("'=cmd") and "\n" not in row["problems"]
 
 
+def test_student_text_in_the_gradebook_shows_its_escape_sequences_to_cat(tmp_path):
+    forged = "\x1b[2J\x1b]0;pwned\x07\x9b2J\u202e"
+    hostile = error_result(f"eve{forged}.py", f"raised ValueError: {forged}")
+    text = render_gradebook([GradebookRow(f"eve{forged}", f"eve{forged}.py", hostile)],
+                            points=points_table(GradingOptions()))
+    for raw in ("\x1b", "\x07", "\x9b", "\u202e"):
+        assert raw not in text
+    (row,) = rows_of(text)
+    assert row["problems"] == "raised ValueError: \\x1b[2J\\x1b]0;pwned\\x07\\x9b2J\\u202e"
+
+
 def test_gradescope_results_follow_the_spec_with_a_test_per_gradient(solution_result):
     data = gradescope_results(solution_result, points=points_table(GradingOptions()),
                               settings=GradescopeSettings("after_due_date", "visible"),

@@ -389,3 +389,25 @@ def test_code_without_exercise_statements_scores_out_of_the_exercises_that_count
     r = grade_submission(path, request=ex1_only)
     assert r.status == "error" and r.mode == "chained"
     assert r.max_score == sum(g.points for g in EXERCISES["ex1"])
+
+
+@pytest.mark.parametrize("odd, said", [
+    ("dlogprobs.to(torch.complex64)", "is a complex64 tensor: return a real float32 tensor"),
+    ("torch.quantize_per_tensor(dlogprobs, 0.001, 128, torch.quint8)",
+     "is a quantized tensor (torch.quint8)"),
+    ("torch.empty(dlogprobs.shape, device='meta')", "is a meta tensor, which has no values"),
+    ("torch.nested.nested_tensor(list(dlogprobs))", "is a nested tensor"),
+    ("dlogprobs.to_sparse()", "is a sparse tensor (torch.sparse_coo): call .to_dense()"),
+], ids=["complex", "quantized", "meta", "nested", "sparse"])
+def test_a_gradient_of_a_dtype_or_layout_not_graded_is_its_own_error_and_the_next_is_graded(
+        tmp_path, odd, said):
+    path = tmp_path / "odd.py"
+    path.write_text("dlogprobs = torch.zeros_like(logprobs)\ndlogprobs[range(n), Yb] = -1.0 / n\n"
+                    f"dlogprobs = {odd}\n"
+                    "dprobs = torch.zeros_like(probs)\n"
+                    "dprobs[range(n), Yb] = -1.0 / (n * probs[range(n), Yb])\n")
+    g = by_name(grade_submission(path, request=GradeRequest(
+        options=GradingOptions(exercises=("ex1",)))))
+    assert g[("ex1", "dlogprobs")].status == "error"
+    assert f"after line 3, dlogprobs {said}" in g[("ex1", "dlogprobs")].message
+    assert g[("ex1", "dprobs")].status == "exact"

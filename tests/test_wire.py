@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
+import struct
 import threading
 import time
 import tracemalloc
@@ -33,6 +36,45 @@ def test_empty_scalar_strided_and_grad_tensors_come_back_as_values() -> None:
     for name, t in sent.items():
         assert torch.equal(tensors[name], t.detach()), name
         assert tensors[name].shape == t.shape and not tensors[name].requires_grad
+
+
+def _odd_tensors() -> dict[str, torch.Tensor]:
+    x = torch.randn(3, 4)
+    return {"complex": x.to(torch.complex64),
+            "quantized": torch.quantize_per_tensor(x, 0.1, 128, torch.quint8),
+            "meta": torch.empty(3, 4, device="meta"),
+            "nested": torch.nested.nested_tensor([x[0], x[1, :2]]),
+            "sparse": x.to_sparse(), "sparse_csr": x.to_sparse_csr(),
+            "uint8": x.to(torch.uint8)}
+
+
+@pytest.mark.parametrize("kind, said", [
+    ("complex", "a complex64 tensor: return a real float32 tensor"),
+    ("quantized", "a quantized tensor (torch.quint8)"),
+    ("meta", "a meta tensor, which has no values"),
+    ("nested", "a nested tensor"),
+    ("sparse", "a sparse tensor (torch.sparse_coo): call .to_dense()"),
+    ("sparse_csr", "a sparse tensor (torch.sparse_csr): call .to_dense()"),
+    ("uint8", "a uint8 tensor, a dtype the grader does not grade"),
+])
+def test_a_dtype_or_layout_the_wire_does_not_carry_is_named_before_it_is_touched(kind, said):
+    t = _odd_tensors()[kind]
+    assert said in (wire.unsendable_reason(t) or "")
+    with pytest.raises(wire.FrameError, match=f"tensor 'result' is {re.escape(said)}"):
+        wire.encode_frame({"status": "ok"}, {"result": t})
+
+
+def test_every_dtype_the_wire_carries_is_sendable() -> None:
+    for dtype in wire.WIRE_DTYPES:
+        assert wire.unsendable_reason(torch.zeros(2, dtype=dtype)) is None
+
+
+def test_a_forged_reply_with_a_complex_dtype_is_refused_by_the_grader() -> None:
+    header = json.dumps({"meta": {"status": "ok"}, "tensors": {"result": {
+        "dtype": "complex64", "shape": [2], "offset": 0, "nbytes": 16}}}).encode()
+    forged = struct.pack(">QI", len(header) + 16, len(header)) + header + bytes(16)
+    with pytest.raises(wire.FrameError, match="dtype 'complex64' is not allowed"):
+        wire.decode_whole_frame(forged)
 
 
 def test_decoded_tensors_own_writable_memory() -> None:

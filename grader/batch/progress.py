@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import IO
 
+from ..output.control_chars import escape_control_chars
+
 __all__ = ["Progress"]
 
 
@@ -40,7 +42,9 @@ class Progress:
         self.stream.flush()
 
     def message(self, text: str) -> None:
+        """A line above the bar; a name from a submission in it is shown, not obeyed."""
         if self.stream:
+            text = escape_control_chars(text, multiline=True)
             self.stream.write(("\n" if self.enabled and self.done else "") + text + "\n")
             self.stream.flush()
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ..lecture.catalog import Gradient
+from .control_chars import escape_control_chars
 from .formatting import EXERCISE_NAMES, export_number
 from .results import GradientResult, Result
 
@@ -38,8 +39,9 @@ class GradebookRow:
 
 
 def _text(value: str | None) -> str:
-    """A text cell: capped, on one line, and never read as a formula by a spreadsheet."""
-    text = " ".join((value or "").split())
+    """A text cell: capped, on one line, its control characters shown, and never read as a
+    formula by a spreadsheet."""
+    text = escape_control_chars(" ".join((value or "").split()))   # `cat gradebook.csv`
     if len(text) > _MAX_CELL:
         text = text[:_MAX_CELL - 3] + "..."
     if text[:1] in ("=", "+", "-", "@"):

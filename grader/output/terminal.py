@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import TextIO
 
+from .control_chars import escape_control_chars
 from .formatting import EXERCISE_TITLES, table_maxdiff
 from .results import GradientResult, Result
 
@@ -30,20 +31,24 @@ def _mode_status(g: GradientResult, mode: str) -> str:
 
 
 def render_text(result: Result, *, color: bool = False, verbose: bool = False) -> str:
-    """The self-check table, totals per exercise, the first wrong step and the messages."""
+    """The self-check table, totals per exercise, the first wrong step and the messages. What
+    came from the submission (its name, messages, tracebacks, what it printed) is shown with its
+    control characters escaped: only the grader's own colours reach the terminal."""
+    one_line = escape_control_chars
+
     def paint(status: str, text: str) -> str:
         return f"\033[{_COLORS.get(status, '0')}m{text}\033[0m" if color else text
 
-    lines = [f"backprop-grader {result.grader_version}: {result.submission}"]
+    lines = [f"backprop-grader {result.grader_version}: {one_line(result.submission)}"]
     if result.loss is not None:
         lines.append(f"forward loss (lecture config): {result.loss!r}")
-    flags = [paint("integrity", f"INTEGRITY {flag.kind}: {flag.detail}")
+    flags = [paint("integrity", one_line(f"INTEGRITY {flag.kind}: {flag.detail}"))
              for flag in result.integrity]
     if result.status != "graded":
-        lines.append(paint("error", f"cannot grade: {result.message}"))
+        lines.append(paint("error", one_line(f"cannot grade: {result.message}")))
         lines += flags
         if result.output.strip():
-            lines += ["", "your code printed:", _indent(result.output.strip()[-2000:])]
+            lines += ["", "your code printed:", _indent_text(result.output.strip()[-2000:])]
         return "\n".join(lines) + "\n"
     lines += flags
     lines.append(_configs_line(result))
@@ -54,15 +59,15 @@ def render_text(result: Result, *, color: bool = False, verbose: bool = False) -
         lines += ["", EXERCISE_TITLES.get(ex.name, ex.name), header, "-" * len(header)]
         for g in ex.gradients:
             status = paint(g.status, f"{g.status:<9}")
-            lines.append(f"{g.name:<16} {status} {_yn(g.exact):<5} {_yn(g.approx):<6} "
+            lines.append(f"{one_line(g.name):<16} {status} {_yn(g.exact):<5} {_yn(g.approx):<6} "
                          f"{_yn(g.allclose):<8} {table_maxdiff(g.maxdiff):<8} "
                          f"{_mode_status(g, 'isolated'):<9} {_mode_status(g, 'chained'):<9} "
                          f"{g.points:>3g}/{g.max_points:<3g}")
             details = [m for m in (g.message, g.explanation, g.hint and f"hint: {g.hint}") if m]
+            traceback = ""
             if g.status not in ("exact", "approx") or verbose:
-                details = details or []
                 if g.traceback and g.status == "error":
-                    details.append(g.traceback.strip())
+                    traceback = g.traceback.strip()
             elif g.status == "approx":
                 # why it is approximate, and that its shape is not the tensor's when it is not
                 details = [d for d in details if d is g.explanation
@@ -72,25 +77,26 @@ def render_text(result: Result, *, color: bool = False, verbose: bool = False) -
                 if reason == last_reason and rest:
                     details[details.index(g.explanation)] = f"(as above) largest distance{rest}"
                 last_reason = reason
-            for d in details:
-                lines.append(_indent(d, "    "))
+            lines += ["    " + one_line(d) for d in details]
+            if traceback:
+                lines.append(_indent_text(traceback, "    "))
         lines.append(f"{'':<16} {'':>62} {ex.score:>3g}/{ex.max_score:<3g}")
     lines.append("")
-    elsewhere = [g.name for g in result.gradients() if _failed_elsewhere(g, result.mode)]
+    elsewhere = [one_line(g.name) for g in result.gradients() if _failed_elsewhere(g, result.mode)]
     if elsewhere:
         lines.append(paint("wrong", f"right in the lecture config but wrong in a hidden config "
                                     f"or with random upstream gradients: {', '.join(elsewhere)} "
                                     "(see their messages)"))
     if result.first_wrong:
-        lines.append(paint("wrong", f"first wrong step (isolated mode): {result.first_wrong}: "
+        lines.append(paint("wrong", f"first wrong step (isolated mode): {one_line(result.first_wrong)}: "
                                     "fix this one first, the ones after it may follow"))
     for note in result.notes:
-        lines.append(f"note: {note}")
+        lines.append(f"note: {one_line(note)}")
     total = f"total: {result.score:g} / {result.max_score:g}"
     lines.append(paint("exact" if result.all_passed else "wrong", total +
                        ("  (all passed)" if result.all_passed else "")))
     if result.output.strip() and verbose:
-        lines += ["", "your code printed:", _indent(result.output.strip()[-4000:])]
+        lines += ["", "your code printed:", _indent_text(result.output.strip()[-4000:])]
     return "\n".join(lines) + "\n"
 
 
@@ -109,6 +115,9 @@ def _failed_elsewhere(g: GradientResult, mode: str) -> bool:
     return not g.passed and lecture is not None and lecture.status in ("exact", "approx")
 
 
-def _indent(text: str, prefix: str = "  ") -> str:
-    return "\n".join(prefix + line for line in text.splitlines())
+def _indent_text(text: str, prefix: str = "  ") -> str:
+    """Multi-line text from the submission (a traceback, what it printed), its control
+    characters escaped, each line indented."""
+    return "\n".join(prefix + line
+                     for line in escape_control_chars(text, multiline=True).split("\n"))
 

@@ -19,14 +19,15 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-__all__ = ["FrameError", "FrameReader", "WireLimits", "decode_frame", "decode_whole_frame",
-           "encode_frame"]
+__all__ = ["WIRE_DTYPES", "FrameError", "FrameReader", "WireLimits", "decode_frame",
+           "decode_whole_frame", "encode_frame", "unsendable_reason"]
 
 _DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
     "bfloat16": torch.bfloat16, "int64": torch.int64, "int32": torch.int32, "bool": torch.bool,
 }
 _NAMES = {v: k for k, v in _DTYPES.items()}
+WIRE_DTYPES = frozenset(_NAMES)
 _ITEMSIZE = {name: torch.empty((), dtype=dtype).element_size() for name, dtype in _DTYPES.items()}
 _LEN = struct.Struct(">QI")
 Alarm = tuple[float, Callable[[], None]]       # FrameReader.read's: (when, what to call)
@@ -59,6 +60,40 @@ class WireLimits:
     max_header_bytes: int = 4 * 2**20
 
 
+_SPARSE = (torch.sparse_coo, torch.sparse_csr, torch.sparse_csc, torch.sparse_bsr, torch.sparse_bsc)
+
+
+def unsendable_reason(t: torch.Tensor) -> str | None:
+    """Why a plain ``torch.Tensor`` cannot travel in a frame, in a student's terms ("a sparse
+    tensor (torch.sparse_coo): call .to_dense()"); None when it can. Reads only what every
+    tensor has (nested, layout, device, dtype), before anything that copies or reads its values
+    fails, or hangs, on such a tensor: a nested tensor has no shape, a meta tensor no values, a
+    sparse one no strides."""
+    try:
+        if t.is_nested:
+            return "a nested tensor: return one plain tensor, of the gradient's shape"
+        layout = t.layout
+        if layout in _SPARSE:
+            return f"a sparse tensor ({layout}): call .to_dense()"
+        if layout != torch.strided:
+            return f"a tensor of layout {layout}: call .to_dense()"
+        if t.device.type == "meta":
+            return ("a meta tensor, which has no values (only a shape): compute the gradient "
+                    "from the tensors you were given")
+        dtype = t.dtype
+        if t.is_quantized:
+            return (f"a quantized tensor ({dtype}), which holds rounded values: return the "
+                    "float32 gradient itself")
+        if dtype.is_complex:
+            return f"a {str(dtype).removeprefix('torch.')} tensor: return a real float32 tensor"
+        if dtype not in WIRE_DTYPES:
+            return (f"a {str(dtype).removeprefix('torch.')} tensor, a dtype the grader does not "
+                    "grade: return a float32 tensor")
+    except Exception:  # noqa: BLE001  whatever it is, it cannot be read as a plain tensor
+        return "a tensor that cannot be read as a plain one: return a float32 tensor"
+    return None
+
+
 def _raw(t: torch.Tensor) -> Any:
     """The bytes of a plain contiguous CPU tensor, without a copy (through its carrier)."""
     carrier = _carrier(t.dtype)
@@ -71,10 +106,11 @@ def encode_frame(meta: dict[str, Any], tensors: dict[str, torch.Tensor] | None =
     chunks: list[Any] = []
     offset = 0
     for name, t in (tensors or {}).items():
+        why = unsendable_reason(t)
+        if why is not None:
+            raise FrameError(f"tensor {name!r} is {why}")
         if t.requires_grad or t.device.type != "cpu" or not t.is_contiguous() or t.is_neg():
             t = t.detach().to("cpu").resolve_neg().contiguous()
-        if t.dtype not in _NAMES:
-            raise FrameError(f"tensor {name!r} has dtype {t.dtype}, which cannot be sent")
         raw = _raw(t) if t.numel() else b""
         specs[name] = {"dtype": _NAMES[t.dtype], "shape": list(t.shape),
                        "offset": offset, "nbytes": len(raw)}

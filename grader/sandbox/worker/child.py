@@ -41,6 +41,9 @@ def _as_tensor(value: object, what: str, limits: dict[str, Any]) -> torch.Tensor
             raise _ReturnError(f"{what} is a {type(value).__name__} (a subclass of torch.Tensor); "
                                "return a plain torch.Tensor")
         raise _ReturnError(f"{what} is a {type(value).__name__}, expected a torch.Tensor")
+    why = wire.unsendable_reason(value)     # before its size or a copy: those may fail on it
+    if why is not None:
+        raise _ReturnError(f"{what} is {why}")
     nbytes = value.numel() * value.element_size()   # before copying: an expanded view is cheap
     if nbytes > limits["max_tensor_bytes"]:
         raise _ReturnError(f"{what} has shape {tuple(value.shape)}: {nbytes:,} bytes, more than "
@@ -75,8 +78,13 @@ class _Child:
             meta = {**meta, "integrity": events}
         try:
             frame = wire.encode_frame(meta, tensors)
-        except wire.FrameError as e:
-            frame = wire.encode_frame({"status": "error", "message": str(e)})
+        except Exception as e:  # noqa: BLE001  still this call's answer, in step with the calls
+            message = str(e) if isinstance(e, wire.FrameError) else type(e).__name__
+            error = {"status": "error", "message": f"what your code returned cannot be sent "
+                                                   f"back: {message[:300]}"}
+            if "index" in meta:
+                error["index"] = meta["index"]
+            frame = wire.encode_frame(error)
         self.out.write(frame)
 
     def _guarded(self, fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -15,17 +15,23 @@ from typing import Any
 import torch
 
 from ...lecture.catalog import SCALAR_NAMES
+from ..wire import unsendable_reason
 from .errors import exception_message, limit_hit, student_traceback
 
 __all__ = ["run_lecture_code"]
 
 _MAX_ELEMENTS = 1 << 22           # a gradient larger than this is not sent back
 _MAX_CAPTURES = 24
-_SENDABLE = (torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.int32,
-             torch.bool)
 
 
 def _unchanged(obj: torch.Tensor, snapshot: torch.Tensor) -> bool:
+    try:
+        return _equal(obj, snapshot)
+    except Exception:  # noqa: BLE001  made into something that cannot be compared: changed
+        return False
+
+
+def _equal(obj: torch.Tensor, snapshot: torch.Tensor) -> bool:
     if obj.shape != snapshot.shape or obj.dtype != snapshot.dtype:
         return False
     if torch.equal(obj, snapshot):
@@ -39,16 +45,19 @@ def _snapshot(value: object) -> tuple[torch.Tensor | None, dict[str, Any] | None
     if not isinstance(value, torch.Tensor):
         return None, {"problem": "not_tensor",
                       "detail": f"is a {type(value).__name__}, expected a torch.Tensor"}
-    if value.dtype not in _SENDABLE:
-        return None, {"problem": "dtype", "detail": f"has dtype {value.dtype}, which cannot be "
-                                                    "graded: use float32"}
-    if value.numel() > _MAX_ELEMENTS:
-        return None, {"problem": "too_large", "shape": list(value.shape),
-                      "detail": f"has shape {tuple(value.shape)}, far larger than a gradient"}
-    snap = value.detach().to("cpu").clone().contiguous()
-    if type(snap) is not torch.Tensor:
-        snap = snap.as_subclass(torch.Tensor)
-    return snap, None
+    try:
+        why = unsendable_reason(value)          # before its size or a copy: those may fail on it
+        if why is not None:
+            return None, {"problem": "dtype", "detail": f"is {why}"}
+        if type(value) is not torch.Tensor:     # its own methods run nothing of the grader's
+            value = torch.Tensor.as_subclass(value, torch.Tensor)
+        if value.numel() > _MAX_ELEMENTS:
+            return None, {"problem": "too_large", "shape": list(value.shape),
+                          "detail": f"has shape {tuple(value.shape)}, far larger than a gradient"}
+        return value.detach().to("cpu").clone().contiguous(), None
+    except Exception as exc:  # noqa: BLE001  a tensor torch itself cannot read
+        return None, {"problem": "unreadable",
+                      "detail": f"cannot be read: {exception_message(exc)}"}
 
 
 def run_lecture_code(meta: dict[str, Any], tensors: dict[str, torch.Tensor], filename: str,
