@@ -253,3 +253,13 @@ def test_a_cell_too_deep_to_parse_is_left_out_with_a_note_and_the_rest_is_read(t
     sub = load_submission(p)
     assert set(sub.functions) == {"dprobs"}
     assert any("cell 2 is nested too deeply to analyse and was left out" in n for n in sub.notes)
+
+
+def test_a_cell_that_parses_but_nests_past_the_bound_is_left_out_the_same_way(tmp_path):
+    """Whether ast.parse gives up depends on the stack it is called from: the bound decides
+    the same way every time."""
+    p = write_notebook(tmp_path, "def dprobs(dlogprobs, probs):\n    return 1\n",
+                       "x = " + "+".join(["1"] * 150))
+    sub = load_submission(p)
+    assert set(sub.functions) == {"dprobs"}
+    assert any("cell 2 is nested too deeply to analyse and was left out" in n for n in sub.notes)

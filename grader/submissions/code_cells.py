@@ -14,6 +14,7 @@ from typing import Iterable
 from ..lecture.catalog import STUB_NAMES
 from .cell_salvage import salvage_cell
 from .stub_functions import exercise_functions
+from .submission import too_deep
 
 __all__ = ["CELL_MARKER", "CELL_MARKER_RE", "CodeCell", "first_line", "join_cells"]
 
@@ -84,11 +85,13 @@ def _parse_cells(cells: Iterable[CodeCell]) -> tuple[list[tuple[CodeCell, ast.Mo
                         f"({spot.reason}) and was left out; the rest of the cell was graded"
                         for spot in salvaged.left_out]
         except (RecursionError, MemoryError):
-            skipped.append(f"{cell.label} is nested too deeply to analyse and was left out: "
-                           "split its long expression into several shorter statements")
-            continue
+            tree = None
         except ValueError as e:
             skipped.append(f"{cell.label} cannot be parsed ({type(e).__name__}) and was left out")
+            continue
+        if tree is None or too_deep(tree) is not None:
+            skipped.append(f"{cell.label} is nested too deeply to analyse and was left out: "
+                           "split its long expression into several shorter statements")
             continue
         kept.append((CodeCell(cell.label, text), tree))
     notes: list[str] = []

@@ -12,7 +12,8 @@ from ..lecture.catalog import STUB_NAMES
 from .lecture_source import looks_like_lecture_style
 from .notebook import load_notebook_source
 from .stub_functions import exercise_functions, functions_made_at_run_time
-from .submission import MAX_SOURCE_BYTES, Submission, SubmissionError, read_submission_text
+from .submission import MAX_SOURCE_BYTES, Submission, SubmissionError, read_submission_text, \
+    too_deep
 
 # Submission and SubmissionError live in grader.submissions.submission; they are named here too
 # because this module is where a submission comes from (grader.Submission, api, selfcheck)
@@ -80,24 +81,16 @@ def parse_source(code: str, *, filename: str) -> ast.Module:
                               f"to analyse: {_SPLIT_ADVICE}") from None
 
 
-# The analysis (ast.unparse, copies, visitors) recurses once or more per level of a statement's
-# tree; the exercise needs a few dozen levels, so a deeper statement is refused, never a crash
-MAX_NESTING = 100
 _SPLIT_ADVICE = "split it into several shorter statements"
 
 
 def _refuse_deep_nesting(tree: ast.Module, *, filename: str) -> None:
     """A SubmissionError naming the line when a statement nests deeper than MAX_NESTING."""
-    stack: list[tuple[ast.AST, int, int | None]] = [(tree, 0, None)]
-    while stack:
-        node, depth, line = stack.pop()
-        line = getattr(node, "lineno", line)     # operators have none: their expression's
-        if depth > MAX_NESTING:
-            where = f" at line {line}" if line else ""
-            raise SubmissionError(
-                f"{filename}: your file's expression{where} is nested too deeply to analyse "
-                f"(more than {MAX_NESTING} levels): {_SPLIT_ADVICE}")
-        stack.extend((child, depth + 1, line) for child in ast.iter_child_nodes(node))
+    line = too_deep(tree)
+    if line is not None:
+        where = f" at line {line}" if line else ""
+        raise SubmissionError(f"{filename}: your file's expression{where} is nested too deeply "
+                              f"to analyse: {_SPLIT_ADVICE}")
 
 
 def _busiest_line(code: str) -> int | None:

@@ -61,3 +61,24 @@ def read_submission_text(path: Path, *, max_bytes: int, too_large: str, kind: st
             f"{path}: not UTF-8 text (byte {e.start}): is this really a {kind}?") from None
     except OSError as e:
         raise SubmissionError(f"{path}: cannot read: {e.strerror}") from None
+
+
+# The analysis (ast.unparse, copies, visitors) recurses once or more per level of a statement's
+# tree; the exercise needs a few dozen levels, so a deeper statement is refused, never a crash.
+# Whether ast.parse itself gives up first depends on how deep the caller's stack already is:
+# this bound, checked on every tree parsed, decides the same way every time.
+MAX_NESTING = 100
+
+
+def too_deep(tree: ast.AST) -> int | None:
+    """The line of the first statement nested deeper than MAX_NESTING (0 when the node has no
+    line), or None when none is."""
+    stack: list[tuple[ast.AST, int, int | None]] = [(tree, 0, None)]
+    while stack:
+        node, depth, line = stack.pop()
+        line = getattr(node, "lineno", line)     # operators have none: their expression's
+        if depth > MAX_NESTING:
+            return line or 0
+        stack.extend((child, depth + 1, line) for child in ast.iter_child_nodes(node))
+    return None
+
