@@ -11,6 +11,7 @@ import random
 import subprocess
 import sys
 import tokenize
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -22,7 +23,7 @@ from grader.lecture.configs import HiddenConfigs
 from conftest import ROOT, SUBMISSIONS
 
 sys.path.insert(0, str(SUBMISSIONS / "real"))
-from build import FIXTURES, notebook  # noqa: E402
+from build import FIXTURES, head_comment, notebook, python_twin  # noqa: E402
 
 REAL = SUBMISSIONS / "real"
 LECTURE = REAL / "lecture.py"
@@ -49,14 +50,27 @@ def test_the_lectures_own_notebook_in_its_own_forms_scores_full_marks(suffix):
 
 # -- one notebook per pattern --------------------------------------------------------------------
 
+def twin(name: str, folder: Path) -> Path:
+    """The pattern's .py twin, written into ``folder``."""
+    path = folder / f"{name}.py"
+    path.write_text(python_twin(name))
+    return path
+
+
 @pytest.mark.parametrize("name", sorted(FIXTURES))
-def test_each_pattern_scores_what_its_work_deserves(name):
+def test_each_pattern_scores_what_its_work_deserves(name, tmp_path):
     score = FIXTURES[name][1]
-    for suffix in (".ipynb", ".py"):
-        path = REAL / f"{name}{suffix}"
-        if path.exists():
-            result = grade_submission(path, request=REQUEST)
-            assert result.score == score, (suffix, failing(result))
+    paths = [REAL / f"{name}.ipynb"] + ([twin(name, tmp_path)] if FIXTURES[name][3] else [])
+    for path in paths:
+        result = grade_submission(path, request=REQUEST)
+        assert result.score == score, (path.suffix, failing(result))
+
+
+def test_the_committed_notebooks_are_what_build_py_makes():
+    for name, (shows, score, body, _) in FIXTURES.items():
+        expected = nbformat.writes(notebook(head_comment(name, shows, score), body))
+        assert (REAL / f"{name}.ipynb").read_text() == expected + "\n" or \
+            (REAL / f"{name}.ipynb").read_text() == expected, name
 
 
 def test_keepdim_differences_are_graded_on_the_values_with_a_note():
@@ -133,7 +147,7 @@ def test_another_element_count_stays_wrong():
 def test_the_patterns_grade_the_same_through_check_and_grade(tmp_path):
     """The command-line check of each .py fixture, and one grade run over all notebooks."""
     for name in ("renamed_data", "size_constants"):
-        done = subprocess.run([sys.executable, "-m", "grader", "check", str(REAL / f"{name}.py"),
+        done = subprocess.run([sys.executable, "-m", "grader", "check", str(twin(name, tmp_path)),
                                "--steps", "2"], capture_output=True, text=True, cwd=ROOT)
         assert done.returncode == 0 and "total: 34 / 34" in done.stdout, done.stdout[-2000:]
     folder = tmp_path / "class"

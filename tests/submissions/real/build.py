@@ -5,8 +5,9 @@ lecture's forms; run from anywhere:
 
 Each fixture is that notebook with one way real students write changed in it (the patterns of
 the real-notebooks issue), as a .ipynb (cells split at ``# %%``, a %matplotlib line added as in
-the lecture) and, where the pattern is valid Python, as a .py twin. The first comment block of
-each says what it shows; ``# expect-score:`` is the score the grader must give.
+the lecture); the tests build each one's .py twin (``python_twin``) where the pattern is valid
+Python. The first comment block of each says what it shows; ``# expect-score:`` is the score the
+grader must give.
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ FIXTURES: dict[str, tuple[str, int, str, bool]] = {
 }
 
 
-def _head(name: str, shows: str, score: int) -> str:
+def head_comment(name: str, shows: str, score: int) -> str:
     words, line, out = shows.split(), "#", []
     for word in words:
         if len(line) + len(word) > 96:
@@ -132,12 +133,16 @@ def notebook(head: str, body: str) -> nbformat.NotebookNode:
     return nb
 
 
+def python_twin(name: str) -> str:
+    """The fixture as a .py file, for the patterns that are valid Python (built by the tests:
+    only the notebooks are kept here)."""
+    shows, score, body, _ = FIXTURES[name]
+    return head_comment(name, shows, score) + body
+
+
 def main() -> None:
-    for name, (shows, score, body, as_py) in FIXTURES.items():
-        head = _head(name, shows, score)
-        if as_py:
-            (HERE / f"{name}.py").write_text(head + body)
-        nbformat.write(notebook(head, body), HERE / f"{name}.ipynb")
+    for name, (shows, score, body, _) in FIXTURES.items():
+        nbformat.write(notebook(head_comment(name, shows, score), body), HERE / f"{name}.ipynb")
     nbformat.write(notebook(LECTURE[:LECTURE.index("# %%")], _body()), HERE / "lecture.ipynb")
 
 
