@@ -157,3 +157,12 @@ def test_the_notes_say_which_cells_ran_and_which_did_not():
         "ran only the exercise code, with the grader's forward tensors and parameters: "
         "cell 3 (lines 1-3)",
         "not run: cells 1-2 (data loading, the forward pass, plots, training and the rest)"]
+
+
+def test_a_loop_with_a_gradients_list_but_no_backward_lines_is_a_reason_not_a_crash():
+    program = read_lecture_code(
+        "dlogprobs = torch.zeros_like(logprobs)\ndprobs = dlogprobs / probs\n"
+        "for i in range(10):\n    loss = model(Xb)\n    loss.backward()\n"
+        "    d_grads = [dC, dW1, db1, dW2, db2, dbngain, dbnbias]\n", name="x.py", cells=False)
+    assert program.backward is not None and program.backward.code is None
+    assert "names no gradient the loop computes" in program.backward.reason

@@ -147,3 +147,9 @@ def test_every_binding_says_where_it_was_learnt():
     how = {b.student: b.how for b in names.bindings}
     assert how["embeddings"].startswith("your forward pass, line ")
     assert how["d_gain"] == "your compare_grad('batch_norm_gain', d_gain, gamma) at line 43"
+
+
+def test_a_lecture_name_the_student_uses_for_another_tensor_is_not_bound_by_position():
+    code = LECTURE.replace("logprobs = probs.log()", "logprobs = emb")
+    names = resolve_names(statements(code))
+    assert "emb" not in names.tensors             # their emb is the lecture's emb, not probs

@@ -9,8 +9,7 @@ import ast
 import copy
 from dataclasses import dataclass
 
-from ..lecture.catalog import EXERCISE1
-from ..lecture.names import FORWARD_NAMES, PARAMETER_NAMES
+from .lecture_names import GRADIENT_VARIABLES, LECTURE_TENSORS, MODULE_NAMES
 
 __all__ = ["Env", "FIXED_NAMES", "GRADIENT_NAMES", "SIZE_SPELLINGS", "TENSOR_NAMES", "canonical", "pattern",
            "unify"]
@@ -18,10 +17,10 @@ __all__ = ["Env", "FIXED_NAMES", "GRADIENT_NAMES", "SIZE_SPELLINGS", "TENSOR_NAM
 # sizes by their role; "batch_size" is the lecture's other name for n
 SIZE_ROLES = ("n", "n_embd", "n_hidden", "block_size", "vocab_size")
 SIZE_SPELLINGS = {"batch_size": "n", **{r: r for r in SIZE_ROLES}}
-TENSOR_NAMES = frozenset((*FORWARD_NAMES, *PARAMETER_NAMES, "Xb", "Yb"))
-GRADIENT_NAMES = frozenset(g.name for g in EXERCISE1) | {"dlogits", "dhprebn"}
+TENSOR_NAMES = frozenset((*LECTURE_TENSORS, "Xb", "Yb"))
+GRADIENT_NAMES = GRADIENT_VARIABLES
 # names a pattern takes literally: the student must use the same
-FIXED_NAMES = frozenset({"torch", "F", "nn", "range", "len"})
+FIXED_NAMES = frozenset({*MODULE_NAMES, "range", "len"})
 # names a pattern binds to whatever the student wrote, without recording it
 _FREE = frozenset({"Xtr", "Ytr", "ix", "g"})
 _REDUCTIONS = frozenset({"sum", "mean", "max", "min", "var", "std", "softmax", "log_softmax",

@@ -214,7 +214,8 @@ class _Aligner:
         theirs = [n for n in _names(forms[0]) if n in TENSOR_NAMES and n not in self.env.tensors]
         known = self.env.student_names() | FIXED_NAMES
         mine = [n for n in _names(definition.value) if n not in known
-                and self.program.is_tensor(n, definition.index)]
+                and self.program.is_tensor(n, definition.index)
+                and (n not in TENSOR_NAMES or [n] == theirs)]     # their emb is not our probs
         if len(theirs) == 1 and len(mine) == 1:
             self.env.tensors[theirs[0]] = mine[0]
             self.how[mine[0]] = (f"its place in your forward pass, "

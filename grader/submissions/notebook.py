@@ -63,6 +63,8 @@ def _notebook_json(p: Path, text: str) -> dict:
             from None
     except RecursionError:
         raise SubmissionError(f"{p}: not a valid notebook: JSON nested too deeply") from None
+    except (ValueError, MemoryError) as e:     # e.g. an integer of more than 4,300 digits
+        raise SubmissionError(f"{p}: not a valid notebook: {str(e)[:120]}") from None
     if not isinstance(data, dict) or "nbformat" not in data:
         raise SubmissionError(f"{p}: not a Jupyter notebook (no 'nbformat' field at the top)")
     version = data.get("nbformat")

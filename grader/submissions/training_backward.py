@@ -114,6 +114,10 @@ def _build_backward(statements: list[Statement], training: Statement, body: list
                     names: _Names) -> BackwardSource:
     info: list[_Analysed] = [(node, *bound_and_read(node)) for node in body]
     chosen, prelude, unknown = _backward_lines(statements, training, info, tracked, names)
+    if not chosen:
+        return BackwardSource(f"{training.where()} (the training loop)", reason=(
+            "its gradients' list names no gradient the loop computes: the backward lines "
+            "(dlogits = ..., ..., dC = ...) must be in the loop"))
     first = chosen[0][0].lineno
     last = max(node.end_lineno or node.lineno for node, *_ in chosen)
     cell = f"{training.cell}, " if training.cell else ""
