@@ -21,3 +21,10 @@ def test_multi_line_text_keeps_newlines_and_tabs_but_not_carriage_returns():
 def test_ordinary_text_is_unchanged():
     text = "José's dlogits: shape (32, 27) ≠ (32,) — see line 3 ∑"
     assert escape_control_chars(text) == text == escape_control_chars(text, multiline=True)
+
+
+def test_undecodable_bytes_of_a_file_name_are_shown_not_written_raw():
+    """os.listdir gives them as lone surrogates: \udc9b would go out as a raw CSI byte."""
+    shown = escape_control_chars("eve\udc9b\udcff.py")
+    assert shown == "eve\\udc9b\\udcff.py"
+    shown.encode("utf-8")                   # a UTF-8 terminal can write it

@@ -47,6 +47,13 @@ def test_a_wrong_nbformat_version_is_refused_with_what_to_do(tmp_path):
         load_submission(p)
 
 
+def test_a_notebook_whose_json_holds_an_integer_too_long_to_read_is_refused(tmp_path):
+    p = tmp_path / "big.ipynb"
+    p.write_text('{"nbformat": 4, "x": ' + "9" * 5000 + "}")
+    with pytest.raises(SubmissionError, match="big.ipynb: not a valid notebook"):
+        load_submission(p)
+
+
 def test_json_that_is_not_a_notebook_is_refused(tmp_path):
     p = tmp_path / "data.ipynb"
     p.write_text(json.dumps({"hello": "world"}))

@@ -77,6 +77,15 @@ def test_a_forged_reply_with_a_complex_dtype_is_refused_by_the_grader() -> None:
         wire.decode_whole_frame(forged)
 
 
+@pytest.mark.parametrize("dtype", [["float32"], {"x": 1}, 7])
+def test_a_forged_dtype_that_is_not_a_string_is_refused_not_a_crash(dtype) -> None:
+    header = json.dumps({"meta": {"status": "ok"}, "tensors": {"result": {
+        "dtype": dtype, "shape": [1], "offset": 0, "nbytes": 4}}}).encode()
+    forged = struct.pack(">QI", len(header) + 4, len(header)) + header + bytes(4)
+    with pytest.raises(wire.FrameError, match="is not allowed"):
+        wire.decode_whole_frame(forged)
+
+
 def test_decoded_tensors_own_writable_memory() -> None:
     frame = wire.encode_frame({}, {"a": torch.zeros(3), "b": torch.zeros(3)})
     _, tensors = wire.decode_whole_frame(frame)

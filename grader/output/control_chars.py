@@ -16,7 +16,10 @@ __all__ = ["escape_control_chars"]
 # C0 controls, DEL, C1 controls (\x9b is a one-byte CSI), and the bidi embeddings, overrides,
 # isolates and marks; line and paragraph separators too (str.splitlines splits on them, a
 # terminal does not)
-_CONTROL = "\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+# lone surrogates too: undecodable bytes of a file name arrive as \udcXX, which a UTF-8 terminal
+# cannot encode and a C-locale one writes back as the raw byte (0x9b is a CSI)
+_CONTROL = ("\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+            "\ud800-\udfff")
 _ONE_LINE = re.compile(f"[{_CONTROL}]")
 _MULTI_LINE = re.compile(f"(?![\n\t])[{_CONTROL}]")
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}

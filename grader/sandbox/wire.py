@@ -174,10 +174,11 @@ def decode_frame(body: bytes | bytearray, header_len: int, limits: WireLimits
 def _decode_tensor(name: str, spec: Any, data: memoryview, limits: WireLimits) -> torch.Tensor:
     if not isinstance(spec, dict):
         raise FrameError(f"tensor {name!r}: bad description")
-    dtype = _DTYPES.get(spec.get("dtype"))  # type: ignore[arg-type]
+    raw_dtype = spec.get("dtype")
+    dtype = _DTYPES.get(raw_dtype) if isinstance(raw_dtype, str) else None
     shape, offset, nbytes = spec.get("shape"), spec.get("offset"), spec.get("nbytes")
     if dtype is None:
-        raise FrameError(f"tensor {name!r}: dtype {spec.get('dtype')!r} is not allowed")
+        raise FrameError(f"tensor {name!r}: dtype {str(raw_dtype)[:40]!r} is not allowed")
     if (not isinstance(shape, list) or len(shape) > 8
             or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**40
                        for d in shape)):
