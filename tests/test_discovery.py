@@ -200,3 +200,21 @@ def test_a_link_in_a_students_zip_is_never_their_submission(tmp_path):
         z.writestr(link, "/etc/passwd")
     (entry,) = discover_submissions(tmp_path / "in").entries
     assert entry.zip_member is None and entry.problem.startswith("no .py or .ipynb file in dave.zip")
+
+
+def test_a_file_that_cannot_be_read_keeps_its_student_in_the_class(tmp_path, monkeypatch):
+    import builtins
+
+    import grader.submissions.discovery as discovery
+
+    (tmp_path / "alice.py").write_text("x = 1\n")
+    (tmp_path / "bob.py").write_text("x = 2\n")
+
+    def refusing_open(path, *args, **kwargs):
+        if str(path).endswith("alice.py"):
+            raise PermissionError(13, "Permission denied")
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(discovery, "open", refusing_open, raising=False)
+    found = discovery.discover_submissions(tmp_path)
+    assert [e.student for e in found.entries] == ["alice", "bob"]
