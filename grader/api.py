@@ -14,6 +14,7 @@ from .judge.integrity import integrity_flags, scan_source
 from .judge.lecture_style import grade_lecture_style
 from .judge.references import warm_references
 from .judge.request import GradeRequest, exercise4_configs
+from .judge.review import review_reasons, with_review
 from .judge.scoring import error_result, first_wrong, graded_result
 from .judge.stubs import grade_stub_gradients
 from .lecture.model import Config, cached_lecture_state, read_words
@@ -41,7 +42,8 @@ def grade_submission(source: str | Path | Submission, *,
     """Grade one submission file; never raises for anything the submission does.
 
     ``runner``: a SandboxRunner to reuse (grading many files); without one, the submission gets
-    a runner of its own, started and stopped here."""
+    a runner of its own, started and stopped here. A graded submission with signs of reaching
+    around the autograd watch comes back with status "review" (grader.judge.review)."""
     try:
         submission = source if isinstance(source, Submission) else load_submission(source)
     except SubmissionError as e:
@@ -51,6 +53,16 @@ def grade_submission(source: str | Path | Submission, *,
             return result
         static = scan_source(e.source, filename=name, cells=name.lower().endswith(".ipynb"))
         return replace(result, integrity=integrity_flags(static, ()))
+    result = _grade_loaded(submission, request=request, runner=runner)
+    if result.status != "graded" or request.options.integrity_policy != "zero":
+        return result
+    reasons = review_reasons(submission.code, filename=submission.name, tree=submission.tree,
+                             cells=submission.source_kind == "ipynb")
+    return with_review(result, reasons, policy=request.options.integrity_policy)
+
+
+def _grade_loaded(submission: Submission, *, request: GradeRequest,
+                  runner: SandboxRunner | None) -> Result:
     state = cached_lecture_state(request.config)
     torch.set_num_threads(1)
     options = request.options

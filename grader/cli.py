@@ -27,8 +27,13 @@ gets your own upstream gradients, as the notebook does).
 """
 
 _EPILOG = """\
-exit codes: 0 every gradient passes (in every config), 1 some fail, 2 the file cannot be graded
-(report: 0 every results file rendered, 2 some could not be read or written).
+exit codes: 0 every gradient passes (in every config), 1 some fail or the score is held for
+review, 2 the file cannot be graded (report: 0 every results file rendered, 2 some could not be
+read or written).
+review: a file that does what no answer needs and could hide autograd from the grader (imports
+modules by name, reaches a function's closure or __wrapped__, forward-mode AD, torch._C, starts
+processes, runs code built from strings) is graded, but its score is withheld ("HELD FOR
+REVIEW", status "review") until an instructor clears it (--clear-review).
 hidden configs: besides the lecture's sizes, check grades each gradient at other sizes and seeds
 (odd and prime batch sizes, n = 2, other n_embd, n_hidden, block_size, vocabulary), the same kinds
 as final grading but with other data; a gradient passes only if it passes in all of them.
@@ -114,6 +119,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
         from .output.terminal import render_text, use_color
 
         result = grade_submission(args.file, request=_request(args), runner=runner)
+        if args.clear_review:
+            from .judge.review import clear_review
+
+            result = clear_review(result)
     sys.stdout.write(render_text(result, color=use_color(sys.stdout), verbose=args.verbose))
     if args.json:
         write_result(result, args.json)
@@ -127,6 +136,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         except OSError as e:
             print(f"backprop-grader: cannot write {args.html}: {e.strerror or e}", file=sys.stderr)
             return EXIT_CANNOT_GRADE
+    if result.status == "review":
+        return EXIT_FAIL
     if result.status != "graded":
         return EXIT_CANNOT_GRADE
     return EXIT_PASS if result.all_passed else EXIT_FAIL
@@ -156,7 +167,8 @@ def _cmd_grade(args: argparse.Namespace) -> int:
                                  resume=not args.regrade, progress=sys.stderr,
                                  gradescope=assignment.gradescope,
                                  config_extra=(assignment.integrity_autograd,),
-                                 title=assignment.title, runner=runner)
+                                 title=assignment.title, runner=runner,
+                                 cleared=args.clear_review or ())
         except (AssignmentError, BatchError) as e:      # may name a class zip's member
             print(f"backprop-grader: {shown(str(e))}", file=sys.stderr)
             return EXIT_CANNOT_GRADE
@@ -229,6 +241,9 @@ def _add_batch_commands(sub: argparse._SubParsersAction) -> None:
                        help="keep unchanged students' earlier results (the default)")
     again.add_argument("--regrade", action="store_true",
                        help="grade everyone again, even if unchanged")
+    grade.add_argument("--clear-review", action="append", metavar="STUDENT",
+                       help="a student whose submission, held for review, you have looked at "
+                            "and cleared: their score is given back (repeat for several)")
     grade.set_defaults(func=_cmd_grade)
 
     gs = sub.add_parser("gradescope", help="package or run the grader as a Gradescope autograder")
@@ -308,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("-v", "--verbose", action="store_true",
                        help="show every message and what your code printed")
     check.add_argument("--html", metavar="OUT", help="also write the HTML report here")
+    check.add_argument("--clear-review", action="store_true",
+                       help="instructors: this file was looked at and is cleared: give back a "
+                            "score held for review")
     check.set_defaults(func=_cmd_check)
     _add_batch_commands(sub)
     report = sub.add_parser("report", help="HTML reports and a class summary from saved results JSON",

@@ -25,7 +25,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any, Callable, Sequence
+from typing import IO, Any, Callable, Collection, Sequence
 
 from ..api import GradeRequest
 from ..assignment import GradescopeSettings
@@ -122,7 +122,8 @@ def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = G
                jobs: int = 2, resume: bool = True, progress: IO[str] | None = None,
                grade: GradeFn | None = None, gradescope: Any = None,
                config_extra: Sequence[Any] = (), title: str = "Class summary",
-               runner: SandboxRunner | None = None) -> BatchSummary:
+               runner: SandboxRunner | None = None, cleared: Collection[str] = ()
+               ) -> BatchSummary:
     """Grade every submission in ``folder`` (or a zip of the class) into ``out``; see the
     module docstring.
 
@@ -135,7 +136,9 @@ def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = G
     class summary. ``runner``: a sandbox worker for the grading processes to share, launched
     early by the caller (it imports torch meanwhile; the caller closes it). Without one, the
     batch launches its own where they can share one; where they cannot, each grading process
-    starts its own.
+    starts its own. ``cleared``: students whose submission an instructor has looked at and
+    cleared of review (grader.judge.review): their withheld score is given back (a student kept
+    from an earlier run under review is graded again for it).
     """
     started = time.monotonic()
     out = Path(out)
@@ -152,9 +155,15 @@ def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = G
         out.mkdir(parents=True, exist_ok=True)
         gradescope = gradescope or GradescopeSettings()
         job = Job(out, request, config_digest(request, gradescope, *config_extra), gradescope,
-                  Path(scratch))
-        return _grade_discovered(discovery, job, jobs=jobs, resume=resume, progress=progress,
-                                 grade=grade, title=title, started=started, runner=runner)
+                  Path(scratch), frozenset(cleared))
+        unknown = sorted(set(cleared) - {e.student for e in discovery.entries})
+        notes = (*discovery.collisions,
+                 *([f"cleared of review, but no such student: {', '.join(unknown)}"]
+                   if unknown else []))
+        summary = _grade_discovered(discovery, job, jobs=jobs, resume=resume,
+                                    progress=progress, grade=grade, title=title,
+                                    started=started, runner=runner)
+        return replace(summary, notes=notes)
 
 
 def _grade_discovered(discovery: Discovery, job: Job, *, jobs: int, resume: bool,
@@ -172,6 +181,8 @@ def _grade_discovered(discovery: Discovery, job: Job, *, jobs: int, resume: bool
         todo: list[Entry] = []
         for entry in discovery.entries:
             earlier = reusable_result(job.out, entry, job.digest) if resume else None
+            if earlier is not None and earlier.status == "review" and entry.student in job.cleared:
+                earlier = None          # cleared since: graded again, its score given back
             if earlier is None:
                 todo.append(entry)
             results[entry.student] = earlier

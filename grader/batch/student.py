@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..api import GradeRequest, error_result
+from ..judge.review import clear_review
 from ..output.results import Result
 from ..submissions.discovery import DiscoveryError, Entry, unpack_zip_member
 from .files import write_student
@@ -31,6 +32,7 @@ class Job:
     digest: str
     gradescope: Any
     scratch: Path
+    cleared: frozenset[str] = frozenset()   # students whose review an instructor cleared
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ def write_graded(entry: Entry, job: Job, result: Result, grader_traceback: str |
     """Write a graded student's files; never raises (a write that fails is the student's error
     row)."""
     data = None
+    if entry.student in job.cleared:
+        result = clear_review(result)
     try:
         data = write_student(job.out, entry, result, request=job.request, digest=job.digest,
                              seconds=time.monotonic() - start, gradescope=job.gradescope,

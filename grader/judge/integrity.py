@@ -15,12 +15,11 @@ The exercise is to derive every gradient by hand, so autograd must not compute t
 from __future__ import annotations
 
 import ast
-import bisect
 import re
-from typing import Iterable, Iterator, Mapping
+from typing import Iterable, Mapping
 
 from ..output.results import IntegrityFlag
-from ..submissions.code_cells import CELL_MARKER_RE
+from .source_scan import cell_markers, line_text, nodes_near, trigger_lines, where_in_cells
 
 __all__ = ["POLICIES", "autograd_events", "autograd_message", "flagged_use", "grad_read_note",
            "integrity_flags", "scan_source"]
@@ -47,12 +46,6 @@ _ATTRIBUTE_CALLS = ("getattr", "setattr", "hasattr")   # getattr(x, "grad") flag
 # without any of these words holds nothing to flag.
 _TRIGGERS = re.compile(r"\b(?:" + "|".join(sorted({*_ATTRIBUTES, *_ATTRIBUTE_CALLS}))
                        + r"|autograd\w*|func\w*)\b", re.ASCII)
-_BODIES = ("body", "orelse", "finalbody")
-
-
-def _line(code_lines: list[str], lineno: int) -> str:
-    text = code_lines[lineno - 1].strip() if 0 < lineno <= len(code_lines) else ""
-    return text[:120]
 
 
 def _name_of(node: ast.expr) -> str | None:
@@ -61,61 +54,6 @@ def _name_of(node: ast.expr) -> str | None:
     if isinstance(node, ast.Attribute):
         return node.attr
     return None
-
-
-def _trigger_lines(code: str) -> list[int] | None:
-    """The lines (sorted) where a flag could start, or None where the text cannot tell: non-ASCII
-    source (Python normalises identifiers, so ``ｇrad`` is ``grad``) or a carriage return (a line
-    break the count of "\n" would miss)."""
-    if not code.isascii() or "\r" in code:
-        return None
-    lines: list[int] = []
-    line, at = 1, 0
-    for match in _TRIGGERS.finditer(code):
-        line += code.count("\n", at, match.start())
-        at = match.start()
-        if not lines or lines[-1] != line:
-            lines.append(line)
-    return lines
-
-
-def _touches(lines: list[int], first: int, last: int) -> bool:
-    i = bisect.bisect_left(lines, first)
-    return i < len(lines) and lines[i] <= last
-
-
-def _nodes_near(statements: list[ast.stmt], lines: list[int]) -> Iterator[ast.AST]:
-    """The nodes of the statements that span one of ``lines``: a compound statement's header is
-    walked whole, its bodies statement by statement, so a long function with one suspect line
-    costs that line's statement."""
-    for stmt in statements:
-        decorators = getattr(stmt, "decorator_list", ())     # above the def / class line
-        first = min(stmt.lineno, *(d.lineno for d in decorators)) if decorators else stmt.lineno
-        if not _touches(lines, first, stmt.end_lineno or stmt.lineno):
-            continue
-        yield stmt
-        for name, value in ast.iter_fields(stmt):
-            if name in _BODIES:
-                yield from _nodes_near(value, lines)
-            elif name == "handlers":                         # except clauses
-                for handler in value:
-                    yield handler
-                    if handler.type is not None:
-                        yield from ast.walk(handler.type)
-                    yield from _nodes_near(handler.body, lines)
-            elif name == "cases":                            # match: case ... if ...:
-                for case in value:
-                    yield case
-                    yield from ast.walk(case.pattern)
-                    if case.guard is not None:
-                        yield from ast.walk(case.guard)
-                    yield from _nodes_near(case.body, lines)
-            elif isinstance(value, list):
-                for item in value:
-                    if isinstance(item, ast.AST):
-                        yield from ast.walk(item)
-            elif isinstance(value, ast.AST):
-                yield from ast.walk(value)
 
 
 def flagged_use(node: ast.AST) -> str | None:
@@ -160,7 +98,7 @@ def scan_source(code: str, *, filename: str = "<submission>", tree: ast.Module |
     ``cells``: ``code`` is a notebook's cells joined under their ``# %% [cell N]`` lines, and each
     flag names the cell and the line in it. Only the statements on lines that name something
     suspect are looked at (see _TRIGGERS)."""
-    lines = _trigger_lines(code)
+    lines = trigger_lines(code, _TRIGGERS)
     if lines == []:
         return ()
     if tree is None:
@@ -168,32 +106,22 @@ def scan_source(code: str, *, filename: str = "<submission>", tree: ast.Module |
             tree = ast.parse(code, filename=filename)
         except (SyntaxError, ValueError):
             return ()
-    nodes = ast.walk(tree) if lines is None else _nodes_near(tree.body, lines)
+    nodes = ast.walk(tree) if lines is None else nodes_near(tree.body, lines)
     found: set[tuple[int, str]] = set()
     for node in nodes:
         what = flagged_use(node)
         if what is not None:
             found.add((getattr(node, "lineno", 0), what))
     code_lines = code.splitlines()
-    markers = [(i + 1, m.group("label")) for i, line in enumerate(code_lines)
-               if (m := CELL_MARKER_RE.match(line))] if cells else []
+    markers = cell_markers(code_lines) if cells else []
     flags: list[IntegrityFlag] = []
     for lineno, what in sorted(found):
-        source = _line(code_lines, lineno)
-        flag = IntegrityFlag("source", f"{filename}, {_where(markers, lineno)}: {what}"
+        source = line_text(code_lines, lineno)
+        flag = IntegrityFlag("source", f"{filename}, {where_in_cells(markers, lineno)}: {what}"
                              + (f": {source}" if source else ""))
         if flag not in flags:
             flags.append(flag)
     return tuple(flags[:_MAX_FLAGS])
-
-
-def _where(markers: list[tuple[int, str]], lineno: int) -> str:
-    """``line 12``, or ``cell 7, line 3`` below the last cell marker before the line."""
-    i = bisect.bisect_left(markers, (lineno, "")) - 1
-    if i < 0:
-        return f"line {lineno}"
-    marker_line, label = markers[i]
-    return f"{label}, line {lineno - marker_line}"
 
 
 def autograd_events(events: Iterable[Mapping[str, str]]) -> list[Mapping[str, str]]:

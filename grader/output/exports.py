@@ -53,20 +53,29 @@ def gradebook_columns(points: Points) -> list[str]:
     """The gradebook's header: a column per exercise and per gradient of ``points``."""
     exercises = list(dict.fromkeys(ex for ex, _, _ in points))
     gradient_columns = [f"{ex}.{g.name}" for ex, g, _ in points]
-    return (["student", "status", "score", "max_score"] + exercises
+    return (["student", "status", "score", "max_score", "review"] + exercises
             + gradient_columns + ["first_wrong", "problems", "submission", "report"])
 
 
 def _problems(result: Result) -> str:
     """What went wrong beyond wrong answers: errors, time limits, crashes, integrity flags."""
     parts = [f"{f.kind}: {f.detail}" for f in result.integrity]
-    if result.status != "graded":
+    if result.status not in ("graded", "review"):
         return "; ".join([result.message or result.status, *parts])
     for ex in result.exercises:
         for g in ex.gradients:
             if g.status in ("error", "integrity"):
                 parts.append(f"{ex.name} {g.name}: {g.message or g.status}")
     return "; ".join(parts)
+
+
+def _review_cell(result: Result) -> str:
+    """Why the score is withheld (status "review"), with the score it would have had."""
+    if result.status != "review":
+        return ""
+    withheld = "" if result.withheld_score is None else \
+        f"withheld {export_number(result.withheld_score)}: "
+    return withheld + "; ".join(result.review)
 
 
 def render_gradebook(rows: Sequence[GradebookRow], *, points: Points) -> str:
@@ -85,7 +94,8 @@ def render_gradebook(rows: Sequence[GradebookRow], *, points: Points) -> str:
         else:
             cells.update(status=r.status, score=export_number(r.score),
                          max_score=export_number(r.max_score),
-                         first_wrong=r.first_wrong or "", problems=_text(_problems(r)))
+                         first_wrong=r.first_wrong or "", problems=_text(_problems(r)),
+                         review=_text(_review_cell(r)))
             for ex in r.exercises:
                 cells[ex.name] = export_number(ex.score)
                 for g in ex.gradients:
@@ -117,9 +127,20 @@ def _gradient_output(g: GradientResult) -> str:
     return _cap("\n".join(lines))
 
 
+def _review_output(result: Result) -> str:
+    withheld = ("" if result.withheld_score is None else
+                f" ({export_number(result.withheld_score)} / {export_number(result.max_score)})")
+    return "\n".join([f"Held for review: the score{withheld} is withheld until an instructor "
+                      "has looked at this submission. It does something no answer to the "
+                      "exercise needs, which could hide autograd from the grader:",
+                      *(f"- {reason}" for reason in result.review)])
+
+
 def _summary_output(result: Result) -> str:
     lines = [f"score: {export_number(result.score)} / {export_number(result.max_score)}   "
              f"status: {result.status}"]
+    if result.status == "review":
+        lines.append(_review_output(result))
     if result.message:
         lines.append(result.message)
     if result.first_wrong:
@@ -157,10 +178,18 @@ def gradescope_results(result: Result, *, points: Points, settings: Any = None,
         if g is None:
             test.update(score=0.0, status="failed",
                         output=f"not graded: {result.message or result.status}")
+        elif result.status == "review":
+            test.update(score=0.0, status="failed", output=_cap(
+                f"withheld pending review ({export_number(g.points)} points before review)\n"
+                + _gradient_output(g)))
         else:
             test.update(score=float(g.points), status="passed" if g.passed else "failed",
                         output=_gradient_output(g))
         tests.append(test)
+    if result.status == "review":         # first, where a student and a TA look
+        tests.insert(0, {"name": "Integrity review", "number": "0", "score": 0.0,
+                         "max_score": 0.0, "status": "failed", "output_format": "text",
+                         "tags": ["review"], "output": _cap(_review_output(result))})
     data: dict[str, Any] = {
         "score": float(result.score),
         "output": _summary_output(result),
@@ -168,7 +197,8 @@ def gradescope_results(result: Result, *, points: Points, settings: Any = None,
         "visibility": visibility,
         "stdout_visibility": stdout_visibility,
         "extra_data": {"schema": result.schema, "status": result.status, "mode": result.mode,
-                       "first_wrong": result.first_wrong, "grader_version": result.grader_version},
+                       "first_wrong": result.first_wrong, "grader_version": result.grader_version,
+                       "review": list(result.review), "withheld_score": result.withheld_score},
         "tests": tests,
     }
     if execution_time is not None:

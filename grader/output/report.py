@@ -40,7 +40,7 @@ _STATUS = {
     "exact": ("exact", "✓"), "approx": ("approximate", "≈"), "wrong": ("wrong", "✗"),
     "shape": ("wrong shape", "▭"), "nonfinite": ("NaN / inf", "∞"), "error": ("error", "!"),
     "missing": ("missing", "–"), "integrity": ("integrity", "⚑"), "timeout": ("timeout", "⚠"),
-    "graded": ("graded", "✓"),
+    "graded": ("graded", "✓"), "review": ("held for review", "⚐"),
 }
 
 
@@ -278,7 +278,8 @@ def _render_summary(results: Sequence[Result], row_links: Sequence[str | None],
     median = sorted(percents)[len(percents) // 2] if percents else 0.0
     return template_environment().get_template("summary.html.j2").render(
         title=title, rows=rows, graded=graded, matrix=matrix,
-        ungraded=[row for row in rows if row.r.status != "graded"], columns=cols,
+        review=[row for row in rows if row.r.status == "review"],
+        ungraded=[row for row in rows if row.r.status not in ("graded", "review")], columns=cols,
         hardest=[cols[i] for i in hardest], bars=bars, bar_top=top, mean=mean, median=median,
         full=sum(1 for row in graded if row.r.all_passed))
 

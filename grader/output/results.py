@@ -140,7 +140,7 @@ class IntegrityFlag:
 @dataclass(frozen=True)
 class Result:
     submission: str
-    status: str                   # "graded" | "error" | "timeout"
+    status: str                   # "graded" | "review" | "error" | "timeout"
     message: str | None
     score: float
     max_score: float
@@ -154,6 +154,10 @@ class Result:
     configs: tuple[str, ...] = ()
     grader_version: str = ""
     schema: str = SCHEMA
+    # "review": why the score is withheld until an instructor clears it (grader/judge/review.py),
+    # each naming the line; the score it would have had
+    review: tuple[str, ...] = ()
+    withheld_score: float | None = None
 
     def gradients(self) -> tuple[GradientResult, ...]:
         return tuple(g for ex in self.exercises for g in ex.gradients)
@@ -212,8 +216,8 @@ def _json_other(value: Any) -> Any:
 
 def result_to_dict(result: Result) -> dict[str, Any]:
     data = _json_value(result)
-    order = ["schema", "submission", "status", "message", "score", "max_score", "mode", "loss",
-             "exercises", "integrity"]
+    order = ["schema", "submission", "status", "message", "score", "max_score", "review",
+             "withheld_score", "mode", "loss", "exercises", "integrity"]
     ordered = {k: data[k] for k in order}
     ordered.update({k: v for k, v in data.items() if k not in ordered})
     return ordered
@@ -268,6 +272,8 @@ def result_from_dict(data: dict[str, Any]) -> Result:
     top["notes"] = tuple(data.get("notes", ()))
     top["configs"] = tuple(data.get("configs", ()))
     top["loss"] = _float(data.get("loss"))
+    top["review"] = tuple(str(r) for r in data.get("review", ()))
+    top["withheld_score"] = _float(data.get("withheld_score"))
     return _build(Result, top)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TextIO
+from typing import Callable, TextIO
 
 from .control_chars import escape_control_chars
 from .formatting import EXERCISE_TITLES, table_maxdiff
@@ -12,7 +12,7 @@ from .results import GradientResult, Result
 __all__ = ["render_text", "use_color"]
 
 _COLORS = {"exact": "32", "approx": "36", "wrong": "31", "shape": "31", "nonfinite": "31",
-           "error": "35", "missing": "33", "integrity": "35"}
+           "error": "35", "missing": "33", "integrity": "35", "review": "35"}
 
 
 def use_color(stream: TextIO) -> bool:
@@ -44,7 +44,9 @@ def render_text(result: Result, *, color: bool = False, verbose: bool = False) -
         lines.append(f"forward loss (lecture config): {result.loss!r}")
     flags = [paint("integrity", one_line(f"INTEGRITY {flag.kind}: {flag.detail}"))
              for flag in result.integrity]
-    if result.status != "graded":
+    review = _review_lines(result, paint)
+    lines += review
+    if result.status not in ("graded", "review"):
         lines.append(paint("error", one_line(f"cannot grade: {result.message}")))
         lines += flags
         if result.output.strip():
@@ -95,9 +97,24 @@ def render_text(result: Result, *, color: bool = False, verbose: bool = False) -
     total = f"total: {result.score:g} / {result.max_score:g}"
     lines.append(paint("exact" if result.all_passed else "wrong", total +
                        ("  (all passed)" if result.all_passed else "")))
+    if review:                          # last too: the line a student's eye ends on
+        lines.append(review[0])
     if result.output.strip() and verbose:
         lines += ["", "your code printed:", _indent_text(result.output.strip()[-4000:])]
     return "\n".join(lines) + "\n"
+
+
+def _review_lines(result: Result, paint: Callable[[str, str], str]) -> list[str]:
+    """A submission held for review: that its score is withheld, and why (first and last)."""
+    if result.status != "review":
+        return []
+    withheld = ("" if result.withheld_score is None
+                else f" ({result.withheld_score:g} / {result.max_score:g})")
+    lines = [paint("review", f"HELD FOR REVIEW: score withheld{withheld} until an instructor "
+                             "has looked at it; it does something no answer needs, which could "
+                             "hide autograd from the grader:")]
+    return lines + [paint("review", "    " + escape_control_chars(reason))
+                    for reason in result.review]
 
 
 def _configs_line(result: Result) -> str:

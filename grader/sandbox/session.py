@@ -31,7 +31,7 @@ from .runner import SandboxRunner
 
 __all__ = ["Call", "CallOutcome", "SandboxSession", "run_in_sandbox"]
 
-_INTEGRITY_KINDS = ("autograd", "requires_grad", "grad")
+_INTEGRITY_KINDS = ("autograd", "requires_grad", "grad", "tamper", "process")
 
 
 @dataclass(frozen=True)

@@ -3,20 +3,31 @@
 Set up in the sandbox's worker before it forks (grader.sandbox.worker.forkserver), or by the child
 itself where there is no worker, so it runs in every child and never in the grader. Tensors reach
 student code fresh off the wire, with no graph and no ``.grad``, so a gradient obtained through
-autograd needs ``Tensor.backward``, ``torch.autograd.grad`` or ``torch.autograd.backward``
-(``torch.func.grad`` and ``torch.autograd.functional`` go through ``torch.autograd.grad``), usually
-after turning ``requires_grad`` back on. While an ``AutogradWatch`` is watching, each such call is
-recorded with the student's line, and the child sends the records back with its reply.
+autograd needs one of:
 
-The child is the student's own process: a determined student can switch this off. The grader's
-static scan of the source (grader.judge.integrity) backs it up, and the grader never trusts a
-reply.
+* the backward pass: ``Tensor.backward``, ``torch.autograd.grad``/``backward`` (``torch.func``
+  and ``torch.autograd.functional`` call them), or the engine itself. Each entry point is replaced
+  in every loaded module that holds it, and whatever path reached the engine, it unpacks the
+  tensors the forward pass saved: a saved-tensors hook sees that, at the C++ level;
+* forward-mode AD (``jacfwd``, ``jvp``, ``torch.autograd.forward_ad``): each enters a dual level,
+  whose entry point is replaced everywhere it is held.
+
+While an ``AutogradWatch`` is watching, each such use is recorded with the student's line, and
+the child sends the records back with its reply; so is a process started by the student's code
+(kind "process": a forked helper could run autograd out of sight) and a change to the watch
+itself (kind "tamper": an entry point or hook replaced, the watch switched off). The wrappers
+carry no ``__wrapped__``.
+
+The child is the student's own process: a determined student can still switch this off. The
+grader's static scan of the source (grader.judge.integrity, grader.judge.review) backs it up: signs
+of reaching around the watch send the submission to review, which no code can switch off, and
+the grader never trusts a reply.
 """
 
 from __future__ import annotations
 
-import functools
 import linecache
+import os
 import sys
 from contextlib import contextmanager
 from types import FrameType
@@ -37,9 +48,27 @@ def _descriptor(name: str) -> Any:
     raise AttributeError(name)
 
 
-_FACTORIES = ("tensor", "zeros", "ones", "empty", "full", "rand", "randn", "randint", "arange",
-              "linspace", "eye", "zeros_like", "ones_like", "empty_like", "full_like",
-              "rand_like", "randn_like")
+def _replace_everywhere(original: object, replacement: object) -> None:
+    """Every loaded module's global bound to ``original`` now holds ``replacement``: torch's own
+    modules import some entry points by name (``from torch._C import _enter_dual_level``)."""
+    for module in list(sys.modules.values()):
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        for key, value in list(namespace.items()):
+            if value is original:
+                namespace[key] = replacement
+
+
+def _named_like(wrapper: Callable[..., Any], fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``wrapper`` named as ``fn`` for help() and tracebacks, without the ``__wrapped__`` that
+    functools.wraps would leave (a way back to the unwatched original)."""
+    for attr in ("__name__", "__qualname__", "__doc__", "__module__"):
+        try:
+            setattr(wrapper, attr, getattr(fn, attr))
+        except (AttributeError, TypeError):
+            pass
+    return wrapper
 
 
 class AutogradWatch:
@@ -50,35 +79,39 @@ class AutogradWatch:
         self.active = False
         self.events: list[dict[str, str]] = []
         self._inside = 0         # autograd entry points calling one another record once
+        self._installed: list[tuple[Any, str, Any]] = []    # (holder, name, what we put there)
         self._patch_functions()
         self._patch_properties()
+        self._hooks = (self._pack, self._unpack)
+        os.register_at_fork(before=self._on_fork)
+        # what the watch is made of, to notice code that reaches it (through a wrapper's
+        # closure) and replaces a part: an attribute added to it, a method of its class
+        self._own = frozenset(vars(self)) | {"_own", "_methods"}
+        self._methods = dict(vars(type(self)))
+
+    def _install(self, holder: Any, name: str, value: Any) -> None:
+        setattr(holder, name, value)
+        self._installed.append((holder, name, value))
 
     def _patch_functions(self) -> None:
-        """Wrap autograd's entry points, ``requires_grad_`` and the tensor factories (which
-        take ``requires_grad=True``), in the sandbox's processes only. A wrapper costs nothing
-        per tensor operation, where a torch function mode would slow down every one of them."""
+        """Wrap autograd's entry points and ``requires_grad_``, in the sandbox's processes only.
+        A wrapper costs nothing per tensor operation, where a torch function mode would slow
+        down every one of them. Tensor factories stay torch's own (TorchScript, which
+        forward-mode AD uses, compiles any Python function in their place): a tensor made with
+        ``requires_grad=True`` is flagged by the static scan, and its backward pass is seen
+        here."""
         watch = self
 
         def entry_point(fn: Callable[..., Any], what: str) -> Callable[..., Any]:
-            @functools.wraps(fn)
             def watched(*args: Any, **kwargs: Any) -> Any:
                 if watch.active and not watch._inside:
-                    watch.record("autograd", f"calls {what}")
+                    watch.record("autograd", what)
                 watch._inside += 1
                 try:
                     return fn(*args, **kwargs)
                 finally:
                     watch._inside -= 1
-            return watched
-
-        def factory(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
-            @functools.wraps(fn)
-            def watched(*args: Any, **kwargs: Any) -> Any:
-                if watch.active and kwargs.get("requires_grad") is True:
-                    watch.record("requires_grad",
-                                 f"creates a tensor with {name}(..., requires_grad=True)")
-                return fn(*args, **kwargs)
-            return watched
+            return _named_like(watched, fn)
 
         requires_grad_ = torch.Tensor.requires_grad_
 
@@ -87,13 +120,19 @@ class AutogradWatch:
                 watch.record("requires_grad", "calls .requires_grad_() (rebuilds the graph)")
             return requires_grad_(t, requires_grad)
 
-        setattr(torch.Tensor, "backward", entry_point(torch.Tensor.backward, "Tensor.backward()"))
-        setattr(torch.Tensor, "requires_grad_", watched_requires_grad_)
-        torch.autograd.grad = entry_point(torch.autograd.grad, "torch.autograd.grad()")
-        torch.autograd.backward = entry_point(torch.autograd.backward,
-                                              "torch.autograd.backward()")
-        for name in _FACTORIES:
-            setattr(torch, name, factory(getattr(torch, name), name))
+        self._install(torch.Tensor, "backward",
+                      entry_point(torch.Tensor.backward, "calls Tensor.backward()"))
+        self._install(torch.Tensor, "requires_grad_", watched_requires_grad_)
+        for name in ("grad", "backward"):
+            original = getattr(torch.autograd, name)
+            watched = entry_point(original, f"calls torch.autograd.{name}()")
+            _replace_everywhere(original, watched)
+            self._installed.append((torch.autograd, name, watched))
+        enter_dual_level = torch._C._enter_dual_level
+        watched_dual = entry_point(enter_dual_level,
+                                   "uses forward-mode AD (jacfwd, jvp or forward_ad)")
+        _replace_everywhere(enter_dual_level, watched_dual)
+        self._installed.append((torch._C, "_enter_dual_level", watched_dual))
 
     def _patch_properties(self) -> None:
         """``.requires_grad = True`` and reading ``.grad`` are attribute accesses, which the
@@ -118,8 +157,24 @@ class AutogradWatch:
         def set_grad(t: torch.Tensor, value: torch.Tensor | None) -> None:
             grad.__set__(t, value)
 
-        setattr(torch.Tensor, "requires_grad", property(get_requires_grad, set_requires_grad))
-        setattr(torch.Tensor, "grad", property(get_grad, set_grad))
+        self._install(torch.Tensor, "requires_grad", property(get_requires_grad, set_requires_grad))
+        self._install(torch.Tensor, "grad", property(get_grad, set_grad))
+
+    @staticmethod
+    def _pack(t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    def _unpack(self, t: torch.Tensor) -> torch.Tensor:
+        """The backward pass reads what the forward pass saved: autograd is computing a
+        gradient, whichever Python path (or none) started the engine."""
+        if self.active and not self._inside:
+            self.record("autograd", "runs autograd's backward pass")
+        return t
+
+    def _on_fork(self) -> None:
+        if self.active:
+            self.record("process", "starts a process (a helper process could compute what the "
+                                   "grader cannot see)")
 
     def _called_from_student(self) -> bool:
         frame = sys._getframe(2)
@@ -130,7 +185,7 @@ class AutogradWatch:
         while frame is not None and frame.f_code.co_filename != self.filename:
             frame = frame.f_back
         if frame is None:
-            return "outside your file"
+            return "your code"    # seen after it returned (a fork hook, the tamper check)
         source = linecache.getline(self.filename, frame.f_lineno).strip()
         where = f"{frame.f_code.co_name}()" if frame.f_code.co_name != "<module>" else "top level"
         return f"{where}, line {frame.f_lineno}" + (f": {source[:120]}" if source else "")
@@ -145,11 +200,46 @@ class AutogradWatch:
         events, self.events = self.events, []
         return events
 
+    def _changed(self) -> list[str]:
+        """What of the watch the code it watched has replaced or switched off."""
+        changed = [f"{getattr(holder, '__name__', type(holder).__name__)}.{name}"
+                   for holder, name, value in self._installed if vars(holder).get(name) is not value]
+        if not self.active:
+            changed.append("the watch's switch")
+        if set(vars(self)) - self._own or any(
+                vars(type(self)).get(k) is not v for k, v in self._methods.items()):
+            changed.append("the watch's recorder")
+        if not torch._C._autograd._saved_tensors_hooks_is_enabled():
+            changed.append("saved-tensors hooks (disabled)")
+        elif torch._C._autograd._top_saved_tensors_default_hooks(False) != self._hooks:
+            changed.append("the saved-tensors hooks")
+        return changed
+
     @contextmanager
     def watching(self) -> Iterator[None]:
         """Watch the student code run inside this block."""
+        if not torch._C._autograd._saved_tensors_hooks_is_enabled():
+            torch._C._autograd._saved_tensors_hooks_enable()
+        torch._C._autograd._push_saved_tensors_default_hooks(*self._hooks)
         self.active = True
         try:
             yield
         finally:
+            changed = self._changed()
+            if changed:       # recorded by the method as it was: the student's may be a no-op
+                self._methods["record"](self, "tamper", "changes the grader's autograd watch: "
+                                        + ", ".join(changed))
             self.active = False
+            self._pop_hooks()
+
+    def _pop_hooks(self) -> None:
+        """Take our hooks off the stack, with whatever the student pushed above them."""
+        pop = torch._C._autograd._pop_saved_tensors_default_hooks
+        top = torch._C._autograd._top_saved_tensors_default_hooks
+        for _ in range(64):
+            hooks = top(False)
+            if hooks is None:
+                return
+            pop()
+            if hooks == self._hooks:
+                return

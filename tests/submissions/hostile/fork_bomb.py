@@ -4,6 +4,7 @@
 # expect-status: error
 # expect-message: processes
 # expect-limit: processes
+# expect-review: starts a process
 import os
 
 

@@ -2,6 +2,7 @@
 # expect-gradient: dlogprobs
 # expect-status: error
 # expect-message: is a bytes, expected a torch.Tensor
+# expect-review: loads pickled objects
 import os
 import pickle
 

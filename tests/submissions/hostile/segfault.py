@@ -2,6 +2,7 @@
 # expect-gradient: dlogprobs
 # expect-status: error
 # expect-message: SIGSEGV (a segmentation fault)
+# expect-review: calls C code directly
 import ctypes
 
 
