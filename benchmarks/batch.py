@@ -1,13 +1,22 @@
-"""Batch throughput: `backprop-grader grade --jobs 2` vs one fresh python process per submission.
+"""Batch throughput on a class that looks like a real one (benchmarks/realistic_class.py).
 
-Generates N submissions (correct, wrong, erroring and hostile ones), grades them all with the
-batch command, and grades a sample of them the naive way: one new `python` process per
-submission running the same grading and writing the same files (results.json, gradescope.json,
-report.html when grader.output.report exists), one at a time and two at a time. Prints submissions per
-second side by side, measured in this one run, and checks that both ways give the same scores.
+Two measurements, side by side in one run:
 
-    python benchmarks/batch.py                 # 1,000 submissions, baseline on 20
+1. Per kind (notebooks in student shapes, exercise-function notebooks, stub files, ungradable,
+   hostile, and the real-notebooks fixtures): the CPU milliseconds one submission costs in the
+   grading process (grading it and writing its results.json, gradescope.json and report.html, as
+   a batch's grading process does) and in the sandbox (the sandbox's worker and the child it
+   forked for the submission: the worker's own CPU plus what it reaped, read from /proc after
+   the child is gone), median over ``--per-kind`` submissions graded one after another in one
+   process, kinds interleaved. With ``--trees A B`` the same files are measured with each
+   source tree in turn, ``--rounds`` times, alternating: the A/B of a change.
+2. The class: ``backprop-grader grade --jobs 2`` on all N, against one fresh ``python`` per
+   submission (the same grading and files) on a sample, one and two at a time; both ways must
+   give the same scores.
+
+    python benchmarks/batch.py                           # 600 submissions, 12 per kind
     python benchmarks/batch.py --n 200 --sample 10
+    python benchmarks/batch.py --split-only --trees /work/before /work/after --rounds 3
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import csv
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,7 +35,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOLUTION = (ROOT / "solutions" / "backprop.py").read_text()
 
 # the grading config both ways use: the defaults, with a short time limit so that the few
 # submissions that loop forever cost seconds, not minutes
@@ -34,73 +43,157 @@ CONFIG = f"""\
 [limits]
 call_seconds = {LOOP_SECONDS}
 """
-
-WRONG = {
-    "wrong_sign": "def dbnmeani(dbndiff):\n    return dbndiff.sum(0, keepdim=True)\n",
-    "missing_keepdim": "def dcounts_sum_inv(dprobs, counts):\n    return (counts * dprobs).sum(1)\n",
-    "bessel": "def dbndiff2(dbnvar, bndiff2, n):\n    return 1.0/n * torch.ones_like(bndiff2) * dbnvar\n",
-    "transpose": "def dW1(dhprebn, embcat):\n    return (dhprebn.T @ embcat).T\n",
-}
-ERRORING = {
-    "raises": "def dprobs(dlogprobs, probs):\n    return undefined_name * dlogprobs\n",
-    "returns_list": "def dh(dlogits, W2):\n    return (dlogits @ W2.T).tolist()\n",
-}
-HOSTILE = {
-    "exit_in_stub": "import os\ndef dcounts(dprobs, counts_sum_inv, dcounts_sum):\n    os._exit(3)\n",
-    "print_flood": "print('x' * 1_000_000)\n",
-    "sys_exit_at_top": "import sys\nsys.exit('bye')\n",
-    "ctrl_c_in_stub": "def dh(dlogits, W2):\n    raise KeyboardInterrupt\n",
-}
-KINDS = ("correct", "wrong", "erroring", "hostile")
-LOOP = "def dprobs(dlogprobs, probs):\n    while True:\n        pass\n"
+LOOP_MARK = "while True:\n        pass"      # realistic_class.LOOP_STUB: never in the split
+SPLIT_KINDS = ("notebook", "notebook-functions", "stub", "ungradable", "hostile", "fixtures")
 
 
-def generate(folder: Path, n: int, seed: int = 0) -> dict[str, int]:
-    """N submissions: 60% correct, 20% wrong, 10% erroring, 10% hostile (1% loop forever)."""
-    rng = random.Random(seed)
-    counts = {"correct": 0, "wrong": 0, "erroring": 0, "hostile": 0, "loop": 0}
-    folder.mkdir(parents=True)
-    for i in range(n):
-        r = rng.random()
-        if r < 0.60:
-            kind, code = "correct", SOLUTION
-        elif r < 0.80:
-            kind, code = "wrong", SOLUTION + "\n\n" + rng.choice(list(WRONG.values()))
-        elif r < 0.85:
-            kind, code = "erroring", SOLUTION + "\n\n" + rng.choice(list(ERRORING.values()))
-        elif r < 0.90:
-            kind, code = "erroring", "def dprobs(:\n"
-        elif r < 0.91:
-            kind, code = "hostile", SOLUTION + "\n\n" + LOOP
-            counts["loop"] += 1
-        else:
-            kind, code = "hostile", SOLUTION + "\n\n" + rng.choice(list(HOSTILE.values()))
-        counts[kind] += 1
-        # each student's own file, as in a real class: no two submissions are the same bytes
-        (folder / f"student{i:05d}.py").write_text(f"# student{i:05d}\n" + code)
-    return counts
+def grade_and_write(file: Path, assignment: object, out: Path) -> None:
+    """One submission graded and its files written, as a batch's grading process does."""
+    from grader.api import grade_submission
+    from grader.judge.scoring import points_table
+    from grader.output.exports import gradescope_results
+    from grader.output.report import render_report
+    from grader.output.results import write_atomic, write_result
+
+    request = assignment.request  # type: ignore[attr-defined]
+    result = grade_submission(file, request=request, runner=_RUNNER)
+    folder = out / file.stem
+    write_result(result, folder / "results.json")
+    write_atomic(folder / "gradescope.json", json.dumps(gradescope_results(
+        result, points=points_table(request.options),
+        settings=assignment.gradescope), indent=2))  # type: ignore[attr-defined]
+    write_atomic(folder / "report.html", render_report(result))
+
+
+_RUNNER = None      # the split's shared SandboxRunner; None: a runner per submission (naive)
 
 
 def grade_one(file: Path, config: Path, out: Path) -> None:
     """The naive way, inside a fresh process: the same grading and files as the batch writes."""
     sys.path.insert(0, str(ROOT))
-    from grader.api import grade_submission
     from grader.assignment import load_assignment
-    from grader.judge.scoring import points_table
-    from grader.output.exports import gradescope_results
-    from grader.output.results import write_atomic, write_result
+
+    grade_and_write(file, load_assignment(config), out)
+
+
+# -- 1. per kind: CPU in the grading process and in the sandbox -----------------------------------
+
+def _descendants(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            kids = [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+    return [d for k in kids for d in (k, *_descendants(k))]
+
+
+def _worker_pid() -> int:
+    """The sandbox's worker (the fork server), found among this process's descendants: in
+    bubblewrap it lives in a pid namespace of its own, whose children the grader never waits
+    for, so their CPU is read from the worker's /proc entry."""
+    for pid in _descendants(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if not argv[0].endswith(b"bwrap") and any(b"forkserver" in a for a in argv):
+            return pid
+    raise SystemExit("no sandbox worker found")
+
+
+def _worker_cpu(pid: int) -> float:
+    """The worker's CPU seconds, its own and those of the children it reaped."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _reaped(pid: int) -> None:
+    """Wait until the worker has reaped the last session's child (only its spare is left)."""
+    deadline = time.monotonic() + 3
+    while len(_descendants(pid)) > 1 and time.monotonic() < deadline:
+        time.sleep(0.002)
+
+
+def split(files: list[Path], config: Path, out: Path) -> dict[str, list[float]]:
+    """In a process of its own (PYTHONPATH: the tree measured): file -> [grader s, sandbox s]."""
+    global _RUNNER
+    import warnings
+
+    from grader.api import prepare_grading
+    from grader.assignment import load_assignment
+    from grader.sandbox.runner import SandboxRunner
 
     assignment = load_assignment(config)
-    result = grade_submission(file, request=assignment.request)
-    folder = out / file.stem
-    write_result(result, folder / "results.json")
-    write_atomic(folder / "gradescope.json", json.dumps(gradescope_results(
-        result, points=points_table(assignment.request.options), settings=assignment.gradescope),
-        indent=2))
-    from grader.output.report import render_report
+    prepare_grading(assignment.request)
+    figures: dict[str, list[float]] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # process isolation's warning: the figures say it
+        with SandboxRunner() as runner:
+            _RUNNER = runner.start()
+            worker = _worker_pid()
+            for file in files[:2]:          # warm: the first gradings fill caches
+                grade_and_write(file, assignment, out / "warm")
+            for file in files:
+                _reaped(worker)
+                sandbox0, grader0 = _worker_cpu(worker), time.process_time()
+                grade_and_write(file, assignment, out)
+                grader1 = time.process_time()
+                _reaped(worker)
+                figures[str(file)] = [grader1 - grader0, _worker_cpu(worker) - sandbox0]
+    return figures
 
-    write_atomic(folder / "report.html", render_report(result))
 
+def _split_files(folder: Path, kinds: dict[str, str], per_kind: int) -> list[tuple[str, Path]]:
+    """Up to ``per_kind`` of each kind, interleaved, and the real-notebooks fixtures."""
+    from realistic_class import fixtures
+
+    by_kind: dict[str, list[Path]] = {k: [] for k in SPLIT_KINDS}
+    for file in sorted(folder.iterdir()):
+        if LOOP_MARK not in file.read_text(errors="replace"):
+            by_kind[kinds[file.stem]].append(file)
+    by_kind["fixtures"] = fixtures()
+    picked = {k: random.Random(2).sample(v, min(per_kind, len(v))) for k, v in by_kind.items()}
+    order = []
+    for i in range(max(map(len, picked.values()))):
+        order += [(k, v[i]) for k, v in picked.items() if i < len(v)]
+    return order
+
+
+def run_split(tree: Path, order: list[tuple[str, Path]], config: Path, work: Path
+              ) -> dict[str, tuple[float, float]]:
+    """kind -> (median grader ms, median sandbox ms) with ``tree``'s grader."""
+    listing = work / "split-files.json"
+    listing.write_text(json.dumps([str(f) for _, f in order]))
+    out = Path(tempfile.mkdtemp(dir=work))
+    proc = subprocess.run([sys.executable, __file__, "--split", str(listing), "--config",
+                           str(config), "--out", str(out)], cwd=tree, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(tree)})
+    if proc.returncode:
+        raise SystemExit(f"the split failed with {tree}:\n{proc.stderr[-3000:]}")
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    medians = {}
+    for kind in SPLIT_KINDS:
+        rows = [figures[str(f)] for k, f in order if k == kind]
+        if rows:
+            medians[kind] = (statistics.median(r[0] for r in rows) * 1000,
+                             statistics.median(r[1] for r in rows) * 1000)
+    return medians
+
+
+def print_split(label: str, medians: dict[str, tuple[float, float]], counts: dict[str, int]
+                ) -> None:
+    print(f"{label}")
+    print(f"  {'kind':<20} {'n':>3} {'grader ms':>10} {'sandbox ms':>11} {'total ms':>9} "
+          f"{'vs stub':>8}")
+    stub = sum(medians["stub"]) if "stub" in medians else 0.0
+    for kind, (g, s) in medians.items():
+        ratio = f"{(g + s) / stub:7.2f}x" if stub else ""
+        print(f"  {kind:<20} {counts[kind]:>3} {g:10.1f} {s:11.1f} {g + s:9.1f} {ratio:>8}")
+
+
+# -- 2. the class: grade --jobs 2 vs one fresh python per submission -----------------------------
 
 def _busy_cpu() -> float:
     """CPU seconds the whole machine has been busy (Linux /proc/stat; 0 elsewhere): the
@@ -136,62 +229,42 @@ def _naive(files: list[Path], config: Path, out: Path, parallel: int) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=1000, help="submissions to generate")
-    parser.add_argument("--sample", type=int, default=20, help="of them, graded the naive way")
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--one", help=argparse.SUPPRESS)
-    parser.add_argument("--config", help=argparse.SUPPRESS)
-    parser.add_argument("--out", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.one:
-        grade_one(Path(args.one), Path(args.config), Path(args.out))
-        return
+def class_rate(work: Path, n: int, kinds: dict[str, str], loops: int, config: Path,
+               args: argparse.Namespace) -> None:
+    cpu_before = _busy_cpu()
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "grader", "grade", str(work / "in"),
+                             "--out", str(work / "batch"), "--jobs", str(args.jobs),
+                             "--config", str(config)], cwd=ROOT, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    batch_s = time.perf_counter() - start
+    batch_cpu = _busy_cpu() - cpu_before
+    if proc.returncode:
+        raise SystemExit(f"grade exited with {proc.returncode}")
+    # the grading processes (the command and its workers) are waited for; in bubblewrap,
+    # the sandbox's worker and children are not (they live in its namespace), so they are
+    # the rest. Under process isolation the grader waits for them: no split.
+    grader_cpu = usage.ru_utime + usage.ru_stime
+    isolation = _isolation()
+    with open(work / "batch" / "gradebook.csv") as f:
+        rows = {r["student"]: r for r in csv.DictReader(f)}
+    reports = sum(1 for _ in (work / "batch").glob("students/*/report.html"))
 
-    with tempfile.TemporaryDirectory(prefix="bpg-bench-") as tmp:
-        work = Path(tmp)
-        counts = generate(work / "in", args.n)
-        config = work / "assignment.toml"
-        config.write_text(CONFIG)
-        print(f"{args.n} submissions ({', '.join(f'{counts[k]} {k}' for k in KINDS)}; "
-              f"{counts['loop']} of the hostile loop forever); {os.cpu_count()} CPU cores")
+    files = sorted((work / "in").iterdir())
+    sample = random.Random(1).sample(files, min(args.sample, len(files)))
+    naive1_s = _naive(sample, config, work / "naive1", 1)
+    naive2_s = _naive(sample, config, work / "naive2", 2)
+    naive_scores = {f.stem: json.loads((work / "naive1" / f.stem / "results.json")
+                                       .read_text())["score"] for f in sample}
+    differ = [f"{k}: batch {rows[k]['score']}, naive {v:g}" for k, v in naive_scores.items()
+              if v != float(rows[k]["score"])]
+    agree = len(sample) - len(differ)
 
-        cpu_before = _busy_cpu()
-        start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "grader", "grade", str(work / "in"),
-                                 "--out", str(work / "batch"), "--jobs", str(args.jobs),
-                                 "--config", str(config)], cwd=ROOT, stdout=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        batch_s = time.perf_counter() - start
-        batch_cpu = _busy_cpu() - cpu_before
-        if proc.returncode:
-            raise SystemExit(f"grade exited with {proc.returncode}")
-        # the grading processes (the command and its workers) are waited for; in bubblewrap,
-        # the sandbox's worker and children are not (they live in its namespace), so they are
-        # the rest. Under process isolation the grader waits for them: no split.
-        grader_cpu = usage.ru_utime + usage.ru_stime
-        isolation = _isolation()
-        with open(work / "batch" / "gradebook.csv") as f:
-            rows = {r["student"]: r for r in csv.DictReader(f)}
-        reports = sum(1 for _ in (work / "batch").glob("students/*/report.html"))
-
-        files = sorted((work / "in").iterdir())
-        sample = random.Random(1).sample(files, min(args.sample, len(files)))
-        naive1_s = _naive(sample, config, work / "naive1", 1)
-        naive2_s = _naive(sample, config, work / "naive2", 2)
-        naive_scores = {f.stem: json.loads((work / "naive1" / f.stem / "results.json")
-                                           .read_text())["score"] for f in sample}
-        differ = [f"{k}: batch {rows[k]['score']}, naive {v:g}" for k, v in naive_scores.items()
-                  if v != float(rows[k]["score"])]
-        agree = len(sample) - len(differ)
-
-    batch_rate = args.n / batch_s
+    batch_rate = n / batch_s
     naive1_rate, naive2_rate = len(sample) / naive1_s, len(sample) / naive2_s
     width = 44
-    print(f"{'grade --jobs %d (batch)' % args.jobs:<{width}} {args.n:>5} in {batch_s:7.1f} s  "
+    print(f"{'grade --jobs %d (batch)' % args.jobs:<{width}} {n:>5} in {batch_s:7.1f} s  "
           f"{batch_rate:7.2f} submissions/s")
     print(f"{'naive: one fresh python per submission':<{width}} {len(sample):>5} in "
           f"{naive1_s:7.1f} s  {naive1_rate:7.2f} submissions/s")
@@ -201,24 +274,74 @@ def main() -> None:
           f"({batch_rate / naive2_rate:.1f}x vs naive two at a time)")
     cores = os.cpu_count() or 1
     if batch_cpu > 0:
-        print(f"machine CPU busy during the batch: {batch_cpu / args.n * 1000:.0f} ms per "
+        print(f"machine CPU busy during the batch: {batch_cpu / n * 1000:.0f} ms per "
               f"submission ({batch_cpu / batch_s / cores:.0%} of {cores} cores; anything else "
-              f"running counts too): at most {cores / (batch_cpu / args.n):.1f} submissions/s")
+              f"running counts too): at most {cores / (batch_cpu / n):.1f} submissions/s")
         from grader.sandbox.limits import Limits
 
         slow = Limits().slow_seconds
-        split = (f"grader processes {grader_cpu / args.n * 1000:.0f} ms, sandbox (worker and "
-                 f"children, in bubblewrap) {max(batch_cpu - grader_cpu, 0) / args.n * 1000:.0f} "
-                 "ms per submission" if isolation == "bwrap" else
-                 "no split between grader and sandbox (process isolation: the grader's rusage "
-                 "counts the sandbox's processes too)")
-        print(f"  {split}; the {counts['loop']} that loop forever each wait out {LOOP_SECONDS} "
+        split_text = (f"grader processes {grader_cpu / n * 1000:.0f} ms, sandbox (worker and "
+                      f"children, in bubblewrap) {max(batch_cpu - grader_cpu, 0) / n * 1000:.0f} "
+                      "ms per submission" if isolation == "bwrap" else
+                      "no split between grader and sandbox (process isolation: the grader's "
+                      "rusage counts the sandbox's processes too)")
+        print(f"  {split_text}; the {loops} that loop forever each wait out {LOOP_SECONDS} "
               f"s, at the least CPU priority after the first {slow:g} s (Limits.slow_seconds), "
               "while other gradings take the cores")
-    print(f"gradebook rows: {len(rows)} of {args.n}; report.html written: {reports} "
-          f"({'full reports' if reports == args.n else 'grader.output.report not available'}); "
+    print(f"gradebook rows: {len(rows)} of {n}; report.html written: {reports} "
+          f"({'full reports' if reports == n else 'grader.output.report not available'}); "
           f"scores agree on {agree} of {len(sample)} sampled submissions"
           + (f" (differ: {'; '.join(differ)})" if differ else ""))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=600, help="submissions to generate")
+    parser.add_argument("--sample", type=int, default=20, help="of them, graded the naive way")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--per-kind", type=int, default=12,
+                        help="submissions of each kind in the CPU split (0: no split)")
+    parser.add_argument("--trees", nargs="+", type=Path, default=[ROOT],
+                        help="source trees whose graders the split measures, alternating")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of the split")
+    parser.add_argument("--split-only", action="store_true", help="no class run")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--split", help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        grade_one(Path(args.one), Path(args.config), Path(args.out))
+        return
+    if args.split:
+        files = [Path(f) for f in json.loads(Path(args.split).read_text())]
+        print(json.dumps(split(files, Path(args.config), Path(args.out))))
+        return
+
+    from realistic_class import KINDS, generate
+
+    with tempfile.TemporaryDirectory(prefix="bpg-bench-") as tmp:
+        work = Path(tmp)
+        kinds = generate(work / "in", args.n)
+        loops = sum(1 for f in (work / "in").iterdir() if LOOP_MARK in f.read_text("utf-8", "replace"))
+        config = work / "assignment.toml"
+        config.write_text(CONFIG)
+        counts = {k: sum(1 for v in kinds.values() if v == k) for k in KINDS}
+        print(f"{args.n} submissions ({', '.join(f'{counts[k]} {k}' for k in KINDS)}; "
+              f"{loops} of the hostile loop forever); {os.cpu_count()} CPU cores")
+        if args.per_kind:
+            order = _split_files(work / "in", kinds, args.per_kind)
+            per = {k: sum(1 for kk, _ in order if kk == k) for k in SPLIT_KINDS}
+            print(f"\nCPU per submission, median (grader: the grading process, grading and "
+                  f"writing the files; sandbox: its worker and the child)")
+            for r in range(args.rounds):
+                for tree in args.trees:
+                    medians = run_split(tree, order, config, work)
+                    print_split(f"round {r + 1}, {tree}", medians, per)
+            print()
+        if not args.split_only:
+            class_rate(work, args.n, kinds, loops, config, args)
 
 
 if __name__ == "__main__":
