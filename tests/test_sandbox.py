@@ -343,22 +343,41 @@ def test_setting_requires_grad_and_calling_autograd_grad_are_seen(runner):
     assert "sets .requires_grad = True" in details and "torch.autograd.grad()" in details
 
 
-def test_torch_func_grad_and_a_factory_with_requires_grad_are_seen(runner):
+def test_torch_func_grad_is_seen_and_gives_no_gradient_beside_the_watch(runner):
     code = ("import torch\n"
             "from torch.func import grad\n"
             "def f(x):\n"
-            "    w = torch.ones(2, requires_grad=True)\n"
             "    return grad(lambda t: (t ** 3).sum())(x)\n")
     # torch.func's first call imports torch._dynamo (seconds): never lowered, with room to
     # spare, so that a loaded machine cannot turn it into a timeout
     limits = Limits(call_seconds=120, slow_seconds=120)
     out = run_in_sandbox(code, {"x": torch.ones(2)}, limits, function="f", runner=runner)
-    assert out.status == "ok" and torch.equal(out.tensors["result"], torch.full((2,), 3.0))
+    # torch.func's grad refuses to run beside the watch's saved-tensors hooks
+    assert out.status == "error" and "result" not in out.tensors
     records = {(e["kind"], e["detail"]) for e in out.integrity}
-    assert ("autograd", "f(), line 5: return grad(lambda t: (t ** 3).sum())(x) calls "
-                        "torch.autograd.grad()") in records
-    assert ("requires_grad", "f(), line 4: w = torch.ones(2, requires_grad=True) creates a "
-                             "tensor with ones(..., requires_grad=True)") in records
+    assert ("autograd", "f(), line 4: return grad(lambda t: (t ** 3).sum())(x) uses "
+                        "torch.func's autograd transforms (grad, vjp, jacrev or hessian)") in records
+
+
+def test_backward_through_a_parameter_and_forward_mode_ad_are_seen(runner):
+    code = ("import torch\n"
+            "import torch.autograd.forward_ad as fwAD\n"
+            "def f(x):\n"
+            "    p = torch.nn.Parameter(x.clone())\n"
+            "    (p * p).sum().backward()\n"
+            "    return p.grad\n"
+            "def g(x):\n"
+            "    with fwAD.dual_level():\n"
+            "        d = fwAD.make_dual(x, torch.ones_like(x))\n"
+            "        return fwAD.unpack_dual(d * d).tangent\n")
+    # (an unwatched backward pass, reaching the engine without an entry point, is
+    # tests/submissions/hostile/unwatched_original.py)
+    for function, what in (("f", "calls Tensor.backward()"),
+                           ("g", "uses forward-mode AD (jacfwd, jvp or forward_ad)")):
+        out = run_in_sandbox(code, {"x": torch.ones(2)}, function=function, runner=runner)
+        assert out.status == "ok"
+        assert any(e["kind"] == "autograd" and e["detail"].endswith(what)
+                   for e in out.integrity), out.integrity
 
 
 def test_plain_tensor_code_raises_no_integrity_record(runner):

@@ -84,10 +84,13 @@ _PLAIN_DUNDERS = re.compile(
 _DUNDER_PIECE = re.compile(r"[A-Za-z0-9]__|__[A-Za-z0-9]")
 _IDENTIFIER_PIECE = re.compile(r"[A-Za-z0-9_]*")
 
-_TRIGGERS = re.compile(
-    r"\b(?:" + "|".join(sorted({*(m.split(".")[0] for m in _MODULES), *_ATTRIBUTES,
-                                *_TORCH_ATTRIBUTES, *_RUNS_CODE, *_BY_NAME}))
-    + r")\b|__", re.ASCII)
+# the words a sign is written with; a module's last name is enough ("import torch._C" holds
+# "_C"), but torch.autograd.functional is told by "autograd" (torch.nn.functional is everywhere)
+_WORDS = frozenset({*(m.split(".")[-1] for m in _MODULES if m != "torch.autograd.functional"),
+                    "autograd", *_ATTRIBUTES, *_TORCH_ATTRIBUTES, *_RUNS_CODE, *_BY_NAME,
+                    "modules", "__import__", "__builtins__", "breakpoint"})
+_TRIGGERS = re.compile(r"\b(?:" + "|".join(sorted(_WORDS)) + r")\b|__", re.ASCII)
+_IDENTIFIER = re.compile(r"[A-Za-z_]\w*", re.ASCII)
 
 
 def _root_name(node: ast.expr) -> str | None:
@@ -204,6 +207,8 @@ def review_reasons(code: str, *, filename: str = "<submission>",
                    tree: ast.Module | None = None, cells: bool = False) -> tuple[str, ...]:
     """Each sign in ``code`` that sends it to review, naming the line (and the cell, for a
     notebook's joined cells); () for code that does not parse (the loader says why)."""
+    if code.isascii() and "__" not in code and not _WORDS.intersection(_IDENTIFIER.findall(code)):
+        return ()             # most files: one pass over the identifiers (the scan's regex is slow)
     lines = trigger_lines(code, _TRIGGERS)
     if lines == []:
         return ()

@@ -128,6 +128,14 @@ class AutogradWatch:
             watched = entry_point(original, f"calls torch.autograd.{name}()")
             _replace_everywhere(original, watched)
             self._installed.append((torch.autograd, name, watched))
+        # torch.func's grad, vjp, jacrev and hessian refuse to run beside saved-tensors hooks
+        # (ours): they switch the hooks off first, which is where they are seen
+        disable_hooks = torch._C._autograd._saved_tensors_hooks_disable
+        watched_disable = entry_point(disable_hooks, "uses torch.func's autograd transforms "
+                                                     "(grad, vjp, jacrev or hessian)")
+        _replace_everywhere(disable_hooks, watched_disable)
+        self._installed.append((torch._C._autograd, "_saved_tensors_hooks_disable",
+                                watched_disable))
         enter_dual_level = torch._C._enter_dual_level
         watched_dual = entry_point(enter_dual_level,
                                    "uses forward-mode AD (jacfwd, jvp or forward_ad)")
