@@ -48,6 +48,17 @@ def test_the_lectures_own_notebook_in_its_own_forms_scores_full_marks(suffix):
     assert result.score == result.max_score == 34
 
 
+def test_a_script_holding_the_whole_exercise_under_its_main_guard_scores_full_marks(tmp_path):
+    # a student's script: definitions on top, everything else under `if __name__ == "__main__":`
+    lines = LECTURE.read_text().splitlines()
+    body = "\n".join(("    " + line) if line.strip() else "" for line in lines)
+    path = tmp_path / "script.py"
+    path.write_text(f'import torch\n\n\nif __name__ == "__main__":\n{body}\n')
+    result = grade_submission(path, request=REQUEST)
+    assert failing(result) == {}
+    assert result.score == result.max_score == 34
+
+
 # -- one notebook per pattern --------------------------------------------------------------------
 
 def twin(name: str, folder: Path) -> Path:

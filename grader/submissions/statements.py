@@ -94,15 +94,30 @@ def _split_cells(code: str, *, name: str, cells: bool) -> list[tuple[str | None,
 
 
 def open_no_grad(body: list[ast.stmt]) -> list[ast.stmt]:
-    """The statements of ``body``, with those of ``with torch.no_grad():`` blocks in place of the
-    block (a training loop inside one stays whole)."""
+    """The statements of ``body``, with those of ``with torch.no_grad():`` blocks and of a
+    script's ``if __name__ == "__main__":`` block in place of the block (a training loop inside
+    a no_grad block stays whole): a student's script may hold the whole exercise under its
+    main guard."""
     out: list[ast.stmt] = []
     for node in body:
-        if _is_no_grad(node) and not _is_training_loop(node):
+        if (_is_no_grad(node) and not _is_training_loop(node)) or _is_main_guard(node):
             out.extend(open_no_grad(node.body))   # type: ignore[attr-defined]
         else:
             out.append(node)
     return out
+
+
+def _is_main_guard(node: ast.stmt) -> bool:
+    """``if __name__ == "__main__":`` (either way round), with no else."""
+    if not isinstance(node, ast.If) or node.orelse or not isinstance(node.test, ast.Compare):
+        return False
+    test = node.test
+    if len(test.ops) != 1 or not isinstance(test.ops[0], ast.Eq):
+        return False
+    sides = {type(test.left): test.left, type(test.comparators[0]): test.comparators[0]}
+    name, constant = sides.get(ast.Name), sides.get(ast.Constant)
+    return isinstance(name, ast.Name) and name.id == "__name__" \
+        and isinstance(constant, ast.Constant) and constant.value == "__main__"
 
 
 def _is_no_grad(node: ast.stmt) -> bool:
