@@ -252,3 +252,38 @@ def test_a_batch_holds_one_student_and_clears_them_on_request(tmp_path, quick_re
     assert rows["alice"]["status"] == "graded" and float(rows["alice"]["score"]) > 0
     assert summary.graded == 1                     # alice again; bob was unchanged
     assert any("no such student: carol" in n for n in summary.notes)
+
+
+LECTURE = SUBMISSIONS / "real" / "lecture.py"
+
+
+def lecture_with(replacement: str) -> str:
+    """The lecture's notebook (.py form) with its dlogprobs lines replaced."""
+    lines = LECTURE.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("dlogprobs ="))
+    end = next(i for i, line in enumerate(lines) if line.startswith("dprobs ="))
+    return "\n".join([*lines[:start], replacement, *lines[end:]]) + "\n"
+
+
+@pytest.mark.parametrize("replacement, record", [
+    # forward-mode AD on the exercise's own tensor, reached through importlib
+    ("import importlib\n_jacfwd = importlib.import_module('torch._functorch.eager_transforms')"
+     ".jacfwd\ndlogprobs = _jacfwd(lambda lp: -lp[range(n), Yb].mean())(logprobs.detach())",
+     "uses forward-mode AD"),
+    # the unwatched original of torch.autograd.grad from its closure, on an nn.Parameter
+    ("_g = [c.cell_contents for c in torch.autograd.grad.__closure__ if callable(c.cell_contents)]"
+     "[0]\n_p = torch.nn.Parameter(logprobs.detach().clone())\n"
+     "dlogprobs = _g(-(_p[range(n), Yb] * 2.0).mean() / 2.0, _p)[0]",
+     "runs autograd's backward pass"),
+])
+def test_lecture_style_code_reaching_around_the_watch_is_held_and_seen_at_its_line(
+        replacement, record, tmp_path, quick_request):
+    path = tmp_path / "notebook.py"
+    path.write_text(lecture_with(replacement))
+    result = grade_submission(path, request=replace(quick_request, options=replace(
+        quick_request.options, exercises=("ex1",))))
+    assert result.status == "review", result.message
+    assert any("notebook.py, line " in r for r in result.review), result.review
+    # the run-time record names the statement (lecture-style code runs a cell at a time)
+    autograd = [f.detail for f in result.integrity if f.kind == "autograd"]
+    assert any(record in d and "dlogprobs = " in d for d in autograd), result.integrity

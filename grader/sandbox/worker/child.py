@@ -201,6 +201,8 @@ class _Child:
             elif op == "lecture":
                 from .lecture_code import run_lecture_code
 
+                # each cell's statements run under the cell's own file name
+                self.watch.cells = frozenset(str(k) for k in dict(meta.get("files", {})))
                 with self.watch.watching():
                     reply = run_lecture_code(meta, tensors, self.filename, self.limits)
                 self.reply(*reply)

@@ -76,6 +76,7 @@ class AutogradWatch:
 
     def __init__(self, filename: str) -> None:
         self.filename = filename
+        self.cells: frozenset[str] = frozenset()   # lecture-style code: a file name per cell
         self.active = False
         self.events: list[dict[str, str]] = []
         self._inside = 0         # autograd entry points calling one another record once
@@ -186,15 +187,22 @@ class AutogradWatch:
 
     def _called_from_student(self) -> bool:
         frame = sys._getframe(2)
-        return frame.f_code.co_filename == self.filename
+        return frame.f_code.co_filename == self.filename    # the static scan reads the cells
+
+    def _is_student(self, filename: str) -> bool:
+        return filename == self.filename or filename in self.cells
 
     def _student_line(self) -> str:
         frame: FrameType | None = sys._getframe(1)
-        while frame is not None and frame.f_code.co_filename != self.filename:
+        while frame is not None and not self._is_student(frame.f_code.co_filename):
             frame = frame.f_back
         if frame is None:
             return "your code"    # seen after it returned (a fork hook, the tamper check)
-        source = linecache.getline(self.filename, frame.f_lineno).strip()
+        filename = frame.f_code.co_filename
+        source = linecache.getline(filename, frame.f_lineno).strip()
+        if filename != self.filename:       # a cell's file, "nb.ipynb [cell 7]": as flags say it
+            cell = filename.rstrip("]").replace(" [", ", ", 1)
+            return f"{cell}, line {frame.f_lineno}" + (f": {source[:120]}" if source else "")
         where = f"{frame.f_code.co_name}()" if frame.f_code.co_name != "<module>" else "top level"
         return f"{where}, line {frame.f_lineno}" + (f": {source[:120]}" if source else "")
 
