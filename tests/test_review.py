@@ -276,14 +276,26 @@ def lecture_with(replacement: str) -> str:
      "dlogprobs = _g(-(_p[range(n), Yb] * 2.0).mean() / 2.0, _p)[0]",
      "runs autograd's backward pass"),
 ])
+@pytest.mark.parametrize("suffix", [".py", ".ipynb"])
 def test_lecture_style_code_reaching_around_the_watch_is_held_and_seen_at_its_line(
-        replacement, record, tmp_path, quick_request):
-    path = tmp_path / "notebook.py"
-    path.write_text(lecture_with(replacement))
+        replacement, record, suffix, tmp_path, quick_request):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    path = tmp_path / f"notebook{suffix}"
+    code = lecture_with(replacement)
+    if suffix == ".py":
+        path.write_text(code)
+    else:
+        _, *cells = code.split("# %%\n")
+        nbformat.write(new_notebook(cells=[new_code_cell(c.strip("\n")) for c in cells]), path)
     result = grade_submission(path, request=replace(quick_request, options=replace(
         quick_request.options, exercises=("ex1",))))
     assert result.status == "review", result.message
-    assert any("notebook.py, line " in r for r in result.review), result.review
-    # the run-time record names the statement (lecture-style code runs a cell at a time)
+    assert any(f"notebook{suffix}, " in r and "line " in r for r in result.review), result.review
+    # the run-time record names the statement (lecture-style code runs a cell at a time), and
+    # the gradient computed there scores 0
     autograd = [f.detail for f in result.integrity if f.kind == "autograd"]
     assert any(record in d and "dlogprobs = " in d for d in autograd), result.integrity
+    g = next(g for g in result.gradients() if g.name == "dlogprobs")
+    assert g.status == "integrity" and g.points == 0 and record in (g.message or "")

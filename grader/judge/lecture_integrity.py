@@ -24,7 +24,8 @@ from ..submissions.statements import Statement
 from .grading import GradingOptions, Verdict
 from .integrity import flagged_use, integrity_flags, scan_source
 
-__all__ = ["AutogradRead", "autograd_checked", "autograd_read", "lecture_integrity_flags"]
+__all__ = ["AutogradRead", "autograd_checked", "autograd_read", "lecture_integrity_flags",
+           "runtime_autograd"]
 
 _SHOWN = 60
 _AUTOGRAD_MODULES = ("autograd", "functorch")
@@ -58,20 +59,45 @@ def autograd_read(statements: Iterable[Statement], texts: Mapping[str, str]
 
 
 def autograd_checked(verdict: Verdict, program: LectureProgram, source: GradientSource,
-                     options: GradingOptions) -> Verdict:
+                     options: GradingOptions, *, seen: Mapping[int, str] | None = None
+                     ) -> Verdict:
     """``verdict`` for the gradient ``source`` computes: under the "zero" policy, status
     "integrity" and no points where its statements (or the helper lines they read, such as
-    ``g = hpreact.grad`` before ``dhpreact = g.clone()``) read autograd's answer; under "flag",
-    the verdict its value earns, with the same words in front."""
+    ``g = hpreact.grad`` before ``dhpreact = g.clone()``) read autograd's answer, or where the
+    run-time watch saw autograd at one of its statements (``seen``: runtime_autograd); under
+    "flag", the verdict its value earns, with the same words in front."""
     read = autograd_read(_with_helpers(program, source), program.files)
-    if read is None:
-        return verdict
+    if read is not None:
+        said = read.message()
+    else:
+        record = next((seen[i] for i in source.steps if seen and i in seen), None)
+        if record is None:
+            return verdict
+        said = f"computed with autograd ({record})"
     if options.integrity_policy == "zero":
         return Verdict(verdict.gradient, verdict.config, verdict.mode, "integrity",
-                       message=f"{read.message()}: the exercise is to derive this gradient by "
+                       message=f"{said}: the exercise is to derive this gradient by "
                                "hand. Scored 0 (integrity policy 'zero').",
                        substituted=verdict.substituted)
-    return replace(verdict, message="; ".join(m for m in (read.message(), verdict.message) if m))
+    return replace(verdict, message="; ".join(m for m in (said, verdict.message) if m))
+
+
+def runtime_autograd(program: LectureProgram, events: Iterable[Mapping[str, str]]
+                     ) -> dict[int, str]:
+    """Statement index -> the run-time record of autograd used at one of its lines. The watch
+    names a line as "nb.ipynb, cell 7, line 3: ..." (a cell's file, "nb.ipynb [cell 7]", said
+    as flags say it) or, in a .py file, "top level, line 117: ..."."""
+    found: dict[int, str] = {}
+    for event in events:
+        detail = str(event.get("detail", ""))
+        if event.get("kind") != "autograd":
+            continue
+        for st in program.statements:
+            shown = st.file[:-1].replace(" [", ", ", 1) if st.cell is not None else "top level"
+            for line in range(st.line, st.end_line + 1):
+                if detail.startswith(f"{shown}, line {line}:"):
+                    found.setdefault(st.index, detail)
+    return found
 
 
 def _with_helpers(program: LectureProgram, source: GradientSource) -> list[Statement]:

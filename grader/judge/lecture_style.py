@@ -34,7 +34,7 @@ from .compare import graded_answer
 from .exercise4 import grade_exercise4
 from .gradient_results import collect_gradient_results
 from .grading import GradingOptions, Verdict, verdict_from_tensor
-from .lecture_integrity import autograd_checked, lecture_integrity_flags
+from .lecture_integrity import autograd_checked, lecture_integrity_flags, runtime_autograd
 from .lecture_run import LecturePlan, LectureRun, Substituted, parse_reply
 from .literal_sizes import literal_size_message
 from .request import GradeRequest, exercise4_configs
@@ -79,8 +79,10 @@ class _Grader:
                 return [Verdict(g, self.state.config, "chained", "error", message=message)
                         for g in GRADIENTS if g.exercise in self.options.exercises]
             run = parse_reply(outcome, self.plan)
+            seen = runtime_autograd(program, outcome.integrity) if outcome.integrity else None
             verdicts = {src.gradient.name: autograd_checked(
-                            self._verdict(k, src, run, substituted), program, src, self.options)
+                            self._verdict(k, src, run, substituted), program, src, self.options,
+                            seen=seen)
                         for k, src in enumerate(program.sources)}
             fresh = self._own_failures(verdicts, substituted)
             if not fresh:

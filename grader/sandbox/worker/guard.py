@@ -201,7 +201,7 @@ class AutogradWatch:
         filename = frame.f_code.co_filename
         source = linecache.getline(filename, frame.f_lineno).strip()
         if filename != self.filename:       # a cell's file, "nb.ipynb [cell 7]": as flags say it
-            cell = filename.rstrip("]").replace(" [", ", ", 1)
+            cell = filename[:-1].replace(" [", ", ", 1) if filename.endswith("]") else filename
             return f"{cell}, line {frame.f_lineno}" + (f": {source[:120]}" if source else "")
         where = f"{frame.f_code.co_name}()" if frame.f_code.co_name != "<module>" else "top level"
         return f"{where}, line {frame.f_lineno}" + (f": {source[:120]}" if source else "")
