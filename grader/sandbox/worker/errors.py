@@ -55,6 +55,10 @@ def limit_hit(exc: BaseException, limits: dict[str, Any]) -> tuple[str, str] | N
                                  "processes)")
         return "processes", (f"could not start another process or thread: at most "
                              f"{limits['max_processes']} are allowed (limit: processes)")
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC and limits.get("own_namespaces"):
+        return "temporary space", (f"filled its temporary folder: "
+                                   f"{int(limits['tmp_bytes']) // _MIB:,} MiB at most (limit: "
+                                   "temporary space)")
     if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
         return "file size", (f"wrote a file larger than {limits['file_bytes'] // _MIB:,} MiB "
                              "(limit: file size)")

@@ -164,10 +164,15 @@ def set_limits(limits: dict[str, Any]) -> None:
     cpu = int(limits["cpu_seconds"])
     wanted = [("RLIMIT_CORE", 0), ("RLIMIT_CPU", (cpu, cpu + 1)), ("RLIMIT_DATA", memory),
               ("RLIMIT_NPROC", int(limits["max_processes"])),
-              ("RLIMIT_FSIZE", int(limits["file_bytes"])), ("RLIMIT_NOFILE", _OPEN_FILES)]
+              ("RLIMIT_FSIZE", int(limits["file_bytes"])), ("RLIMIT_NOFILE", _OPEN_FILES),
+              # no POSIX message queue can be made: none is needed, and a queue outlives its
+              # maker where the child shares the worker's IPC namespace (isolation.py)
+              ("RLIMIT_MSGQUEUE", 0)]
     if vm is not None:       # a backstop: what torch has mapped, plus the memory limit
         wanted.append(("RLIMIT_AS", vm + memory))
     for name, value in wanted:
+        if not hasattr(resource, name):       # RLIMIT_MSGQUEUE: Linux only
+            continue
         soft, hard = value if isinstance(value, tuple) else (value, value)
         try:
             resource.setrlimit(getattr(resource, name), (soft, hard))
