@@ -40,8 +40,8 @@ OPTIONS = GradingOptions(modes=("isolated",), exercises=("ex1",))
 REQUEST = GradeRequest(options=OPTIONS, limits=LIMITS)
 # attacks that need no file-system or network isolation, run again without bubblewrap
 WITHOUT_BWRAP = ("infinite_loop", "fork_bomb", "memory_bomb", "segfault", "calls_backward",
-                 "deletes_files", "forward_mode_jacfwd", "autograd_functional",
-                 "replaces_recorder", "unwatched_original", "forked_grandchild")
+                 "deletes_files", "forks_grandchild", "spawns_subprocess", "forward_mode_jacfwd",
+                 "autograd_functional", "replaces_recorder", "unwatched_original")
 
 
 def request_for(attack: Path) -> GradeRequest:

@@ -49,6 +49,7 @@ class ForkedChild:
                  uid: int | None, *, release: Callable[[int], None]) -> None:
         self.control, self.proto, self.output, self.uid = control, proto, output, uid
         self.release = release
+        self.limit: str | None = None   # "memory": the worker saw its memory cgroup run out
 
     def stop(self, *, wait: bool) -> tuple[int | None, int]:
         """Stop the child and all it started: (its exit code if it ended by itself, how many
@@ -90,6 +91,7 @@ class ForkedChild:
             while True:
                 message = json.loads(self.control.recv(4096) or b"{}")
                 if message.get("event") == "exited":
+                    self.limit = message.get("limit")
                     return message.get("code")
                 if not message:
                     return None
@@ -102,6 +104,7 @@ class DirectChild:
     working folder of its own."""
 
     uid = None
+    limit = None        # no memory cgroup: a limit shows as the error it raised
 
     def __init__(self, proc: subprocess.Popen[bytes], proto: socket.socket, output: int,
                  workdir: str) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import bubblewrap
+from .worker.memory_groups import WorkerGroup, make_worker_group
 from .worker.processes import WORKER_ENV
 
 __all__ = ["StderrTail", "WorkerProcess", "launch_worker", "python_command"]
@@ -63,6 +64,8 @@ class WorkerProcess:
     use_bwrap: bool
     proc: subprocess.Popen[bytes] | None = None     # None: a worker another runner started
     tail: StderrTail | None = None
+    # the folder of its children's memory cgroups, removed when it stops; or why there is none
+    group: WorkerGroup | str | None = None
 
     def wait_ready(self, seconds: float) -> dict[str, Any] | str:
         """The worker's "ready" message, within ``seconds``; else why not (it is then
@@ -105,6 +108,8 @@ class WorkerProcess:
                 except (ProcessLookupError, PermissionError):
                     pass
                 self.proc.wait()
+            if isinstance(self.group, WorkerGroup):     # its children are gone with it
+                self.group.remove()
         if self.tail is not None:
             self.tail.join(timeout=1)
 
@@ -134,18 +139,26 @@ def launch_worker(*, use_bwrap: bool, tmp_bytes: int) -> WorkerProcess | str:
                                              tmp_bytes=tmp_bytes, env=env)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     err_r, err_w = os.pipe()
+    group = make_worker_group()
+    arguments, fds = [str(theirs.fileno())], [theirs.fileno()]
+    if isinstance(group, WorkerGroup):      # the worker may not see /sys: it gets the folder
+        arguments.append(group.argument())
+        fds.append(group.fd)
     try:
-        proc = subprocess.Popen(command + [str(theirs.fileno())], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=err_w,
-                                pass_fds=(theirs.fileno(),), env=env,
+        proc = subprocess.Popen(command + arguments, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=err_w, pass_fds=fds, env=env,
                                 cwd=tempfile.gettempdir(), start_new_session=True)
     except OSError as e:
         ours.close()
         os.close(err_r)
+        if isinstance(group, WorkerGroup):
+            group.remove()
         return f"cannot start {command[0]}: {e.strerror}"
     finally:
         theirs.close()
         os.close(err_w)
+        if isinstance(group, WorkerGroup):
+            group.close()               # the worker has its own descriptor of the folder
     tail = StderrTail(err_r)
     tail.start()
-    return WorkerProcess(ours, use_bwrap, proc, tail)
+    return WorkerProcess(ours, use_bwrap, proc, tail, group)

@@ -42,7 +42,9 @@ class SandboxRunner:
     """The worker that forks the sandboxed children: create once, share, close at the end.
 
     ``isolation``: "auto" (bubblewrap where it works, else a warning and process isolation),
-    "bwrap" (bubblewrap or an error) or "process". The worker starts on first use, or at
+    "bwrap" (bubblewrap or an error) or "process". ``tmp_bytes``: the size of each child's own
+    /tmp where the kernel gives it one, else of the /tmp all children of bubblewrap's worker
+    share. The worker starts on first use, or at
     ``launch()``, which returns at once: the worker imports torch while the caller goes on. Safe
     to use from several threads at once; each thread's sessions are independent. Another process
     (forked from this one) shares the worker through ``attach()``.
@@ -61,6 +63,11 @@ class SandboxRunner:
         self.can_drop_uid = False
         self.worker_info: dict[str, Any] = {}   # its "ready" message: pid, threads, ...
         self.bwrap_problem: str | None = None   # why bubblewrap is not used, when it is not
+        # each child's own IPC and mount namespaces and /tmp (grader.sandbox.worker.isolation)
+        self.namespaces = False
+        # why the children have no memory cgroup of their own, when they have none
+        # (grader.sandbox.worker.memory_groups): their memory limit is then per process
+        self.memory_problem: str | None = None
         self._uids = UidPool(uid_base)
         self._lock = threading.Lock()
         self._worker: WorkerProcess | None = None     # ready
@@ -197,6 +204,9 @@ class SandboxRunner:
         self._worker = launch
         self.isolation = "bwrap" if use_bwrap else "process"
         self.can_drop_uid = bool(ready.get("can_drop_uid"))
+        self.namespaces = bool(ready.get("namespaces"))
+        self.memory_problem = None if ready.get("memory_groups") else (
+            launch.group if isinstance(launch.group, str) else "the shared worker has none")
         self.worker_info = ready
         return None
 
@@ -269,8 +279,8 @@ class SandboxRunner:
         with self._lock:
             self._ensure_started()
             uid = self._uids.take() if self.can_drop_uid else None
-            message = json.dumps({"op": "spawn", "uid": uid,
-                                  "limits": limits.for_child()}).encode()
+            message = json.dumps({"op": "spawn", "uid": uid, "limits": {
+                **limits.for_child(), "tmp_bytes": self.tmp_bytes}}).encode()
             try:
                 try:
                     socket.send_fds(self._worker.main, [message], fds)  # type: ignore[union-attr]

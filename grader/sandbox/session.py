@@ -46,8 +46,13 @@ class CallOutcome:
     output: str = ""                  # what the code printed (run_in_sandbox only)
 
 
-def _describe_exit(code: int | None, limits: Limits) -> tuple[str, str | None]:
-    """(message, limit) for a child that ended with ``code`` (subprocess style)."""
+def _describe_exit(code: int | None, limits: Limits, *, limit: str | None = None
+                   ) -> tuple[str, str | None]:
+    """(message, limit) for a child that ended with ``code`` (subprocess style); ``limit``:
+    the one the worker saw it killed for ("memory": its memory cgroup ran out)."""
+    if limit == "memory":
+        return (f"ran out of memory: the limit is {limits.memory_bytes >> 20:,} MiB for all its "
+                "processes and memory files together (limit: memory)", "memory")
     if code is None:
         return "stopped answering", None
     if code < 0:
@@ -203,8 +208,9 @@ class SandboxSession:
     def _died(self) -> CallOutcome:
         assert self.child is not None
         code = self.child.exit_code(2.0)
+        killed_for = self.child.limit
         self._stop(wait=True)
-        message, limit = _describe_exit(code, self.limits)
+        message, limit = _describe_exit(code, self.limits, limit=killed_for)
         return CallOutcome("error", message=f"the process running your code {message}",
                            limit=limit)
 

@@ -21,6 +21,7 @@ import torch
 from .. import wire
 from .errors import exception_reply, student_traceback
 from .guard import AutogradWatch
+from .processes import forbid_new_processes
 
 __all__ = ["serve"]
 
@@ -103,6 +104,7 @@ class _Child:
             with self.watch.watching():
                 exec(compiled, self.module.__dict__)  # noqa: S102
         except BaseException as exc:  # student code: anything may come out
+            self._no_more_processes()
             reply = exception_reply(exc, self.filename, self.limits)
             if reply["status"] == "missing":
                 reply = {"status": "error", "message": "raised NotImplementedError at top level",
@@ -110,7 +112,16 @@ class _Child:
             reply["message"] = "your file, run top to bottom, " + reply["message"]
             self.reply(reply)
             return
+        self._no_more_processes()
         self.reply({"status": "ok"})
+
+    def _no_more_processes(self) -> None:
+        """Once the file has run: no process or thread may start (a forked grandchild could
+        compute with autograd unwatched and pipe the answer back), and the helpers the file
+        started are killed where the session's uid is its own (processes.forbid_new_processes).
+        An attempt is then that call's error, told by errors.limit_hit."""
+        forbid_new_processes(own_uid=bool(self.limits.get("own_uid")))
+        self.limits = {**self.limits, "loaded": True}
 
     def _function(self, name: str) -> Callable[..., Any] | None:
         fn = self.module.__dict__.get(name)

@@ -49,8 +49,16 @@ def limit_hit(exc: BaseException, limits: dict[str, Any]) -> tuple[str, str] | N
                           "(limit: memory)")
     if isinstance(exc, OSError) and exc.errno == errno.EAGAIN or \
             isinstance(exc, RuntimeError) and "can't start new thread" in text:
+        if limits.get("loaded"):
+            return "processes", ("tried to start a process or thread after your file had run: "
+                                 "none may start then, and the exercise needs none (limit: "
+                                 "processes)")
         return "processes", (f"could not start another process or thread: at most "
                              f"{limits['max_processes']} are allowed (limit: processes)")
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC and limits.get("own_namespaces"):
+        return "temporary space", (f"filled its temporary folder: "
+                                   f"{int(limits['tmp_bytes']) // _MIB:,} MiB at most (limit: "
+                                   "temporary space)")
     if isinstance(exc, OSError) and exc.errno == errno.EFBIG:
         return "file size", (f"wrote a file larger than {limits['file_bytes'] // _MIB:,} MiB "
                              "(limit: file size)")

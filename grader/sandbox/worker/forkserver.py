@@ -1,15 +1,13 @@
 """The sandbox's long-lived worker: imports torch once, then forks one child per session.
 
-``main()`` runs in its own process (inside bubblewrap when the grader found it working, see
-grader.sandbox.bubblewrap), started by ``grader.sandbox.runner.SandboxRunner``. The worker runs
-torch once, with one thread (the autograd watch set up, the frame code warmed up), and checks that
-it still has a single thread when it forks (forking a process whose thread pools are running can
-leave the child's locks held forever); each child sets its limits, drops to its session's
-unprivileged uid, and then serves grader.sandbox.worker.child's protocol
-(grader.sandbox.worker.spare).
-
-The worker is a child subreaper: every process a child starts stays its descendant, so "no
-process left behind" is something it can check rather than hope for.
+``main()`` runs in its own process (in bubblewrap where it works: grader.sandbox.bubblewrap),
+started by ``grader.sandbox.runner.SandboxRunner``. It runs torch once, with one thread, and
+checks that it still has one when it forks (a fork of running thread pools can leave the child's
+locks held forever); each child, in its memory cgroup (memory_groups), takes namespaces of its
+own (isolation), sets its limits, drops to its session's uid and serves
+grader.sandbox.worker.child's protocol (grader.sandbox.worker.spare). The worker is a child
+subreaper: every process a child starts stays its descendant, so "no process left behind" is
+something it can check rather than hope for.
 
 Messages are JSON on SOCK_SEQPACKET sockets:
 
@@ -19,10 +17,11 @@ Messages are JSON on SOCK_SEQPACKET sockets:
   ``{"op": "attach"}`` (SandboxRunner.attach); the worker serves every main socket and stops
   when the last one closes
 * worker -> runner, each main socket, once: ``{"event": "ready", "pid", "threads",
-  "can_drop_uid"}``
+  "can_drop_uid", "namespaces", "memory_groups"}``
 * worker -> session, control socket: ``{"event": "started", "pid"}``, ``{"event": "failed",
-  "message"}``, ``{"event": "exited", "code"}`` when the child ends by itself, and
-  ``{"event": "stopped", "code", "processes"}`` after a stop.
+  "message"}``, ``{"event": "exited", "code", "limit"?}`` when the child ends by itself
+  (limit "memory": killed for its memory cgroup), ``{"event": "stopped", "code",
+  "processes"}`` after a stop.
 * session -> worker, control socket: ``{"op": "stop"}``; closing the socket means the same.
   ``{"op": "lower"}``: the child's stub call has run long; its processes get the least CPU
   priority (processes.lower_priority), with no answer.
@@ -30,6 +29,7 @@ Messages are JSON on SOCK_SEQPACKET sockets:
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import json
@@ -45,6 +45,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+from .isolation import can_unshare, remove_leftovers
+from .memory_groups import GroupFolder, SessionGroup
 from .processes import (become_subreaper, can_drop_uid, children, kill_uid, lower_priority,
                         processes_of, set_limits, status_number)
 from .spare import serve_as_spare
@@ -70,7 +72,13 @@ class _Session:
     pid: int
     uid: int | None
     workdir: str
+    group: SessionGroup | None = None    # its memory cgroup, where there is one
     code: int | None = None          # the child's exit code, subprocess-style, once reaped
+
+
+@dataclass
+class _OomAlarm:        # selector data of a session's memory group's OOM eventfd (cgroup v1)
+    session: _Session
 
 
 class ForkServer:
@@ -81,14 +89,16 @@ class ForkServer:
     wiping the working folder) in the background, before it reuses the session's uid.
     """
 
-    def __init__(self, main_socket: socket.socket) -> None:
+    def __init__(self, main_socket: socket.socket, groups: str = "") -> None:
         self.mains = {main_socket}          # a connection per runner (attach adds more)
+        self.groups = GroupFolder(groups)   # the children's memory cgroups, where there are
+        self.namespaces = False             # children get IPC and mount namespaces of their own
         self.hello: dict[str, Any] = {}      # the "ready" message, for each new connection
         self.can_drop_uid = can_drop_uid()
         self.selector = selectors.DefaultSelector()
         self.by_pid: dict[int, _Session] = {}        # sessions whose child is not reaped yet
         self.dying: list[_Session] = []               # stopped, processes not all gone yet
-        self.spare: tuple[int, socket.socket] | None = None
+        self.spare: tuple[int, socket.socket, SessionGroup | None] | None = None
         self.watch: Any = None                        # the AutogradWatch every child inherits
         self.swept: set[int] = set()                  # uids cleared of leftovers
         self.wakeup_r, wakeup_w = os.pipe()
@@ -113,6 +123,8 @@ class ForkServer:
                             return
                     elif key.fileobj == self.wakeup_r:
                         self._drain_wakeup()
+                    elif isinstance(key.data, _OomAlarm):
+                        self._on_oom(key.data.session)
                     else:
                         self._on_control(key.data)
                 except Exception:  # keep serving the other sessions
@@ -136,8 +148,10 @@ class ForkServer:
         if threads != 1:
             print(f"backprop-grader worker: {threads} threads before forking; children may "
                   "deadlock (is OMP_NUM_THREADS=1 set?)", file=sys.stderr)
+        self.namespaces = can_unshare()     # after the thread count: it forks
         self.hello = {"event": "ready", "pid": os.getpid(), "threads": threads,
-                      "can_drop_uid": self.can_drop_uid}
+                      "can_drop_uid": self.can_drop_uid, "namespaces": self.namespaces,
+                      "memory_groups": self.groups.version if self.groups.fd >= 0 else None}
         for main in self.mains:
             self._send(main, self.hello)
             self.selector.register(main, selectors.EVENT_READ, _MAIN)
@@ -201,7 +215,7 @@ class ForkServer:
             ours.close()
             serve_as_spare(theirs, self.watch, worker=worker)
         theirs.close()
-        self.spare = (pid, ours)
+        self.spare = (pid, ours, self.groups.group_for(pid))
 
     def _spawn(self, spec: dict[str, Any], control: socket.socket, proto_fd: int,
                out_fd: int) -> None:
@@ -214,25 +228,36 @@ class ForkServer:
             control.close()
             return
         uid = spec.get("uid") if self.can_drop_uid else None
-        for old in [s for s in self.dying if s.uid == uid and uid is not None]:
-            self._finish(old)                          # the uid must be clean before reuse
+        # the uid must be clean before reuse; where children share the worker's IPC namespace
+        # and temporary folders, every stopped session must be before another child runs
+        for old in [s for s in self.dying if uid is not None and (
+                s.uid == uid or not self.namespaces)]:
+            self._finish(old)
         if uid is not None and uid not in self.swept:
             kill_uid(uid)      # leftovers of a grader that died without cleaning up, if any
+            if not self.namespaces:
+                remove_leftovers(uid)
             self.swept.add(uid)
         workdir = tempfile.mkdtemp(prefix="bpg-")
         if uid is not None:
             os.chown(workdir, uid, uid)
+        limits.update(own_uid=uid is not None, own_namespaces=self.namespaces)
         orders = json.dumps({"limits": limits, "uid": uid, "workdir": workdir}).encode()
         for _ in range(2):
             if self.spare is None:
                 self._make_spare()
             assert self.spare is not None
-            pid, sock = self.spare
+            pid, sock, group = self.spare
             self.spare = None
             try:
+                if group is not None:
+                    group.limit(int(limits["memory_bytes"]))
                 socket.send_fds(sock, [orders], [proto_fd, out_fd])
                 break
-            except OSError:      # the spare died: make another
+            except OSError:      # the spare died (or its group failed): make another
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                self._drop_group(group)
                 continue
             finally:
                 sock.close()
@@ -241,11 +266,35 @@ class ForkServer:
             control.close()
             shutil.rmtree(workdir, ignore_errors=True)
             return
-        session = _Session(control, pid, uid, workdir)
+        session = _Session(control, pid, uid, workdir, group)
         self.by_pid[pid] = session
         self.selector.register(control, selectors.EVENT_READ, session)
+        if group is not None and group.oom_event is not None:
+            self.selector.register(group.oom_event, selectors.EVENT_READ, _OomAlarm(session))
         self._send(control, {"event": "started", "pid": pid})
         self._make_spare()
+
+    def _drop_group(self, group: SessionGroup | None) -> None:
+        """Remove a memory group now, or once its last process is gone."""
+        if group is not None and group.oom_event is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(group.oom_event)
+        self.groups.drop(group)
+
+    def _on_oom(self, session: _Session) -> None:
+        """The kernel killed a process of the session's memory group: the submission as a whole
+        is past its memory limit. All of it ends (reported as that limit when reaped)."""
+        if session.group is not None and session.group.notified():
+            self._kill(session, sweep=True)
+
+    def _release(self, session: _Session) -> None:
+        """Once a stopped session's processes are gone: its folder, its memory group, and what
+        its uid left in the worker's IPC namespace and temporary folders, if children share them."""
+        shutil.rmtree(session.workdir, ignore_errors=True)
+        group, session.group = session.group, None
+        self._drop_group(group)
+        if session.uid is not None and not self.namespaces:
+            remove_leftovers(session.uid)
 
     def _on_control(self, session: _Session) -> None:
         try:
@@ -294,20 +343,16 @@ class ForkServer:
         """SIGKILL the session's child; with ``sweep``, every process the session started too:
         all processes of its uid at once when it has one, else the strays re-parented here."""
         if session.pid in self.by_pid:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(session.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         if not sweep:
             return
         if session.uid is not None:
             kill_uid(session.uid)
         else:
             for pid in self._remaining(session):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
 
     def _finish(self, session: _Session) -> int:
         """Kill everything of the session, wait until it is all gone, wipe its folder; return
@@ -329,7 +374,7 @@ class ForkServer:
                 print(f"backprop-grader worker: processes of a session outlived "
                       f"{_KILL_SECONDS:g} s of SIGKILL", file=sys.stderr)
                 break
-        shutil.rmtree(session.workdir, ignore_errors=True)
+        self._release(session)
         if session in self.dying:
             self.dying.remove(session)
         return count
@@ -341,8 +386,9 @@ class ForkServer:
             if self._remaining(session):
                 self._kill(session, sweep=True)   # it left processes: sweep them
             else:
-                shutil.rmtree(session.workdir, ignore_errors=True)
+                self._release(session)
                 self.dying.remove(session)
+        self.groups.tidy()
 
     def _reap(self) -> None:
         """Collect every ended child; tell a session when its own child ended."""
@@ -355,12 +401,17 @@ class ForkServer:
                 return
             if self.spare is not None and pid == self.spare[0]:
                 self.spare[1].close()
+                self._drop_group(self.spare[2])
                 self.spare = None
             session = self.by_pid.pop(pid, None)
             if session is not None:
                 session.code = os.waitstatus_to_exitcode(status)
                 if session not in self.dying:
-                    self._send(session.control, {"event": "exited", "code": session.code})
+                    exited: dict[str, Any] = {"event": "exited", "code": session.code}
+                    if session.code == -signal.SIGKILL and session.group is not None \
+                            and session.group.ran_out():
+                        exited["limit"] = "memory"      # the kernel's OOM kill, in the group
+                    self._send(session.control, exited)
 
     def _shutdown(self) -> None:
         if self.spare is not None:
@@ -369,8 +420,10 @@ class ForkServer:
             self._finish(session)
 
 
-def main(fd: str) -> None:
-    """The worker's entry: ``fd`` is the main socket to the runner."""
+def main(fd: str, groups: str = "") -> None:
+    """The worker's entry: ``fd`` is the main socket to the runner; ``groups``, where the
+    runner made one, its folder for the children's memory cgroups ("<fd>:<version>",
+    grader.sandbox.worker.memory_groups)."""
     # no cyclic collections while torch is imported: its objects all stay (frozen before the
     # first fork), so a collection would find nothing to free, and a batch waits for the worker
     gc.disable()
@@ -379,7 +432,7 @@ def main(fd: str) -> None:
             importlib.import_module(name)
         except ImportError:
             pass
-    ForkServer(socket.socket(fileno=int(fd))).serve()
+    ForkServer(socket.socket(fileno=int(fd)), groups).serve()
     sys.stderr.flush()
     os._exit(0)     # every child is gone; tearing torch down would only make the runner wait
 

@@ -16,7 +16,8 @@ import sys
 from typing import Any
 
 __all__ = ["SINGLE_THREAD_ENV", "WORKER_ENV", "become_subreaper", "can_drop_uid", "children",
-           "child_environment", "die_with_parent", "forbid_new_privileges", "kill_uid",
+           "child_environment", "die_with_parent", "forbid_new_privileges", "forbid_new_processes",
+           "kill_uid",
            "lower_priority", "processes_of", "set_limits", "status_number"]
 
 # torch and its BLAS libraries start one thread each, not a pool per core: a process whose
@@ -163,13 +164,38 @@ def set_limits(limits: dict[str, Any]) -> None:
     cpu = int(limits["cpu_seconds"])
     wanted = [("RLIMIT_CORE", 0), ("RLIMIT_CPU", (cpu, cpu + 1)), ("RLIMIT_DATA", memory),
               ("RLIMIT_NPROC", int(limits["max_processes"])),
-              ("RLIMIT_FSIZE", int(limits["file_bytes"])), ("RLIMIT_NOFILE", _OPEN_FILES)]
+              ("RLIMIT_FSIZE", int(limits["file_bytes"])), ("RLIMIT_NOFILE", _OPEN_FILES),
+              # no POSIX message queue can be made: none is needed, and a queue outlives its
+              # maker where the child shares the worker's IPC namespace (isolation.py)
+              ("RLIMIT_MSGQUEUE", 0)]
     if vm is not None:       # a backstop: what torch has mapped, plus the memory limit
         wanted.append(("RLIMIT_AS", vm + memory))
     for name, value in wanted:
+        if not hasattr(resource, name):       # RLIMIT_MSGQUEUE: Linux only
+            continue
         soft, hard = value if isinstance(value, tuple) else (value, value)
         try:
             resource.setrlimit(getattr(resource, name), (soft, hard))
         except (ValueError, OSError):
             if sys.platform.startswith("linux"):
                 raise
+
+
+def forbid_new_processes(*, own_uid: bool) -> None:
+    """From now on this process can start no process or thread (RLIMIT_NPROC 0: fork, clone
+    and thread starts fail with EAGAIN), and with ``own_uid`` (the session's uid is its alone)
+    every other process of that uid is killed: a helper forked while the file loaded cannot
+    answer for it later. The exercise needs neither; the child's own replies need no new thread.
+    Elsewhere than Linux, as far as the platform allows."""
+    try:
+        resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
+    except (ValueError, OSError):
+        if sys.platform.startswith("linux"):
+            raise
+    if own_uid:
+        # kill(-1) reaches every process this uid may signal but the caller: in one go, so
+        # that no fork slips through (see kill_uid)
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:      # there was none
+            pass

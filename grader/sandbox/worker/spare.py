@@ -1,9 +1,12 @@
 """A spare child: forked from the worker ahead of time, it becomes the next session's child.
 
-It waits on its orders socket; the fork server sends the session's limits, uid and working
-folder, with the protocol socket and the output pipe attached. The spare then isolates itself
-(a session of its own, only those descriptors open), sets its limits, drops to the session's
-uid, and serves grader.sandbox.worker.child's protocol until the grader closes the socket.
+It waits on its orders socket (already in its memory group, where there is one: the fork server
+moved it there); the fork server sends the session's limits, uid and working folder, with the
+protocol socket and the output pipe attached. The spare then isolates itself (a session of its
+own, only those descriptors open, and where the kernel allows, IPC and mount namespaces of its
+own with a fresh tmpfs for /tmp: grader.sandbox.worker.isolation), sets its limits, drops to the
+session's uid, and serves grader.sandbox.worker.child's protocol until the grader closes the
+socket.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import tempfile
 import traceback
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from .isolation import enter_own_namespaces
 from .processes import child_environment, die_with_parent, forbid_new_privileges, set_limits
 
 if TYPE_CHECKING:
@@ -75,6 +79,8 @@ def _become_child(limits: dict[str, Any], uid: int | None, workdir: str, proto_f
     """Isolate, limit, drop privileges, then serve until the grader closes the socket."""
     os.setsid()
     _place_fds({0: os.open(os.devnull, os.O_RDWR), 1: out_fd, 2: out_fd, _PROTOCOL_FD: proto_fd})
+    if limits.get("own_namespaces"):   # the worker found that the kernel allows them
+        enter_own_namespaces(workdir, size_bytes=int(limits["tmp_bytes"]), uid=uid)
     os.chdir(workdir)
     set_limits(limits)
     if uid is not None:
