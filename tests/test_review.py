@@ -70,6 +70,10 @@ SIGNS = [
     ("import ctypes", "C code"),
     ("f = x.__class__.__base__.__subclasses__()", "__subclasses__"),
     ("frame = sys._getframe(1).f_back", "_getframe"),
+    ("dlogits = torch._log_softmax_backward_data(dlogprobs, logprobs, 1, torch.float32)",
+     "derivative formulas"),
+    ("from torch import _softmax_backward_data", "derivative formulas"),
+    ("d = torch.batch_norm_backward_elemt(*args)", "derivative formulas"),
 ]
 
 # honest code students write, none of which is a sign

@@ -36,6 +36,7 @@ _PROCESS = "starts a process (a helper process could compute what the grader can
 _OTHER_AD = "computes derivatives with a tool the watch does not follow"
 _INTERNALS = "uses torch's internals"
 _BUILT_CODE = "runs code built at run time"
+_DERIVATIVES = "uses autograd's own derivative formulas"    # torch._softmax_backward_data & co
 
 # imported modules (and their submodules) no answer needs
 _MODULES = {
@@ -89,7 +90,8 @@ _IDENTIFIER_PIECE = re.compile(r"[A-Za-z0-9_]*")
 _WORDS = frozenset({*(m.split(".")[-1] for m in _MODULES if m != "torch.autograd.functional"),
                     "autograd", *_ATTRIBUTES, *_TORCH_ATTRIBUTES, *_RUNS_CODE, *_BY_NAME,
                     "modules", "__import__", "__builtins__", "breakpoint"})
-_TRIGGERS = re.compile(r"\b(?:" + "|".join(sorted(_WORDS)) + r")\b|__", re.ASCII)
+_TRIGGERS = re.compile(r"\b(?:" + "|".join(sorted(_WORDS)) + r")\b|__|\w+backward|backward\w+",
+                       re.ASCII)
 _IDENTIFIER = re.compile(r"[A-Za-z_]\w*", re.ASCII)
 
 
@@ -150,6 +152,8 @@ def review_sign(node: ast.AST, *, depth: int = 0) -> str | None:
     if kind is ast.Attribute:
         if node.attr in _ATTRIBUTES:
             return f"{_ATTRIBUTES[node.attr]} (.{node.attr})"
+        if "backward" in node.attr and node.attr != "backward":
+            return f"{_DERIVATIVES} (.{node.attr})"
         if node.attr in _TORCH_ATTRIBUTES and _root_name(node.value) == "torch":
             return f"{_TORCH_ATTRIBUTES[node.attr]} (torch.{node.attr})"
         if node.attr == "modules" and _root_name(node.value) == "sys":
@@ -174,6 +178,8 @@ def review_sign(node: ast.AST, *, depth: int = 0) -> str | None:
                          if _module_sign(f"{module}.{n}")), None)
             sign = sign or next((f"{_ATTRIBUTES[n]} (imports {n} from {module})" for n in names
                                  if n in _ATTRIBUTES), None)
+            sign = sign or next((f"{_DERIVATIVES} (imports {n} from {module})" for n in names
+                                 if "backward" in n and n != "backward"), None)
         return sign
     if kind is ast.Call and isinstance(node.func, ast.Name):
         name = node.func.id
@@ -207,7 +213,9 @@ def review_reasons(code: str, *, filename: str = "<submission>",
                    tree: ast.Module | None = None, cells: bool = False) -> tuple[str, ...]:
     """Each sign in ``code`` that sends it to review, naming the line (and the cell, for a
     notebook's joined cells); () for code that does not parse (the loader says why)."""
-    if code.isascii() and "__" not in code and not _WORDS.intersection(_IDENTIFIER.findall(code)):
+    if code.isascii() and "__" not in code and not any(
+            w in _WORDS or ("backward" in w and w != "backward")
+            for w in set(_IDENTIFIER.findall(code))):
         return ()             # most files: one pass over the identifiers (the scan's regex is slow)
     lines = trigger_lines(code, _TRIGGERS)
     if lines == []:

@@ -48,16 +48,18 @@ def _descriptor(name: str) -> Any:
     raise AttributeError(name)
 
 
-def _replace_everywhere(original: object, replacement: object) -> None:
-    """Every loaded module's global bound to ``original`` now holds ``replacement``: torch's own
-    modules import some entry points by name (``from torch._C import _enter_dual_level``)."""
+def _replace_everywhere(replacements: dict[int, tuple[object, object]]) -> None:
+    """Every loaded module's global bound to an original (``replacements``: id -> (original,
+    replacement)) now holds its replacement: torch's own modules import some entry points by
+    name (``from torch._C import _enter_dual_level``). One pass over the modules for all."""
     for module in list(sys.modules.values()):
         namespace = getattr(module, "__dict__", None)
         if not isinstance(namespace, dict):
             continue
         for key, value in list(namespace.items()):
-            if value is original:
-                namespace[key] = replacement
+            found = replacements.get(id(value))
+            if found is not None and found[0] is value:
+                namespace[key] = found[1]
 
 
 def _named_like(wrapper: Callable[..., Any], fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -102,6 +104,7 @@ class AutogradWatch:
         ``requires_grad=True`` is flagged by the static scan, and its backward pass is seen
         here."""
         watch = self
+        everywhere: dict[int, tuple[object, object]] = {}
 
         def entry_point(fn: Callable[..., Any], what: str) -> Callable[..., Any]:
             def watched(*args: Any, **kwargs: Any) -> Any:
@@ -127,21 +130,31 @@ class AutogradWatch:
         for name in ("grad", "backward"):
             original = getattr(torch.autograd, name)
             watched = entry_point(original, f"calls torch.autograd.{name}()")
-            _replace_everywhere(original, watched)
+            everywhere[id(original)] = (original, watched)
             self._installed.append((torch.autograd, name, watched))
         # torch.func's grad, vjp, jacrev and hessian refuse to run beside saved-tensors hooks
         # (ours): they switch the hooks off first, which is where they are seen
         disable_hooks = torch._C._autograd._saved_tensors_hooks_disable
         watched_disable = entry_point(disable_hooks, "uses torch.func's autograd transforms "
                                                      "(grad, vjp, jacrev or hessian)")
-        _replace_everywhere(disable_hooks, watched_disable)
+        everywhere[id(disable_hooks)] = (disable_hooks, watched_disable)
         self._installed.append((torch._C._autograd, "_saved_tensors_hooks_disable",
                                 watched_disable))
+        # autograd's derivative formulas in torch's namespace (torch._log_softmax_backward_data
+        # gives dlogits from dlogprobs): calling one takes autograd's answer as surely
+        for name in [n for n in dir(torch) if "backward" in n]:
+            original = getattr(torch, name)
+            if callable(original):
+                watched = entry_point(original, f"calls torch.{name}() (autograd's derivative "
+                                                "formula)")
+                everywhere[id(original)] = (original, watched)
+                self._installed.append((torch, name, watched))
         enter_dual_level = torch._C._enter_dual_level
         watched_dual = entry_point(enter_dual_level,
                                    "uses forward-mode AD (jacfwd, jvp or forward_ad)")
-        _replace_everywhere(enter_dual_level, watched_dual)
+        everywhere[id(enter_dual_level)] = (enter_dual_level, watched_dual)
         self._installed.append((torch._C, "_enter_dual_level", watched_dual))
+        _replace_everywhere(everywhere)
 
     def _patch_properties(self) -> None:
         """``.requires_grad = True`` and reading ``.grad`` are attribute accesses, which the
