@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Sequence
 
 from ..lecture.names import FORWARD_NAMES, PARAMETER_NAMES
@@ -81,8 +82,17 @@ def _assignments(node: ast.stmt) -> list[tuple[str, ast.expr]]:
 
 @dataclass(frozen=True)
 class _Definition:
+    """``name = raw`` at statement ``index``. The value in canonical form (a copy) is made when
+    first read: most assignments of a notebook never are, and copying them all was half of
+    resolving the names."""
+
     index: int
-    value: ast.expr
+    raw: ast.expr = field(repr=False)
+    is_canonical: bool = False      # ``raw`` is in canonical form already
+
+    @cached_property
+    def value(self) -> ast.expr:
+        return self.raw if self.is_canonical else canonical(self.raw)  # type: ignore[return-value]
 
 
 class Program:
@@ -95,7 +105,7 @@ class Program:
         self.assigned: set[str] = set()
         for i, node in enumerate(self.nodes):
             for name, value in _assignments(node):
-                self.definitions.setdefault(name, []).append(_Definition(i, canonical(value)))
+                self.definitions.setdefault(name, []).append(_Definition(i, value))
             for sub in ast.walk(node):
                 if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
                     self.assigned.add(sub.id)
@@ -153,7 +163,7 @@ class _Aligner:
         if loss is None:
             return
         index, name, value = loss
-        self._match("loss", name, _Definition(index, value))
+        self._match("loss", name, _Definition(index, value, is_canonical=True))
         self._parameters(before=index)
 
     def _loss_statement(self) -> tuple[int, str, ast.expr] | None:
@@ -250,9 +260,11 @@ class _Aligner:
             changed = False
             for name, definitions in self.program.definitions.items():
                 last = [d for d in definitions if d.index < before]
-                if not last or not isinstance(last[-1].value, ast.Name):
+                # canonical form keeps a plain name as it is (and makes none): the raw value
+                # says, without the copy
+                if not last or not isinstance(last[-1].raw, ast.Name):
                     continue
-                other = last[-1].value.id
+                other = last[-1].raw.id
                 for a, b in ((name, other), (other, name)):
                     if a in self.env.sizes and b not in self.env.sizes and \
                             b not in self.env.tensors.values():

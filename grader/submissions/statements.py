@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from .code_cells import CELL_MARKER_RE, first_line
 
@@ -67,9 +67,11 @@ def read_statements(code: str, *, name: str, cells: bool
         except SyntaxError:      # the loader refuses such files and leaves out such cells
             continue
         for node in open_no_grad(tree.body):
-            binds, assigns, reads = bound_and_read(node)
-            kind = "training" if _is_training_loop(node) else \
-                "cmp" if calls_to(node, "cmp") else "plain"
+            # the statement's nodes listed once: ast.walk is what reading a notebook costs most
+            nodes = list(ast.walk(node))
+            binds, assigns, reads = bound_and_read(node, nodes)
+            kind = "training" if _is_training_loop(node, nodes) else \
+                "cmp" if _calls_in(nodes, "cmp") else "plain"
             statements.append(Statement(
                 index=len(statements), node=node, cell=label, line=first_line(node),
                 end_line=node.end_lineno or node.lineno, file=file,
@@ -131,9 +133,10 @@ def _is_no_grad(node: ast.stmt) -> bool:
     return True
 
 
-def _is_training_loop(node: ast.stmt) -> bool:
-    """A loop that runs a forward pass or updates parameters: the grader never runs it."""
-    for loop in ast.walk(node):
+def _is_training_loop(node: ast.stmt, nodes: list[ast.AST] | None = None) -> bool:
+    """A loop that runs a forward pass or updates parameters: the grader never runs it.
+    ``nodes``: ``list(ast.walk(node))``, where the caller has it."""
+    for loop in ast.walk(node) if nodes is None else nodes:
         if not isinstance(loop, (ast.For, ast.AsyncFor, ast.While)):
             continue
         for sub in ast.walk(loop):
@@ -169,19 +172,29 @@ def statement_source(lines: list[str], node: ast.stmt) -> str:
 
 def calls_to(node: ast.AST, name: str) -> list[ast.Call]:
     """The calls of the plain name ``name`` anywhere in ``node``."""
-    return [c for c in ast.walk(node) if isinstance(c, ast.Call)
+    return _calls_in(ast.walk(node), name)
+
+
+def _calls_in(nodes: Iterable[ast.AST], name: str) -> list[ast.Call]:
+    return [c for c in nodes if isinstance(c, ast.Call)
             and isinstance(c.func, ast.Name) and c.func.id == name]
 
 
 # -- which names a statement binds, changes and reads ---------------------------------------------
 
-def bound_and_read(node: ast.stmt) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+def bound_and_read(node: ast.stmt, nodes: list[ast.AST] | None = None
+                   ) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
     """(names bound afresh, names bound or changed in place, names read from outside) of one
     statement. ``x = f(y)`` binds x afresh; ``x = x + 1``, ``x += 1``, ``x[i] = 0``,
-    ``x.add_(1)`` and ``f(out=x)`` change x; a loop's own variables are not read from outside."""
+    ``x.add_(1)`` and ``f(out=x)`` change x; a loop's own variables are not read from outside.
+    ``nodes``: ``list(ast.walk(node))``, where the caller has it (one walk instead of three)."""
     if isinstance(node, _DEFINITIONS):
         return frozenset({node.name}), frozenset({node.name}), frozenset(_definition_reads(node))
-    assigns, loads = _assigned_and_loaded(node)
+    nodes = list(ast.walk(node)) if nodes is None else nodes
+    nested = any(isinstance(sub, (*_DEFINITIONS, ast.Lambda)) for sub in nodes)
+    # the sets below do not depend on the order of the walk: without nested definitions, the
+    # walk outside them is every node
+    assigns, loads = _assigned_and_loaded(_walk_outside_definitions(node) if nested else nodes)
     binds: set[str] = set()
     if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
         targets = node.targets if isinstance(node, ast.Assign) else [node.target]
@@ -191,15 +204,16 @@ def bound_and_read(node: ast.stmt) -> tuple[frozenset[str], frozenset[str], froz
     elif isinstance(node, (ast.Import, ast.ImportFrom)):
         binds = set(assigns)
     inner = assigns if isinstance(node, _COMPOUND) else set()
-    reads = loads - _local_names(node) - (inner - _self_reads(node))
+    reads = loads - _local_names(nodes) - (inner - _self_reads(node) if inner else set())
     return frozenset(binds), frozenset(assigns), frozenset(reads)
 
 
-def _assigned_and_loaded(node: ast.stmt) -> tuple[set[str], set[str]]:
-    """The names ``node`` binds or changes, and those it loads, outside nested definitions."""
+def _assigned_and_loaded(nodes: Iterable[ast.AST]) -> tuple[set[str], set[str]]:
+    """The names a statement binds or changes, and those it loads, from its ``nodes`` outside
+    nested definitions."""
     assigns: set[str] = set()
     loads: set[str] = set()
-    for sub in _walk_outside_definitions(node):
+    for sub in nodes:
         if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load):
             loads.add(sub.id)
         elif isinstance(sub, ast.Name) and isinstance(sub.ctx, (ast.Store, ast.Del)):
@@ -275,10 +289,11 @@ def _target_names(target: ast.AST) -> list[tuple[str, bool]]:
     return [(root, False)] if root else []
 
 
-def _local_names(node: ast.AST) -> set[str]:
-    """Names bound inside comprehensions, lambdas and nested functions of ``node``."""
+def _local_names(nodes: Iterable[ast.AST]) -> set[str]:
+    """Names bound inside comprehensions, lambdas and nested functions among ``nodes`` (a
+    statement's, walked)."""
     out: set[str] = set()
-    for sub in ast.walk(node):
+    for sub in nodes:
         if isinstance(sub, ast.comprehension):
             out |= {n for n, _ in _target_names(sub.target)}
         elif isinstance(sub, (ast.Lambda, ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -304,10 +319,10 @@ def _definition_reads(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDe
     loads = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     stores = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)
               and isinstance(n.ctx, (ast.Store, ast.Del))}
-    return loads - stores - _local_names(node)
+    return loads - stores - _local_names(ast.walk(node))
 
 
 def _lambda_reads(node: ast.Lambda) -> set[str]:
     loads = {n.id for n in ast.walk(node.body) if isinstance(n, ast.Name)
              and isinstance(n.ctx, ast.Load)}
-    return loads - _local_names(node)
+    return loads - _local_names(ast.walk(node))
