@@ -10,7 +10,7 @@ import torch
 from .judge.exercise4 import grade_exercise4, grade_exercise4_hidden
 from .judge.gradient_results import collect_gradient_results
 from .judge.hidden import grade_hidden_configs
-from .judge.integrity import integrity_flags, scan_source
+from .judge.integrity import integrity_flags, load_flags, scan_source
 from .judge.lecture_style import grade_lecture_style
 from .judge.references import warm_references
 from .judge.request import GradeRequest, exercise4_configs
@@ -120,5 +120,7 @@ def _with_output(result: Result, session: SandboxSession, submission: Submission
     session.close()
     static = scan_source(submission.code, filename=session.filename, tree=submission.tree,
                          cells=submission.source_kind == "ipynb")
-    flags = integrity_flags(static, session.integrity)
+    at_load = [e for e in session.load_integrity if e.get("kind") == "autograd"]
+    events = [e for e in session.integrity if e not in at_load]
+    flags = load_flags(at_load) + integrity_flags(static, events)
     return replace(result, output=session.output(), integrity=flags)

@@ -34,7 +34,8 @@ SIGNS = [
      "imports modules by name"),
     ("f = torch.autograd.grad.__wrapped__", "__wrapped__"),
     ("cells = torch.Tensor.backward.__closure__", "__closure__"),
-    ("w = getattr(f, '__clo' + 'sure__')", "named at run time"),
+    ("w = getattr(f, '__clo' + 'sure__')", "__closure__"),
+    ("w = getattr(f, name)", "named at run time"),
     ("w = getattr(f, '__wrapped__')", "__wrapped__"),
     ("import operator\nget = operator.attrgetter('__closure__')", "attrgetter"),
     ("name = '__clo' + 'sure__'", "a string naming Python's internals"),
@@ -74,6 +75,23 @@ SIGNS = [
      "derivative formulas"),
     ("from torch import _softmax_backward_data", "derivative formulas"),
     ("d = torch.batch_norm_backward_elemt(*args)", "derivative formulas"),
+    # a red team's: names built from pieces, hooks of one's own, Python formulas, nn.grad
+    ("H = vars(vars(torch)['auto' + 'grad'].graph)['saved_tensors_' + 'hooks']",
+     "saved_tensors_hooks"),
+    ("v = vars(torch)", "vars()"),
+    ("H = getattr(g, 'saved_tensors_' + 'hooks')", "saved_tensors_hooks"),
+    ("H = g.__dict__['saved_tensors_' + 'hooks']", "__dict__"),
+    ("H = globals()['saved_tensors_' + 'hooks']", "saved_tensors_hooks"),
+    ("with torch.autograd.graph.save_on_cpu():\n    pass", "save_on_cpu"),
+    ("node = loss.grad_fn.next_functions[0][0]", "next_functions"),
+    ("import gc\ngc.unfreeze()", "unfreeze"),
+    ("import torch._decomp.decompositions as D", "derivative formulas"),
+    ("f = D.__dict__['_log_softmax_' + 'back' + 'ward_data']", "__dict__"),
+    ("f = D.table['_log_softmax_' + 'back' + 'ward_data']", "derivative formulas"),
+    ("dh = torch.nn.grad.conv1d_input(shape, w, g)", "nn.grad"),
+    ("from torch.nn import grad", "torch.nn.grad"),
+    ("f = torch.ops.aten.tanh_backward", "torch.ops"),
+    ("k = F.some_backward_kernel", "derivative formulas"),
 ]
 
 # honest code students write, none of which is a sign
@@ -97,6 +115,9 @@ HONEST = [
     "import sys\nsys.path.append('..')",
     "import random\nrandom.seed(42)",
     "compiled = torch.compile(f)",
+    # a student's own layer with a backward method of its own
+    "dx = layer.backward_input(dlogits)\ndW = self.linear_backward(dout)",
+    "print('loss: ' + str(loss.item()) + ' at step ' + str(i))",
 ]
 
 
@@ -303,3 +324,21 @@ def test_lecture_style_code_reaching_around_the_watch_is_held_and_seen_at_its_li
     assert any(record in d and "dlogprobs = " in d for d in autograd), result.integrity
     g = next(g for g in result.gradients() if g.name == "dlogprobs")
     assert g.status == "integrity" and g.points == 0 and record in (g.message or "")
+
+
+def test_a_self_check_with_autograd_at_the_files_top_level_is_held_not_zeroed(tmp_path,
+                                                                               quick_request):
+    # a student's stub file ending with the lecture's own check, run when the file is loaded
+    path = tmp_path / "alice.py"
+    path.write_text(SOLUTION.read_text() + "\n\n_x = torch.randn(4, 5, requires_grad=True)\n"
+                    "_y = torch.tensor([0, 1, 2, 3])\n"
+                    "torch.nn.functional.cross_entropy(_x, _y).backward()\n"
+                    "print('self-check:', _x.grad.shape)\n")
+    request = replace(quick_request, options=replace(quick_request.options,
+                                                     modes=("isolated",), exercises=("ex1",)))
+    result = grade_submission(path, request=request)
+    assert result.status == "review" and result.withheld_score == result.max_score
+    assert all(g.passed for g in result.gradients())
+    assert any("uses autograd when it is run" in r and "line " in r for r in result.review)
+    assert "load" in {f.kind for f in result.integrity}
+    assert clear_review(result).score == result.max_score

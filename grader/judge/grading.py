@@ -170,13 +170,11 @@ def verdict_from_tensor(gradient: Gradient, state: LectureState, actual: torch.T
 
 def integrity_checked(verdict: Verdict, session: SandboxSession, outcome: CallOutcome,
                       options: GradingOptions) -> Verdict:
-    """Under the "zero" policy, a gradient whose call (or the file's load) used autograd gets
-    status "integrity" and no points; see grader.judge.integrity."""
+    """Under the "zero" policy, a gradient whose call used autograd gets status "integrity" and
+    no points; see grader.judge.integrity. (A file that uses autograd when it is run, as a
+    self-check copied from the lecture does, is held for review instead: grader.judge.review.)"""
     if options.integrity_policy != "zero":
         return verdict
     if autograd_events(outcome.integrity):
         return replace(verdict, status="integrity", message=autograd_message(outcome.integrity))
-    if autograd_events(session.load_integrity):
-        return replace(verdict, status="integrity",
-                       message=autograd_message(session.load_integrity, at_load=True))
     return verdict

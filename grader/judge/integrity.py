@@ -22,7 +22,7 @@ from ..output.results import IntegrityFlag
 from .source_scan import cell_markers, line_text, nodes_near, trigger_lines, where_in_cells
 
 __all__ = ["POLICIES", "autograd_events", "autograd_message", "flagged_use", "grad_read_note",
-           "integrity_flags", "scan_source"]
+           "integrity_flags", "load_flags", "scan_source"]
 
 POLICIES = ("zero", "flag")
 _ATTRIBUTES = {
@@ -129,16 +129,19 @@ def autograd_events(events: Iterable[Mapping[str, str]]) -> list[Mapping[str, st
     return [e for e in events if e.get("kind") == "autograd"]
 
 
-def autograd_message(events: Iterable[Mapping[str, str]], *, at_load: bool = False) -> str:
+def autograd_message(events: Iterable[Mapping[str, str]]) -> str:
     """Why a gradient scores 0 under the "zero" policy."""
     first = next(iter(autograd_events(events)), None)
     where = f" ({first['detail']})" if first else ""
-    if at_load:
-        return (f"your file uses autograd when it is run{where}, so no gradient from it can be "
-                "trusted: the exercise is to derive the gradients by hand. Scored 0 (integrity "
-                "policy 'zero').")
     return (f"computed with autograd{where}: the exercise is to derive this gradient by hand. "
             "Scored 0 (integrity policy 'zero').")
+
+
+def load_flags(events: Iterable[Mapping[str, str]]) -> tuple[IntegrityFlag, ...]:
+    """The autograd records made while the file ran top to bottom (kind "load"): no gradient's
+    own, so no gradient's zero; they send the file to review (grader.judge.review)."""
+    return tuple(IntegrityFlag("load", f"your file uses autograd when it is run: {e['detail']}")
+                 for e in autograd_events(events))
 
 
 def grad_read_note(events: Iterable[Mapping[str, str]]) -> str | None:

@@ -27,7 +27,7 @@ from .source_scan import cell_markers, line_text, nodes_near, trigger_lines, whe
 __all__ = ["REVIEW_KINDS", "clear_review", "review_reasons", "review_sign", "runtime_reasons",
            "with_review"]
 
-REVIEW_KINDS = ("tamper", "process")     # run-time records that send a submission to review
+REVIEW_KINDS = ("tamper", "process", "load")   # run-time records that send a file to review
 _MAX_REASONS = 10
 _LITERAL_DEPTH = 3                       # exec("exec('...')"): nested literal code, read this deep
 
@@ -50,6 +50,11 @@ _MODULES = {
     "torch.autograd.functional": _OTHER_AD, "torch._C": _INTERNALS, "torch._VF": _INTERNALS,
     "torch._ops": _INTERNALS, "torch.ops": _INTERNALS, "torch.library": _INTERNALS,
     "torch.overrides": _INTERNALS, "torch.utils._python_dispatch": _INTERNALS,
+    # autograd's formulas written in Python, and the tracers that run them
+    "torch._decomp": _DERIVATIVES, "torch._refs": _DERIVATIVES, "torch._prims": _DERIVATIVES,
+    "torch._dynamo": _INTERNALS, "torch._inductor": _INTERNALS, "torch._subclasses": _INTERNALS,
+    "torch._higher_order_ops": _INTERNALS, "torch.nn.grad": _DERIVATIVES,
+    "torch.autograd.graph": _INTERNALS,
 }
 # attribute names (and names imported with ``from m import name``) no answer needs
 _ATTRIBUTES = {
@@ -72,9 +77,16 @@ _ATTRIBUTES = {
                      "_enter_dual_level"), _OTHER_AD),
     **dict.fromkeys(("_C", "_VF", "_functorch", "_execution_engine", "run_backward",
                      "saved_tensors_hooks", "disable_saved_tensors_hooks", "_python_dispatch",
-                     "TorchDispatchMode", "TorchFunctionMode", "_ops"), _INTERNALS),
+                     "TorchDispatchMode", "TorchFunctionMode", "_ops", "save_on_cpu",
+                     "next_functions", "_input_metadata", "unfreeze",
+                     "_push_saved_tensors_default_hooks"), _INTERNALS),
 }
 _TORCH_ATTRIBUTES = {"func": _OTHER_AD, "ops": _INTERNALS, "library": _INTERNALS}  # torch.X
+# X.Y where X's last name is the key: torch.nn.grad (gradients of convolutions and products),
+# torch.autograd.graph (the graph's nodes and hooks)
+_CHAINS = {("nn", "grad"): _DERIVATIVES, ("autograd", "graph"): _INTERNALS,
+           ("autograd", "functional"): _OTHER_AD}
+_KERNEL = re.compile(r"[A-Za-z0-9]_backward")      # tanh_backward, _softmax_backward_data, ...
 _RUNS_CODE = ("exec", "eval", "compile")
 _BY_NAME = ("getattr", "setattr", "delattr", "hasattr")
 # dunder names a student may well write, in code or in a string ("__main__")
@@ -86,12 +98,16 @@ _DUNDER_PIECE = re.compile(r"[A-Za-z0-9]__|__[A-Za-z0-9]")
 _IDENTIFIER_PIECE = re.compile(r"[A-Za-z0-9_]*")
 
 # the words a sign is written with; a module's last name is enough ("import torch._C" holds
-# "_C"), but torch.autograd.functional is told by "autograd" (torch.nn.functional is everywhere)
-_WORDS = frozenset({*(m.split(".")[-1] for m in _MODULES if m != "torch.autograd.functional"),
-                    "autograd", *_ATTRIBUTES, *_TORCH_ATTRIBUTES, *_RUNS_CODE, *_BY_NAME,
-                    "modules", "__import__", "__builtins__", "breakpoint"})
-_TRIGGERS = re.compile(r"\b(?:" + "|".join(sorted(_WORDS)) + r")\b|__|\w+backward|backward\w+",
-                       re.ASCII)
+# "_C"), but not a word every notebook has: torch.autograd.functional and .graph are told by
+# "autograd", torch.nn.grad by "nn.grad" (see review_reasons)
+_WORDS = frozenset({*(m.split(".")[-1] for m in _MODULES), "autograd", *_ATTRIBUTES,
+                    *_TORCH_ATTRIBUTES, *_RUNS_CODE, *_BY_NAME, "modules", "vars", "__import__",
+                    "__builtins__", "breakpoint"} - {"functional", "grad", "graph"})
+# lines that hold no word of a sign, but may spell one: torch.nn.grad, and literals joined with
+# + (a name written in pieces: "saved_tensors_" + "hooks")
+_ALSO = re.compile(r"""nn\.grad\b|\bnn\s+import\b[^\n]*\bgrad\b|['"]\s*\+\s*[rRbBfFuU]*['"]""")
+_TRIGGERS = re.compile(r"\b(?:" + "|".join(sorted(_WORDS)) + r")\b|__|\w_backward|"
+                       + _ALSO.pattern, re.ASCII)
 _IDENTIFIER = re.compile(r"[A-Za-z_]\w*", re.ASCII)
 
 
@@ -146,22 +162,51 @@ def _literal_code_sign(node: ast.Call, depth: int) -> str | None:
     return None
 
 
+def _folded(node: ast.AST) -> str | None:
+    """The string ``node`` always is (a literal, or literals joined with + or an f-string
+    without fields): ``"saved_tensors_" + "hooks"`` is ``"saved_tensors_hooks"``."""
+    if isinstance(node, ast.Constant):
+        return node.value if isinstance(node.value, str) else None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _folded(node.left), _folded(node.right)
+        return None if left is None or right is None else left + right
+    if isinstance(node, ast.JoinedStr):
+        parts = [_folded(v) for v in node.values]
+        return None if None in parts else "".join(p for p in parts if p is not None)
+    return None
+
+
+def _name_sign(name: str) -> str | None:
+    """Why a name (an attribute, an imported name, a name looked up by string) is a sign."""
+    if name in _ATTRIBUTES:
+        return _ATTRIBUTES[name]
+    if _KERNEL.search(name):
+        return _DERIVATIVES
+    if _DUNDER_PIECE.search(_PLAIN_DUNDERS.sub("", name)):
+        return _AROUND
+    return None
+
+
+def _last_name(node: ast.expr) -> str | None:
+    return node.attr if isinstance(node, ast.Attribute) else \
+        node.id if isinstance(node, ast.Name) else None
+
+
 def review_sign(node: ast.AST, *, depth: int = 0) -> str | None:
     """Why ``node`` sends its submission to review, if it does."""
     kind = type(node)
     if kind is ast.Attribute:
-        if node.attr in _ATTRIBUTES:
-            return f"{_ATTRIBUTES[node.attr]} (.{node.attr})"
-        if "backward" in node.attr and node.attr != "backward":
-            return f"{_DERIVATIVES} (.{node.attr})"
+        why = _name_sign(node.attr) if _root_name(node.value) not in ("self", "cls") else \
+            _ATTRIBUTES.get(node.attr)
+        if why is not None:
+            return f"{why} (.{node.attr})"
         if node.attr in _TORCH_ATTRIBUTES and _root_name(node.value) == "torch":
             return f"{_TORCH_ATTRIBUTES[node.attr]} (torch.{node.attr})"
         if node.attr == "modules" and _root_name(node.value) == "sys":
             return f"{_AROUND} (sys.modules)"
-        if node.attr == "functional" and isinstance(node.value, (ast.Name, ast.Attribute)) \
-                and (node.value.attr if isinstance(node.value, ast.Attribute)
-                     else node.value.id) == "autograd":
-            return f"{_OTHER_AD} (autograd.functional)"
+        chain = (_last_name(node.value), node.attr)
+        if chain in _CHAINS:
+            return f"{_CHAINS[chain]} ({chain[0]}.{chain[1]})"
         return None
     if kind is ast.Name:
         if node.id in ("__import__", "__builtins__", "breakpoint"):
@@ -176,25 +221,31 @@ def review_sign(node: ast.AST, *, depth: int = 0) -> str | None:
             names = [a.name for a in node.names]
             sign = next((_module_sign(f"{module}.{n}") for n in names
                          if _module_sign(f"{module}.{n}")), None)
-            sign = sign or next((f"{_ATTRIBUTES[n]} (imports {n} from {module})" for n in names
-                                 if n in _ATTRIBUTES), None)
-            sign = sign or next((f"{_DERIVATIVES} (imports {n} from {module})" for n in names
-                                 if "backward" in n and n != "backward"), None)
+            sign = sign or next((f"{why} (imports {n} from {module})" for n in names
+                                 if (why := _name_sign(n))), None)
         return sign
     if kind is ast.Call and isinstance(node.func, ast.Name):
         name = node.func.id
         if name in _RUNS_CODE:
             return _literal_code_sign(node, depth)
+        if name == "vars" and node.args:
+            return f"{_AROUND} (vars() of an object: its attributes as a dictionary)"
         if name in _BY_NAME and len(node.args) >= 2:
-            attr = node.args[1]
-            if not (isinstance(attr, ast.Constant) and isinstance(attr.value, str)):
+            attr = _folded(node.args[1])
+            if attr is None:
                 return f"{_AROUND} ({name}() of an attribute named at run time)"
-            if attr.value in _ATTRIBUTES:
-                return f"{_ATTRIBUTES[attr.value]} ({name}(..., {attr.value!r}))"
+            if (why := _name_sign(attr)) is not None:
+                return f"{why} ({name}(..., {attr!r}))"
         return None
-    if kind is ast.Constant and isinstance(node.value, str) \
-            and _DUNDER_PIECE.search(_PLAIN_DUNDERS.sub("", node.value)):
-        return f"{_AROUND} (a string naming Python's internals: {node.value[:40]!r})"
+    if kind is ast.Subscript:
+        key = _folded(node.slice)
+        if key is not None and (why := _name_sign(key)) is not None:
+            return f"{why} ([{key[:40]!r}])"
+        return None
+    if kind is ast.BinOp or kind is ast.Constant or kind is ast.JoinedStr:
+        text = _folded(node)
+        if text and _DUNDER_PIECE.search(_PLAIN_DUNDERS.sub("", text)):
+            return f"{_AROUND} (a string naming Python's internals: {text[:40]!r})"
     return None
 
 
@@ -213,9 +264,8 @@ def review_reasons(code: str, *, filename: str = "<submission>",
                    tree: ast.Module | None = None, cells: bool = False) -> tuple[str, ...]:
     """Each sign in ``code`` that sends it to review, naming the line (and the cell, for a
     notebook's joined cells); () for code that does not parse (the loader says why)."""
-    if code.isascii() and "__" not in code and not any(
-            w in _WORDS or ("backward" in w and w != "backward")
-            for w in set(_IDENTIFIER.findall(code))):
+    if code.isascii() and "__" not in code and not _ALSO.search(code) and not any(
+            w in _WORDS or "_backward" in w for w in set(_IDENTIFIER.findall(code))):
         return ()             # most files: one pass over the identifiers (the scan's regex is slow)
     lines = trigger_lines(code, _TRIGGERS)
     if lines == []:
@@ -246,7 +296,8 @@ def review_reasons(code: str, *, filename: str = "<submission>",
 
 def runtime_reasons(flags: Iterable[IntegrityFlag]) -> tuple[str, ...]:
     """The run-time records that send a submission to review (kinds REVIEW_KINDS)."""
-    return tuple(f"at run time, {f.detail}" for f in flags if f.kind in REVIEW_KINDS)
+    return tuple(f.detail if f.kind == "load" else f"at run time, {f.detail}"
+                 for f in flags if f.kind in REVIEW_KINDS)
 
 
 def with_review(result: Result, reasons: Iterable[str], *, policy: str) -> Result:

@@ -149,6 +149,22 @@ class AutogradWatch:
                                                 "formula)")
                 everywhere[id(original)] = (original, watched)
                 self._installed.append((torch, name, watched))
+        # hooks the student pushes over the watch's own would take the unpacking (and so the
+        # sight of a backward pass) from it: theirs are pushed wrapped, seen as the watch's are
+        push_hooks = torch._C._autograd._push_saved_tensors_default_hooks
+
+        def watched_push(pack: Callable[..., Any], unpack: Callable[..., Any]) -> None:
+            if not watch.active:
+                return push_hooks(pack, unpack)
+
+            def unpack_seen(t: Any) -> Any:
+                watch._unpack(t)
+                return unpack(t)
+            return push_hooks(pack, unpack_seen)
+
+        everywhere[id(push_hooks)] = (push_hooks, _named_like(watched_push, push_hooks))
+        self._installed.append((torch._C._autograd, "_push_saved_tensors_default_hooks",
+                                everywhere[id(push_hooks)][1]))
         enter_dual_level = torch._C._enter_dual_level
         watched_dual = entry_point(enter_dual_level,
                                    "uses forward-mode AD (jacfwd, jvp or forward_ad)")
