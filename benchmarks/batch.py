@@ -12,11 +12,13 @@ Two measurements, side by side in one run:
    source tree in turn, ``--rounds`` times, alternating: the A/B of a change.
 2. The class: ``backprop-grader grade --jobs 2`` on all N, against one fresh ``python`` per
    submission (the same grading and files) on a sample, one and two at a time; both ways must
-   give the same scores.
+   give the same scores. With ``--trees A B`` (no ``--split-only``): the class graded by each
+   tree in turn, ``--rounds`` times, alternating (wall time and busy CPU per submission).
 
     python benchmarks/batch.py                           # 600 submissions, 12 per kind
     python benchmarks/batch.py --n 200 --sample 10
     python benchmarks/batch.py --split-only --trees /work/before /work/after --rounds 3
+    python benchmarks/batch.py --n 200 --per-kind 0 --trees /work/before /work/after --rounds 3
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import gc
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -34,6 +37,7 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -237,19 +241,48 @@ def _naive(files: list[Path], config: Path, out: Path, parallel: int) -> float:
     return time.perf_counter() - start
 
 
-def class_rate(work: Path, n: int, kinds: dict[str, str], loops: int, config: Path,
-               args: argparse.Namespace) -> None:
+def _grade_class(work: Path, config: Path, jobs: int, tree: Path, out: Path
+                 ) -> tuple[float, float, Any]:
+    """``grade --jobs`` on the class with ``tree``'s grader, into ``out`` (fresh): wall seconds,
+    the machine's busy CPU seconds meanwhile, and the grading processes' rusage."""
+    shutil.rmtree(out, ignore_errors=True)
     cpu_before = _busy_cpu()
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "grader", "grade", str(work / "in"),
-                             "--out", str(work / "batch"), "--jobs", str(args.jobs),
-                             "--config", str(config)], cwd=ROOT, stdout=subprocess.DEVNULL)
+                             "--out", str(out), "--jobs", str(jobs), "--config", str(config)],
+                            cwd=tree, stdout=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONPATH": str(tree)})
     _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    batch_s = time.perf_counter() - start
-    batch_cpu = _busy_cpu() - cpu_before
-    if proc.returncode:
-        raise SystemExit(f"grade exited with {proc.returncode}")
+    seconds, cpu = time.perf_counter() - start, _busy_cpu() - cpu_before
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"grade ({tree}) exited with {os.waitstatus_to_exitcode(status)}")
+    return seconds, cpu, usage
+
+
+def class_ab(work: Path, n: int, config: Path, args: argparse.Namespace) -> None:
+    """The class graded by each of ``args.trees`` in turn, ``args.rounds`` times: the A/B of a
+    change on the whole batch (wall time and the machine's busy CPU per submission)."""
+    print(f"grade --jobs {args.jobs}, {n} submissions, trees alternating")
+    totals: dict[Path, list[tuple[float, float]]] = {t: [] for t in args.trees}
+    for r in range(args.rounds):
+        for tree in args.trees:
+            seconds, cpu, _ = _grade_class(work, config, args.jobs, tree, work / "batch")
+            totals[tree].append((seconds, cpu))
+            print(f"  round {r + 1}, {tree}: {seconds:6.1f} s, {n / seconds:6.2f} submissions/s, "
+                  f"busy CPU {cpu / n * 1000:6.1f} ms per submission")
+    first = args.trees[0]
+    for tree in args.trees[1:]:
+        wall = [b[0] / a[0] for a, b in zip(totals[first], totals[tree])]
+        cpu = [b[1] / a[1] for a, b in zip(totals[first], totals[tree])]
+        extra = [(b[1] - a[1]) / n * 1000 for a, b in zip(totals[first], totals[tree])]
+        print(f"  {tree} vs {first}: wall x{', x'.join(f'{w:.2f}' for w in wall)}; CPU "
+              f"x{', x'.join(f'{c:.2f}' for c in cpu)} "
+              f"({', '.join(f'{e:+.1f}' for e in extra)} ms per submission)")
+
+
+def class_rate(work: Path, n: int, kinds: dict[str, str], loops: int, config: Path,
+               args: argparse.Namespace) -> None:
+    batch_s, batch_cpu, usage = _grade_class(work, config, args.jobs, ROOT, work / "batch")
     # the grading processes (the command and its workers) are waited for; in bubblewrap,
     # the sandbox's worker and children are not (they live in its namespace), so they are
     # the rest. Under process isolation the grader waits for them: no split.
@@ -348,7 +381,11 @@ def main() -> None:
                     medians = run_split(tree, order, config, work)
                     print_split(f"round {r + 1}, {tree}", medians, per)
             print()
-        if not args.split_only:
+        if args.split_only:
+            return
+        if len(args.trees) > 1:
+            class_ab(work, args.n, config, args)
+        else:
             class_rate(work, args.n, kinds, loops, config, args)
 
 
