@@ -19,6 +19,7 @@ from ..lecture.model import (
     Config,
     LectureState,
     build_dataset,
+    chunked_forward,
     fused_forward,
     init_parameters,
     sample_batches,
@@ -70,8 +71,10 @@ def exercise4_reference(config: Config, steps: int) -> Exercise4Reference:
     consumer = {"dC": "emb", "dW1": "hprebn", "db1": "hprebn", "dW2": "logits", "db2": "logits",
                 "dbngain": "hpreact", "dbnbias": "hpreact"}
     scales = {k: float(fwd[v].grad.abs().max()) for k, v in consumer.items()}
-    pool: dict[str, Any] = {**{k: v.detach() for k, v in fwd.items()}, **setup.params,
-                            "n": config.n, "Xb": Xb, "Yb": Yb}
+    with torch.no_grad():        # exercise 1's tensors too: a backward() may read them
+        chunked = chunked_forward(setup.params, Xb, Yb)
+    pool: dict[str, Any] = {**chunked, **{k: v.detach() for k, v in fwd.items()},
+                            **setup.params, "n": config.n, "Xb": Xb, "Yb": Yb}
     return Exercise4Reference(setup, expected, scales, pool)
 
 

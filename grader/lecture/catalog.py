@@ -130,8 +130,10 @@ EXERCISES: dict[str, tuple[Gradient, ...]] = {
 }
 STUB_NAMES: tuple[str, ...] = (*(g.name for g in GRADIENTS), "backward")
 INPUT_NAMES: frozenset[str] = frozenset((*FORWARD_NAMES, *PARAMETER_NAMES, "n", "Xb", "Yb"))
+# exercise 4's backward may also read the chunked forward's tensors (a training loop that
+# keeps exercise 1's forward and backward): lecture.training computes them where it does
 EXERCISE4_INPUT_NAMES: frozenset[str] = frozenset(
-    (*EXERCISE4_INPUTS, *PARAMETER_NAMES, "n", "Xb", "Yb"))
+    (*EXERCISE4_INPUTS, *FORWARD_NAMES, *PARAMETER_NAMES, "n", "Xb", "Yb"))
 # sizes lecture-style code may read by the lecture's names; the grader binds them to the config
 SCALAR_NAMES = ("n", "batch_size", "vocab_size", "n_embd", "n_hidden", "block_size")
 
