@@ -92,6 +92,20 @@ SIGNS = [
     ("from torch.nn import grad", "torch.nn.grad"),
     ("f = torch.ops.aten.tanh_backward", "torch.ops"),
     ("k = F.some_backward_kernel", "derivative formulas"),
+    # a second red team's
+    ("match torch.Tensor:\n    case object(backward=b):\n        match b:\n"
+     "            case object(__closure__=cells):\n                pass", "__closure__"),
+    ("ga = getattr\nx = ga(o, n)", "passed around"),
+    ("x = getattr(*(o, n))", "unpacked"),
+    ("import functools\nx = functools.reduce(getattr, ['a', 'b'], torch)", "passed around"),
+    ("c = vars\nc(torch)", "passed around"),
+    ("n = '_' * 2 + 'closure' + '_' * 2", "'__closure__'"),
+    ("import traceback\nfor frame, _ in traceback.walk_stack(None):\n    pass", "walk_stack"),
+    ("import inspect\nframes = inspect.stack()", "inspect.stack"),
+    ("h = torch._C._autograd._top_saved_tensors_default_hooks(False)", "._C"),
+    ("import builtins as b\nb.exec(src)", "builtins"),
+    ("ns.exec(src)", "exec"),
+    ("import torch as t\nd = t._softmax_backward_data(a, b, 1, f)", "derivative formulas"),
 ]
 
 # honest code students write, none of which is a sign
@@ -118,6 +132,11 @@ HONEST = [
     # a student's own layer with a backward method of its own
     "dx = layer.backward_input(dlogits)\ndW = self.linear_backward(dout)",
     "print('loss: ' + str(loss.item()) + ' at step ' + str(i))",
+    "cmp(name, eval('d{}'.format(name)), eval(name))",
+    "cmp(name, eval('d%s' % name), eval(name))",
+    "print('__Exercise 2__')\nnote = 'dL/dlogits__i = probs - 1'",
+    "dh = layer.tanh_backward(dh)\ncache['h_backward'] = dh",
+    "import re\npattern = re.compile(r'd\\w+')",
 ]
 
 
@@ -299,7 +318,7 @@ def lecture_with(replacement: str) -> str:
     ("_g = [c.cell_contents for c in torch.autograd.grad.__closure__ if callable(c.cell_contents)]"
      "[0]\n_p = torch.nn.Parameter(logprobs.detach().clone())\n"
      "dlogprobs = _g(-(_p[range(n), Yb] * 2.0).mean() / 2.0, _p)[0]",
-     "runs autograd's backward pass"),
+     "runs autograd's engine"),
 ])
 @pytest.mark.parametrize("suffix", [".py", ".ipynb"])
 def test_lecture_style_code_reaching_around_the_watch_is_held_and_seen_at_its_line(

@@ -657,3 +657,31 @@ def test_every_call_gets_an_outcome_when_the_whole_submission_runs_out_of_time(r
     assert len(outs) == 3
     assert outs[0].status == "error"
     assert outs[1].limit == outs[2].limit == "total time"
+
+
+def test_a_flood_of_grad_reads_does_not_crowd_out_the_backward_pass_after_it(runner):
+    reads = "".join(f"        x.grad,\n" for _ in range(30))
+    code = ("import torch\n"
+            "def f(x):\n"
+            "    x = x.clone().requires_grad_()\n"
+            f"    _ = (\n{reads}    )\n"
+            "    (x * x).sum().backward()\n"
+            "    return x.grad\n")
+    out = run_in_sandbox(code, {"x": torch.ones(2)}, function="f", runner=runner)
+    assert out.status == "ok"
+    assert any(e["kind"] == "autograd" for e in out.integrity), out.integrity
+
+
+@pytest.mark.parametrize("poison, changed", [
+    # the watch's depth counter set at load: every entry point would think it is inside
+    ("[c.cell_contents for c in torch.Tensor.backward.__closure__"
+     " if hasattr(c.cell_contents, 'take')][0]._inside = 1", "the watch's state"),
+    # a thread left running by the file: saved-tensors hooks are per thread
+    ("import threading, time\nthreading.Thread(target=time.sleep, args=(30,), daemon=True)"
+     ".start()", "a thread of its own"),
+])
+def test_a_watch_poisoned_when_the_file_runs_is_told_as_tampering(poison, changed, runner):
+    code = f"import torch\n{poison}\ndef f(x):\n    return x * 2\n"
+    out = run_in_sandbox(code, {"x": torch.ones(2)}, function="f", runner=runner)
+    tamper = [e["detail"] for e in out.integrity if e["kind"] == "tamper"]
+    assert any(changed in d for d in tamper), out.integrity

@@ -161,7 +161,8 @@ def integrity_flags(static: Iterable[IntegrityFlag], events: Iterable[Mapping[st
                     ) -> tuple[IntegrityFlag, ...]:
     """Run-time records first (they are what happened), then the static scan; no duplicates."""
     flags: list[IntegrityFlag] = []
-    for e in events:
+    # records that send the file to review first: no number of others may cut them off
+    for e in sorted(events, key=lambda e: e.get("kind") not in ("tamper", "process", "load")):
         flag = IntegrityFlag(str(e.get("kind")), str(e.get("detail")))
         if flag not in flags:
             flags.append(flag)

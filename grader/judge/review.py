@@ -79,14 +79,19 @@ _ATTRIBUTES = {
                      "saved_tensors_hooks", "disable_saved_tensors_hooks", "_python_dispatch",
                      "TorchDispatchMode", "TorchFunctionMode", "_ops", "save_on_cpu",
                      "next_functions", "_input_metadata", "unfreeze",
-                     "_push_saved_tensors_default_hooks"), _INTERNALS),
+                     "_push_saved_tensors_default_hooks", "_pop_saved_tensors_default_hooks",
+                     "_top_saved_tensors_default_hooks", "getattr_static", "walk_stack",
+                     "walk_tb", "_current_frames", "getouterframes", "getinnerframes"),
+                    _INTERNALS),
 }
 _TORCH_ATTRIBUTES = {"func": _OTHER_AD, "ops": _INTERNALS, "library": _INTERNALS}  # torch.X
 # X.Y where X's last name is the key: torch.nn.grad (gradients of convolutions and products),
 # torch.autograd.graph (the graph's nodes and hooks)
 _CHAINS = {("nn", "grad"): _DERIVATIVES, ("autograd", "graph"): _INTERNALS,
-           ("autograd", "functional"): _OTHER_AD}
+           ("autograd", "functional"): _OTHER_AD, ("inspect", "stack"): _AROUND,
+           ("inspect", "trace"): _AROUND, ("traceback", "extract_stack"): _AROUND}
 _KERNEL = re.compile(r"[A-Za-z0-9]_backward")      # tanh_backward, _softmax_backward_data, ...
+_TORCH_ROOTS = ("torch", "F", "nn", "aten", "ops", "_VF", "functional")
 _RUNS_CODE = ("exec", "eval", "compile")
 _BY_NAME = ("getattr", "setattr", "delattr", "hasattr")
 # dunder names a student may well write, in code or in a string ("__main__")
@@ -94,7 +99,9 @@ _PLAIN_DUNDERS = re.compile(
     r"__(?:name|main|file|doc|version|class|init|call|all|len|getitem|setitem|repr|str|iter|"
     r"next|enter|exit|future|annotations|slots|post_init|qualname|module|eq|hash|add|mul|sub|"
     r"matmul|neg|pow|truediv|radd|rmul|rsub|rtruediv|contains|bool|float|int)__")
-_DUNDER_PIECE = re.compile(r"[A-Za-z0-9]__|__[A-Za-z0-9]")
+# a string that could be (a piece of) a name with "__" in it: "__clo", "sure__", "__dict__";
+# not prose ("__Exercise 2__", "dL/dlogits__i")
+_NAME_WITH_DUNDER = re.compile(r"\w*(?:[A-Za-z0-9]__|__[A-Za-z0-9])\w*", re.ASCII)
 _IDENTIFIER_PIECE = re.compile(r"[A-Za-z0-9_]*")
 
 # the words a sign is written with; a module's last name is enough ("import torch._C" holds
@@ -102,7 +109,8 @@ _IDENTIFIER_PIECE = re.compile(r"[A-Za-z0-9_]*")
 # "autograd", torch.nn.grad by "nn.grad" (see review_reasons)
 _WORDS = frozenset({*(m.split(".")[-1] for m in _MODULES), "autograd", *_ATTRIBUTES,
                     *_TORCH_ATTRIBUTES, *_RUNS_CODE, *_BY_NAME, "modules", "vars", "__import__",
-                    "__builtins__", "breakpoint"} - {"functional", "grad", "graph"})
+                    "__builtins__", "breakpoint", "inspect", "extract_stack", "exec"}
+                   - {"functional", "grad", "graph"})
 # lines that hold no word of a sign, but may spell one: torch.nn.grad, and literals joined with
 # + (a name written in pieces: "saved_tensors_" + "hooks")
 _ALSO = re.compile(r"""nn\.grad\b|\bnn\s+import\b[^\n]*\bgrad\b|['"]\s*\+\s*[rRbBfFuU]*['"]""")
@@ -130,6 +138,17 @@ def _identifier_built(node: ast.expr) -> bool:
     if isinstance(node, ast.JoinedStr):
         return all(_identifier_built(v.value if isinstance(v, ast.FormattedValue) else v)
                    for v in node.values)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod):     # "d%s" % name
+        values = node.right.elts if isinstance(node.right, ast.Tuple) else [node.right]
+        return isinstance(node.left, ast.Constant) and isinstance(node.left.value, str) \
+            and _identifier_built(ast.Constant(node.left.value.replace("%s", ""))) \
+            and all(_identifier_built(v) for v in values)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+            and node.func.attr == "format" and isinstance(node.func.value, ast.Constant) \
+            and isinstance(node.func.value.value, str) and not node.keywords:  # "d{}".format(n)
+        template = re.sub(r"\{\d*\}", "", node.func.value.value)
+        return _identifier_built(ast.Constant(template)) \
+            and all(_identifier_built(a) for a in node.args)
     return False
 
 
@@ -170,19 +189,27 @@ def _folded(node: ast.AST) -> str | None:
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
         left, right = _folded(node.left), _folded(node.right)
         return None if left is None or right is None else left + right
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):      # "_" * 2
+        text, times = (node.left, node.right) if isinstance(node.left, ast.Constant) and \
+            isinstance(node.left.value, str) else (node.right, node.left)
+        if isinstance(times, ast.Constant) and type(times.value) is int and times.value < 100:
+            piece = _folded(text)
+            return None if piece is None else piece * times.value
+        return None
     if isinstance(node, ast.JoinedStr):
         parts = [_folded(v) for v in node.values]
         return None if None in parts else "".join(p for p in parts if p is not None)
     return None
 
 
-def _name_sign(name: str) -> str | None:
-    """Why a name (an attribute, an imported name, a name looked up by string) is a sign."""
+def _name_sign(name: str, *, kernels: bool = True) -> str | None:
+    """Why a name (an attribute, an imported name, a name looked up by string) is a sign;
+    ``kernels``: a derivative formula's name (``tanh_backward``) is one."""
     if name in _ATTRIBUTES:
         return _ATTRIBUTES[name]
-    if _KERNEL.search(name):
+    if kernels and _KERNEL.search(name):
         return _DERIVATIVES
-    if _DUNDER_PIECE.search(_PLAIN_DUNDERS.sub("", name)):
+    if _NAME_WITH_DUNDER.fullmatch(_PLAIN_DUNDERS.sub("", name)):
         return _AROUND
     return None
 
@@ -192,12 +219,25 @@ def _last_name(node: ast.expr) -> str | None:
         node.id if isinstance(node, ast.Name) else None
 
 
-def review_sign(node: ast.AST, *, depth: int = 0) -> str | None:
-    """Why ``node`` sends its submission to review, if it does."""
+def _attribute_sign(node: ast.Attribute) -> str | None:
+    """A derivative formula's name is a sign off torch's own names (or a private one): a
+    student's ``layer.tanh_backward(...)`` is their own."""
+    root = _root_name(node.value)
+    if root in ("self", "cls"):
+        return _ATTRIBUTES.get(node.attr)
+    if _KERNEL.search(node.attr) and root not in _TORCH_ROOTS and not node.attr.startswith("_"):
+        return None
+    return _name_sign(node.attr)
+
+
+def review_sign(node: ast.AST, *, depth: int = 0, called: set[int] | None = None
+                ) -> str | None:
+    """Why ``node`` sends its submission to review, if it does. ``called``: the ids of the
+    functions of the calls seen so far (a walk meets a call before its function), so that
+    ``getattr`` passed around (``ga = getattr``, ``reduce(getattr, ...)``) is told from called."""
     kind = type(node)
     if kind is ast.Attribute:
-        why = _name_sign(node.attr) if _root_name(node.value) not in ("self", "cls") else \
-            _ATTRIBUTES.get(node.attr)
+        why = _attribute_sign(node)
         if why is not None:
             return f"{why} (.{node.attr})"
         if node.attr in _TORCH_ATTRIBUTES and _root_name(node.value) == "torch":
@@ -211,7 +251,12 @@ def review_sign(node: ast.AST, *, depth: int = 0) -> str | None:
     if kind is ast.Name:
         if node.id in ("__import__", "__builtins__", "breakpoint"):
             return f"{_AROUND} ({node.id})"
+        if node.id in (*_BY_NAME, "vars") and called is not None and id(node) not in called:
+            return f"{_AROUND} ({node.id} passed around, not called)"
         return None
+    if kind is ast.MatchClass:           # case object(__closure__=c): attributes by pattern
+        return next((f"{why} (case ...({a}=...))" for a in node.kwd_attrs
+                     if (why := _name_sign(a))), None)
     if kind is ast.Import:
         return next((s for a in node.names if (s := _module_sign(a.name))), None)
     if kind is ast.ImportFrom:
@@ -224,8 +269,17 @@ def review_sign(node: ast.AST, *, depth: int = 0) -> str | None:
             sign = sign or next((f"{why} (imports {n} from {module})" for n in names
                                  if (why := _name_sign(n))), None)
         return sign
+    if kind is ast.Call and called is not None:
+        called.add(id(node.func))
+    if kind is ast.Call and isinstance(node.func, ast.Attribute) and (
+            node.func.attr == "exec" or (node.func.attr == "eval" and node.args)):
+        return f"{_BUILT_CODE} (.{node.func.attr}() of a string)"
     if kind is ast.Call and isinstance(node.func, ast.Name):
         name = node.func.id
+        if name in (*_BY_NAME, "vars") and (
+                any(isinstance(a, ast.Starred) for a in node.args)
+                or any(k.arg is None for k in node.keywords)):
+            return f"{_AROUND} ({name}() of arguments unpacked at run time)"
         if name in _RUNS_CODE:
             return _literal_code_sign(node, depth)
         if name == "vars" and node.args:
@@ -238,13 +292,13 @@ def review_sign(node: ast.AST, *, depth: int = 0) -> str | None:
                 return f"{why} ({name}(..., {attr!r}))"
         return None
     if kind is ast.Subscript:
-        key = _folded(node.slice)
-        if key is not None and (why := _name_sign(key)) is not None:
+        key = _folded(node.slice)       # cache["h_backward"] is a student's own; "_..." not
+        if key is not None and (why := _name_sign(key, kernels=key.startswith("_"))) is not None:
             return f"{why} ([{key[:40]!r}])"
         return None
     if kind is ast.BinOp or kind is ast.Constant or kind is ast.JoinedStr:
         text = _folded(node)
-        if text and _DUNDER_PIECE.search(_PLAIN_DUNDERS.sub("", text)):
+        if text and _NAME_WITH_DUNDER.fullmatch(_PLAIN_DUNDERS.sub("", text)):
             return f"{_AROUND} (a string naming Python's internals: {text[:40]!r})"
     return None
 
@@ -278,10 +332,11 @@ def review_reasons(code: str, *, filename: str = "<submission>",
     nodes = ast.walk(tree) if lines is None else nodes_near(tree.body, lines)
     docstrings = _docstrings(tree) if "__" in code else set()
     found: dict[int, str] = {}
+    called: set[int] = set()
     for node in nodes:
         if id(node) in docstrings:
             continue
-        why = review_sign(node)
+        why = review_sign(node, called=called)
         if why is not None:
             found.setdefault(getattr(node, "lineno", 0), why)
     code_lines = code.splitlines()

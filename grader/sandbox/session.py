@@ -75,10 +75,15 @@ def _integrity_events(meta: dict[str, Any]) -> tuple[dict[str, str], ...]:
     raw = meta.get("integrity")
     if not isinstance(raw, list):
         return ()
-    events = []
-    for item in raw[:20]:
+    events: list[dict[str, str]] = []
+    flags = 0                 # .grad and requires_grad records: a flood of them crowds nothing out
+    for item in raw[:200]:
         if isinstance(item, dict) and item.get("kind") in _INTEGRITY_KINDS \
                 and isinstance(item.get("detail"), str):
+            flag = item["kind"] in ("grad", "requires_grad")
+            if flag and flags >= 20:
+                continue
+            flags += flag
             events.append({"kind": str(item["kind"]), "detail": item["detail"][:300]})
     return tuple(events)
 

@@ -37,7 +37,9 @@ import torch
 
 __all__ = ["AutogradWatch"]
 
-_MAX_EVENTS = 20
+_MAX_EVENTS = 20           # flags: .grad read, requires_grad set
+_MAX_KEPT = 100            # records that cost points or send to review
+_FLAG_KINDS = ("grad", "requires_grad")
 
 
 def _descriptor(name: str) -> Any:
@@ -62,6 +64,14 @@ def _replace_everywhere(replacements: dict[int, tuple[object, object]]) -> None:
                 namespace[key] = found[1]
 
 
+def _threads() -> int:
+    """This process's threads (the sandbox's children have one)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:            # not Linux: no count
+        return 1
+
+
 def _named_like(wrapper: Callable[..., Any], fn: Callable[..., Any]) -> Callable[..., Any]:
     """``wrapper`` named as ``fn`` for help() and tracebacks, without the ``__wrapped__`` that
     functools.wraps would leave (a way back to the unwatched original)."""
@@ -71,6 +81,17 @@ def _named_like(wrapper: Callable[..., Any], fn: Callable[..., Any]) -> Callable
         except (AttributeError, TypeError):
             pass
     return wrapper
+
+
+class _WatchedEngine:
+    """Autograd's engine, its run_backward watched; everything else passed through."""
+
+    def __init__(self, engine: Any, run_backward: Callable[..., Any]) -> None:
+        self.run_backward = run_backward
+        self._engine = engine
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
 
 
 class AutogradWatch:
@@ -165,6 +186,13 @@ class AutogradWatch:
         everywhere[id(push_hooks)] = (push_hooks, _named_like(watched_push, push_hooks))
         self._installed.append((torch._C._autograd, "_push_saved_tensors_default_hooks",
                                 everywhere[id(push_hooks)][1]))
+        # the engine itself (torch.autograd.Variable._execution_engine.run_backward), behind
+        # backward() and grad(): seen when called directly too
+        variable = torch.autograd.Variable
+        engine = _WatchedEngine(vars(variable)["_execution_engine"],
+                                entry_point(vars(variable)["_execution_engine"].run_backward,
+                                            "runs autograd's engine"))
+        self._install(variable, "_execution_engine", engine)
         enter_dual_level = torch._C._enter_dual_level
         watched_dual = entry_point(enter_dual_level,
                                    "uses forward-mode AD (jacfwd, jvp or forward_ad)")
@@ -236,8 +264,15 @@ class AutogradWatch:
         return f"{where}, line {frame.f_lineno}" + (f": {source[:120]}" if source else "")
 
     def record(self, kind: str, what: str) -> None:
+        """Keep ``kind``'s record: flags (reading .grad, requires_grad) up to _MAX_EVENTS, so
+        that a flood of them can never crowd out a record of autograd used, of the watch
+        changed or of a process started (kept up to _MAX_KEPT)."""
         event = {"kind": kind, "detail": f"{self._student_line()} {what}"}
-        if event not in self.events and len(self.events) < _MAX_EVENTS:
+        if event in self.events:
+            return
+        flags = kind in _FLAG_KINDS
+        if sum((e["kind"] in _FLAG_KINDS) == flags for e in self.events) < (
+                _MAX_EVENTS if flags else _MAX_KEPT):
             self.events.append(event)
 
     def take(self) -> list[dict[str, str]]:
@@ -251,6 +286,10 @@ class AutogradWatch:
                    for holder, name, value in self._installed if vars(holder).get(name) is not value]
         if not self.active:
             changed.append("the watch's switch")
+        if self._inside != 0 or type(self.events) is not list:
+            changed.append("the watch's state")
+        if _threads() > 1:      # saved-tensors hooks are per thread: another runs unwatched
+            changed.append("a thread of its own running beside it")
         if set(vars(self)) - self._own or any(
                 vars(type(self)).get(k) is not v for k, v in self._methods.items()):
             changed.append("the watch's recorder")
@@ -266,6 +305,7 @@ class AutogradWatch:
         if not torch._C._autograd._saved_tensors_hooks_is_enabled():
             torch._C._autograd._saved_tensors_hooks_enable()
         torch._C._autograd._push_saved_tensors_default_hooks(*self._hooks)
+        self._inside = 0
         self.active = True
         try:
             yield
