@@ -105,6 +105,8 @@ SIGNS = [
     ("h = torch._C._autograd._top_saved_tensors_default_hooks(False)", "._C"),
     ("import builtins as b\nb.exec(src)", "builtins"),
     ("ns.exec(src)", "exec"),
+    ("run = torch.utils.cpp_extension.subprocess.run", "starts a process"),
+    ("load = torch.serialization.pickle.loads", "pickle"),
     ("import torch as t\nd = t._softmax_backward_data(a, b, 1, f)", "derivative formulas"),
 ]
 

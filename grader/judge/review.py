@@ -67,6 +67,10 @@ _ATTRIBUTES = {
                      "co_code", "co_consts", "_getframe", "setprofile", "settrace",
                      "get_referents", "get_referrers", "get_objects", "getclosurevars",
                      "currentframe", "unwrap", "attrgetter", "methodcaller"), _AROUND),
+    # a module reached as another module's attribute (torch.utils.cpp_extension.subprocess)
+    **dict.fromkeys(("subprocess", "multiprocessing", "_posixsubprocess", "pty", "spawn"),
+                    _PROCESS),
+    **dict.fromkeys(("importlib", "ctypes", "builtins", "pickle", "marshal", "runpy"), _AROUND),
     **dict.fromkeys(("fork", "forkpty", "system", "popen", "Popen", "posix_spawn",
                      "posix_spawnp", "register_at_fork", "execv", "execve", "execvp", "execvpe",
                      "execl", "execle", "execlp", "execlpe", "spawnl", "spawnle", "spawnlp",
