@@ -685,3 +685,23 @@ def test_a_watch_poisoned_when_the_file_runs_is_told_as_tampering(poison, change
     out = run_in_sandbox(code, {"x": torch.ones(2)}, function="f", runner=runner)
     tamper = [e["detail"] for e in out.integrity if e["kind"] == "tamper"]
     assert any(changed in d for d in tamper), out.integrity
+
+
+@pytest.mark.parametrize("erase", [
+    "for c in torch.Tensor.backward.__closure__:\n"
+    "        if hasattr(c.cell_contents, 'take'):\n"
+    "            c.cell_contents.events.clear()",
+    "import gc\n    gc.unfreeze()\n    for o in gc.get_objects():\n"
+    "        if type(o).__name__ == 'AutogradWatch':\n            o.events.clear()",
+])
+def test_a_record_erased_after_autograd_was_used_has_reached_the_grader_already(erase, runner):
+    code = ("import torch\n"
+            "def f(x):\n"
+            "    x = x.clone().requires_grad_()\n"
+            "    (x * x).sum().backward()\n"
+            "    g = x.grad\n"
+            f"    {erase}\n"
+            "    return g\n")
+    out = run_in_sandbox(code, {"x": torch.ones(2)}, function="f", runner=runner)
+    assert out.status == "ok"
+    assert any(e["kind"] == "autograd" for e in out.integrity), out.integrity

@@ -242,20 +242,31 @@ class SandboxSession:
         alarm = None
         if may_lower and not self._lowered:     # the request went at deadline - seconds
             alarm = (deadline - seconds + self.limits.slow_seconds, self._lower)
-        try:
-            reply, out = self._reader.read(deadline=deadline, alarm=alarm)
-        except TimeoutError:
-            return self._timed_out(seconds)
-        except (EOFError, ConnectionError, BrokenPipeError):
-            return self._died()
-        except wire.FrameError as e:
-            self._stop(wait=True)
-            return CallOutcome("error", message=f"sent back something that is not tensors: {e}",
-                               limit=e.limit)
+        streamed: list[Any] = []       # records the child sent as they were made
+        while True:
+            try:
+                reply, out = self._reader.read(deadline=deadline,
+                                               alarm=None if self._lowered else alarm)
+            except TimeoutError:
+                return self._timed_out(seconds)
+            except (EOFError, ConnectionError, BrokenPipeError):
+                return self._died()
+            except wire.FrameError as e:
+                self._stop(wait=True)
+                return CallOutcome("error", message="sent back something that is not tensors: "
+                                                    f"{e}", limit=e.limit)
+            if set(reply) != {"event"}:
+                break
+            # kept at once: a record stands even if the call then dies or runs out of time
+            streamed.append(reply["event"])
+            self.integrity += [e for e in _integrity_events({"integrity": [reply["event"]]})
+                               if e not in self.integrity]
         if index is not None and reply.get("index") != index:
             self._stop(wait=True)        # out of step with the calls: start afresh
             return CallOutcome("error", message="sent back more or fewer answers than calls")
-        integrity = _integrity_events(reply)
+        raw = reply.get("integrity")
+        integrity = _integrity_events(
+            {"integrity": streamed + (raw if isinstance(raw, list) else [])})
         self.integrity += [e for e in integrity if e not in self.integrity]
         status = reply.get("status")
         if status not in ("ok", "missing", "error"):

@@ -100,6 +100,7 @@ class AutogradWatch:
     def __init__(self, filename: str) -> None:
         self.filename = filename
         self.cells: frozenset[str] = frozenset()   # lecture-style code: a file name per cell
+        self.sink: Callable[[dict[str, str]], None] | None = None   # sends a record on its way
         self.active = False
         self.events: list[dict[str, str]] = []
         self._inside = 0         # autograd entry points calling one another record once
@@ -274,6 +275,8 @@ class AutogradWatch:
         if sum((e["kind"] in _FLAG_KINDS) == flags for e in self.events) < (
                 _MAX_EVENTS if flags else _MAX_KEPT):
             self.events.append(event)
+            if self.sink is not None:
+                self.sink(event)
 
     def take(self) -> list[dict[str, str]]:
         """The events since the last take()."""
