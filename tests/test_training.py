@@ -59,29 +59,14 @@ def test_strict_shapes_refuse_size_1_dimensions_in_front_too():
         _train(_reshaped({"b1": (1, 200)}), strict_shapes=True)
 
 
-CHUNKED_BACKWARD = '''
-def backward(probs, Yb, n, h, W2, hpreact, bngain, bnvar_inv, bnraw, embcat, W1, emb, Xb, C,
-             bndiff):
-    # exercise 1's tensors (probs, bndiff), as a training loop that keeps exercise 1's forward
-    dlogits = probs.clone()
-    dlogits[range(n), Yb] -= 1
-    dlogits /= n
-    dh = dlogits @ W2.T
-    dW2 = h.T @ dlogits
-    db2 = dlogits.sum(0)
-    dhpreact = (1.0 - h**2) * dh
-    dbngain = (bnraw * dhpreact).sum(0, keepdim=True)
-    dbnbias = dhpreact.sum(0, keepdim=True)
-    dhprebn = bngain * bnvar_inv / n * (n * dhpreact - dhpreact.sum(0)
-                                        - n / (n - 1) * bnraw * (dhpreact * bnraw).sum(0))
-    dembcat = dhprebn @ W1.T
-    dW1 = embcat.T @ dhprebn
-    db1 = dhprebn.sum(0)
-    demb = dembcat.view(emb.shape)
-    dC = torch.zeros_like(C)
-    dC.index_add_(0, Xb.view(-1), demb.view(-1, demb.shape[2]))
-    return [dC, dW1, db1, dW2, db2, dbngain, dbnbias]
-'''
+def chunked_backward() -> str:
+    """The solution's backward(), reading exercise 1's probs (and bndiff, unused) instead of
+    logits: a training loop that keeps exercise 1's forward."""
+    source = inspect.getsource(SOLUTION_MODULE.backward)
+    chunked = source.replace("def backward(logits,", "def backward(probs, bndiff,").replace(
+        "dlogits = F.softmax(logits, 1)", "dlogits = probs.clone()")
+    assert chunked.count("probs") == 2, "the solution's backward() changed: update this test"
+    return chunked
 
 
 def test_a_backward_reading_exercise_1s_forward_tensors_is_given_them_and_graded(tmp_path):
@@ -89,7 +74,7 @@ def test_a_backward_reading_exercise_1s_forward_tensors_is_given_them_and_graded
     from grader.judge.grading import GradingOptions
 
     path = tmp_path / "chunked.py"
-    path.write_text(SOLUTION.read_text() + "\n" + CHUNKED_BACKWARD)
+    path.write_text(SOLUTION.read_text() + "\n" + chunked_backward())
     result = grade_submission(path, request=GradeRequest(options=GradingOptions(
         exercises=("ex4",), train_steps=2)))
     ex4 = result.gradients()

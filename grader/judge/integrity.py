@@ -19,7 +19,8 @@ import re
 from typing import Iterable, Mapping
 
 from ..output.results import IntegrityFlag
-from .source_scan import cell_markers, line_text, nodes_near, trigger_lines, where_in_cells
+from .source_scan import (cell_markers, line_text, nodes_near, parsed, trigger_lines,
+                          where_in_cells)
 
 __all__ = ["POLICIES", "autograd_events", "autograd_message", "flagged_use", "grad_read_note",
            "integrity_flags", "load_flags", "scan_source"]
@@ -101,11 +102,9 @@ def scan_source(code: str, *, filename: str = "<submission>", tree: ast.Module |
     lines = trigger_lines(code, _TRIGGERS)
     if lines == []:
         return ()
+    tree = parsed(code, filename=filename, tree=tree)
     if tree is None:
-        try:
-            tree = ast.parse(code, filename=filename)
-        except (SyntaxError, ValueError):
-            return ()
+        return ()
     nodes = ast.walk(tree) if lines is None else nodes_near(tree.body, lines)
     found: set[tuple[int, str]] = set()
     for node in nodes:

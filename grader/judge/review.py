@@ -22,7 +22,8 @@ from dataclasses import replace
 from typing import Iterable
 
 from ..output.results import IntegrityFlag, Result
-from .source_scan import cell_markers, line_text, nodes_near, trigger_lines, where_in_cells
+from .source_scan import (cell_markers, line_text, nodes_near, parsed, trigger_lines,
+                          where_in_cells)
 
 __all__ = ["REVIEW_KINDS", "clear_review", "review_reasons", "review_sign", "runtime_reasons",
            "with_review"]
@@ -328,11 +329,9 @@ def review_reasons(code: str, *, filename: str = "<submission>",
     lines = trigger_lines(code, _TRIGGERS)
     if lines == []:
         return ()
+    tree = parsed(code, filename=filename, tree=tree)
     if tree is None:
-        try:
-            tree = ast.parse(code, filename=filename)
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            return ()
+        return ()
     nodes = ast.walk(tree) if lines is None else nodes_near(tree.body, lines)
     docstrings = _docstrings(tree) if "__" in code else set()
     found: dict[int, str] = {}

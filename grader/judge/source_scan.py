@@ -16,7 +16,8 @@ from typing import Iterator
 
 from ..submissions.code_cells import CELL_MARKER_RE
 
-__all__ = ["cell_markers", "line_text", "nodes_near", "trigger_lines", "where_in_cells"]
+__all__ = ["cell_markers", "line_text", "nodes_near", "parsed", "trigger_lines",
+           "where_in_cells"]
 
 _BODIES = ("body", "orelse", "finalbody")
 
@@ -35,6 +36,16 @@ def trigger_lines(code: str, triggers: re.Pattern[str]) -> list[int] | None:
         if not lines or lines[-1] != line:
             lines.append(line)
     return lines
+
+
+def parsed(code: str, *, filename: str, tree: ast.Module | None = None) -> ast.Module | None:
+    """``tree``, or ``code`` parsed; None for code that does not parse (the loader says why)."""
+    if tree is not None:
+        return tree
+    try:
+        return ast.parse(code, filename=filename)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
 
 
 def _touches(lines: list[int], first: int, last: int) -> bool:

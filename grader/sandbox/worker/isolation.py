@@ -22,6 +22,8 @@ import os
 import shutil
 import stat
 
+from .processes import as_uid
+
 __all__ = ["TEMPORARY_FOLDERS", "can_unshare", "enter_own_namespaces", "remove_leftovers"]
 
 _CLONE_NEWNS = 0x00020000
@@ -108,19 +110,12 @@ def _sysv_objects(kind: str, id_column: str, uid: int) -> list[int]:
 def _remove_sysv_as(uid: int, objects: list[tuple[str, str, int]]) -> None:
     """IPC_RMID each object, in a fork that becomes ``uid``, their owner: without CAP_SYS_ADMIN
     (the very case that needs this) root may not remove another uid's objects."""
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setgroups([])
-            os.setresgid(uid, uid, uid)
-            os.setresuid(uid, uid, uid)
-            libc = _libc()
-            for kind, control, ident in objects:
-                getattr(libc, control)(*((ident, 0, _IPC_RMID) if kind == "sem"
-                                         else (ident, _IPC_RMID, None)))
-        finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
+    def remove() -> None:
+        libc = _libc()
+        for kind, control, ident in objects:
+            getattr(libc, control)(*((ident, 0, _IPC_RMID) if kind == "sem"
+                                     else (ident, _IPC_RMID, None)))
+    as_uid(uid, remove)
 
 
 def remove_leftovers(uid: int) -> int:

@@ -13,12 +13,12 @@ import os
 import resource
 import signal
 import sys
-from typing import Any
+from typing import Any, Callable
 
-__all__ = ["SINGLE_THREAD_ENV", "WORKER_ENV", "become_subreaper", "can_drop_uid", "children",
-           "child_environment", "die_with_parent", "forbid_new_privileges", "forbid_new_processes",
-           "kill_uid",
-           "lower_priority", "processes_of", "set_limits", "status_number"]
+__all__ = ["SINGLE_THREAD_ENV", "WORKER_ENV", "as_uid", "become_subreaper", "can_drop_uid",
+           "children", "child_environment", "die_with_parent", "forbid_new_privileges",
+           "forbid_new_processes", "kill_uid", "lower_priority", "processes_of", "set_limits",
+           "status_number"]
 
 # torch and its BLAS libraries start one thread each, not a pool per core: a process whose
 # thread pools are running cannot be forked safely (a child may inherit a lock held forever),
@@ -105,20 +105,26 @@ def processes_of(uid: int) -> list[int]:
     return [int(e) for e in os.listdir("/proc") if e.isdigit() and status_number("Uid", e) == uid]
 
 
-def kill_uid(uid: int) -> None:
-    """SIGKILL every process of ``uid`` in one go: a fork becomes ``uid`` and calls
-    kill(-1), which the kernel applies to all of that uid's processes at once, so that no fork
-    slips through between a scan and a kill."""
+def as_uid(uid: int, action: Callable[[], object]) -> None:
+    """Run ``action`` in a fork that becomes ``uid`` (no groups) and wait for it: what only the
+    owner may do (signal all its processes, remove its IPC objects without CAP_SYS_ADMIN)."""
     pid = os.fork()
     if pid == 0:
         try:
             os.setgroups([])
             os.setresgid(uid, uid, uid)
             os.setresuid(uid, uid, uid)
-            os.kill(-1, signal.SIGKILL)
+            action()
         finally:
             os._exit(0)
     os.waitpid(pid, 0)
+
+
+def kill_uid(uid: int) -> None:
+    """SIGKILL every process of ``uid`` in one go: a fork becomes ``uid`` and calls
+    kill(-1), which the kernel applies to all of that uid's processes at once, so that no fork
+    slips through between a scan and a kill."""
+    as_uid(uid, lambda: os.kill(-1, signal.SIGKILL))
 
 
 def lower_priority(pid: int, uid: int | None) -> None:
