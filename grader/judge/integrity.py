@@ -19,8 +19,7 @@ import re
 from typing import Iterable, Mapping
 
 from ..output.results import IntegrityFlag
-from .source_scan import (cell_markers, line_text, nodes_near, parsed, trigger_lines,
-                          where_in_cells)
+from .source_scan import cell_markers, line_text, suspect_nodes, where_in_cells
 
 __all__ = ["POLICIES", "autograd_events", "autograd_message", "flagged_use", "grad_read_note",
            "integrity_flags", "load_flags", "scan_source"]
@@ -99,13 +98,10 @@ def scan_source(code: str, *, filename: str = "<submission>", tree: ast.Module |
     ``cells``: ``code`` is a notebook's cells joined under their ``# %% [cell N]`` lines, and each
     flag names the cell and the line in it. Only the statements on lines that name something
     suspect are looked at (see _TRIGGERS)."""
-    lines = trigger_lines(code, _TRIGGERS)
-    if lines == []:
+    suspect = suspect_nodes(code, _TRIGGERS, filename=filename, tree=tree)
+    if suspect is None:
         return ()
-    tree = parsed(code, filename=filename, tree=tree)
-    if tree is None:
-        return ()
-    nodes = ast.walk(tree) if lines is None else nodes_near(tree.body, lines)
+    tree, nodes = suspect
     found: set[tuple[int, str]] = set()
     for node in nodes:
         what = flagged_use(node)

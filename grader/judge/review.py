@@ -22,8 +22,7 @@ from dataclasses import replace
 from typing import Iterable
 
 from ..output.results import IntegrityFlag, Result
-from .source_scan import (cell_markers, line_text, nodes_near, parsed, trigger_lines,
-                          where_in_cells)
+from .source_scan import cell_markers, line_text, suspect_nodes, where_in_cells
 
 __all__ = ["REVIEW_KINDS", "clear_review", "review_reasons", "review_sign", "runtime_reasons",
            "with_review"]
@@ -326,13 +325,10 @@ def review_reasons(code: str, *, filename: str = "<submission>",
     if code.isascii() and "__" not in code and not _ALSO.search(code) and not any(
             w in _WORDS or "_backward" in w for w in set(_IDENTIFIER.findall(code))):
         return ()             # most files: one pass over the identifiers (the scan's regex is slow)
-    lines = trigger_lines(code, _TRIGGERS)
-    if lines == []:
+    suspect = suspect_nodes(code, _TRIGGERS, filename=filename, tree=tree)
+    if suspect is None:
         return ()
-    tree = parsed(code, filename=filename, tree=tree)
-    if tree is None:
-        return ()
-    nodes = ast.walk(tree) if lines is None else nodes_near(tree.body, lines)
+    tree, nodes = suspect
     docstrings = _docstrings(tree) if "__" in code else set()
     found: dict[int, str] = {}
     called: set[int] = set()

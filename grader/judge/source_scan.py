@@ -16,7 +16,7 @@ from typing import Iterator
 
 from ..submissions.code_cells import CELL_MARKER_RE
 
-__all__ = ["cell_markers", "line_text", "nodes_near", "parsed", "trigger_lines",
+__all__ = ["cell_markers", "line_text", "nodes_near", "parsed", "suspect_nodes", "trigger_lines",
            "where_in_cells"]
 
 _BODIES = ("body", "orelse", "finalbody")
@@ -46,6 +46,21 @@ def parsed(code: str, *, filename: str, tree: ast.Module | None = None) -> ast.M
         return ast.parse(code, filename=filename)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
+
+
+def suspect_nodes(code: str, triggers: re.Pattern[str], *, filename: str,
+                  tree: ast.Module | None = None
+                  ) -> tuple[ast.Module, Iterator[ast.AST]] | None:
+    """The tree and the nodes of the statements on lines ``triggers`` matches (every node
+    where the text cannot tell: trigger_lines); None when no line matches or the code does not
+    parse."""
+    lines = trigger_lines(code, triggers)
+    if lines == []:
+        return None
+    tree = parsed(code, filename=filename, tree=tree)
+    if tree is None:
+        return None
+    return tree, (ast.walk(tree) if lines is None else nodes_near(tree.body, lines))
 
 
 def _touches(lines: list[int], first: int, last: int) -> bool:
