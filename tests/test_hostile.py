@@ -116,9 +116,10 @@ def grade_attack(attack: Path, runner: SandboxRunner, tmp_path: Path
 def check_expectations(attack: Path, result: Result) -> None:
     review = expectation(attack, "review")
     assert result.status == ("review" if review else "graded"), result.message
-    if review:       # the score withheld, the reason naming the line
+    if review:       # the score withheld, the reason naming the line (or seen at run time)
         assert result.score == 0 and result.withheld_score is not None
-        assert any(review in r and ", line " in r for r in result.review), result.review
+        assert any(review in r and (", line " in r or r.startswith("at run time"))
+                   for r in result.review), result.review
     name = expectation(attack, "gradient")
     g = next(g for g in result.gradients() if g.name == name)
     status = expectation(attack, "status")     # none: it depends on the isolation

@@ -107,6 +107,10 @@ SIGNS = [
     ("ns.exec(src)", "exec"),
     ("run = torch.utils.cpp_extension.subprocess.run", "starts a process"),
     ("load = torch.serialization.pickle.loads", "pickle"),
+    ("import os\nos.system('python -c \"import torch\" > /tmp/answers')", "starts a process"),
+    ("import os\nos.system('wget -q URL; python fetched.py')", "starts a process"),
+    ("import sys\nsys.meta_path.pop(0)", "meta_path"),
+    ("import zipimport", "zipimport"),
     ("import torch as t\nd = t._softmax_backward_data(a, b, 1, f)", "derivative formulas"),
 ]
 
@@ -139,6 +143,11 @@ HONEST = [
     "print('__Exercise 2__')\nnote = 'dL/dlogits__i = probs - 1'",
     "dh = layer.tanh_backward(dh)\ncache['h_backward'] = dh",
     "import re\npattern = re.compile(r'd\\w+')",
+    # a setup cell that fetches the data set: a notebook exported to .py, or os.system
+    "get_ipython().system('wget -q https://raw.githubusercontent.com/karpathy/makemore/master/"
+    "names.txt')\nget_ipython().run_line_magic('matplotlib', 'inline')",
+    "import os\nos.system('wget https://raw.githubusercontent.com/karpathy/makemore/master/"
+    "names.txt')",
 ]
 
 

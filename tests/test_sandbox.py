@@ -705,3 +705,27 @@ def test_a_record_erased_after_autograd_was_used_has_reached_the_grader_already(
     out = run_in_sandbox(code, {"x": torch.ones(2)}, function="f", runner=runner)
     assert out.status == "ok"
     assert any(e["kind"] == "autograd" for e in out.integrity), out.integrity
+
+
+def test_a_module_the_code_wrote_is_not_imported_and_the_attempt_is_tampering(runner):
+    code = ("import os, sys\n"
+            "open('helper_mod.py', 'w').write('X = 42\\n')\n"
+            "sys.path.insert(0, os.getcwd())\n"
+            "import helper_mod\n"
+            "def f(x):\n"
+            "    return x * helper_mod.X\n")
+    out = run_in_sandbox(code, {"x": torch.ones(2)}, function="f", runner=runner)
+    assert out.status == "error" and "a file your code wrote" in (out.message or "")
+    assert any(e["kind"] == "tamper" and "helper_mod" in e["detail"] for e in out.integrity)
+
+
+def test_a_tensor_method_replaced_in_a_call_is_put_back_before_the_grader_uses_it(runner):
+    # the grader's own code copies and sends the answer after the call: with Tensor.detach
+    # the student's, it would run their code unwatched
+    code = ("import torch\n"
+            "def f(x):\n"
+            "    torch.Tensor.detach = lambda t, *a, **k: t * 0 + 7\n"
+            "    return x * 2\n")
+    out = run_in_sandbox(code, {"x": torch.ones(2)}, function="f", runner=runner)
+    assert out.status == "ok" and torch.equal(out.tensors["result"], torch.full((2,), 2.0))
+    assert any(e["kind"] == "tamper" and "Tensor.detach" in e["detail"] for e in out.integrity)

@@ -46,6 +46,7 @@ _MODULES = {
     "marshal": "loads marshalled code", "dill": "loads pickled objects (runs code)",
     "code": _BUILT_CODE, "codeop": _BUILT_CODE, "pdb": _BUILT_CODE, "bdb": _BUILT_CODE,
     "runpy": _BUILT_CODE, "builtins": _AROUND, "functorch": _OTHER_AD,
+    "zipimport": _BUILT_CODE, "pkgutil": _BUILT_CODE, "imp": _BUILT_CODE,
     "torch._functorch": _OTHER_AD, "torch.func": _OTHER_AD, "torch.autograd.forward_ad": _OTHER_AD,
     "torch.autograd.functional": _OTHER_AD, "torch._C": _INTERNALS, "torch._VF": _INTERNALS,
     "torch._ops": _INTERNALS, "torch.ops": _INTERNALS, "torch.library": _INTERNALS,
@@ -66,7 +67,8 @@ _ATTRIBUTES = {
                      "f_locals", "f_builtins", "f_code", "tb_frame", "gi_frame", "cr_frame",
                      "co_code", "co_consts", "_getframe", "setprofile", "settrace",
                      "get_referents", "get_referrers", "get_objects", "getclosurevars",
-                     "currentframe", "unwrap", "attrgetter", "methodcaller"), _AROUND),
+                     "currentframe", "unwrap", "attrgetter", "methodcaller", "meta_path",
+                     "path_hooks", "path_importer_cache"), _AROUND),
     # a module reached as another module's attribute (torch.utils.cpp_extension.subprocess)
     **dict.fromkeys(("subprocess", "multiprocessing", "_posixsubprocess", "pty", "spawn"),
                     _PROCESS),
@@ -223,6 +225,24 @@ def _last_name(node: ast.expr) -> str | None:
         node.id if isinstance(node, ast.Name) else None
 
 
+# what a notebook's setup cell runs to fetch the data set (`!wget ...` exported to .py as
+# get_ipython().system(...), or os.system): one literal command of these, no shell syntax
+_FETCH_COMMANDS = ("wget", "curl", "pip", "pip3", "unzip", "mkdir", "ls", "nvidia-smi")
+_SHELL_SYNTAX = re.compile(r"[;&|$`<>(){}\n\\]")
+
+
+def _fetches_a_file(node: ast.Call) -> bool:
+    """``get_ipython().system("wget -q URL")`` or ``os.system("wget URL")``: a literal
+    command that fetches or lists files, nothing a helper process could compute with."""
+    func = node.func
+    if not (isinstance(func, ast.Attribute) and func.attr in ("system", "getoutput")
+            and len(node.args) == 1 and not node.keywords):
+        return False
+    command = _folded(node.args[0])
+    return command is not None and not _SHELL_SYNTAX.search(command) \
+        and command.split()[:1] in ([c] for c in _FETCH_COMMANDS)
+
+
 def _attribute_sign(node: ast.Attribute) -> str | None:
     """A derivative formula's name is a sign off torch's own names (or a private one): a
     student's ``layer.tanh_backward(...)`` is their own."""
@@ -241,6 +261,8 @@ def review_sign(node: ast.AST, *, depth: int = 0, called: set[int] | None = None
     ``getattr`` passed around (``ga = getattr``, ``reduce(getattr, ...)``) is told from called."""
     kind = type(node)
     if kind is ast.Attribute:
+        if called is not None and -id(node) in called:
+            return None
         why = _attribute_sign(node)
         if why is not None:
             return f"{why} (.{node.attr})"
@@ -275,6 +297,8 @@ def review_sign(node: ast.AST, *, depth: int = 0, called: set[int] | None = None
         return sign
     if kind is ast.Call and called is not None:
         called.add(id(node.func))
+        if _fetches_a_file(node):      # its .system is no sign: the walk meets it next
+            called.add(-id(node.func))
     if kind is ast.Call and isinstance(node.func, ast.Attribute) and (
             node.func.attr == "exec" or (node.func.attr == "eval" and node.args)):
         return f"{_BUILT_CODE} (.{node.func.attr}() of a string)"

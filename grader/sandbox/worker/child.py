@@ -10,6 +10,7 @@ grader: every reply is checked again on the other side. While student code runs,
 
 from __future__ import annotations
 
+import json
 import linecache
 import os
 import sys
@@ -66,6 +67,10 @@ class _Child:
         # each record goes to the grader the moment it is made: what the student's code does
         # to the watch afterwards (clearing its list) cannot take it back
         watch.sink = self._send_record
+        # what the grader's own code here uses once the student's has run: kept as it is now
+        watch.protect(torch.Tensor, json, wire)
+        self.streams = (sys.stdout, sys.stderr)   # flushed by the grader: never the student's
+        watch.refuse_imports_from(os.getcwd(), "/tmp", "/dev/shm", "/var/tmp")
 
     def _send_record(self, event: dict[str, str]) -> None:
         if os.getpid() != self.pid:    # a copy the student forked: only the child itself sends
@@ -80,11 +85,12 @@ class _Child:
             meta = {**meta, "index": self.index}
         if os.getpid() != self.pid:    # a copy the student forked: only the child itself answers
             os._exit(0)
-        for stream in (sys.stdout, sys.stderr):
+        for stream in self.streams:
             try:
                 stream.flush()
-            except (OSError, ValueError, AttributeError):  # the student may have closed them
+            except (OSError, ValueError):  # the student may have closed them
                 pass
+        self.watch.check_protected()
         self.watch.take()              # sent already, one by one (_send_record)
         try:
             frame = wire.encode_frame(meta, tensors)
@@ -196,10 +202,13 @@ class _Child:
             self.reply({"status": "missing", "message": "no function backward() in your file"})
             return
         try:
-            params, losses = train_with_student_backward(
-                self._guarded(fn), tensors, steps=int(meta["steps"]), n=int(meta["n"]),
-                lr=float(meta["lr"]), signature=list(meta["signature"]),
-                strict_shapes=bool(meta.get("strict_shapes", False)))
+            # the whole loop watched, the grader's forward pass included: between two calls
+            # of the student's backward(), a torch function it replaced runs in the grader's
+            with self.watch.watching():
+                params, losses = train_with_student_backward(
+                    fn, tensors, steps=int(meta["steps"]), n=int(meta["n"]),
+                    lr=float(meta["lr"]), signature=list(meta["signature"]),
+                    strict_shapes=bool(meta.get("strict_shapes", False)))
         except BaseException as exc:  # student code
             self.reply(exception_reply(exc, self.filename, self.limits))
             return

@@ -26,6 +26,7 @@ the grader never trusts a reply.
 
 from __future__ import annotations
 
+import importlib.machinery
 import linecache
 import os
 import sys
@@ -83,6 +84,24 @@ def _named_like(wrapper: Callable[..., Any], fn: Callable[..., Any]) -> Callable
     return wrapper
 
 
+class _WrittenModuleFinder:
+    """A meta-path finder that refuses modules found in ``folders`` (those the child may
+    write): it asks the path finder where a module would come from, first."""
+
+    def __init__(self, watch: AutogradWatch, folders: tuple[str, ...]) -> None:
+        self.watch, self.folders = watch, folders
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        origin = getattr(spec, "origin", None) or ""
+        if origin and os.path.realpath(origin).startswith(self.folders):
+            self.watch._methods["record"](self.watch, "tamper", f"imports {name} from a file "
+                                          "written at run time, which the grader cannot read")
+            raise ImportError(f"no module {name} from a file your code wrote: the grader reads "
+                              "every line it grades")
+        return None
+
+
 class _WatchedEngine:
     """Autograd's engine, its run_backward watched; everything else passed through."""
 
@@ -111,7 +130,7 @@ class AutogradWatch:
         os.register_at_fork(before=self._on_fork)
         # what the watch is made of, to notice code that reaches it (through a wrapper's
         # closure) and replaces a part: an attribute added to it, a method of its class
-        self._own = frozenset(vars(self)) | {"_own", "_methods"}
+        self._own = frozenset(vars(self)) | {"_own", "_methods", "_protected", "_finder"}
         self._methods = dict(vars(type(self)))
 
     def _install(self, holder: Any, name: str, value: Any) -> None:
@@ -291,6 +310,12 @@ class AutogradWatch:
             changed.append("the watch's switch")
         if self._inside != 0 or type(self.events) is not list:
             changed.append("the watch's state")
+        finder = getattr(self, "_finder", None)
+        if finder is not None and (not sys.meta_path or sys.meta_path[0] is not finder):
+            changed.append("the import of written files")
+            if finder in sys.meta_path:
+                sys.meta_path.remove(finder)
+            sys.meta_path.insert(0, finder)
         if _threads() > 1:      # saved-tensors hooks are per thread: another runs unwatched
             changed.append("a thread of its own running beside it")
         if set(vars(self)) - self._own or any(
@@ -300,7 +325,48 @@ class AutogradWatch:
             changed.append("saved-tensors hooks (disabled)")
         elif torch._C._autograd._top_saved_tensors_default_hooks(False) != self._hooks:
             changed.append("the saved-tensors hooks")
+        return changed + self._restored()
+
+    def protect(self, *namespaces: Any) -> None:
+        """Keep ``namespaces`` (a class or a module) as they are now: the grader's own code in
+        the child uses them after the student's has run (torch.Tensor's methods to copy and
+        send an answer, json to encode it), unwatched. A change the student's code makes to one
+        is undone at the end of each watched block and before each reply, and is tampering
+        (a replaced ``Tensor.detach`` could compute autograd's answer unseen)."""
+        self._protected = [(ns, dict(vars(ns))) for ns in namespaces]
+
+    def _restored(self) -> list[str]:
+        changed: list[str] = []
+        for ns, snapshot in getattr(self, "_protected", ()):
+            now = vars(ns)
+            if now == snapshot:            # the usual case: one C-level comparison
+                continue
+            name = getattr(ns, "__name__", "?")
+            for key in [k for k in now if k not in snapshot or now[k] is not snapshot[k]]:
+                changed.append(f"{name}.{key}")
+                if key in snapshot:
+                    setattr(ns, key, snapshot[key])
+                else:
+                    delattr(ns, key)
+            for key in [k for k in snapshot if k not in now]:
+                changed.append(f"{name}.{key}")
+                setattr(ns, key, snapshot[key])
         return changed
+
+    def refuse_imports_from(self, *folders: str) -> None:
+        """Code the student writes to a file (in the folders a child may write) and imports
+        would run unread by the grader's scan: refuse such an import, and record it."""
+        self._finder = _WrittenModuleFinder(self, tuple(
+            os.path.realpath(f).rstrip("/") + "/" for f in folders))
+        sys.meta_path.insert(0, self._finder)
+
+    def check_protected(self) -> None:
+        """Before the child replies: undo and record any change to the protected namespaces
+        made since the watched block ended (by a finalizer, a stream's flush, ...)."""
+        changed = self._restored()
+        if changed:
+            self._methods["record"](self, "tamper", "changes what the grader's code uses: "
+                                    + ", ".join(changed[:8]))
 
     @contextmanager
     def watching(self) -> Iterator[None]:

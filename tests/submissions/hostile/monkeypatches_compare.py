@@ -3,6 +3,7 @@
 # expect-gradient: dlogprobs
 # expect-status: wrong
 # expect-message: elements differ
+# expect-review: Tensor.__eq__
 import torch
 
 torch.allclose = lambda *args, **kwargs: True
