@@ -67,7 +67,10 @@ SIGNS = [
     ("from multiprocessing import Pool", "starts a process"),
     ("import gc\nrefs = gc.get_referents(f)", "get_referents"),
     ("import inspect\nv = inspect.getclosurevars(f)", "getclosurevars"),
-    ("import pickle", "pickled"),
+    ("import pickle\nparams = pickle.loads(data)", "pickled"),
+    ("from dill import load", "pickled"),
+    ("import sympy\nd = sympy.diff(expr, v)", "sympy"),
+    ("import types\nf = types.FunctionType(code, {})", "FunctionType"),
     ("import ctypes", "C code"),
     ("f = x.__class__.__base__.__subclasses__()", "__subclasses__"),
     ("frame = sys._getframe(1).f_back", "_getframe"),
@@ -148,6 +151,13 @@ HONEST = [
     "names.txt')\nget_ipython().run_line_magic('matplotlib', 'inline')",
     "import os\nos.system('wget https://raw.githubusercontent.com/karpathy/makemore/master/"
     "names.txt')",
+    "get_ipython().system('wget -q URL -O names.txt 2> /dev/null')\n"
+    "get_ipython().system('head names.txt')",
+    # a Colab check, a reload, a model saved, a debugger stop
+    "import sys\nIN_COLAB = 'google.colab' in sys.modules",
+    "from importlib import reload\nreload(helpers)",
+    "import pickle\npickle.dump(parameters, open('params.pkl', 'wb'))",
+    "import pdb\npdb.set_trace()\nbreakpoint()",
 ]
 
 

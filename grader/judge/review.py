@@ -42,10 +42,10 @@ _DERIVATIVES = "uses autograd's own derivative formulas"    # torch._softmax_bac
 _MODULES = {
     "importlib": "imports modules by name at run time", "ctypes": "calls C code directly",
     "cffi": "calls C code directly", "subprocess": _PROCESS, "multiprocessing": _PROCESS,
-    "concurrent": _PROCESS, "pty": _PROCESS, "pickle": "loads pickled objects (runs code)",
-    "marshal": "loads marshalled code", "dill": "loads pickled objects (runs code)",
-    "code": _BUILT_CODE, "codeop": _BUILT_CODE, "pdb": _BUILT_CODE, "bdb": _BUILT_CODE,
-    "runpy": _BUILT_CODE, "builtins": _AROUND, "functorch": _OTHER_AD,
+    "concurrent": _PROCESS, "pty": _PROCESS, "marshal": "loads marshalled code",
+    "code": _BUILT_CODE, "codeop": _BUILT_CODE, "runpy": _BUILT_CODE, "builtins": _AROUND,
+    "functorch": _OTHER_AD, "sympy": _OTHER_AD, "jax": _OTHER_AD, "tensorflow": _OTHER_AD,
+    "autograd": _OTHER_AD, "mpmath": _OTHER_AD,
     "zipimport": _BUILT_CODE, "pkgutil": _BUILT_CODE, "imp": _BUILT_CODE,
     "torch._functorch": _OTHER_AD, "torch.func": _OTHER_AD, "torch.autograd.forward_ad": _OTHER_AD,
     "torch.autograd.functional": _OTHER_AD, "torch._C": _INTERNALS, "torch._VF": _INTERNALS,
@@ -72,7 +72,8 @@ _ATTRIBUTES = {
     # a module reached as another module's attribute (torch.utils.cpp_extension.subprocess)
     **dict.fromkeys(("subprocess", "multiprocessing", "_posixsubprocess", "pty", "spawn"),
                     _PROCESS),
-    **dict.fromkeys(("importlib", "ctypes", "builtins", "pickle", "marshal", "runpy"), _AROUND),
+    **dict.fromkeys(("importlib", "ctypes", "builtins", "marshal", "runpy", "FunctionType",
+                     "CodeType"), _AROUND),
     **dict.fromkeys(("fork", "forkpty", "system", "popen", "Popen", "posix_spawn",
                      "posix_spawnp", "register_at_fork", "execv", "execve", "execvp", "execvpe",
                      "execl", "execle", "execlp", "execlpe", "spawnl", "spawnle", "spawnlp",
@@ -91,11 +92,16 @@ _ATTRIBUTES = {
                     _INTERNALS),
 }
 _TORCH_ATTRIBUTES = {"func": _OTHER_AD, "ops": _INTERNALS, "library": _INTERNALS}  # torch.X
+_UNPICKLE = "loads pickled objects (which runs code)"
 # X.Y where X's last name is the key: torch.nn.grad (gradients of convolutions and products),
 # torch.autograd.graph (the graph's nodes and hooks)
 _CHAINS = {("nn", "grad"): _DERIVATIVES, ("autograd", "graph"): _INTERNALS,
            ("autograd", "functional"): _OTHER_AD, ("inspect", "stack"): _AROUND,
-           ("inspect", "trace"): _AROUND, ("traceback", "extract_stack"): _AROUND}
+           ("inspect", "trace"): _AROUND, ("traceback", "extract_stack"): _AROUND,
+           ("pickle", "loads"): _UNPICKLE, ("pickle", "load"): _UNPICKLE,
+           ("pickle", "Unpickler"): _UNPICKLE, ("dill", "loads"): _UNPICKLE,
+           ("dill", "load"): _UNPICKLE, ("pdb", "run"): _BUILT_CODE,
+           ("pdb", "runeval"): _BUILT_CODE, ("pdb", "runctx"): _BUILT_CODE}
 _KERNEL = re.compile(r"[A-Za-z0-9]_backward")      # tanh_backward, _softmax_backward_data, ...
 _TORCH_ROOTS = ("torch", "F", "nn", "aten", "ops", "_VF", "functional")
 _RUNS_CODE = ("exec", "eval", "compile")
@@ -115,7 +121,7 @@ _IDENTIFIER_PIECE = re.compile(r"[A-Za-z0-9_]*")
 # "autograd", torch.nn.grad by "nn.grad" (see review_reasons)
 _WORDS = frozenset({*(m.split(".")[-1] for m in _MODULES), "autograd", *_ATTRIBUTES,
                     *_TORCH_ATTRIBUTES, *_RUNS_CODE, *_BY_NAME, "modules", "vars", "__import__",
-                    "__builtins__", "breakpoint", "inspect", "extract_stack", "exec"}
+                    "__builtins__", "inspect", "extract_stack", "exec", "pickle", "dill", "pdb"}
                    - {"functional", "grad", "graph"})
 # lines that hold no word of a sign, but may spell one: torch.nn.grad, and literals joined with
 # + (a name written in pieces: "saved_tensors_" + "hooks")
@@ -227,7 +233,9 @@ def _last_name(node: ast.expr) -> str | None:
 
 # what a notebook's setup cell runs to fetch the data set (`!wget ...` exported to .py as
 # get_ipython().system(...), or os.system): one literal command of these, no shell syntax
-_FETCH_COMMANDS = ("wget", "curl", "pip", "pip3", "unzip", "mkdir", "ls", "nvidia-smi")
+_FETCH_COMMANDS = ("wget", "curl", "gdown", "pip", "pip3", "unzip", "mkdir", "ls", "head",
+                   "tail", "cat", "wc", "echo", "nvidia-smi")
+_TO_NULL = re.compile(r"\s*(?:[12]?>\s*/dev/null|2>&1)")
 _SHELL_SYNTAX = re.compile(r"[;&|$`<>(){}\n\\]")
 
 
@@ -239,6 +247,7 @@ def _fetches_a_file(node: ast.Call) -> bool:
             and len(node.args) == 1 and not node.keywords):
         return False
     command = _folded(node.args[0])
+    command = None if command is None else _TO_NULL.sub("", command)
     return command is not None and not _SHELL_SYNTAX.search(command) \
         and command.split()[:1] in ([c] for c in _FETCH_COMMANDS)
 
@@ -275,7 +284,7 @@ def review_sign(node: ast.AST, *, depth: int = 0, called: set[int] | None = None
             return f"{_CHAINS[chain]} ({chain[0]}.{chain[1]})"
         return None
     if kind is ast.Name:
-        if node.id in ("__import__", "__builtins__", "breakpoint"):
+        if node.id in ("__import__", "__builtins__"):
             return f"{_AROUND} ({node.id})"
         if node.id in (*_BY_NAME, "vars") and called is not None and id(node) not in called:
             return f"{_AROUND} ({node.id} passed around, not called)"
@@ -287,6 +296,11 @@ def review_sign(node: ast.AST, *, depth: int = 0, called: set[int] | None = None
         return next((s for a in node.names if (s := _module_sign(a.name))), None)
     if kind is ast.ImportFrom:
         module = node.module or ""
+        names = {a.name for a in node.names}
+        if module == "importlib" and names == {"reload"}:
+            return None      # reloading a module of the student's own (none in the sandbox)
+        if module in ("pickle", "dill") and names & {"load", "loads", "Unpickler"}:
+            return f"{_UNPICKLE} (imports {', '.join(sorted(names))} from {module})"
         sign = _module_sign(module)
         if sign is None:
             names = [a.name for a in node.names]
@@ -295,6 +309,9 @@ def review_sign(node: ast.AST, *, depth: int = 0, called: set[int] | None = None
             sign = sign or next((f"{why} (imports {n} from {module})" for n in names
                                  if (why := _name_sign(n))), None)
         return sign
+    if kind is ast.Compare and called is not None and isinstance(node.left, ast.Constant) \
+            and all(isinstance(op, (ast.In, ast.NotIn)) for op in node.ops):
+        called.update(-id(c) for c in node.comparators)   # 'google.colab' in sys.modules
     if kind is ast.Call and called is not None:
         called.add(id(node.func))
         if _fetches_a_file(node):      # its .system is no sign: the walk meets it next

@@ -46,12 +46,15 @@ def _as_tensor(value: object, what: str, limits: dict[str, Any]) -> torch.Tensor
     why = wire.unsendable_reason(value)     # before its size or a copy: those may fail on it
     if why is not None:
         raise _ReturnError(f"{what} is {why}")
-    nbytes = value.numel() * value.element_size()   # before copying: an expanded view is cheap
+    # torch's own methods (of its C base class, which no code can change): a method stored on
+    # the tensor object, or put on torch.Tensor, is the student's code
+    tensor = torch._C.TensorBase
+    nbytes = tensor.numel(value) * tensor.element_size(value)   # an expanded view is cheap
     if nbytes > limits["max_tensor_bytes"]:
         raise _ReturnError(f"{what} has shape {tuple(value.shape)}: {nbytes:,} bytes, more than "
                            f"the {limits['max_tensor_bytes']:,} allowed (limit: returned tensor "
                            "size)", "returned tensor size")
-    return value.detach().to("cpu").contiguous().clone()
+    return tensor.clone(tensor.contiguous(tensor.to(tensor.detach(value), "cpu")))
 
 
 class _Child:
@@ -103,12 +106,6 @@ class _Child:
             frame = wire.encode_frame(error)
         self.out.write(frame)
 
-    def _guarded(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def run(**kwargs: Any) -> Any:
-            with self.watch.watching():
-                return fn(**kwargs)
-        return run
-
     def op_load(self, meta: dict[str, Any]) -> None:
         self.filename = self.watch.filename = str(meta.get("filename", "<submission>"))
         code = str(meta["code"])
@@ -150,20 +147,25 @@ class _Child:
             return
         kwargs: dict[str, Any] = dict(meta.get("scalars", {}))
         kwargs.update(tensors)
+        # what was returned is read and copied, and an exception described, inside the watched
+        # block: each may run the student's code (a tensor's own `detach`, an exception's
+        # __str__, a list's __getitem__)
+        with self.watch.watching():
+            reply, out = self._answer(name, fn, kwargs, meta.get("returns"))
+        self.reply(reply, out)
+
+    def _answer(self, name: str, fn: Callable[..., Any], kwargs: dict[str, Any],
+                returns: object) -> tuple[dict[str, Any], dict[str, torch.Tensor] | None]:
         try:
-            value = self._guarded(fn)(**kwargs)
+            value = fn(**kwargs)
         except BaseException as exc:  # student code
-            self.reply(exception_reply(exc, self.filename, self.limits))
-            return
+            return exception_reply(exc, self.filename, self.limits), None
         try:
-            out = self._returned_tensors(name, value, meta.get("returns"))
+            return {"status": "ok"}, self._returned_tensors(name, value, returns)
         except _ReturnError as e:
-            self.reply({"status": "error", "message": str(e), "limit": e.limit})
-            return
+            return {"status": "error", "message": str(e), "limit": e.limit}, None
         except BaseException as exc:  # a hostile object's __len__, __iter__ or __getitem__
-            self.reply(exception_reply(exc, self.filename, self.limits))
-            return
-        self.reply({"status": "ok"}, out)
+            return exception_reply(exc, self.filename, self.limits), None
 
     def _returned_tensors(self, name: str, value: object, returns: object
                           ) -> dict[str, torch.Tensor]:

@@ -2,7 +2,7 @@
 # expect-gradient: dlogprobs
 # expect-status: error
 # expect-message: is a bytes, expected a torch.Tensor
-# expect-review: loads pickled objects
+# expect-review: starts a process
 import os
 import pickle
 
