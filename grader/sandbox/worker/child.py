@@ -117,10 +117,12 @@ class _Child:
                 exec(compiled, self.module.__dict__)  # noqa: S102
         except BaseException as exc:  # student code: anything may come out
             self._no_more_processes()
-            reply = exception_reply(exc, self.filename, self.limits)
-            if reply["status"] == "missing":
-                reply = {"status": "error", "message": "raised NotImplementedError at top level",
-                         "traceback": student_traceback(exc, self.filename)}
+            with self.watch.watching():         # describing it runs its __str__
+                reply = exception_reply(exc, self.filename, self.limits)
+                if reply["status"] == "missing":
+                    reply = {"status": "error",
+                             "message": "raised NotImplementedError at top level",
+                             "traceback": student_traceback(exc, self.filename)}
             reply["message"] = "your file, run top to bottom, " + reply["message"]
             self.reply(reply)
             return
@@ -219,7 +221,10 @@ class _Child:
     def serve(self) -> None:
         while True:
             try:
-                meta, tensors = self.requests.read()
+                # decoding a request uses torch and numpy functions the student's code may
+                # have replaced during an earlier request: watched, like that code
+                with self.watch.watching():
+                    meta, tensors = self.requests.read()
             except EOFError:
                 return
             op = meta.get("op")
