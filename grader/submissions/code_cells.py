@@ -65,39 +65,87 @@ def _parse_cells(cells: Iterable[CodeCell]) -> tuple[list[tuple[CodeCell, ast.Mo
     magic_notes: list[str] = []
     skipped: list[str] = []
     for cell in cells:
-        text, dropped, whole = _python_only(cell.source)
-        if whole:
-            magic_notes.append(f"{cell.label}: {whole} cell not run")
+        parsed = _parsed_cell(cell.source)
+        if parsed.whole:
+            magic_notes.append(f"{cell.label}: {parsed.whole} cell not run")
             continue
-        if dropped:
+        if parsed.dropped:
+            dropped = parsed.dropped
             shown = ", ".join(d[:40] for d in dropped[:3]) + (", ..." if len(dropped) > 3 else "")
             magic_notes.append(f"{cell.label}: {shown}")
-        try:
-            tree = ast.parse(text)
-        except SyntaxError as e:
-            salvaged = salvage_cell(text)
-            if salvaged is None:
-                skipped.append(f"{cell.label} has a syntax error at line {e.lineno} ({e.msg}) and "
-                               "was left out")
-                continue
-            text, tree = salvaged.source, salvaged.tree
-            skipped += [f"{cell.label}, {spot.lines()}: `{spot.text}` is not complete Python "
-                        f"({spot.reason}) and was left out; the rest of the cell was graded"
-                        for spot in salvaged.left_out]
-        except (RecursionError, MemoryError):
-            tree = None
-        except ValueError as e:
-            skipped.append(f"{cell.label} cannot be parsed ({type(e).__name__}) and was left out")
-            continue
-        if tree is None or too_deep(tree) is not None:
-            skipped.append(f"{cell.label} is nested too deeply to analyse and was left out: "
-                           "split its long expression into several shorter statements")
-            continue
-        kept.append((CodeCell(cell.label, text), tree))
+        skipped += [problem.format(label=cell.label) for problem in parsed.problems]
+        if parsed.tree is not None:
+            kept.append((CodeCell(cell.label, parsed.text), parsed.tree))
     notes: list[str] = []
     if magic_notes:
         notes.append("IPython magics and shell lines were dropped (not run): " + "; ".join(magic_notes))
     return kept, notes + skipped
+
+
+@dataclass(frozen=True)
+class _ParsedCell:
+    """What a cell's text alone gives: its magic lines, its Python text and tree (None: left
+    out), and notes on what was left out, ``{label}`` standing for the cell's label."""
+
+    whole: str | None
+    dropped: tuple[str, ...]
+    text: str
+    tree: ast.Module | None
+    problems: tuple[str, ...]
+
+
+# Most cells of a class are the lecture's own, the same text in every notebook: a cell's
+# outcome is kept per process by its text (its tree is shared: nothing that reads it changes it)
+_PARSED_CACHE_SIZE = 2048
+_parsed_cache: dict[str, _ParsedCell] = {}
+
+
+def _parsed_cell(source: str) -> _ParsedCell:
+    found = _parsed_cache.get(source)
+    if found is None:
+        found, keep = _parse_cell(source)
+        if keep:
+            if len(_parsed_cache) >= _PARSED_CACHE_SIZE:
+                del _parsed_cache[next(iter(_parsed_cache))]     # the oldest
+            _parsed_cache[source] = found
+    return found
+
+
+def _parse_cell(source: str) -> tuple[_ParsedCell, bool]:
+    """The cell parsed, and whether the outcome may be kept (not when the parser ran out of
+    stack or memory: that depends on how deep the caller's stack was)."""
+    text, dropped, whole = _python_only(source)
+    if whole:
+        return _ParsedCell(whole, (), "", None, ()), True
+    problems: list[str] = []
+    keep = True
+    try:
+        tree = ast.parse(text)
+    except SyntaxError as e:
+        salvaged = salvage_cell(text)
+        if salvaged is None:
+            return _ParsedCell(None, tuple(dropped), text, None, (
+                f"{{label}} has a syntax error at line {e.lineno} ({_braced(e.msg)}) and was "
+                "left out",)), True
+        text, tree = salvaged.source, salvaged.tree
+        problems += [f"{{label}}, {spot.lines()}: `{_braced(spot.text)}` is not complete Python "
+                     f"({_braced(spot.reason)}) and was left out; the rest of the cell was graded"
+                     for spot in salvaged.left_out]
+    except (RecursionError, MemoryError):
+        tree, keep = None, False
+    except ValueError as e:
+        return _ParsedCell(None, tuple(dropped), text, None, (
+            f"{{label}} cannot be parsed ({type(e).__name__}) and was left out",)), True
+    if tree is None or too_deep(tree) is not None:
+        problems.append("{label} is nested too deeply to analyse and was left out: split its "
+                        "long expression into several shorter statements")
+        tree = None
+    return _ParsedCell(None, tuple(dropped), text, tree, tuple(problems)), keep
+
+
+def _braced(text: object) -> str:
+    """``text`` as it reads after str.format: a student's braces kept."""
+    return str(text).replace("{", "{{").replace("}", "}}")
 
 
 def _marked(cell: CodeCell) -> str:

@@ -28,7 +28,7 @@ def load_submission(path: str | Path) -> Submission:
     if suffix == ".ipynb":
         code, notes = load_notebook_source(p)
         return submission_from_code(code, name=p.name, path=str(p), source_kind="ipynb",
-                                    notes=notes)
+                                    notes=notes, cells_checked=True)
     if suffix not in (".py", ""):
         if not p.exists():
             raise SubmissionError(f"{p}: no such file")
@@ -41,10 +41,13 @@ def load_submission(path: str | Path) -> Submission:
 
 
 def submission_from_code(code: str, *, name: str, path: str = "", source_kind: str = "py",
-                         notes: tuple[str, ...] = ()) -> Submission:
-    """Classify Python source as stub format or lecture style."""
+                         notes: tuple[str, ...] = (), cells_checked: bool = False) -> Submission:
+    """Classify Python source as stub format or lecture style. ``cells_checked``: ``code`` is
+    join_cells' (each statement in it was in a cell whose tree passed too_deep, and nests as
+    deep here: no need to walk the whole tree again)."""
     tree = parse_source(code, filename=name)
-    _refuse_deep_nesting(tree, filename=name)
+    if not cells_checked:
+        _refuse_deep_nesting(tree, filename=name)
     functions = exercise_functions(tree)
     made = functions_made_at_run_time(tree, code, functions)
     if functions:
