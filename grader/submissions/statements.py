@@ -61,23 +61,52 @@ def read_statements(code: str, *, name: str, cells: bool
     file_lines: dict[str, list[str]] = {}
     for label, file, text in _split_cells(code, name=name, cells=cells):
         files[file] = text
-        lines = file_lines[file] = text.splitlines()
-        try:
-            tree = ast.parse(text)
-        except SyntaxError:      # the loader refuses such files and leaves out such cells
-            continue
-        for node in open_no_grad(tree.body):
-            # the statement's nodes listed once: ast.walk is what reading a notebook costs most
-            nodes = list(ast.walk(node))
-            binds, assigns, reads = bound_and_read(node, nodes)
-            kind = "training" if _is_training_loop(node, nodes) else \
-                "cmp" if _calls_in(nodes, "cmp") else "plain"
+        file_lines[file] = text.splitlines()
+        # a notebook's cells are mostly the lecture's own, the same in every notebook of a
+        # class: their statements are read once per process (a .py file's text is its own)
+        analysed = _cell_statements(text) if cells else _statements_of(text)
+        for node, line, end_line, statement_code, binds, assigns, reads, kind in analysed:
             statements.append(Statement(
-                index=len(statements), node=node, cell=label, line=first_line(node),
-                end_line=node.end_lineno or node.lineno, file=file,
-                code=statement_source(lines, node), binds=binds, assigns=assigns, reads=reads,
+                index=len(statements), node=node, cell=label, line=line, end_line=end_line,
+                file=file, code=statement_code, binds=binds, assigns=assigns, reads=reads,
                 kind=kind))
     return statements, files, file_lines
+
+
+# (node, first line, last line, code, binds, assigns, reads, kind): a Statement less where it is
+_Analysed = tuple[ast.stmt, int, int, str, frozenset[str], frozenset[str], frozenset[str], str]
+_CACHE_SIZE = 2048
+_cell_cache: dict[str, tuple[_Analysed, ...]] = {}
+
+
+def _cell_statements(text: str) -> tuple[_Analysed, ...]:
+    """_statements_of(text), kept per process by the text; the trees are shared: nothing that
+    reads a Statement's node changes it (grader.submissions.expression_match works on a copy)."""
+    found = _cell_cache.get(text)
+    if found is None:
+        found = _statements_of(text)
+        if len(_cell_cache) >= _CACHE_SIZE:
+            del _cell_cache[next(iter(_cell_cache))]      # the oldest
+        _cell_cache[text] = found
+    return found
+
+
+def _statements_of(text: str) -> tuple[_Analysed, ...]:
+    lines = text.splitlines()
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:      # the loader refuses such files and leaves out such cells
+        return ()
+    out: list[_Analysed] = []
+    for node in open_no_grad(tree.body):
+        # the statement's nodes listed once: ast.walk is what reading a notebook costs most
+        nodes = list(ast.walk(node))
+        binds, assigns, reads = bound_and_read(node, nodes)
+        kind = "training" if _is_training_loop(node, nodes) else \
+            "cmp" if _calls_in(nodes, "cmp") else "plain"
+        out.append((node, first_line(node), node.end_lineno or node.lineno,
+                    statement_source(lines, node), binds, assigns, reads, kind))
+    return tuple(out)
 
 
 def _split_cells(code: str, *, name: str, cells: bool) -> list[tuple[str | None, str, str]]:
