@@ -16,7 +16,8 @@ from .cell_salvage import salvage_cell
 from .stub_functions import exercise_functions
 from .submission import too_deep
 
-__all__ = ["CELL_MARKER", "CELL_MARKER_RE", "CodeCell", "first_line", "join_cells"]
+__all__ = ["CELL_MARKER", "CELL_MARKER_RE", "CodeCell", "first_line", "join_cell_trees",
+           "join_cells"]
 
 CELL_MARKER = "# %% [{label}]"
 CELL_MARKER_RE = re.compile(r"^# %% \[(?P<label>[^\n]+)\]$")
@@ -41,6 +42,13 @@ def first_line(node: ast.stmt) -> int:
 
 
 def join_cells(cells: Iterable[CodeCell]) -> tuple[str, tuple[str, ...]]:
+    """join_cell_trees without the trees."""
+    code, notes, _ = join_cell_trees(cells)
+    return code, notes
+
+
+def join_cell_trees(cells: Iterable[CodeCell]
+                    ) -> tuple[str, tuple[str, ...], tuple[ast.Module, ...]]:
     """Code cells -> one source with a ``# %% [label]`` line before each cell, and notes.
 
     Magics and shell lines become ``pass`` (line numbers inside a cell are kept); a statement that
@@ -48,7 +56,8 @@ def join_cells(cells: Iterable[CodeCell]) -> tuple[str, tuple[str, ...]]:
     kept (grader.submissions.cell_salvage); a cell with nothing left, or too broken, goes whole.
     In the exercise-function format only definitions are kept (functions, imports, constants),
     as a notebook also holds the ``check()`` call, plots and scratch work that a .py file would
-    not.
+    not. The trees: each kept cell's (shared: never to be changed), whose statements are those of
+    the joined source, cell-relative line numbers aside.
     """
     kept, notes = _parse_cells(cells)
     if _defines_stubs(tree for _, tree in kept):
@@ -56,7 +65,8 @@ def join_cells(cells: Iterable[CodeCell]) -> tuple[str, tuple[str, ...]]:
         if not_run:
             notes.append(f"not run: {_compress(not_run)} (from a notebook in the exercise-function "
                          "format only functions, imports and constants are taken)")
-    return "".join(_marked(cell) for cell, _ in kept), tuple(notes)
+    return ("".join(_marked(cell) for cell, _ in kept), tuple(notes),
+            tuple(tree for _, tree in kept))
 
 
 def _parse_cells(cells: Iterable[CodeCell]) -> tuple[list[tuple[CodeCell, ast.Module]], list[str]]:

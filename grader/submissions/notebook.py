@@ -4,6 +4,7 @@ SubmissionError naming it."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import warnings
@@ -12,10 +13,10 @@ from pathlib import Path
 import nbformat
 from nbformat.validator import ValidationError, normalize
 
-from .code_cells import CodeCell, join_cells
+from .code_cells import CodeCell, join_cell_trees
 from .submission import MAX_SOURCE_BYTES, SubmissionError, read_submission_text
 
-__all__ = ["load_notebook_source", "read_notebook"]
+__all__ = ["load_notebook_cells", "load_notebook_source", "read_notebook"]
 
 MAX_NOTEBOOK_BYTES = 64 * 2**20     # outputs (images) make notebooks large; they are never read
 MAX_CELLS = 5_000                   # the lecture's notebook has about 100
@@ -158,6 +159,13 @@ def _source_length(source: object) -> int:
 
 def load_notebook_source(path: str | Path) -> tuple[str, tuple[str, ...]]:
     """A notebook's code cells as one Python source, and notes on what was dropped."""
+    code, notes, _ = load_notebook_cells(path)
+    return code, notes
+
+
+def load_notebook_cells(path: str | Path
+                        ) -> tuple[str, tuple[str, ...], tuple[ast.Module, ...]]:
+    """load_notebook_source, and the kept cells' trees (code_cells.join_cell_trees)."""
     p = Path(path)
     nb = read_notebook(p)
     cells = [CodeCell(f"cell {i}", _cell_text(cell.source))
@@ -166,13 +174,13 @@ def load_notebook_source(path: str | Path) -> tuple[str, tuple[str, ...]]:
         raise SubmissionError(f"{p}: the notebook has no code cells")
     if not any(c.source.strip() for c in cells):
         raise SubmissionError(f"{p}: every code cell of the notebook is empty")
-    code, notes = join_cells(cells)
+    code, notes, trees = join_cell_trees(cells)
     if not code.strip():
         raise SubmissionError(f"{p}: no Python code in the notebook ({'; '.join(notes)})")
     if len(code) > MAX_SOURCE_BYTES:
         raise SubmissionError(f"{p}: {len(code):,} characters of code, more than the "
                               f"{MAX_SOURCE_BYTES:,} a submission may have")
-    return code, notes
+    return code, notes, trees
 
 
 def _cell_text(source: object) -> str:

@@ -211,12 +211,27 @@ def _calls_in(nodes: Iterable[ast.AST], name: str) -> list[ast.Call]:
 
 # -- which names a statement binds, changes and reads ---------------------------------------------
 
-def bound_and_read(node: ast.stmt, nodes: list[ast.AST] | None = None
-                   ) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+_Names = tuple[frozenset[str], frozenset[str], frozenset[str]]
+# kept per node (the node held, so that its id stays its own): a shared cell's training loop is
+# read again for exercise 4 in every notebook (grader.submissions.training_backward)
+_names_cache: dict[int, tuple[ast.stmt, _Names]] = {}
+
+
+def bound_and_read(node: ast.stmt, nodes: list[ast.AST] | None = None) -> _Names:
     """(names bound afresh, names bound or changed in place, names read from outside) of one
     statement. ``x = f(y)`` binds x afresh; ``x = x + 1``, ``x += 1``, ``x[i] = 0``,
     ``x.add_(1)`` and ``f(out=x)`` change x; a loop's own variables are not read from outside.
     ``nodes``: ``list(ast.walk(node))``, where the caller has it (one walk instead of three)."""
+    found = _names_cache.get(id(node))
+    if found is None or found[0] is not node:
+        found = (node, _bound_and_read(node, nodes))
+        if len(_names_cache) >= 8192:
+            del _names_cache[next(iter(_names_cache))]
+        _names_cache[id(node)] = found
+    return found[1]
+
+
+def _bound_and_read(node: ast.stmt, nodes: list[ast.AST] | None) -> _Names:
     if isinstance(node, _DEFINITIONS):
         return frozenset({node.name}), frozenset({node.name}), frozenset(_definition_reads(node))
     nodes = list(ast.walk(node)) if nodes is None else nodes
