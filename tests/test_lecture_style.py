@@ -411,3 +411,55 @@ def test_a_gradient_of_a_dtype_or_layout_not_graded_is_its_own_error_and_the_nex
     assert g[("ex1", "dlogprobs")].status == "error"
     assert f"after line 3, dlogprobs {said}" in g[("ex1", "dlogprobs")].message
     assert g[("ex1", "dprobs")].status == "exact"
+
+
+def test_steps_that_cannot_change_a_tensor_are_told_from_those_that_can():
+    import ast
+
+    from grader.sandbox.worker.lecture_code import OPAQUE, PURE, WRITES, _step_kind
+
+    def kind(code: str) -> int:
+        return _step_kind(ast.parse(code))
+
+    for code in ["dprobs = (1.0 / probs) * dlogprobs", "dh = dlogits @ W2.T",
+                 "dlogits = F.softmax(logits, 1)", "dx = x.max(1, keepdim=True).values",
+                 "cmp('x', dx, x)", "a = b = [t.sum() for t in range(n)]"]:
+        assert kind(code) == PURE, code
+    for code in ["dx += 1", "dx[range(n), Yb] = -1.0 / n", "del dx[0]", "x.T[0] = 1",
+                 "for k in range(3):\n    dC[Xb[k]] += demb[k]"]:
+        assert kind(code) == WRITES, code
+    for code in ["x.data[0] = 1", "y = x.numpy()", "y = x.add_(1)", "y = F.relu(x, True)",
+                 "y = x.sum(out=z)", "y = f(**k)", "setattr(torch, 'x', 1)", "import os",
+                 "def f(): pass", "y = x.__class__", "y: int = 3", "torch.zeros = f",
+                 "y = getattr(x, 'add_')(1)", "y = (lambda: 1)()", "y = open('f')"]:
+        assert kind(code) == OPAQUE, code
+
+
+def test_a_file_loaded_before_the_steps_is_inert_only_when_it_ran_nothing_of_the_students():
+    from grader.sandbox.worker.lecture_code import _inert_load
+
+    assert _inert_load([]) and _inert_load(["import torch\n", "import torch.nn as nn\n",
+                                            "def backward(a, b):\n", "    return [a.sum()]\n"])
+    for code in ["import os\n", "@d\ndef f(): pass\n", "def f(a=g()): pass\n",
+                 "def f(a: g()): pass\n", "x = 1\n", "def f(", "class C: pass\n"]:
+        assert not _inert_load([code]), code
+
+
+def test_a_change_made_by_torch_that_an_earlier_step_altered_is_seen_at_the_step_that_made_it():
+    original = torch.Tensor.__mul__
+    steps = ["def f(a, b):\n    x.add_(1)\n    return original(a, b)",
+             "torch.Tensor.__mul__ = f", "da = x * 2", "db = da * 1"]
+    meta = {"files": {}, "inputs": ["x"], "scalars": {}, "aliases": {},
+            "steps": [{"file": "s.py", "line": i + 1, "code": c} for i, c in enumerate(steps)],
+            "records": [{"after": 2, "var": "da", "key": "r0"}], "substitute": []}
+    try:
+        # the statements run in a namespace of their own: `original` reaches it as a tensor name
+        # would not, through the builtins the namespace falls back to
+        import builtins
+        builtins.original = original
+        reply, _ = run_lecture_code(meta, {"x": torch.ones(2)}, "s.py", CHILD_LIMITS)
+    finally:
+        torch.Tensor.__mul__ = original
+        del builtins.original
+    assert not reply["errors"], reply["errors"]
+    assert reply["changed_inputs"] == [{"input": "x", "step": 2}]

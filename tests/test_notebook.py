@@ -270,3 +270,46 @@ def test_a_cell_that_parses_but_nests_past_the_bound_is_left_out_the_same_way(tm
     sub = load_submission(p)
     assert set(sub.functions) == {"dprobs"}
     assert any("cell 2 is nested too deeply to analyse and was left out" in n for n in sub.notes)
+
+
+def test_a_notebook_read_without_nbformat_is_one_nbformat_accepts_as_it_is(tmp_path):
+    """The usual notebook skips nbformat's validation (grader.submissions.notebook's
+    _plainly_valid); whatever takes that way must be one nbformat accepts, with the same cells,
+    and whatever nbformat refuses must go through it, for its message."""
+    import copy
+    import itertools
+
+    from grader.submissions import notebook
+
+    values = [None, 0, 3, -1, True, 1.5, "x = 1\n", ["x = 1\n", "y = 2\n"], ["x", 1], {},
+              "ok-id_1", "bad id", "a" * 65]
+    fast = 0
+    for minor, kind, source, cell_id, count in itertools.product(
+            [0, 4, 5, 6], ["code", "markdown", "raw", "other"], values[6:9] + [42],
+            [None, "ok-id_1", "bad id", "a" * 65, 7], [None, 0, 3, -1, True, "missing"]):
+        cell = {"cell_type": kind, "metadata": {}, "source": source, "outputs": []}
+        if cell_id is not None:
+            cell["id"] = cell_id
+        if count != "missing":
+            cell["execution_count"] = count
+        path = tmp_path / "nb.ipynb"
+        data = notebook._notebook_json(path, json.dumps(
+            {"nbformat": 4, "nbformat_minor": minor, "metadata": {}, "cells": [cell]}))
+        if notebook._plainly_valid(data):
+            fast += 1
+            nb = notebook._validated(path, copy.deepcopy(data))    # raises if nbformat refuses
+            assert [(c.cell_type, c.source) for c in nb.cells] == \
+                [(c["cell_type"], c["source"]) for c in data["cells"]]
+    assert fast > 50
+
+
+def test_a_cell_read_once_per_process_gets_each_notebooks_own_label_in_its_notes(tmp_path):
+    broken = "x = {\nprint(x)\n"                 # the parser's message has a brace in it
+    first = load_submission(write_notebook(tmp_path, "def dprobs(a, b):\n    return 1\n",
+                                           broken, name="a.ipynb"))
+    second = load_submission(write_notebook(tmp_path, broken, "%ls\n",
+                                            "def dprobs(a, b):\n    return 1\n",
+                                            name="b.ipynb"))
+    left_out = "line 1: `x = {` is not complete Python ('{' was never closed) and was left out"
+    assert any(n.startswith(f"cell 2, {left_out}") for n in first.notes), first.notes
+    assert any(n.startswith(f"cell 1, {left_out}") for n in second.notes), second.notes

@@ -66,7 +66,7 @@ def autograd_checked(verdict: Verdict, program: LectureProgram, source: Gradient
     ``g = hpreact.grad`` before ``dhpreact = g.clone()``) read autograd's answer, or where the
     run-time watch saw autograd at one of its statements (``seen``: runtime_autograd); under
     "flag", the verdict its value earns, with the same words in front."""
-    read = autograd_read(_with_helpers(program, source), program.files)
+    read = _read_of(program, source)
     if read is not None:
         said = read.message()
     else:
@@ -80,6 +80,22 @@ def autograd_checked(verdict: Verdict, program: LectureProgram, source: Gradient
                                "hand. Scored 0 (integrity policy 'zero').",
                        substituted=verdict.substituted)
     return replace(verdict, message="; ".join(m for m in (said, verdict.message) if m))
+
+
+# what autograd_read finds in a gradient's statements depends on the program alone, and each
+# gradient is checked after every run of every config: kept for the last program seen (held, so
+# that its sources' ids stay theirs)
+_reads: list = [None, {}]
+
+
+def _read_of(program: LectureProgram, source: GradientSource) -> AutogradRead | None:
+    if _reads[0] is not program:
+        _reads[:] = [program, {}]
+    found = _reads[1]
+    if id(source) not in found:
+        found[id(source)] = (source, autograd_read(_with_helpers(program, source),
+                                                   program.files))
+    return found[id(source)][1]
 
 
 def runtime_autograd(program: LectureProgram, events: Iterable[Mapping[str, str]]

@@ -16,7 +16,8 @@ from .cell_salvage import salvage_cell
 from .stub_functions import exercise_functions
 from .submission import too_deep
 
-__all__ = ["CELL_MARKER", "CELL_MARKER_RE", "CodeCell", "first_line", "join_cells"]
+__all__ = ["CELL_MARKER", "CELL_MARKER_RE", "CodeCell", "first_line", "join_cell_trees",
+           "join_cells"]
 
 CELL_MARKER = "# %% [{label}]"
 CELL_MARKER_RE = re.compile(r"^# %% \[(?P<label>[^\n]+)\]$")
@@ -41,6 +42,13 @@ def first_line(node: ast.stmt) -> int:
 
 
 def join_cells(cells: Iterable[CodeCell]) -> tuple[str, tuple[str, ...]]:
+    """join_cell_trees without the trees."""
+    code, notes, _ = join_cell_trees(cells)
+    return code, notes
+
+
+def join_cell_trees(cells: Iterable[CodeCell]
+                    ) -> tuple[str, tuple[str, ...], tuple[ast.Module, ...]]:
     """Code cells -> one source with a ``# %% [label]`` line before each cell, and notes.
 
     Magics and shell lines become ``pass`` (line numbers inside a cell are kept); a statement that
@@ -48,7 +56,8 @@ def join_cells(cells: Iterable[CodeCell]) -> tuple[str, tuple[str, ...]]:
     kept (grader.submissions.cell_salvage); a cell with nothing left, or too broken, goes whole.
     In the exercise-function format only definitions are kept (functions, imports, constants),
     as a notebook also holds the ``check()`` call, plots and scratch work that a .py file would
-    not.
+    not. The trees: each kept cell's (shared: never to be changed), whose statements are those of
+    the joined source, cell-relative line numbers aside.
     """
     kept, notes = _parse_cells(cells)
     if _defines_stubs(tree for _, tree in kept):
@@ -56,7 +65,8 @@ def join_cells(cells: Iterable[CodeCell]) -> tuple[str, tuple[str, ...]]:
         if not_run:
             notes.append(f"not run: {_compress(not_run)} (from a notebook in the exercise-function "
                          "format only functions, imports and constants are taken)")
-    return "".join(_marked(cell) for cell, _ in kept), tuple(notes)
+    return ("".join(_marked(cell) for cell, _ in kept), tuple(notes),
+            tuple(tree for _, tree in kept))
 
 
 def _parse_cells(cells: Iterable[CodeCell]) -> tuple[list[tuple[CodeCell, ast.Module]], list[str]]:
@@ -65,39 +75,87 @@ def _parse_cells(cells: Iterable[CodeCell]) -> tuple[list[tuple[CodeCell, ast.Mo
     magic_notes: list[str] = []
     skipped: list[str] = []
     for cell in cells:
-        text, dropped, whole = _python_only(cell.source)
-        if whole:
-            magic_notes.append(f"{cell.label}: {whole} cell not run")
+        parsed = _parsed_cell(cell.source)
+        if parsed.whole:
+            magic_notes.append(f"{cell.label}: {parsed.whole} cell not run")
             continue
-        if dropped:
+        if parsed.dropped:
+            dropped = parsed.dropped
             shown = ", ".join(d[:40] for d in dropped[:3]) + (", ..." if len(dropped) > 3 else "")
             magic_notes.append(f"{cell.label}: {shown}")
-        try:
-            tree = ast.parse(text)
-        except SyntaxError as e:
-            salvaged = salvage_cell(text)
-            if salvaged is None:
-                skipped.append(f"{cell.label} has a syntax error at line {e.lineno} ({e.msg}) and "
-                               "was left out")
-                continue
-            text, tree = salvaged.source, salvaged.tree
-            skipped += [f"{cell.label}, {spot.lines()}: `{spot.text}` is not complete Python "
-                        f"({spot.reason}) and was left out; the rest of the cell was graded"
-                        for spot in salvaged.left_out]
-        except (RecursionError, MemoryError):
-            tree = None
-        except ValueError as e:
-            skipped.append(f"{cell.label} cannot be parsed ({type(e).__name__}) and was left out")
-            continue
-        if tree is None or too_deep(tree) is not None:
-            skipped.append(f"{cell.label} is nested too deeply to analyse and was left out: "
-                           "split its long expression into several shorter statements")
-            continue
-        kept.append((CodeCell(cell.label, text), tree))
+        skipped += [problem.format(label=cell.label) for problem in parsed.problems]
+        if parsed.tree is not None:
+            kept.append((CodeCell(cell.label, parsed.text), parsed.tree))
     notes: list[str] = []
     if magic_notes:
         notes.append("IPython magics and shell lines were dropped (not run): " + "; ".join(magic_notes))
     return kept, notes + skipped
+
+
+@dataclass(frozen=True)
+class _ParsedCell:
+    """What a cell's text alone gives: its magic lines, its Python text and tree (None: left
+    out), and notes on what was left out, ``{label}`` standing for the cell's label."""
+
+    whole: str | None
+    dropped: tuple[str, ...]
+    text: str
+    tree: ast.Module | None
+    problems: tuple[str, ...]
+
+
+# Most cells of a class are the lecture's own, the same text in every notebook: a cell's
+# outcome is kept per process by its text (its tree is shared: nothing that reads it changes it)
+_PARSED_CACHE_SIZE = 2048
+_parsed_cache: dict[str, _ParsedCell] = {}
+
+
+def _parsed_cell(source: str) -> _ParsedCell:
+    found = _parsed_cache.get(source)
+    if found is None:
+        found, keep = _parse_cell(source)
+        if keep:
+            if len(_parsed_cache) >= _PARSED_CACHE_SIZE:
+                del _parsed_cache[next(iter(_parsed_cache))]     # the oldest
+            _parsed_cache[source] = found
+    return found
+
+
+def _parse_cell(source: str) -> tuple[_ParsedCell, bool]:
+    """The cell parsed, and whether the outcome may be kept (not when the parser ran out of
+    stack or memory: that depends on how deep the caller's stack was)."""
+    text, dropped, whole = _python_only(source)
+    if whole:
+        return _ParsedCell(whole, (), "", None, ()), True
+    problems: list[str] = []
+    keep = True
+    try:
+        tree = ast.parse(text)
+    except SyntaxError as e:
+        salvaged = salvage_cell(text)
+        if salvaged is None:
+            return _ParsedCell(None, tuple(dropped), text, None, (
+                f"{{label}} has a syntax error at line {e.lineno} ({_braced(e.msg)}) and was "
+                "left out",)), True
+        text, tree = salvaged.source, salvaged.tree
+        problems += [f"{{label}}, {spot.lines()}: `{_braced(spot.text)}` is not complete Python "
+                     f"({_braced(spot.reason)}) and was left out; the rest of the cell was graded"
+                     for spot in salvaged.left_out]
+    except (RecursionError, MemoryError):
+        tree, keep = None, False
+    except ValueError as e:
+        return _ParsedCell(None, tuple(dropped), text, None, (
+            f"{{label}} cannot be parsed ({type(e).__name__}) and was left out",)), True
+    if tree is None or too_deep(tree) is not None:
+        problems.append("{label} is nested too deeply to analyse and was left out: split its "
+                        "long expression into several shorter statements")
+        tree = None
+    return _ParsedCell(None, tuple(dropped), text, tree, tuple(problems)), keep
+
+
+def _braced(text: object) -> str:
+    """``text`` as it reads after str.format: a student's braces kept."""
+    return str(text).replace("{", "{{").replace("}", "}}")
 
 
 def _marked(cell: CodeCell) -> str:

@@ -95,6 +95,25 @@ class _Definition:
         return self.raw if self.is_canonical else canonical(self.raw)  # type: ignore[return-value]
 
 
+# A notebook's statements are shared between the notebooks whose cells have the same text
+# (grader.submissions.statements keeps them per process): what is read from one statement's tree
+# alone is kept with it, by the node's identity (the node itself held, so the id stays its own)
+_PER_NODE_SIZE = 8192
+_stored_cache: dict[int, tuple[ast.AST, frozenset[str]]] = {}
+
+
+def stored_names(node: ast.AST) -> frozenset[str]:
+    """The names ``node`` stores anywhere in it (``x = ...``, ``for x in``, ``(a, b) = ...``)."""
+    found = _stored_cache.get(id(node))
+    if found is None or found[0] is not node:
+        found = (node, frozenset(sub.id for sub in ast.walk(node)
+                                 if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store)))
+        if len(_stored_cache) >= _PER_NODE_SIZE:
+            del _stored_cache[next(iter(_stored_cache))]
+        _stored_cache[id(node)] = found
+    return found[1]
+
+
 class Program:
     """The student's top-level statements, with where each name is assigned."""
 
@@ -106,9 +125,7 @@ class Program:
         for i, node in enumerate(self.nodes):
             for name, value in _assignments(node):
                 self.definitions.setdefault(name, []).append(_Definition(i, value))
-            for sub in ast.walk(node):
-                if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
-                    self.assigned.add(sub.id)
+            self.assigned |= stored_names(node)
 
     def definition(self, name: str, before: int) -> _Definition | None:
         found = [d for d in self.definitions.get(name, []) if d.index < before]
@@ -124,9 +141,7 @@ class Program:
         for i, node in enumerate(self.nodes):
             if isinstance(node, (ast.For, ast.While, ast.FunctionDef, ast.ClassDef)):
                 continue
-            names = {sub.id for sub in ast.walk(node)
-                     if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store)}
-            if names & GRADIENT_NAMES:
+            if stored_names(node) & GRADIENT_NAMES:
                 return i
         return len(self.nodes)
 

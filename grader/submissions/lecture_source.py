@@ -75,9 +75,28 @@ class LectureProgram:
         return self.statements[index]
 
 
-def looks_like_lecture_style(tree: ast.Module) -> bool:
-    """At least two of the lecture's gradient variables are assigned."""
-    return len(_assigned_names(tree) & GRADIENT_VARIABLES) >= 2
+def looks_like_lecture_style(tree: ast.Module, *,
+                             cell_trees: tuple[ast.Module, ...] | None = None) -> bool:
+    """At least two of the lecture's gradient variables are assigned. ``cell_trees``: the
+    notebook cells ``tree`` joins, whose names are kept per (shared) cell tree."""
+    if cell_trees is None:
+        names = _assigned_names(tree)
+    else:
+        names = set().union(*(_assigned_names_kept(cell) for cell in cell_trees))
+    return len(names & GRADIENT_VARIABLES) >= 2
+
+
+_names_cache: dict[int, tuple[ast.Module, frozenset[str]]] = {}
+
+
+def _assigned_names_kept(tree: ast.Module) -> frozenset[str]:
+    found = _names_cache.get(id(tree))
+    if found is None or found[0] is not tree:
+        found = (tree, frozenset(_assigned_names(tree)))
+        if len(_names_cache) >= 4096:
+            del _names_cache[next(iter(_names_cache))]
+        _names_cache[id(tree)] = found
+    return found[1]
 
 
 def _assigned_names(tree: ast.Module) -> set[str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..lecture.catalog import STUB_NAMES
 from .lecture_source import looks_like_lecture_style
-from .notebook import load_notebook_source
+from .notebook import load_notebook_cells
 from .stub_functions import exercise_functions, functions_made_at_run_time
 from .submission import MAX_SOURCE_BYTES, Submission, SubmissionError, read_submission_text, \
     too_deep
@@ -26,9 +26,9 @@ def load_submission(path: str | Path) -> Submission:
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix == ".ipynb":
-        code, notes = load_notebook_source(p)
+        code, notes, trees = load_notebook_cells(p)
         return submission_from_code(code, name=p.name, path=str(p), source_kind="ipynb",
-                                    notes=notes)
+                                    notes=notes, cell_trees=trees)
     if suffix not in (".py", ""):
         if not p.exists():
             raise SubmissionError(f"{p}: no such file")
@@ -41,18 +41,23 @@ def load_submission(path: str | Path) -> Submission:
 
 
 def submission_from_code(code: str, *, name: str, path: str = "", source_kind: str = "py",
-                         notes: tuple[str, ...] = ()) -> Submission:
-    """Classify Python source as stub format or lecture style."""
+                         notes: tuple[str, ...] = (),
+                         cell_trees: tuple[ast.Module, ...] | None = None) -> Submission:
+    """Classify Python source as stub format or lecture style. ``cell_trees``: ``code`` is
+    join_cell_trees', these its cells' trees: each statement in it was in a cell whose tree
+    passed too_deep, and nests as deep here (no need to walk the whole tree again); what is
+    read from the statements alone is read from the cells' (shared, per process) trees."""
     tree = parse_source(code, filename=name)
-    _refuse_deep_nesting(tree, filename=name)
+    if cell_trees is None:
+        _refuse_deep_nesting(tree, filename=name)
     functions = exercise_functions(tree)
-    made = functions_made_at_run_time(tree, code, functions)
+    made = functions_made_at_run_time(tree, code, functions, cell_trees=cell_trees)
     if functions:
         if made is not None and made.names:
             notes = (*notes, f"{made.describe()}: {made.advice()}")
         return Submission(name=name, path=path, code=code, format="stubs",
                           source_kind=source_kind, functions=functions, notes=notes, tree=tree)
-    if looks_like_lecture_style(tree):
+    if looks_like_lecture_style(tree, cell_trees=cell_trees):
         return Submission(name=name, path=path, code=code, format="lecture",
                           source_kind=source_kind, notes=notes, tree=tree)
     if made is not None:

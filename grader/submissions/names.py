@@ -57,12 +57,27 @@ def _checker_calls(program: Program) -> Iterator[tuple[int, str, ast.Call]]:
     for i, node in enumerate(program.nodes):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             continue
-        for sub in ast.walk(node):
-            if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name) and \
-                    len(sub.args) >= 3 and isinstance(sub.args[0], ast.Constant) and \
-                    isinstance(sub.args[0].value, str) and isinstance(sub.args[1], ast.Name) and \
-                    isinstance(sub.args[2], ast.Name):
-                yield i, sub.func.id, sub
+        for call in _calls_shaped(node):
+            yield i, call.func.id, call  # type: ignore[attr-defined]
+
+
+# kept per statement node as forward_alignment.stored_names is (shared cells' statements)
+_calls_cache: dict[int, tuple[ast.AST, tuple[ast.Call, ...]]] = {}
+
+
+def _calls_shaped(node: ast.AST) -> tuple[ast.Call, ...]:
+    found = _calls_cache.get(id(node))
+    if found is None or found[0] is not node:
+        found = (node, tuple(
+            sub for sub in ast.walk(node)
+            if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name) and
+            len(sub.args) >= 3 and isinstance(sub.args[0], ast.Constant) and
+            isinstance(sub.args[0].value, str) and isinstance(sub.args[1], ast.Name) and
+            isinstance(sub.args[2], ast.Name)))
+        if len(_calls_cache) >= 8192:
+            del _calls_cache[next(iter(_calls_cache))]
+        _calls_cache[id(node)] = found
+    return found[1]
 
 
 def _checker(program: Program, tensor_of: dict[str, str]) -> str | None:

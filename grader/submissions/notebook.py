@@ -4,17 +4,19 @@ SubmissionError naming it."""
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 import warnings
 from pathlib import Path
 
 import nbformat
 from nbformat.validator import ValidationError, normalize
 
-from .code_cells import CodeCell, join_cells
+from .code_cells import CodeCell, join_cell_trees
 from .submission import MAX_SOURCE_BYTES, SubmissionError, read_submission_text
 
-__all__ = ["load_notebook_source", "read_notebook"]
+__all__ = ["load_notebook_cells", "load_notebook_source", "read_notebook"]
 
 MAX_NOTEBOOK_BYTES = 64 * 2**20     # outputs (images) make notebooks large; they are never read
 MAX_CELLS = 5_000                   # the lecture's notebook has about 100
@@ -32,6 +34,47 @@ def read_notebook(path: str | Path) -> nbformat.NotebookNode:
     if text.count('"cell_type"') > MAX_CELLS:      # before parsing: counting is cheap
         raise _too_many_cells(p, text.count('"cell_type"'))
     data = _notebook_json(p, text)
+    if _plainly_valid(data):
+        nb = nbformat.from_dict(data)
+    else:
+        nb = _validated(p, data)
+    if not nb.cells:
+        raise SubmissionError(f"{p}: the notebook is empty (no cells)")
+    return nb
+
+
+_CELL_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+
+
+def _plainly_valid(data: dict) -> bool:
+    """Whether the notebook, as _notebook_json left it, is one nbformat's normalize and schema
+    accept as it is: the usual case, checked in a few microseconds a cell where nbformat takes
+    ~7 ms a notebook. False sends the notebook through nbformat, whose messages are kept; so
+    only what nbformat surely accepts may pass here (bool is not a schema integer)."""
+    minor, cells = data["nbformat_minor"], data.get("cells")
+    if type(minor) is not int or not 0 <= minor <= 5 or type(cells) is not list:
+        return False
+    for cell in cells:
+        if type(cell) is not dict or "source" not in cell:
+            return False
+        kind, source = cell.get("cell_type"), cell["source"]
+        if kind == "code":
+            count = cell.get("execution_count", "missing")
+            if count is not None and (type(count) is not int or count < 0):
+                return False
+        elif kind not in ("markdown", "raw"):
+            return False
+        if type(source) is not str and (type(source) is not list
+                                        or any(type(s) is not str for s in source)):
+            return False
+        if "id" in cell and (minor < 5 or type(cell["id"]) is not str
+                             or not _CELL_ID.fullmatch(cell["id"])):
+            return False    # nbformat adds missing ids and repairs duplicates; bad ones fail
+    return True
+
+
+def _validated(p: Path, data: dict) -> nbformat.NotebookNode:
+    """The notebook through nbformat's normalize and validation."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # missing cell ids and the like: normalize() fixes them
         try:
@@ -48,8 +91,6 @@ def read_notebook(path: str | Path) -> nbformat.NotebookNode:
         except (RecursionError, MemoryError):
             raise SubmissionError(f"{p}: not a valid notebook: nested too deeply to read") \
                 from None
-    if not nb.cells:
-        raise SubmissionError(f"{p}: the notebook is empty (no cells)")
     return nb
 
 
@@ -118,6 +159,13 @@ def _source_length(source: object) -> int:
 
 def load_notebook_source(path: str | Path) -> tuple[str, tuple[str, ...]]:
     """A notebook's code cells as one Python source, and notes on what was dropped."""
+    code, notes, _ = load_notebook_cells(path)
+    return code, notes
+
+
+def load_notebook_cells(path: str | Path
+                        ) -> tuple[str, tuple[str, ...], tuple[ast.Module, ...]]:
+    """load_notebook_source, and the kept cells' trees (code_cells.join_cell_trees)."""
     p = Path(path)
     nb = read_notebook(p)
     cells = [CodeCell(f"cell {i}", _cell_text(cell.source))
@@ -126,13 +174,13 @@ def load_notebook_source(path: str | Path) -> tuple[str, tuple[str, ...]]:
         raise SubmissionError(f"{p}: the notebook has no code cells")
     if not any(c.source.strip() for c in cells):
         raise SubmissionError(f"{p}: every code cell of the notebook is empty")
-    code, notes = join_cells(cells)
+    code, notes, trees = join_cell_trees(cells)
     if not code.strip():
         raise SubmissionError(f"{p}: no Python code in the notebook ({'; '.join(notes)})")
     if len(code) > MAX_SOURCE_BYTES:
         raise SubmissionError(f"{p}: {len(code):,} characters of code, more than the "
                               f"{MAX_SOURCE_BYTES:,} a submission may have")
-    return code, notes
+    return code, notes, trees
 
 
 def _cell_text(source: object) -> str:

@@ -61,23 +61,52 @@ def read_statements(code: str, *, name: str, cells: bool
     file_lines: dict[str, list[str]] = {}
     for label, file, text in _split_cells(code, name=name, cells=cells):
         files[file] = text
-        lines = file_lines[file] = text.splitlines()
-        try:
-            tree = ast.parse(text)
-        except SyntaxError:      # the loader refuses such files and leaves out such cells
-            continue
-        for node in open_no_grad(tree.body):
-            # the statement's nodes listed once: ast.walk is what reading a notebook costs most
-            nodes = list(ast.walk(node))
-            binds, assigns, reads = bound_and_read(node, nodes)
-            kind = "training" if _is_training_loop(node, nodes) else \
-                "cmp" if _calls_in(nodes, "cmp") else "plain"
+        file_lines[file] = text.splitlines()
+        # a notebook's cells are mostly the lecture's own, the same in every notebook of a
+        # class: their statements are read once per process (a .py file's text is its own)
+        analysed = _cell_statements(text) if cells else _statements_of(text)
+        for node, line, end_line, statement_code, binds, assigns, reads, kind in analysed:
             statements.append(Statement(
-                index=len(statements), node=node, cell=label, line=first_line(node),
-                end_line=node.end_lineno or node.lineno, file=file,
-                code=statement_source(lines, node), binds=binds, assigns=assigns, reads=reads,
+                index=len(statements), node=node, cell=label, line=line, end_line=end_line,
+                file=file, code=statement_code, binds=binds, assigns=assigns, reads=reads,
                 kind=kind))
     return statements, files, file_lines
+
+
+# (node, first line, last line, code, binds, assigns, reads, kind): a Statement less where it is
+_Analysed = tuple[ast.stmt, int, int, str, frozenset[str], frozenset[str], frozenset[str], str]
+_CACHE_SIZE = 2048
+_cell_cache: dict[str, tuple[_Analysed, ...]] = {}
+
+
+def _cell_statements(text: str) -> tuple[_Analysed, ...]:
+    """_statements_of(text), kept per process by the text; the trees are shared: nothing that
+    reads a Statement's node changes it (grader.submissions.expression_match works on a copy)."""
+    found = _cell_cache.get(text)
+    if found is None:
+        found = _statements_of(text)
+        if len(_cell_cache) >= _CACHE_SIZE:
+            del _cell_cache[next(iter(_cell_cache))]      # the oldest
+        _cell_cache[text] = found
+    return found
+
+
+def _statements_of(text: str) -> tuple[_Analysed, ...]:
+    lines = text.splitlines()
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:      # the loader refuses such files and leaves out such cells
+        return ()
+    out: list[_Analysed] = []
+    for node in open_no_grad(tree.body):
+        # the statement's nodes listed once: ast.walk is what reading a notebook costs most
+        nodes = list(ast.walk(node))
+        binds, assigns, reads = bound_and_read(node, nodes)
+        kind = "training" if _is_training_loop(node, nodes) else \
+            "cmp" if _calls_in(nodes, "cmp") else "plain"
+        out.append((node, first_line(node), node.end_lineno or node.lineno,
+                    statement_source(lines, node), binds, assigns, reads, kind))
+    return tuple(out)
 
 
 def _split_cells(code: str, *, name: str, cells: bool) -> list[tuple[str | None, str, str]]:
@@ -182,12 +211,27 @@ def _calls_in(nodes: Iterable[ast.AST], name: str) -> list[ast.Call]:
 
 # -- which names a statement binds, changes and reads ---------------------------------------------
 
-def bound_and_read(node: ast.stmt, nodes: list[ast.AST] | None = None
-                   ) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+_Names = tuple[frozenset[str], frozenset[str], frozenset[str]]
+# kept per node (the node held, so that its id stays its own): a shared cell's training loop is
+# read again for exercise 4 in every notebook (grader.submissions.training_backward)
+_names_cache: dict[int, tuple[ast.stmt, _Names]] = {}
+
+
+def bound_and_read(node: ast.stmt, nodes: list[ast.AST] | None = None) -> _Names:
     """(names bound afresh, names bound or changed in place, names read from outside) of one
     statement. ``x = f(y)`` binds x afresh; ``x = x + 1``, ``x += 1``, ``x[i] = 0``,
     ``x.add_(1)`` and ``f(out=x)`` change x; a loop's own variables are not read from outside.
     ``nodes``: ``list(ast.walk(node))``, where the caller has it (one walk instead of three)."""
+    found = _names_cache.get(id(node))
+    if found is None or found[0] is not node:
+        found = (node, _bound_and_read(node, nodes))
+        if len(_names_cache) >= 8192:
+            del _names_cache[next(iter(_names_cache))]
+        _names_cache[id(node)] = found
+    return found[1]
+
+
+def _bound_and_read(node: ast.stmt, nodes: list[ast.AST] | None) -> _Names:
     if isinstance(node, _DEFINITIONS):
         return frozenset({node.name}), frozenset({node.name}), frozenset(_definition_reads(node))
     nodes = list(ast.walk(node)) if nodes is None else nodes

@@ -71,10 +71,19 @@ def exercise_functions(tree: ast.Module) -> dict[str, tuple[str, ...]]:
     return found
 
 
-def functions_made_at_run_time(tree: ast.Module, code: str,
-                               defined: dict[str, tuple[str, ...]]) -> RunTimeFunctions | None:
+def functions_made_at_run_time(tree: ast.Module, code: str, defined: dict[str, tuple[str, ...]],
+                               *, cell_trees: tuple[ast.Module, ...] | None = None
+                               ) -> RunTimeFunctions | None:
     """The exercise functions ``code`` makes at run time and does not define as read above, and
-    the first top-level statement that makes functions that way; None when none does."""
+    the first top-level statement that makes functions that way; None when none does.
+    ``cell_trees``: the notebook cells ``code`` joins (their statements are ``tree``'s): the
+    usual None is found from them, each statement's answer kept with it."""
+    if cell_trees is not None:
+        body = [node for cell in cell_trees for node in cell.body]
+        imported = frozenset((a.asname or a.name).split(".")[0] for node in body
+                             if isinstance(node, (ast.Import, ast.ImportFrom)) for a in node.names)
+        if all(_made_by_kept(node, imported) is None for node in body):
+            return None
     names: list[str] = []
     line = 0
     imported = {(a.asname or a.name).split(".")[0] for node in tree.body
@@ -96,6 +105,20 @@ def functions_made_at_run_time(tree: ast.Module, code: str,
     text = "".join(c if c.isprintable() else "?" for c in text)
     return RunTimeFunctions(tuple(names), line,
                             text if len(text) <= _SHOWN else text[:_SHOWN - 3] + "...")
+
+
+_made_cache: dict[int, tuple[ast.stmt, frozenset[str], list[str] | None]] = {}
+
+
+def _made_by_kept(node: ast.stmt, imported: frozenset[str]) -> list[str] | None:
+    """_made_by, kept per shared cell statement (the node held, so its id stays its own)."""
+    found = _made_cache.get(id(node))
+    if found is None or found[0] is not node or found[1] != imported:
+        found = (node, imported, _made_by(node, set(imported)))
+        if len(_made_cache) >= 8192:
+            del _made_cache[next(iter(_made_cache))]
+        _made_cache[id(node)] = found
+    return found[2]
 
 
 def _made_by(node: ast.stmt, imported: set[str]) -> list[str] | None:

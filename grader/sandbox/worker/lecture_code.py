@@ -5,10 +5,17 @@ its forward tensors, parameters, ``n``, ``Xb`` and ``Yb``; this module runs them
 ``F`` and a ``cmp`` that records instead of printing, copies each gradient right after the
 statements that compute it, and notes when a later statement changes it in place through an
 alias (``dhprebn = dbndiff; dhprebn += ...``).
+
+Those checks (every recorded gradient and every grader tensor compared with its copy) were
+most of a run's cost, some 40 comparisons after each of some 60 steps. A step whose statement can
+change no tensor is not followed by them (_step_kind says which can): what
+they would find there is what the previous check found.
 """
 
 from __future__ import annotations
 
+import ast
+import builtins
 import linecache
 from typing import Any
 
@@ -22,6 +29,111 @@ __all__ = ["run_lecture_code"]
 
 _MAX_ELEMENTS = 1 << 22           # a gradient larger than this is not sent back
 _MAX_CAPTURES = 24
+_MAX_COMPILED = 4096
+# per child process: each step's code compiled once for all the session's runs (the lecture
+# config and each hidden one run the same steps), with what it can change
+_compiled: dict[tuple[str, int, str], tuple[Any, int]] = {}
+# once a step that may run code of the student's choosing (or alter torch, builtins, anything)
+# has run in this process, or the session's file did at load, every step is checked again
+_opaque_ran = False
+
+
+def _compiled_step(step: dict[str, Any]) -> tuple[Any, int]:
+    """The step's code object and its kind (_step_kind); what compile() raises, as before."""
+    key = (str(step["file"]), int(step["line"]), str(step["code"]))
+    found = _compiled.get(key)
+    if found is None:
+        text = "\n" * (key[1] - 1) + key[2]
+        try:
+            tree = ast.parse(text, key[0], "exec")
+            found = (compile(tree, key[0], "exec"), _step_kind(tree))
+        except Exception:  # noqa: BLE001  compiled from the text, as before: its error is raised
+            found = (compile(text, key[0], "exec"), OPAQUE)
+        if len(_compiled) >= _MAX_COMPILED:
+            _compiled.clear()
+        _compiled[key] = found
+    return found
+
+
+# -- which steps can change a tensor ---------------------------------------------------------------
+# PURE: the statement can change no tensor's values, given that torch, builtins and the types of
+# the values it meets are as the worker had them (no earlier statement could alter them: see
+# _opaque_ran). It only reads names, calls functions and methods from the list below and
+# builtins from the one after it (none writes into its arguments, none has an ``out=`` or
+# ``inplace`` that writes), with Python's operators (torch's own for tensors: they make new
+# tensors), and binds plain names. WRITES: it may write into a tensor it reaches (``x += ...``,
+# ``x[i] = ...``, ``del x[i]``) but runs nothing else: checked after. OPAQUE: anything else (an
+# attribute stored, a name or keyword not listed, a definition, an import, ...): checked after,
+# and every step after it in this process too.
+PURE, WRITES, OPAQUE = 0, 1, 2
+_PURE_ATTRIBUTES = frozenset("""
+    T mT shape dtype device ndim indices values nn functional
+    sum mean var std max min amax amin argmax argmin exp log log2 log10 sqrt rsqrt pow square
+    abs neg reciprocal tanh sigmoid softmax log_softmax sign clamp clip maximum minimum
+    mul add sub div matmul mm bmm outer dot cumsum prod
+    clone detach view view_as reshape reshape_as expand expand_as repeat unsqueeze squeeze
+    flatten t transpose permute contiguous float double long int bool type_as to
+    zeros_like ones_like full_like empty_like rand_like randn_like zeros ones full eye arange
+    linspace tensor new_zeros new_ones new_full one_hot cross_entropy nll_loss
+    cat stack where diag gather index_select masked_fill masked_select split chunk
+    item numel size dim tolist allclose isclose equal all any isnan isinf isfinite
+    nonzero sort argsort topk unique
+""".split())
+_PURE_BUILTINS = frozenset("range len float int abs min max sum round print list tuple zip "
+                           "enumerate isinstance bool any all reversed".split())
+_BUILTINS = frozenset(dir(builtins))
+_PURE_NODES = (ast.Module, ast.Expr, ast.Assign, ast.For, ast.While, ast.If, ast.Pass,
+               ast.Break, ast.Continue, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare,
+               ast.Call, ast.Constant, ast.Slice, ast.Tuple, ast.List, ast.Dict, ast.Set,
+               ast.IfExp, ast.Starred, ast.ListComp, ast.GeneratorExp, ast.comprehension,
+               ast.JoinedStr, ast.FormattedValue, ast.expr_context, ast.operator, ast.unaryop,
+               ast.boolop, ast.cmpop)
+
+
+def _step_kind(tree: ast.AST) -> int:
+    """PURE, WRITES or OPAQUE (above), the most of its nodes'."""
+    kind = PURE
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            if node.id.startswith("_") or (node.id in _BUILTINS and
+                                           node.id not in _PURE_BUILTINS):
+                return OPAQUE
+        elif isinstance(node, ast.Attribute):
+            if not isinstance(node.ctx, ast.Load) or node.attr not in _PURE_ATTRIBUTES:
+                return OPAQUE
+        elif isinstance(node, ast.Subscript):
+            if not isinstance(node.ctx, ast.Load):
+                kind = WRITES
+        elif isinstance(node, ast.keyword):
+            if node.arg is None or node.arg in ("out", "inplace"):
+                return OPAQUE
+        elif isinstance(node, (ast.AugAssign, ast.Delete)):
+            kind = WRITES
+        elif not isinstance(node, _PURE_NODES):
+            return OPAQUE
+    return kind
+
+
+def _inert_load(lines: list[str]) -> bool:
+    """Whether the file the session loaded ran nothing of the student's: empty, or imports of
+    torch and definitions whose header evaluates nothing (exercise 4's backward())."""
+    try:
+        tree = ast.parse("".join(lines))
+    except Exception:  # noqa: BLE001
+        return False
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            if any(a.name.split(".")[0] != "torch" for a in node.names):
+                return False
+        elif isinstance(node, ast.FunctionDef):
+            a = node.args
+            if node.decorator_list or node.returns or a.defaults or a.kw_defaults or any(
+                    x.annotation for x in (*a.posonlyargs, *a.args, *a.kwonlyargs,
+                                           *filter(None, (a.vararg, a.kwarg)))):
+                return False
+        else:
+            return False
+    return True
 
 
 def _unchanged(obj: torch.Tensor, snapshot: torch.Tensor) -> bool:
@@ -65,14 +177,14 @@ def run_lecture_code(meta: dict[str, Any], tensors: dict[str, torch.Tensor], fil
     """Run the exercise statements one at a time; read each gradient after its statements.
     ``limits``: the child's (a step that runs into one says which)."""
     try:
-        return _run_steps(meta, tensors, limits)
+        return _run_steps(meta, tensors, filename, limits)
     except BaseException as exc:  # noqa: BLE001  student code may have broken torch or builtins
         return {"status": "error",
                 "message": f"the exercise code could not be run: {exception_message(exc)}"}, {}
 
 
-def _run_steps(meta: dict[str, Any], tensors: dict[str, torch.Tensor], limits: dict[str, Any]
-               ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def _run_steps(meta: dict[str, Any], tensors: dict[str, torch.Tensor], filename: str,
+               limits: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     import torch.nn as nn
     import torch.nn.functional as F
 
@@ -136,12 +248,18 @@ def _run_steps(meta: dict[str, Any], tensors: dict[str, torch.Tensor], limits: d
             for var in s["vars"]:
                 ns[str(var)] = value.clone()
 
+    global _opaque_ran
+    if not _opaque_ran and not _inert_load(linecache.cache.get(filename, (0, None, [], filename))[2]):
+        _opaque_ran = True
+    last = len(steps) - 1
     substitute(-1)
     for position, step in enumerate(steps):
         current["step"], current["capture"] = position, bool(step.get("capture"))
+        kind = OPAQUE
         try:
-            code = compile("\n" * (int(step["line"]) - 1) + str(step["code"]), str(step["file"]),
-                           "exec")
+            code, kind = _compiled_step(step)
+            if kind == OPAQUE:
+                _opaque_ran = True
             exec(code, ns)  # noqa: S102  student code, in the sandbox
         except BaseException as exc:  # noqa: BLE001  student code: anything may come out
             limit = limit_hit(exc, limits)
@@ -151,17 +269,20 @@ def _run_steps(meta: dict[str, Any], tensors: dict[str, torch.Tensor], limits: d
                            "limit": limit[0] if limit else None,
                            "traceback": student_traceback(exc, file_names)})
         current["capture"] = False
-        still: list[tuple[str, torch.Tensor, torch.Tensor]] = []
-        for key, obj, snap in watched:
-            if _unchanged(obj, snap):
-                still.append((key, obj, snap))
-            else:
-                modified.append({"key": key, "step": position})
-        watched = still
-        for name, snap in list(pristine.items()):
-            if not _unchanged(provided[name], snap):
-                changed_inputs.append({"input": name, "step": position})
-                del pristine[name]
+        # the last step is always checked: should torch itself have been made to write where a
+        # statement cannot, the change is still seen (at a later step than it was made)
+        if kind != PURE or _opaque_ran or position == last:
+            still: list[tuple[str, torch.Tensor, torch.Tensor]] = []
+            for key, obj, snap in watched:
+                if _unchanged(obj, snap):
+                    still.append((key, obj, snap))
+                else:
+                    modified.append({"key": key, "step": position})
+            watched = still
+            for name, snap in list(pristine.items()):
+                if not _unchanged(provided[name], snap):
+                    changed_inputs.append({"input": name, "step": position})
+                    del pristine[name]
         for record in records_after.get(position, []):
             var, key = str(record["var"]), str(record["key"])
             if var not in ns:
