@@ -10,7 +10,7 @@ import torch
 from grader.api import GradeRequest, grade_submission
 from grader.judge.grading import GradingOptions
 from grader.lecture.model import Config
-from grader.sandbox.worker.lecture_code import run_lecture_code
+from grader.sandbox.worker.lecture_code import LectureSession, run_lecture_code
 from grader.submissions.loader import SubmissionError, load_submission
 from grader.output.results import read_result, write_result
 from grader.sandbox.limits import Limits
@@ -286,7 +286,8 @@ def test_the_child_reads_each_gradient_after_its_statements_and_sees_later_alias
             "records": [{"after": 0, "var": "da", "key": "r0"},
                         {"after": 2, "var": "db", "key": "r1"}],
             "substitute": []}
-    reply, out = run_lecture_code(meta, {"x": torch.ones(2)}, "s.py", CHILD_LIMITS)
+    reply, out = run_lecture_code(meta, {"x": torch.ones(2)}, "s.py", CHILD_LIMITS,
+                                  LectureSession())
     assert reply["status"] == "ok" and not reply["errors"]
     assert torch.equal(out["r0"], torch.full((2,), 2.0))     # da as assigned, before db += 1
     assert torch.equal(out["r1"], torch.full((2,), 3.0))
@@ -298,7 +299,8 @@ def test_the_child_records_errors_by_step_and_keeps_going():
             "steps": [{"file": "s.py", "line": 1, "code": "da = y"},
                       {"file": "s.py", "line": 2, "code": "db = x"}],
             "records": [{"after": 1, "var": "db", "key": "r0"}], "substitute": []}
-    reply, out = run_lecture_code(meta, {"x": torch.ones(1)}, "s.py", CHILD_LIMITS)
+    reply, out = run_lecture_code(meta, {"x": torch.ones(1)}, "s.py", CHILD_LIMITS,
+                                  LectureSession())
     assert reply["errors"][0]["step"] == 0 and "NameError" in reply["errors"][0]["message"]
     assert 'File "s.py", line 1' in reply["errors"][0]["traceback"]
     assert "r0" in out
@@ -309,7 +311,8 @@ def test_a_step_that_exits_interrupts_or_is_not_done_says_so_as_a_stub_would():
     meta = {"files": {}, "inputs": ["x"], "scalars": {}, "aliases": {},
             "steps": [{"file": "s.py", "line": i + 1, "code": c} for i, c in enumerate(codes)],
             "records": [], "substitute": []}
-    reply, _ = run_lecture_code(meta, {"x": torch.ones(1)}, "s.py", CHILD_LIMITS)
+    reply, _ = run_lecture_code(meta, {"x": torch.ones(1)}, "s.py", CHILD_LIMITS,
+                                  LectureSession())
     assert [(e["kind"], e["message"]) for e in reply["errors"]] == [
         ("error", "called sys.exit(3)"), ("error", "raised KeyboardInterrupt"),
         ("missing", "raises NotImplementedError (not done yet)")]
@@ -319,7 +322,8 @@ def test_a_step_that_runs_out_of_memory_names_the_limit():
     meta = {"files": {}, "inputs": ["x"], "scalars": {}, "aliases": {},
             "steps": [{"file": "s.py", "line": 1, "code": "raise MemoryError()"}],
             "records": [], "substitute": []}
-    reply, _ = run_lecture_code(meta, {"x": torch.ones(1)}, "s.py", CHILD_LIMITS)
+    reply, _ = run_lecture_code(meta, {"x": torch.ones(1)}, "s.py", CHILD_LIMITS,
+                                  LectureSession())
     error = reply["errors"][0]
     assert error["limit"] == "memory"
     assert f"ran out of memory: the limit is {Limits().memory_bytes // 2**20:,} MiB" in \
@@ -345,7 +349,8 @@ def test_the_childs_cmp_records_instead_of_printing(capsys):
     meta = {"files": {}, "inputs": ["x"], "scalars": {}, "aliases": {},
             "steps": [{"file": "s.py", "line": 1, "code": "cmp('x', x * 3, x)", "capture": True}],
             "records": [], "substitute": []}
-    reply, out = run_lecture_code(meta, {"x": torch.ones(1)}, "s.py", CHILD_LIMITS)
+    reply, out = run_lecture_code(meta, {"x": torch.ones(1)}, "s.py", CHILD_LIMITS,
+                                  LectureSession())
     call = reply["cmp"][0]
     assert call["label"] == "x" and call["input"] == "x" and torch.equal(out[call["key"]],
                                                                          torch.full((1,), 3.0))
@@ -359,7 +364,8 @@ def test_a_checker_whose_result_is_used_gets_true_and_the_checks_still_count(tmp
                       {"file": "s.py", "line": 2, "code": "ok &= cmp('x', x * 3, x)",
                        "capture": False}],
             "records": [], "substitute": []}
-    reply, _ = run_lecture_code(meta, {"x": torch.ones(1)}, "s.py", CHILD_LIMITS)
+    reply, _ = run_lecture_code(meta, {"x": torch.ones(1)}, "s.py", CHILD_LIMITS,
+                                  LectureSession())
     assert reply["errors"] == [] and reply["cmp"][0]["input"] == "x"
 
 
@@ -457,7 +463,8 @@ def test_a_change_made_by_torch_that_an_earlier_step_altered_is_seen_at_the_step
         # would not, through the builtins the namespace falls back to
         import builtins
         builtins.original = original
-        reply, _ = run_lecture_code(meta, {"x": torch.ones(2)}, "s.py", CHILD_LIMITS)
+        reply, _ = run_lecture_code(meta, {"x": torch.ones(2)}, "s.py", CHILD_LIMITS,
+                                  LectureSession())
     finally:
         torch.Tensor.__mul__ = original
         del builtins.original

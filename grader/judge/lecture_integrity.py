@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Iterable, Mapping
 
 from ..output.results import IntegrityFlag
+from ..submissions.kept import KeptByNode
 from ..submissions.lecture_source import GradientSource, LectureProgram
 from ..submissions.statements import Statement
 from .grading import GradingOptions, Verdict
@@ -83,19 +84,16 @@ def autograd_checked(verdict: Verdict, program: LectureProgram, source: Gradient
 
 
 # what autograd_read finds in a gradient's statements depends on the program alone, and each
-# gradient is checked after every run of every config: kept for the last program seen (held, so
-# that its sources' ids stay theirs)
-_reads: list = [None, {}]
+# gradient is checked after every run of every config: kept per program, by its source
+_READS: KeptByNode[dict[str, AutogradRead | None]] = KeptByNode(4)
 
 
 def _read_of(program: LectureProgram, source: GradientSource) -> AutogradRead | None:
-    if _reads[0] is not program:
-        _reads[:] = [program, {}]
-    found = _reads[1]
-    if id(source) not in found:
-        found[id(source)] = (source, autograd_read(_with_helpers(program, source),
-                                                   program.files))
-    return found[id(source)][1]
+    reads = _READS.of(program, dict)
+    if source.gradient.name not in reads:
+        reads[source.gradient.name] = autograd_read(_with_helpers(program, source),
+                                                    program.files)
+    return reads[source.gradient.name]
 
 
 def runtime_autograd(program: LectureProgram, events: Iterable[Mapping[str, str]]

@@ -15,6 +15,7 @@ from ..lecture.catalog import STUB_NAMES
 from .cell_salvage import salvage_cell
 from .stub_functions import exercise_functions
 from .submission import too_deep
+from .kept import KeptByText
 
 __all__ = ["CELL_MARKER", "CELL_MARKER_RE", "CodeCell", "first_line", "join_cell_trees",
            "join_cells"]
@@ -106,18 +107,15 @@ class _ParsedCell:
 
 # Most cells of a class are the lecture's own, the same text in every notebook: a cell's
 # outcome is kept per process by its text (its tree is shared: nothing that reads it changes it)
-_PARSED_CACHE_SIZE = 2048
-_parsed_cache: dict[str, _ParsedCell] = {}
+_PARSED: KeptByText[_ParsedCell] = KeptByText(2048)
 
 
 def _parsed_cell(source: str) -> _ParsedCell:
-    found = _parsed_cache.get(source)
+    found = _PARSED.get(source)
     if found is None:
         found, keep = _parse_cell(source)
         if keep:
-            if len(_parsed_cache) >= _PARSED_CACHE_SIZE:
-                del _parsed_cache[next(iter(_parsed_cache))]     # the oldest
-            _parsed_cache[source] = found
+            _PARSED.keep(source, found)
     return found
 
 

@@ -20,6 +20,7 @@ from typing import Sequence
 from ..lecture.names import FORWARD_NAMES, PARAMETER_NAMES
 from .expression_match import (FIXED_NAMES, GRADIENT_NAMES, TENSOR_NAMES, Env,
                                canonical, pattern, unify)
+from .kept import KeptByNode
 
 __all__ = ["Alignment", "Program", "align_forward"]
 
@@ -98,20 +99,14 @@ class _Definition:
 # A notebook's statements are shared between the notebooks whose cells have the same text
 # (grader.submissions.statements keeps them per process): what is read from one statement's tree
 # alone is kept with it, by the node's identity (the node itself held, so the id stays its own)
-_PER_NODE_SIZE = 8192
-_stored_cache: dict[int, tuple[ast.AST, frozenset[str]]] = {}
+_STORED: KeptByNode[frozenset[str]] = KeptByNode(8192)
 
 
 def stored_names(node: ast.AST) -> frozenset[str]:
     """The names ``node`` stores anywhere in it (``x = ...``, ``for x in``, ``(a, b) = ...``)."""
-    found = _stored_cache.get(id(node))
-    if found is None or found[0] is not node:
-        found = (node, frozenset(sub.id for sub in ast.walk(node)
-                                 if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store)))
-        if len(_stored_cache) >= _PER_NODE_SIZE:
-            del _stored_cache[next(iter(_stored_cache))]
-        _stored_cache[id(node)] = found
-    return found[1]
+    return _STORED.of(node, lambda: frozenset(
+        sub.id for sub in ast.walk(node) if isinstance(sub, ast.Name)
+        and isinstance(sub.ctx, ast.Store)))
 
 
 class Program:

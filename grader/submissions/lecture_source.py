@@ -26,6 +26,7 @@ from .lecture_names import BUILTIN_NAMES, DATA_NAMES, GRADIENT_VARIABLES, PROVID
 from .names import Binding, resolve_names
 from .statements import Statement, calls_to, read_statements
 from .training_backward import BackwardSource, backward_from_training_loop
+from .kept import KeptByNode
 
 __all__ = ["GradientSource", "LectureProgram", "looks_like_lecture_style", "read_lecture_code"]
 
@@ -86,17 +87,11 @@ def looks_like_lecture_style(tree: ast.Module, *,
     return len(names & GRADIENT_VARIABLES) >= 2
 
 
-_names_cache: dict[int, tuple[ast.Module, frozenset[str]]] = {}
+_ASSIGNED: KeptByNode[frozenset[str]] = KeptByNode(4096)
 
 
 def _assigned_names_kept(tree: ast.Module) -> frozenset[str]:
-    found = _names_cache.get(id(tree))
-    if found is None or found[0] is not tree:
-        found = (tree, frozenset(_assigned_names(tree)))
-        if len(_names_cache) >= 4096:
-            del _names_cache[next(iter(_names_cache))]
-        _names_cache[id(tree)] = found
-    return found[1]
+    return _ASSIGNED.of(tree, lambda: frozenset(_assigned_names(tree)))
 
 
 def _assigned_names(tree: ast.Module) -> set[str]:

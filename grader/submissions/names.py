@@ -24,6 +24,7 @@ from typing import Iterator, Sequence
 
 from .expression_match import GRADIENT_NAMES, SIZE_SPELLINGS, TENSOR_NAMES
 from .forward_alignment import Program, align_forward
+from .kept import KeptByNode
 
 __all__ = ["Binding", "NameMap", "resolve_names"]
 
@@ -62,22 +63,16 @@ def _checker_calls(program: Program) -> Iterator[tuple[int, str, ast.Call]]:
 
 
 # kept per statement node as forward_alignment.stored_names is (shared cells' statements)
-_calls_cache: dict[int, tuple[ast.AST, tuple[ast.Call, ...]]] = {}
+_CALLS: KeptByNode[tuple[ast.Call, ...]] = KeptByNode(8192)
 
 
 def _calls_shaped(node: ast.AST) -> tuple[ast.Call, ...]:
-    found = _calls_cache.get(id(node))
-    if found is None or found[0] is not node:
-        found = (node, tuple(
-            sub for sub in ast.walk(node)
-            if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name) and
-            len(sub.args) >= 3 and isinstance(sub.args[0], ast.Constant) and
-            isinstance(sub.args[0].value, str) and isinstance(sub.args[1], ast.Name) and
-            isinstance(sub.args[2], ast.Name)))
-        if len(_calls_cache) >= 8192:
-            del _calls_cache[next(iter(_calls_cache))]
-        _calls_cache[id(node)] = found
-    return found[1]
+    return _CALLS.of(node, lambda: tuple(
+        sub for sub in ast.walk(node)
+        if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name) and
+        len(sub.args) >= 3 and isinstance(sub.args[0], ast.Constant) and
+        isinstance(sub.args[0].value, str) and isinstance(sub.args[1], ast.Name) and
+        isinstance(sub.args[2], ast.Name)))
 
 
 def _checker(program: Program, tensor_of: dict[str, str]) -> str | None:

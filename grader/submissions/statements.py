@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 from .code_cells import CELL_MARKER_RE, first_line
+from .kept import KeptByNode, KeptByText
 
 __all__ = ["Statement", "bound_and_read", "calls_to", "open_no_grad", "read_statements",
            "statement_source"]
@@ -75,20 +76,12 @@ def read_statements(code: str, *, name: str, cells: bool
 
 # (node, first line, last line, code, binds, assigns, reads, kind): a Statement less where it is
 _Analysed = tuple[ast.stmt, int, int, str, frozenset[str], frozenset[str], frozenset[str], str]
-_CACHE_SIZE = 2048
-_cell_cache: dict[str, tuple[_Analysed, ...]] = {}
+_CELLS: KeptByText[tuple[_Analysed, ...]] = KeptByText(2048)
 
 
 def _cell_statements(text: str) -> tuple[_Analysed, ...]:
-    """_statements_of(text), kept per process by the text; the trees are shared: nothing that
-    reads a Statement's node changes it (grader.submissions.expression_match works on a copy)."""
-    found = _cell_cache.get(text)
-    if found is None:
-        found = _statements_of(text)
-        if len(_cell_cache) >= _CACHE_SIZE:
-            del _cell_cache[next(iter(_cell_cache))]      # the oldest
-        _cell_cache[text] = found
-    return found
+    """_statements_of(text), kept per process by the text (grader.submissions.kept)."""
+    return _CELLS.of(text, _statements_of)
 
 
 def _statements_of(text: str) -> tuple[_Analysed, ...]:
@@ -214,7 +207,7 @@ def _calls_in(nodes: Iterable[ast.AST], name: str) -> list[ast.Call]:
 _Names = tuple[frozenset[str], frozenset[str], frozenset[str]]
 # kept per node (the node held, so that its id stays its own): a shared cell's training loop is
 # read again for exercise 4 in every notebook (grader.submissions.training_backward)
-_names_cache: dict[int, tuple[ast.stmt, _Names]] = {}
+_NAMES: KeptByNode[_Names] = KeptByNode(8192)
 
 
 def bound_and_read(node: ast.stmt, nodes: list[ast.AST] | None = None) -> _Names:
@@ -222,13 +215,7 @@ def bound_and_read(node: ast.stmt, nodes: list[ast.AST] | None = None) -> _Names
     statement. ``x = f(y)`` binds x afresh; ``x = x + 1``, ``x += 1``, ``x[i] = 0``,
     ``x.add_(1)`` and ``f(out=x)`` change x; a loop's own variables are not read from outside.
     ``nodes``: ``list(ast.walk(node))``, where the caller has it (one walk instead of three)."""
-    found = _names_cache.get(id(node))
-    if found is None or found[0] is not node:
-        found = (node, _bound_and_read(node, nodes))
-        if len(_names_cache) >= 8192:
-            del _names_cache[next(iter(_names_cache))]
-        _names_cache[id(node)] = found
-    return found[1]
+    return _NAMES.of(node, lambda: _bound_and_read(node, nodes))
 
 
 def _bound_and_read(node: ast.stmt, nodes: list[ast.AST] | None) -> _Names:

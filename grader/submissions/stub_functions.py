@@ -14,6 +14,7 @@ import ast
 from dataclasses import dataclass
 
 from ..lecture.catalog import GRADIENTS, STUB_NAMES
+from .kept import KeptByNode
 
 __all__ = ["RunTimeFunctions", "exercise_functions", "functions_made_at_run_time"]
 
@@ -107,18 +108,15 @@ def functions_made_at_run_time(tree: ast.Module, code: str, defined: dict[str, t
                             text if len(text) <= _SHOWN else text[:_SHOWN - 3] + "...")
 
 
-_made_cache: dict[int, tuple[ast.stmt, frozenset[str], list[str] | None]] = {}
+_MADE: KeptByNode[dict[frozenset[str], list[str] | None]] = KeptByNode(8192)
 
 
 def _made_by_kept(node: ast.stmt, imported: frozenset[str]) -> list[str] | None:
-    """_made_by, kept per shared cell statement (the node held, so its id stays its own)."""
-    found = _made_cache.get(id(node))
-    if found is None or found[0] is not node or found[1] != imported:
-        found = (node, imported, _made_by(node, set(imported)))
-        if len(_made_cache) >= 8192:
-            del _made_cache[next(iter(_made_cache))]
-        _made_cache[id(node)] = found
-    return found[2]
+    """_made_by, kept per shared cell statement (grader.submissions.kept)."""
+    made = _MADE.of(node, dict)
+    if imported not in made:
+        made[imported] = _made_by(node, set(imported))
+    return made[imported]
 
 
 def _made_by(node: ast.stmt, imported: set[str]) -> list[str] | None:

@@ -67,6 +67,7 @@ class _Child:
         self.filename = "<submission>"
         self.watch = watch
         self.index: int | None = None     # of the call being answered, in a "calls" request
+        self.lecture: Any = None          # a LectureSession, made by the first lecture request
         # each record goes to the grader the moment it is made: what the student's code does
         # to the watch afterwards (clearing its list) cannot take it back
         watch.sink = self._send_record
@@ -235,12 +236,16 @@ class _Child:
             elif op == "train":
                 self.op_train(meta, tensors)
             elif op == "lecture":
-                from .lecture_code import run_lecture_code
+                from .lecture_code import LectureSession, run_lecture_code
+
+                if self.lecture is None:
+                    self.lecture = LectureSession()
 
                 # each cell's statements run under the cell's own file name
                 self.watch.cells = frozenset(str(k) for k in dict(meta.get("files", {})))
                 with self.watch.watching():
-                    reply = run_lecture_code(meta, tensors, self.filename, self.limits)
+                    reply = run_lecture_code(meta, tensors, self.filename, self.limits,
+                                             self.lecture)
                 self.reply(*reply)
             else:
                 return

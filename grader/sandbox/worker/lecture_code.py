@@ -25,44 +25,48 @@ from ...lecture.catalog import SCALAR_NAMES
 from ..wire import unsendable_reason
 from .errors import exception_message, limit_hit, student_traceback
 
-__all__ = ["run_lecture_code"]
+__all__ = ["LectureSession", "run_lecture_code"]
 
 _MAX_ELEMENTS = 1 << 22           # a gradient larger than this is not sent back
 _MAX_CAPTURES = 24
 _MAX_COMPILED = 4096
-# per child process: each step's code compiled once for all the session's runs (the lecture
-# config and each hidden one run the same steps), with what it can change
-_compiled: dict[tuple[str, int, str], tuple[Any, int]] = {}
-# once a step that may run code of the student's choosing (or alter torch, builtins, anything)
-# has run in this process, or the session's file did at load, every step is checked again
-_opaque_ran = False
+class LectureSession:
+    """What one child keeps between the lecture runs of its session (the lecture config and
+    each hidden one run the same steps): each step's code compiled once, with what it can
+    change; and whether a step that may run code of the student's choosing (or alter torch,
+    builtins, anything) has run, or the session's file did at load, after which every step is
+    checked again."""
+
+    def __init__(self) -> None:
+        self.compiled: dict[tuple[str, int, str], tuple[Any, int]] = {}
+        self.opaque_ran = False
+
+    def compiled_step(self, step: dict[str, Any]) -> tuple[Any, int]:
+        """The step's code object and its kind (_step_kind); what compile() raises, as
+        before."""
+        key = (str(step["file"]), int(step["line"]), str(step["code"]))
+        found = self.compiled.get(key)
+        if found is None:
+            text = "\n" * (key[1] - 1) + key[2]
+            try:
+                tree = ast.parse(text, key[0], "exec")
+                found = (compile(tree, key[0], "exec"), _step_kind(tree))
+            except Exception:  # noqa: BLE001  compiled from the text, as before: its error
+                found = (compile(text, key[0], "exec"), OPAQUE)    # is raised
+            if len(self.compiled) >= _MAX_COMPILED:
+                self.compiled.clear()
+            self.compiled[key] = found
+        return found
 
 
-def _compiled_step(step: dict[str, Any]) -> tuple[Any, int]:
-    """The step's code object and its kind (_step_kind); what compile() raises, as before."""
-    key = (str(step["file"]), int(step["line"]), str(step["code"]))
-    found = _compiled.get(key)
-    if found is None:
-        text = "\n" * (key[1] - 1) + key[2]
-        try:
-            tree = ast.parse(text, key[0], "exec")
-            found = (compile(tree, key[0], "exec"), _step_kind(tree))
-        except Exception:  # noqa: BLE001  compiled from the text, as before: its error is raised
-            found = (compile(text, key[0], "exec"), OPAQUE)
-        if len(_compiled) >= _MAX_COMPILED:
-            _compiled.clear()
-        _compiled[key] = found
-    return found
-
-
-# -- which steps can change a tensor ---------------------------------------------------------------
+# -- which steps can change a tensor -------------------------------------------------------------
 # PURE: the statement can change no tensor's values, given that torch, builtins and the types of
 # the values it meets are as the worker had them (no earlier statement could alter them: see
-# _opaque_ran). It only reads names, calls functions and methods from the list below and
-# builtins from the one after it (none writes into its arguments, none has an ``out=`` or
-# ``inplace`` that writes), with Python's operators (torch's own for tensors: they make new
-# tensors), and binds plain names. WRITES: it may write into a tensor it reaches (``x += ...``,
-# ``x[i] = ...``, ``del x[i]``) but runs nothing else: checked after. OPAQUE: anything else (an
+# LectureSession.opaque_ran). It only reads names, calls functions and methods from the list
+# below and builtins from the one after it (none writes into its arguments, none has an
+# ``out=`` or ``inplace`` that writes), with Python's operators (torch's own for tensors: they
+# make new tensors), and binds plain names. WRITES: it may write into a tensor it reaches
+# (``x += ...``, ``x[i] = ...``, ``del x[i]``) but runs nothing else: checked after. OPAQUE: anything else (an
 # attribute stored, a name or keyword not listed, a definition, an import, ...): checked after,
 # and every step after it in this process too.
 PURE, WRITES, OPAQUE = 0, 1, 2
@@ -173,18 +177,21 @@ def _snapshot(value: object) -> tuple[torch.Tensor | None, dict[str, Any] | None
 
 
 def run_lecture_code(meta: dict[str, Any], tensors: dict[str, torch.Tensor], filename: str,
-                     limits: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+                     limits: dict[str, Any], session: LectureSession
+                     ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Run the exercise statements one at a time; read each gradient after its statements.
-    ``limits``: the child's (a step that runs into one says which)."""
+    ``limits``: the child's (a step that runs into one says which); ``session``: what the
+    child keeps from one run to the next."""
     try:
-        return _run_steps(meta, tensors, filename, limits)
+        return _run_steps(meta, tensors, filename, limits, session)
     except BaseException as exc:  # noqa: BLE001  student code may have broken torch or builtins
         return {"status": "error",
                 "message": f"the exercise code could not be run: {exception_message(exc)}"}, {}
 
 
 def _run_steps(meta: dict[str, Any], tensors: dict[str, torch.Tensor], filename: str,
-               limits: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+               limits: dict[str, Any], session: LectureSession
+               ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     import torch.nn as nn
     import torch.nn.functional as F
 
@@ -248,18 +255,18 @@ def _run_steps(meta: dict[str, Any], tensors: dict[str, torch.Tensor], filename:
             for var in s["vars"]:
                 ns[str(var)] = value.clone()
 
-    global _opaque_ran
-    if not _opaque_ran and not _inert_load(linecache.cache.get(filename, (0, None, [], filename))[2]):
-        _opaque_ran = True
+    if not session.opaque_ran and not _inert_load(
+            linecache.cache.get(filename, (0, None, [], filename))[2]):
+        session.opaque_ran = True
     last = len(steps) - 1
     substitute(-1)
     for position, step in enumerate(steps):
         current["step"], current["capture"] = position, bool(step.get("capture"))
         kind = OPAQUE
         try:
-            code, kind = _compiled_step(step)
+            code, kind = session.compiled_step(step)
             if kind == OPAQUE:
-                _opaque_ran = True
+                session.opaque_ran = True
             exec(code, ns)  # noqa: S102  student code, in the sandbox
         except BaseException as exc:  # noqa: BLE001  student code: anything may come out
             limit = limit_hit(exc, limits)
@@ -271,7 +278,7 @@ def _run_steps(meta: dict[str, Any], tensors: dict[str, torch.Tensor], filename:
         current["capture"] = False
         # the last step is always checked: should torch itself have been made to write where a
         # statement cannot, the change is still seen (at a later step than it was made)
-        if kind != PURE or _opaque_ran or position == last:
+        if kind != PURE or session.opaque_ran or position == last:
             still: list[tuple[str, torch.Tensor, torch.Tensor]] = []
             for key, obj, snap in watched:
                 if _unchanged(obj, snap):
