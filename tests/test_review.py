@@ -114,6 +114,13 @@ SIGNS = [
     ("import os\nos.system('wget -q URL; python fetched.py')", "starts a process"),
     ("import sys\nsys.meta_path.pop(0)", "meta_path"),
     ("import zipimport", "zipimport"),
+    # a fifth red team's
+    ("import pydoc\nf = pydoc.locate('torch._C._VariableFunctions._log_softmax_backward_data')",
+     "pydoc"),
+    ("f = locate('torch.ops.aten.tanh_backward')", "a string naming them"),
+    ("import inspect\nm = dict(inspect.getmembers(h))", "getmembers"),
+    ("key = ''.join(['_', '_self', '_', '_'])", "'__self__'"),
+    ("import importlib\nm = importlib.import_module('torch')", "import_module"),
     ("import torch as t\nd = t._softmax_backward_data(a, b, 1, f)", "derivative formulas"),
 ]
 
@@ -158,6 +165,9 @@ HONEST = [
     "from importlib import reload\nreload(helpers)",
     "import pickle\npickle.dump(parameters, open('params.pkl', 'wb'))",
     "import pdb\npdb.set_trace()\nbreakpoint()",
+    "import importlib\nimportlib.reload(helpers)",
+    "get_ipython().system('rm -f names.txt')\nget_ipython().system('pwd')",
+    "label = ''.join(['d', name])\nprint(', '.join(['a', 'b']))",
 ]
 
 
@@ -174,7 +184,7 @@ def test_honest_code_is_no_sign(code):
 
 
 def test_a_notebook_reason_names_the_cell_and_its_line():
-    code = "# %% [cell 3]\nx = 1\n# %% [cell 4]\nimport importlib\n"
+    code = "# %% [cell 3]\nx = 1\n# %% [cell 4]\nimport importlib.util\n"
     assert review_reasons(code, filename="nb.ipynb", cells=True)[0].startswith(
         "nb.ipynb, cell 4, line 1: imports modules by name")
 

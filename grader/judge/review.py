@@ -40,7 +40,9 @@ _DERIVATIVES = "uses autograd's own derivative formulas"    # torch._softmax_bac
 
 # imported modules (and their submodules) no answer needs
 _MODULES = {
-    "importlib": "imports modules by name at run time", "ctypes": "calls C code directly",
+    "importlib.util": "imports modules by name at run time",
+    "importlib.machinery": "imports modules by name at run time",
+    "pydoc": "imports modules by name at run time", "ctypes": "calls C code directly",
     "cffi": "calls C code directly", "subprocess": _PROCESS, "multiprocessing": _PROCESS,
     "concurrent": _PROCESS, "pty": _PROCESS, "marshal": "loads marshalled code",
     "code": _BUILT_CODE, "codeop": _BUILT_CODE, "runpy": _BUILT_CODE, "builtins": _AROUND,
@@ -72,8 +74,12 @@ _ATTRIBUTES = {
     # a module reached as another module's attribute (torch.utils.cpp_extension.subprocess)
     **dict.fromkeys(("subprocess", "multiprocessing", "_posixsubprocess", "pty", "spawn"),
                     _PROCESS),
-    **dict.fromkeys(("importlib", "ctypes", "builtins", "marshal", "runpy", "FunctionType",
-                     "CodeType"), _AROUND),
+    **dict.fromkeys(("ctypes", "builtins", "marshal", "runpy", "FunctionType", "CodeType",
+                     "pydoc"), _AROUND),
+    # what turns a dotted string into the object it names, or reads any attribute at all
+    **dict.fromkeys(("import_module", "locate", "resolve_name", "_import_dotted_name"),
+                    "imports modules by name at run time"),
+    **dict.fromkeys(("getmembers", "getmembers_static", "get_field"), _AROUND),
     **dict.fromkeys(("fork", "forkpty", "system", "popen", "Popen", "posix_spawn",
                      "posix_spawnp", "register_at_fork", "execv", "execve", "execvp", "execvpe",
                      "execl", "execle", "execlp", "execlpe", "spawnl", "spawnle", "spawnlp",
@@ -113,6 +119,9 @@ _PLAIN_DUNDERS = re.compile(
     r"matmul|neg|pow|truediv|radd|rmul|rsub|rtruediv|contains|bool|float|int)__")
 # a string that could be (a piece of) a name with "__" in it: "__clo", "sure__", "__dict__";
 # not prose ("__Exercise 2__", "dL/dlogits__i")
+# a string naming torch's internals or a derivative formula by its dotted path
+_INTERNAL_PATH = re.compile(r"torch\._C\b|_VariableFunctions|\bops\.aten\b|_functorch|_decomp|"
+                            r"autograd\.graph|saved_tensors|\w\._?\w*_backward")
 _NAME_WITH_DUNDER = re.compile(r"\w*(?:[A-Za-z0-9]__|__[A-Za-z0-9])\w*", re.ASCII)
 _IDENTIFIER_PIECE = re.compile(r"[A-Za-z0-9_]*")
 
@@ -125,7 +134,8 @@ _WORDS = frozenset({*(m.split(".")[-1] for m in _MODULES), "autograd", *_ATTRIBU
                    - {"functional", "grad", "graph"})
 # lines that hold no word of a sign, but may spell one: torch.nn.grad, and literals joined with
 # + (a name written in pieces: "saved_tensors_" + "hooks")
-_ALSO = re.compile(r"""nn\.grad\b|\bnn\s+import\b[^\n]*\bgrad\b|['"]\s*\+\s*[rRbBfFuU]*['"]""")
+_ALSO = re.compile(r"""nn\.grad\b|\bnn\s+import\b[^\n]*\bgrad\b|['"]\s*\+\s*[rRbBfFuU]*['"]|"""
+                   r"""\.join\(\s*[\[(]\s*[rRbBfFuU]*['"]""")
 _TRIGGERS = re.compile(r"\b(?:" + "|".join(sorted(_WORDS)) + r")\b|__|\w_backward|"
                        + _ALSO.pattern, re.ASCII)
 _IDENTIFIER = re.compile(r"[A-Za-z_]\w*", re.ASCII)
@@ -208,6 +218,12 @@ def _folded(node: ast.AST) -> str | None:
             piece = _folded(text)
             return None if piece is None else piece * times.value
         return None
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+            and node.func.attr == "join" and len(node.args) == 1 and not node.keywords \
+            and isinstance(node.args[0], (ast.List, ast.Tuple)):       # "".join(["_", "_self"])
+        sep = _folded(node.func.value)
+        parts = [_folded(e) for e in node.args[0].elts]
+        return None if sep is None or None in parts else sep.join(p for p in parts if p is not None)
     if isinstance(node, ast.JoinedStr):
         parts = [_folded(v) for v in node.values]
         return None if None in parts else "".join(p for p in parts if p is not None)
@@ -234,7 +250,8 @@ def _last_name(node: ast.expr) -> str | None:
 # what a notebook's setup cell runs to fetch the data set (`!wget ...` exported to .py as
 # get_ipython().system(...), or os.system): one literal command of these, no shell syntax
 _FETCH_COMMANDS = ("wget", "curl", "gdown", "pip", "pip3", "unzip", "mkdir", "ls", "head",
-                   "tail", "cat", "wc", "echo", "nvidia-smi")
+                   "tail", "cat", "wc", "echo", "nvidia-smi", "rm", "cp", "mv", "pwd", "touch",
+                   "du", "df", "free", "uname", "nproc", "which", "date")
 _TO_NULL = re.compile(r"\s*(?:[12]?>\s*/dev/null|2>&1)")
 _SHELL_SYNTAX = re.compile(r"[;&|$`<>(){}\n\\]")
 
@@ -341,10 +358,12 @@ def review_sign(node: ast.AST, *, depth: int = 0, called: set[int] | None = None
         if key is not None and (why := _name_sign(key, kernels=key.startswith("_"))) is not None:
             return f"{why} ([{key[:40]!r}])"
         return None
-    if kind is ast.BinOp or kind is ast.Constant or kind is ast.JoinedStr:
+    if kind is ast.BinOp or kind is ast.Constant or kind is ast.JoinedStr or kind is ast.Call:
         text = _folded(node)
         if text and _NAME_WITH_DUNDER.fullmatch(_PLAIN_DUNDERS.sub("", text)):
             return f"{_AROUND} (a string naming Python's internals: {text[:40]!r})"
+        if text and _INTERNAL_PATH.search(text):
+            return f"{_INTERNALS} (a string naming them: {text[:60]!r})"
     return None
 
 

@@ -12,8 +12,9 @@ autograd needs one of:
 * forward-mode AD (``jacfwd``, ``jvp``, ``torch.autograd.forward_ad``): each enters a dual level,
   whose entry point is replaced everywhere it is held.
 
-While an ``AutogradWatch`` is watching, each such use is recorded with the student's line, and
-the child sends the records back with its reply; so is a process started by the student's code
+Each such use is recorded with the student's line whenever it happens (the grader's own code in
+the sandbox never uses autograd, so no switch that code could reach is asked), and the child
+sends each record to the grader at once; so is a process started by the student's code
 (kind "process": a forked helper could run autograd out of sight) and a change to the watch
 itself (kind "tamper": an entry point or hook replaced, the watch switched off). The wrappers
 carry no ``__wrapped__``.
@@ -149,7 +150,7 @@ class AutogradWatch:
 
         def entry_point(fn: Callable[..., Any], what: str) -> Callable[..., Any]:
             def watched(*args: Any, **kwargs: Any) -> Any:
-                if watch.active and not watch._inside:
+                if not watch._inside:       # whatever the switch says: see _on_fork
                     watch.record("autograd", what)
                 watch._inside += 1
                 try:
@@ -161,7 +162,7 @@ class AutogradWatch:
         requires_grad_ = torch.Tensor.requires_grad_
 
         def watched_requires_grad_(t: torch.Tensor, requires_grad: bool = True) -> torch.Tensor:
-            if watch.active and requires_grad:
+            if requires_grad:
                 watch.record("requires_grad", "calls .requires_grad_() (rebuilds the graph)")
             return requires_grad_(t, requires_grad)
 
@@ -195,7 +196,7 @@ class AutogradWatch:
         push_hooks = torch._C._autograd._push_saved_tensors_default_hooks
 
         def watched_push(pack: Callable[..., Any], unpack: Callable[..., Any]) -> None:
-            if not watch.active:
+            if (pack, unpack) == watch._hooks:      # the watch's own
                 return push_hooks(pack, unpack)
 
             def unpack_seen(t: Any) -> Any:
@@ -231,12 +232,12 @@ class AutogradWatch:
             return requires_grad.__get__(t, type(t))
 
         def set_requires_grad(t: torch.Tensor, value: bool) -> None:
-            if value and watch.active and watch._called_from_student():
+            if value and watch._called_from_student():
                 watch.record("requires_grad", "sets .requires_grad = True (rebuilds the graph)")
             requires_grad.__set__(t, value)
 
         def get_grad(t: torch.Tensor) -> torch.Tensor | None:
-            if watch.active and watch._called_from_student():
+            if watch._called_from_student():
                 watch.record("grad", "reads .grad")
             return grad.__get__(t, type(t))
 
@@ -253,7 +254,7 @@ class AutogradWatch:
     def _unpack(self, t: torch.Tensor) -> torch.Tensor:
         """The backward pass reads what the forward pass saved: autograd is computing a
         gradient, whichever Python path (or none) started the engine."""
-        if self.active and not self._inside:
+        if not self._inside:
             self.record("autograd", "runs autograd's backward pass")
         return t
 
