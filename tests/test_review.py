@@ -168,6 +168,8 @@ HONEST = [
     "import importlib\nimportlib.reload(helpers)",
     "get_ipython().system('rm -f names.txt')\nget_ipython().system('pwd')",
     "label = ''.join(['d', name])\nprint(', '.join(['a', 'b']))",
+    # a docstring may name anything, whatever else the file holds
+    "def f(x):\n    \"\"\"Like torch._C's tanh_backward, by hand.\"\"\"\n    return x",
 ]
 
 
@@ -327,6 +329,8 @@ def test_a_batch_holds_one_student_and_clears_them_on_request(tmp_path, quick_re
     assert rows["alice"]["status"] == "graded" and float(rows["alice"]["score"]) > 0
     assert summary.graded == 1                     # alice again; bob was unchanged
     assert any("no such student: carol" in n for n in summary.notes)
+    batch = json.loads((out / "batch.json").read_text())
+    assert any("no such student: carol" in n for n in batch["notes"])
 
 
 LECTURE = SUBMISSIONS / "real" / "lecture.py"

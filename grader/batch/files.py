@@ -14,7 +14,7 @@ import fcntl
 import hashlib
 import json
 from pathlib import Path
-from typing import IO, Any, Mapping
+from typing import IO, Any, Mapping, Sequence
 
 from .. import __version__
 from ..api import GradeRequest
@@ -165,7 +165,8 @@ def result_status(result: Result | None) -> str:
 
 
 def write_class_files(out: Path, discovery: Discovery, results: Mapping[str, Result | None], *,
-                      request: GradeRequest, digest: str, interrupted: bool, title: str) -> None:
+                      request: GradeRequest, digest: str, interrupted: bool, title: str,
+                      notes: Sequence[str] = ()) -> None:
     """gradebook.csv, summary.html and batch.json: every student exactly once."""
     rows = [GradebookRow(student=e.student, submission=e.label, result=results[e.student],
                          report=f"students/{e.student}/report.html")
@@ -184,6 +185,6 @@ def write_class_files(out: Path, discovery: Discovery, results: Mapping[str, Res
                       "score": results[e.student].score if results[e.student] else None}
                      for e in discovery.entries],
         "skipped": [{"path": s.path, "reason": s.reason} for s in discovery.skipped],
-        "notes": list(discovery.collisions),
+        "notes": list(notes),
     }
     _write_json(out / "batch.json", manifest)

@@ -157,18 +157,16 @@ def grade_many(folder: str | Path, out: str | Path, *, request: GradeRequest = G
         job = Job(out, request, config_digest(request, gradescope, *config_extra), gradescope,
                   Path(scratch), frozenset(cleared))
         unknown = sorted(set(cleared) - {e.student for e in discovery.entries})
-        notes = (*discovery.collisions,
-                 *([f"cleared of review, but no such student: {', '.join(unknown)}"]
-                   if unknown else []))
-        summary = _grade_discovered(discovery, job, jobs=jobs, resume=resume,
-                                    progress=progress, grade=grade, title=title,
-                                    started=started, runner=runner)
-        return replace(summary, notes=notes)
+        notes = [f"cleared of review, but no such student: {', '.join(unknown)}"] if unknown else []
+        return _grade_discovered(discovery, job, jobs=jobs, resume=resume, progress=progress,
+                                 grade=grade, title=title, started=started, runner=runner,
+                                 notes=(*discovery.collisions, *notes))
 
 
 def _grade_discovered(discovery: Discovery, job: Job, *, jobs: int, resume: bool,
                       progress: IO[str] | None, grade: GradeFn | None, title: str,
-                      started: float, runner: SandboxRunner | None) -> BatchSummary:
+                      started: float, runner: SandboxRunner | None,
+                      notes: tuple[str, ...]) -> BatchSummary:
     results: dict[str, Result | None] = {e.student: None for e in discovery.entries}
     graded = 0
     interrupted = False
@@ -204,14 +202,14 @@ def _grade_discovered(discovery: Discovery, job: Job, *, jobs: int, resume: bool
                                      take=take, bar=bar)
         bar.close()
         write_class_files(job.out, discovery, results, request=job.request, digest=job.digest,
-                          interrupted=interrupted, title=title)
+                          interrupted=interrupted, title=title, notes=notes)
     statuses = {s: result_status(r) for s, r in results.items()}
     return BatchSummary(
         out=job.out, students=len(discovery.entries), graded=graded, unchanged=unchanged,
         pending=sum(st == "pending" for st in statuses.values()),
         failed=sum(st not in ("graded", "pending") for st in statuses.values()),
         skipped=discovery.skipped, interrupted=interrupted,
-        seconds=time.monotonic() - started, statuses=statuses, notes=discovery.collisions)
+        seconds=time.monotonic() - started, statuses=statuses, notes=notes)
 
 
 def _grade_all(todo: Sequence[Entry], job: Job, *, jobs: int, grade: GradeFn | None,

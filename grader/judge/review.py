@@ -21,13 +21,12 @@ import re
 from dataclasses import replace
 from typing import Iterable
 
-from ..output.results import IntegrityFlag, Result
+from ..output.results import REVIEW_KINDS, IntegrityFlag, Result
 from .source_scan import cell_markers, line_text, suspect_nodes, where_in_cells
 
 __all__ = ["REVIEW_KINDS", "clear_review", "review_reasons", "review_sign", "runtime_reasons",
            "with_review"]
 
-REVIEW_KINDS = ("tamper", "process", "load")   # run-time records that send a file to review
 _MAX_REASONS = 10
 _LITERAL_DEPTH = 3                       # exec("exec('...')"): nested literal code, read this deep
 
@@ -389,7 +388,7 @@ def review_reasons(code: str, *, filename: str = "<submission>",
     if suspect is None:
         return ()
     tree, nodes = suspect
-    docstrings = _docstrings(tree) if "__" in code else set()
+    docstrings = _docstrings(tree)
     found: dict[int, str] = {}
     called: set[int] = set()
     for node in nodes:

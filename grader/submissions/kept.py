@@ -27,8 +27,8 @@ class KeptByText(Generic[V]):
         return self._values.get(text)
 
     def keep(self, text: str, value: V) -> V:
-        if len(self._values) >= self.size:
-            del self._values[next(iter(self._values))]        # the oldest
+        if len(self._values) >= self.size:      # the oldest (another thread may have been first)
+            self._values.pop(next(iter(self._values), ""), None)
         self._values[text] = value
         return value
 
@@ -49,6 +49,6 @@ class KeptByNode(Generic[V]):
         found = self._values.get(id(node))
         if found is None or found[0] is not node:
             if len(self._values) >= self.size:
-                del self._values[next(iter(self._values))]
+                self._values.pop(next(iter(self._values), 0), None)
             found = self._values[id(node)] = (node, make())
         return found[1]

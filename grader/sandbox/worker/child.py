@@ -4,8 +4,8 @@ This module runs in the child process only (forked by grader.sandbox.worker.fork
 privileges dropped: grader.sandbox.worker.spare). It speaks frames (grader.sandbox.wire) on one
 socket; whatever the student prints goes to a pipe the grader caps. Nothing here is trusted by the
 grader: every reply is checked again on the other side. While student code runs, an
-``AutogradWatch`` records any use of autograd, and each reply carries those records under
-``"integrity"``.
+``AutogradWatch`` records any use of autograd, and each record goes to the grader at once, a
+frame ``{"event": ...}`` of its own before the reply it belongs to.
 """
 
 from __future__ import annotations
@@ -242,7 +242,8 @@ class _Child:
                     self.lecture = LectureSession()
 
                 # each cell's statements run under the cell's own file name
-                self.watch.cells = frozenset(str(k) for k in dict(meta.get("files", {})))
+                self.watch.cells = frozenset(str(s.get("file")) for s in meta.get("steps", ())
+                                             if isinstance(s, dict))
                 with self.watch.watching():
                     reply = run_lecture_code(meta, tensors, self.filename, self.limits,
                                              self.lecture)
