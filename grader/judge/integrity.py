@@ -18,7 +18,7 @@ import ast
 import re
 from typing import Iterable, Mapping
 
-from ..output.results import IntegrityFlag
+from ..output.results import REVIEW_KINDS, IntegrityFlag
 from .source_scan import cell_markers, line_text, suspect_nodes, where_in_cells
 
 __all__ = ["POLICIES", "autograd_events", "autograd_message", "flagged_use", "grad_read_note",
@@ -157,7 +157,7 @@ def integrity_flags(static: Iterable[IntegrityFlag], events: Iterable[Mapping[st
     """Run-time records first (they are what happened), then the static scan; no duplicates."""
     flags: list[IntegrityFlag] = []
     # records that send the file to review first: no number of others may cut them off
-    for e in sorted(events, key=lambda e: e.get("kind") not in ("tamper", "process", "load")):
+    for e in sorted(events, key=lambda e: e.get("kind") not in REVIEW_KINDS):
         flag = IntegrityFlag(str(e.get("kind")), str(e.get("detail")))
         if flag not in flags:
             flags.append(flag)

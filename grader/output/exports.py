@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from ..lecture.catalog import Gradient
 from .control_chars import escape_control_chars
-from .formatting import EXERCISE_NAMES, export_number
+from .formatting import EXERCISE_NAMES, REVIEW_WHY, export_number, withheld_text
 from .results import GradientResult, Result
 
 __all__ = ["GradebookRow", "Points", "gradebook_columns", "gradescope_results", "render_gradebook"]
@@ -128,11 +128,9 @@ def _gradient_output(g: GradientResult) -> str:
 
 
 def _review_output(result: Result) -> str:
-    withheld = ("" if result.withheld_score is None else
-                f" ({export_number(result.withheld_score)} / {export_number(result.max_score)})")
+    withheld = withheld_text(result.withheld_score, result.max_score)
     return "\n".join([f"Held for review: the score{withheld} is withheld until an instructor "
-                      "has looked at this submission. It does something no answer to the "
-                      "exercise needs, which could hide autograd from the grader:",
+                      f"has looked at this submission. It {REVIEW_WHY}:",
                       *(f"- {reason}" for reason in result.review)])
 
 

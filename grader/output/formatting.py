@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["EXERCISE_NAMES", "EXERCISE_TITLES", "export_number", "page_number", "page_points",
-           "table_maxdiff"]
+__all__ = ["EXERCISE_NAMES", "EXERCISE_TITLES", "REVIEW_WHY", "export_number", "page_number",
+           "page_points", "table_maxdiff", "withheld_text"]
+
+# why a submission is held for review, after "it" (the terminal and Gradescope's text)
+REVIEW_WHY = "does something no answer to the exercise needs, which could hide autograd from " \
+             "the grader"
 
 # headings of the terminal table, check()'s table and the report
 EXERCISE_TITLES = {"ex1": "Exercise 1: backprop through every step",
@@ -51,3 +55,10 @@ def export_number(x: float | None) -> str:
     if x is None:
         return ""
     return f"{round(float(x), 6):g}"
+
+
+def withheld_text(withheld: float | None, max_score: float) -> str:
+    """`` (34 / 34)``: the score a submission held for review would have had; "" if unknown."""
+    if withheld is None:
+        return ""
+    return f" ({export_number(withheld)} / {export_number(max_score)})"

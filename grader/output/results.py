@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "REVIEW_KINDS",
     "SCHEMA",
     "write_atomic",
     "ConfigVerdict",
@@ -28,6 +29,8 @@ __all__ = [
 ]
 
 SCHEMA = "backprop-grader/result/v1"
+# integrity flags recorded at run time that send a submission to review (grader.judge.review)
+REVIEW_KINDS = ("tamper", "process", "load")
 PASSING = ("exact", "approx")
 
 

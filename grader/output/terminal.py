@@ -6,7 +6,7 @@ import os
 from typing import Callable, TextIO
 
 from .control_chars import escape_control_chars
-from .formatting import EXERCISE_TITLES, table_maxdiff
+from .formatting import EXERCISE_TITLES, REVIEW_WHY, table_maxdiff, withheld_text
 from .results import GradientResult, Result
 
 __all__ = ["render_text", "use_color"]
@@ -108,11 +108,9 @@ def _review_lines(result: Result, paint: Callable[[str, str], str]) -> list[str]
     """A submission held for review: that its score is withheld, and why (first and last)."""
     if result.status != "review":
         return []
-    withheld = ("" if result.withheld_score is None
-                else f" ({result.withheld_score:g} / {result.max_score:g})")
+    withheld = withheld_text(result.withheld_score, result.max_score)
     lines = [paint("review", f"HELD FOR REVIEW: score withheld{withheld} until an instructor "
-                             "has looked at it; it does something no answer needs, which could "
-                             "hide autograd from the grader:")]
+                             f"has looked at it; it {REVIEW_WHY}:")]
     return lines + [paint("review", "    " + escape_control_chars(reason))
                     for reason in result.review]
 

@@ -70,22 +70,20 @@ def _describe_exit(code: int | None, limits: Limits, *, limit: str | None = None
     return f"exited with code {code} (os._exit, sys.exit in a thread, or a crash)", None
 
 
-def _integrity_events(meta: dict[str, Any]) -> tuple[dict[str, str], ...]:
-    """The child's integrity records, checked: the child is the student's process."""
-    raw = meta.get("integrity")
-    if not isinstance(raw, list):
-        return ()
-    events: list[dict[str, str]] = []
-    flags = 0                 # .grad and requires_grad records: a flood of them crowds nothing out
-    for item in raw[:200]:
-        if isinstance(item, dict) and item.get("kind") in _INTEGRITY_KINDS \
-                and isinstance(item.get("detail"), str):
-            flag = item["kind"] in ("grad", "requires_grad")
-            if flag and flags >= 20:
-                continue
-            flags += flag
-            events.append({"kind": str(item["kind"]), "detail": item["detail"][:300]})
-    return tuple(events)
+_MAX_FLAGS = 20          # .grad and requires_grad records: a flood of them crowds nothing out
+_MAX_RECORDS = 200
+
+
+def _integrity_event(item: Any) -> dict[str, str] | None:
+    """One integrity record the child streamed, checked: the child is the student's process."""
+    if isinstance(item, dict) and item.get("kind") in _INTEGRITY_KINDS \
+            and isinstance(item.get("detail"), str):
+        return {"kind": str(item["kind"]), "detail": item["detail"][:300]}
+    return None
+
+
+def _is_flag(event: dict[str, str]) -> bool:
+    return event["kind"] in ("grad", "requires_grad")
 
 
 @dataclass(frozen=True)
@@ -242,7 +240,7 @@ class SandboxSession:
         alarm = None
         if may_lower and not self._lowered:     # the request went at deadline - seconds
             alarm = (deadline - seconds + self.limits.slow_seconds, self._lower)
-        streamed: list[Any] = []       # records the child sent as they were made
+        streamed: list[dict[str, str]] = []    # records the child sent as they were made
         while True:
             try:
                 reply, out = self._reader.read(deadline=deadline,
@@ -257,17 +255,18 @@ class SandboxSession:
                                                     f"{e}", limit=e.limit)
             if set(reply) != {"event"}:
                 break
+            event = _integrity_event(reply["event"])
+            if event is None or event in streamed or len(streamed) >= _MAX_RECORDS or (
+                    _is_flag(event) and sum(map(_is_flag, streamed)) >= _MAX_FLAGS):
+                continue
+            streamed.append(event)
             # kept at once: a record stands even if the call then dies or runs out of time
-            streamed.append(reply["event"])
-            self.integrity += [e for e in _integrity_events({"integrity": [reply["event"]]})
-                               if e not in self.integrity]
+            if event not in self.integrity:
+                self.integrity.append(event)
         if index is not None and reply.get("index") != index:
             self._stop(wait=True)        # out of step with the calls: start afresh
             return CallOutcome("error", message="sent back more or fewer answers than calls")
-        raw = reply.get("integrity")
-        integrity = _integrity_events(
-            {"integrity": streamed + (raw if isinstance(raw, list) else [])})
-        self.integrity += [e for e in integrity if e not in self.integrity]
+        integrity = tuple(streamed)
         status = reply.get("status")
         if status not in ("ok", "missing", "error"):
             return CallOutcome("error", message=f"sent back an unknown status {str(status)[:40]!r}",

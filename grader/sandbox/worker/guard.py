@@ -288,12 +288,12 @@ class AutogradWatch:
         """Keep ``kind``'s record: flags (reading .grad, requires_grad) up to _MAX_EVENTS, so
         that a flood of them can never crowd out a record of autograd used, of the watch
         changed or of a process started (kept up to _MAX_KEPT)."""
-        event = {"kind": kind, "detail": f"{self._student_line()} {what}"}
-        if event in self.events:
-            return
         flags = kind in _FLAG_KINDS
-        if sum((e["kind"] in _FLAG_KINDS) == flags for e in self.events) < (
+        if sum((e["kind"] in _FLAG_KINDS) == flags for e in self.events) >= (
                 _MAX_EVENTS if flags else _MAX_KEPT):
+            return                         # before the frame walk: a flood costs little
+        event = {"kind": kind, "detail": f"{self._student_line()} {what}"}
+        if event not in self.events:
             self.events.append(event)
             if self.sink is not None:
                 self.sink(event)
