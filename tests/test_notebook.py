@@ -231,7 +231,7 @@ def test_400000_empty_cells_are_refused_before_the_json_is_parsed(tmp_path, monk
 
 
 def test_too_many_cells_or_too_much_code_is_refused_before_nbformat(tmp_path, monkeypatch):
-    monkeypatch.setattr("grader.submissions.notebook.normalize",
+    monkeypatch.setattr("nbformat.validator.normalize",
                         lambda *a, **k: pytest.fail("nbformat read it"))
     # a cell count hidden from the cheap count by an escape is still counted once parsed
     many = tmp_path / "many.ipynb"
@@ -313,3 +313,14 @@ def test_a_cell_read_once_per_process_gets_each_notebooks_own_label_in_its_notes
     left_out = "line 1: `x = {` is not complete Python ('{' was never closed) and was left out"
     assert any(n.startswith(f"cell 2, {left_out}") for n in first.notes), first.notes
     assert any(n.startswith(f"cell 1, {left_out}") for n in second.notes), second.notes
+
+
+def test_a_plain_notebook_is_read_without_importing_nbformat(tmp_path):
+    # nbformat (jsonschema, fastjsonschema) costs a tenth of a second of every start-up; a
+    # notebook it would accept as it is needs none of it
+    p = write_notebook(tmp_path, "def dprobs(dlogprobs, probs):\n    return 1\n")
+    code = ("import sys\nfrom grader.submissions.loader import load_submission\n"
+            f"load_submission({str(p)!r})\nprint('nbformat' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True)
+    assert out.stdout.strip() == "False"

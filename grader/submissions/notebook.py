@@ -9,9 +9,7 @@ import json
 import re
 import warnings
 from pathlib import Path
-
-import nbformat
-from nbformat.validator import ValidationError, normalize
+from typing import Any
 
 from .code_cells import CodeCell, join_cell_trees
 from .submission import MAX_SOURCE_BYTES, SubmissionError, read_submission_text
@@ -21,24 +19,24 @@ __all__ = ["load_notebook_cells", "load_notebook_source", "read_notebook"]
 MAX_NOTEBOOK_BYTES = 64 * 2**20     # outputs (images) make notebooks large; they are never read
 MAX_CELLS = 5_000                   # the lecture's notebook has about 100
 # What is never read (outputs, metadata, markdown, other tools' fields) is emptied before
-# nbformat copies and validates the notebook: its cost is then that of the code alone
+# nbformat copies and validates the notebook: its cost is then that of the code alone. nbformat
+# is imported only for a notebook it must repair or validate: importing it (jsonschema,
+# fastjsonschema) costs more than a tenth of a second of every grading run's start-up
 _CELL_KEYS = {"cell_type", "source", "id", "execution_count"}
 _TOP_KEYS = {"nbformat", "nbformat_minor", "cells"}
 
 
-def read_notebook(path: str | Path) -> nbformat.NotebookNode:
-    """Read and validate a notebook; every problem is a one-line SubmissionError naming the file."""
+def read_notebook(path: str | Path) -> dict[str, Any]:
+    """Read and validate a notebook (its JSON, emptied of what is never read, as nbformat's
+    normalize would leave it); every problem is a one-line SubmissionError naming the file."""
     p = Path(path)
     text = read_submission_text(p, max_bytes=MAX_NOTEBOOK_BYTES, kind="notebook", too_large=(
         "a notebook may have: clear its outputs (Kernel > Restart & Clear Output) and save"))
     if text.count('"cell_type"') > MAX_CELLS:      # before parsing: counting is cheap
         raise _too_many_cells(p, text.count('"cell_type"'))
     data = _notebook_json(p, text)
-    if _plainly_valid(data):
-        nb = nbformat.from_dict(data)
-    else:
-        nb = _validated(p, data)
-    if not nb.cells:
+    nb = data if _plainly_valid(data) else _validated(p, data)
+    if not nb["cells"]:
         raise SubmissionError(f"{p}: the notebook is empty (no cells)")
     return nb
 
@@ -73,8 +71,11 @@ def _plainly_valid(data: dict) -> bool:
     return True
 
 
-def _validated(p: Path, data: dict) -> nbformat.NotebookNode:
+def _validated(p: Path, data: dict) -> dict[str, Any]:
     """The notebook through nbformat's normalize and validation."""
+    import nbformat
+    from nbformat.validator import ValidationError, normalize
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # missing cell ids and the like: normalize() fixes them
         try:
@@ -168,8 +169,8 @@ def load_notebook_cells(path: str | Path
     """load_notebook_source, and the kept cells' trees (code_cells.join_cell_trees)."""
     p = Path(path)
     nb = read_notebook(p)
-    cells = [CodeCell(f"cell {i}", _cell_text(cell.source))
-             for i, cell in enumerate(nb.cells, 1) if cell.cell_type == "code"]
+    cells = [CodeCell(f"cell {i}", _cell_text(cell["source"]))
+             for i, cell in enumerate(nb["cells"], 1) if cell["cell_type"] == "code"]
     if not cells:
         raise SubmissionError(f"{p}: the notebook has no code cells")
     if not any(c.source.strip() for c in cells):
