@@ -62,6 +62,49 @@ def test_parameters_and_batch_match_the_notebook_to_the_bit_on_the_default_words
     assert torch.equal(state.Xb, ref["Xb"]) and torch.equal(state.Yb, ref["Yb"])
 
 
+def _notebook_examples(words, stoi, block_size):
+    X, Y = [], []
+    for w in words:
+        context = [0] * block_size
+        for ch in w + '.':
+            ix = stoi[ch]
+            X.append(context)
+            Y.append(ix)
+            context = context[1:] + [ix]
+    return torch.tensor(X).reshape(-1, block_size), torch.tensor(Y)
+
+
+def _same(a, b):
+    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+
+
+def _assert_splits_are_the_notebook_s(words, block_size):
+    data = build_dataset(tuple(words), block_size)
+    shuffled = list(words)
+    random.Random(42).shuffle(shuffled)
+    n1, n2 = int(0.8 * len(shuffled)), int(0.9 * len(shuffled))
+    for (X, Y), part in (((data.Xtr, data.Ytr), shuffled[:n1]),
+                         ((data.Xdev, data.Ydev), shuffled[n1:n2]),
+                         ((data.Xte, data.Yte), shuffled[n2:])):
+        X_loop, Y_loop = _notebook_examples(part, data.stoi, block_size)
+        assert _same(X, X_loop) and _same(Y, Y_loop), (words, block_size)
+
+
+@pytest.mark.parametrize("block_size", [1, 3, 8])
+def test_every_split_is_the_notebook_s_loop_to_the_bit(block_size):
+    _assert_splits_are_the_notebook_s(default_words(), block_size)
+
+
+def test_examples_of_odd_word_lists_are_the_notebook_s_loop():
+    # empty words, one-letter words, '.' inside a word, splits with no words at all
+    rng = random.Random(3)
+    for words in (["ab"], [""], ["a"], ["", "", "ab"], ["a.b", "..", "b"],
+                  ["".join(rng.choice("ab.") for _ in range(rng.randint(0, 6)))
+                   for _ in range(40)]):
+        for block_size in (1, 3):
+            _assert_splits_are_the_notebook_s(words, block_size)
+
+
 def test_bngain_and_bnbias_come_from_their_own_documented_seed():
     state = build_lecture_state(Config())
     g = torch.Generator().manual_seed(BN_SEED)

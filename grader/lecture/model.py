@@ -99,15 +99,29 @@ class Dataset:
 
 def _build_examples(words: list[str], stoi: dict[str, int], block_size: int
                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    X, Y = [], []
+    """The lecture's examples: for each character of each word and its closing '.', the
+    ``block_size`` characters before it ('.' before the word's start) and the character itself.
+
+    Made as windows over the words laid end to end, each behind ``block_size`` dots: the same
+    tensors as the lecture's loop, which took a tenth of a second of every run's start-up."""
+    if not words:
+        return torch.tensor([]).reshape(-1, block_size), torch.tensor([])
+    codes: list[int] = []
+    lengths: list[int] = []         # examples of each word: its characters and the '.'
+    pad = [0] * block_size
     for w in words:
-        context = [0] * block_size
-        for ch in w + ".":
-            ix = stoi[ch]
-            X.append(context)
-            Y.append(ix)
-            context = context[1:] + [ix]
-    return torch.tensor(X).reshape(-1, block_size), torch.tensor(Y)
+        codes += pad
+        codes += map(stoi.__getitem__, w)
+        codes.append(0)
+        lengths.append(len(w) + 1)
+    # every window of block_size + 1 codes: (len(codes) - block_size, block_size + 1)
+    windows = torch.tensor(codes).unfold(0, block_size + 1, 1)
+    counts = torch.tensor(lengths)
+    first = torch.cumsum(counts + block_size, 0) - counts - block_size  # each word's first window
+    before = torch.cumsum(counts, 0) - counts                           # examples before each word
+    within = torch.arange(int(counts.sum())) - torch.repeat_interleave(before, counts)
+    rows = windows[torch.repeat_interleave(first, counts) + within]
+    return rows[:, :block_size].contiguous(), rows[:, block_size].contiguous()
 
 
 @functools.lru_cache(maxsize=8)
