@@ -93,13 +93,19 @@ class _Definition:
 
     @cached_property
     def value(self) -> ast.expr:
-        return self.raw if self.is_canonical else canonical(self.raw)  # type: ignore[return-value]
+        return self.raw if self.is_canonical else _canonical_of(self.raw)
 
 
 # A notebook's statements are shared between the notebooks whose cells have the same text
 # (grader.submissions.statements keeps them per process): what is read from one statement's tree
 # alone is kept with it, by the node's identity (the node itself held, so the id stays its own)
 _STORED: KeptByNode[frozenset[str]] = KeptByNode(8192)
+_CANONICAL: KeptByNode[ast.expr] = KeptByNode(8192)
+
+
+def _canonical_of(node: ast.expr) -> ast.expr:
+    """``node`` in canonical form: a copy made once per node and shared (nothing changes it)."""
+    return _CANONICAL.of(node, lambda: canonical(node))  # type: ignore[return-value]
 
 
 def stored_names(node: ast.AST) -> frozenset[str]:
@@ -180,7 +186,7 @@ class _Aligner:
         end = self.program.first_gradient()
         for i in range(min(end, len(self.program.nodes)) - 1, -1, -1):
             for name, value in _assignments(self.program.nodes[i]):
-                value = canonical(value)
+                value = _canonical_of(value)
                 if any(unify(form, value, Env({}, {})) for form in _PATTERNS["loss"]):
                     return i, name, value
         return None
@@ -251,7 +257,7 @@ class _Aligner:
                 continue
             for form, dim in zip(_SHAPES[parameter], dims):
                 trial = self.env.copy()
-                if unify(form, canonical(dim), trial):
+                if unify(form, _canonical_of(dim), trial):
                     self._take(trial, found.index)  # type: ignore[union-attr]
         xb = self.env.tensors.get("Xb")
         found = self.program.definition(xb, before) if xb else None
