@@ -238,3 +238,19 @@ def test_a_header_of_ordinary_depth_and_integers_still_decodes() -> None:
     meta, _ = wire.decode_whole_frame(_forged(b'{"meta": {"n": 18446744073709551615, '
                                                b'"a": [[[1]]]}, "tensors": {}}'))
     assert meta == {"n": 2**64 - 1, "a": [[[1]]]}
+
+
+def test_only_a_reader_of_the_grader_s_requests_leaves_their_nesting_unchecked() -> None:
+    # the child reads what the grader wrote: the checks guard the grader from the child
+    deep = b'{"meta": {"a": ' + b"[" * 40 + b"]" * 40 + b'}, "tensors": {}}'
+    for from_grader in (False, True):
+        a, b = socket.socketpair()
+        a.sendall(_forged(deep))
+        reader = wire.FrameReader(b.fileno(), from_grader=from_grader)
+        if from_grader:
+            meta, _ = reader.read(deadline=time.monotonic() + 5)
+            assert json.dumps(meta["a"]) == "[" * 40 + "]" * 40
+        else:
+            with pytest.raises(wire.FrameError, match="nested more than"):
+                reader.read(deadline=time.monotonic() + 5)
+        a.close(), b.close()

@@ -59,7 +59,7 @@ def _as_tensor(value: object, what: str, limits: dict[str, Any]) -> torch.Tensor
 
 class _Child:
     def __init__(self, fd: int, limits: dict[str, Any], watch: AutogradWatch) -> None:
-        self.requests = wire.FrameReader(fd)
+        self.requests = wire.FrameReader(fd, from_grader=True)
         self.out = os.fdopen(os.dup(fd), "wb", buffering=0)
         self.limits = limits
         self.pid = os.getpid()
