@@ -306,6 +306,40 @@ def test_the_child_records_errors_by_step_and_keeps_going():
     assert "r0" in out
 
 
+def test_steps_the_grader_compiled_run_as_the_child_s_own_compile_would():
+    # the code a child gets from the grader (compiled once per process, for every student)
+    # names the student's cell in tracebacks, nested code too, and a step that does not compile
+    # still raises its SyntaxError in the child
+    from grader.sandbox.worker.lecture_code import compile_step, compiled_steps
+    text = "da = x * 2\ndb = (lambda: y)()\ndc = da +\ndd = [z for z in x][0]\n"
+    codes = text.splitlines()
+    steps = [{"file": "nb.ipynb [cell 4]", "line": i + 1, "code": c} for i, c in enumerate(codes)]
+
+    def kept(line, code):
+        try:
+            return compile_step("<elsewhere>", line, code)
+        except SyntaxError:
+            return None
+    blob = compiled_steps(((s["file"], s["line"], s["code"]) for s in steps), kept)
+    meta = {"files": {"nb.ipynb [cell 4]": text}, "inputs": ["x"], "scalars": {},
+            "aliases": {}, "steps": steps, "records": [{"after": 3, "var": "dd", "key": "r0"}],
+            "substitute": []}
+    replies = []
+    padded = bytearray(blob) + bytes(-len(blob) % 4)
+    for given in ({}, {"compiled": torch.frombuffer(padded, dtype=torch.int32)}):
+        session = LectureSession()
+        reply, out = run_lecture_code(meta, {"x": torch.ones(2), **given}, "nb.ipynb",
+                                      CHILD_LIMITS, session)
+        assert torch.equal(out["r0"], torch.tensor(1.0))
+        replies.append(reply)
+        assert session.took_compiled == bool(given)
+    assert replies[0]["errors"] == replies[1]["errors"]
+    errors = replies[1]["errors"]
+    assert [e["step"] for e in errors] == [1, 2]
+    assert 'File "nb.ipynb [cell 4]", line 2, in <lambda>' in errors[0]["traceback"]
+    assert "SyntaxError" in errors[1]["message"]
+
+
 def test_a_step_that_exits_interrupts_or_is_not_done_says_so_as_a_stub_would():
     codes = ["import sys; sys.exit(3)", "raise KeyboardInterrupt", "raise NotImplementedError"]
     meta = {"files": {}, "inputs": ["x"], "scalars": {}, "aliases": {},

@@ -11,18 +11,35 @@ compute it, what cmp() was given, and what was changed in place.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import CodeType
 from typing import Any
 
 import torch
 
 from ..lecture.model import FORWARD_NAMES, PARAMETER_NAMES, LectureState
 from ..sandbox.session import CallOutcome
+from ..sandbox.worker.lecture_code import compile_step, compiled_steps
+from ..submissions.kept import KeptByText
 from ..submissions.lecture_source import LectureProgram
 
 __all__ = ["LecturePlan", "LectureRun", "Substituted", "parse_reply"]
 
 _MAX_FILES_BYTES = 1_000_000      # cell texts sent along for tracebacks
 _INPUT_NAMES = frozenset((*FORWARD_NAMES, *PARAMETER_NAMES, "Xb", "Yb"))
+
+# Each step's code, compiled here and sent along, by its line and text: most steps of a class are
+# the same few lines, which a child would otherwise compile again for every student
+_STEP_CODE: KeptByText[tuple[CodeType, int] | None] = KeptByText(4096)
+
+
+def _step_code(line: int, code: str) -> tuple[CodeType, int] | None:
+    def make(_: str) -> tuple[CodeType, int] | None:
+        try:
+            return compile_step("<step>", line, code)
+        except Exception:  # noqa: BLE001  a step that does not compile raises in the child
+            return None
+    return _STEP_CODE.of(f"{line}:{code}", make)
+
 
 # gradient name -> (the step position after which autograd's replaces it, -1: from the start;
 # the variables that take it)
@@ -35,10 +52,13 @@ class LecturePlan:
 
     program: LectureProgram
     positions: dict[int, int]                # statement index -> step position
+    compiled: bytes                          # the steps' code (worker.lecture_code.compiled_steps)
 
     @classmethod
     def of(cls, program: LectureProgram) -> LecturePlan:
-        return cls(program, {index: position for position, index in enumerate(program.run)})
+        steps = [program.statement(i) for i in program.run]
+        return cls(program, {index: position for position, index in enumerate(program.run)},
+                   compiled_steps(((st.file, st.line, st.code) for st in steps), _step_code))
 
     def record_key(self, k: int) -> str:
         return f"r{k}"
@@ -55,6 +75,10 @@ class LecturePlan:
         """The request's header and tensors for a run in ``state``'s config."""
         inputs = {**state.forward, **state.params, "Xb": state.Xb, "Yb": state.Yb}
         tensors = dict(inputs)
+        # bytes travel as int32 (the wire's smallest integer), zeros after them (marshal stops
+        # at its end)
+        tensors["compiled"] = torch.frombuffer(
+            bytearray(self.compiled) + bytes(-len(self.compiled) % 4), dtype=torch.int32)
         substitutions = []
         for k, (name, (after, names)) in enumerate(sorted(substituted.items())):
             key = f"s{k}"

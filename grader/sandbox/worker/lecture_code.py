@@ -17,7 +17,9 @@ from __future__ import annotations
 import ast
 import builtins
 import linecache
-from typing import Any
+import marshal
+from types import CodeType
+from typing import Any, Callable, Iterable
 
 import torch
 
@@ -25,11 +27,13 @@ from ...lecture.catalog import SCALAR_NAMES
 from ..wire import unsendable_reason
 from .errors import exception_message, limit_hit, student_traceback
 
-__all__ = ["LectureSession", "run_lecture_code"]
+__all__ = ["LectureSession", "compile_step", "compiled_steps", "run_lecture_code"]
 
 _MAX_ELEMENTS = 1 << 22           # a gradient larger than this is not sent back
 _MAX_CAPTURES = 24
 _MAX_COMPILED = 4096
+
+
 class LectureSession:
     """What one child keeps between the lecture runs of its session (the lecture config and
     each hidden one run the same steps): each step's code compiled once, with what it can
@@ -40,6 +44,14 @@ class LectureSession:
     def __init__(self) -> None:
         self.compiled: dict[tuple[str, int, str], tuple[Any, int]] = {}
         self.opaque_ran = False
+        self.took_compiled = False
+
+    def take_compiled(self, blob: bytes) -> None:
+        """The steps as the grader compiled them (compiled_steps): once a session, before any
+        step runs. A step it could not compile is compiled here, and raises here."""
+        if not self.took_compiled:
+            self.took_compiled = True
+            self.compiled.update(marshal.loads(blob))
 
     def compiled_step(self, step: dict[str, Any]) -> tuple[Any, int]:
         """The step's code object and its kind (_step_kind); what compile() raises, as
@@ -47,16 +59,42 @@ class LectureSession:
         key = (str(step["file"]), int(step["line"]), str(step["code"]))
         found = self.compiled.get(key)
         if found is None:
-            text = "\n" * (key[1] - 1) + key[2]
-            try:
-                tree = ast.parse(text, key[0], "exec")
-                found = (compile(tree, key[0], "exec"), _step_kind(tree))
-            except Exception:  # noqa: BLE001  compiled from the text, as before: its error
-                found = (compile(text, key[0], "exec"), OPAQUE)    # is raised
+            found = compile_step(*key)
             if len(self.compiled) >= _MAX_COMPILED:
                 self.compiled.clear()
             self.compiled[key] = found
         return found
+
+
+def compile_step(file: str, line: int, code: str) -> tuple[CodeType, int]:
+    """A step's code object, its lines numbered as in its cell, and its kind (_step_kind);
+    what compile() raises for it, raised."""
+    text = "\n" * (line - 1) + code
+    try:
+        tree = ast.parse(text, file, "exec")
+        return compile(tree, file, "exec"), _step_kind(tree)
+    except Exception:  # noqa: BLE001  compiled from the text, as before: its error is raised
+        return compile(text, file, "exec"), OPAQUE
+
+
+def _with_file_name(code: CodeType, file: str) -> CodeType:
+    """``code`` as if compiled under the file name ``file``, the code nested in it too."""
+    consts = tuple(_with_file_name(c, file) if isinstance(c, CodeType) else c
+                   for c in code.co_consts)
+    return code.replace(co_filename=file, co_consts=consts)
+
+
+def compiled_steps(steps: Iterable[tuple[str, int, str]],
+                   compiled: Callable[[int, str], tuple[CodeType, int] | None]) -> bytes:
+    """For the grader: the steps (file, line, code) compiled, as LectureSession.take_compiled
+    reads them. ``compiled(line, code)``: the code under any file name and its kind, None where
+    it does not compile (the child then compiles it, and raises)."""
+    out: dict[tuple[str, int, str], tuple[CodeType, int]] = {}
+    for file, line, code in steps:
+        found = compiled(line, code)
+        if found is not None:
+            out[(file, line, code)] = (_with_file_name(found[0], file), found[1])
+    return marshal.dumps(out)
 
 
 # -- which steps can change a tensor -------------------------------------------------------------
@@ -195,6 +233,8 @@ def _run_steps(meta: dict[str, Any], tensors: dict[str, torch.Tensor], filename:
     import torch.nn as nn
     import torch.nn.functional as F
 
+    if "compiled" in tensors:
+        session.take_compiled(tensors["compiled"].numpy().tobytes())
     files = {str(k): str(v) for k, v in dict(meta.get("files", {})).items()}
     for name, text in files.items():
         linecache.cache[name] = (len(text), None, text.splitlines(True), name)
