@@ -15,8 +15,11 @@ nbgrader comes from its own virtual environment (the registry's nbgrader, torch 
 
     python -m venv --system-site-packages /tmp/nbg-venv && /tmp/nbg-venv/bin/pip install nbgrader
     python benchmarks/peers.py --nbgrader /tmp/nbg-venv/bin/nbgrader --n 20
+    python benchmarks/peers.py --n 60 --trees /work/before /work/after --rounds 3
 
-Prints each tool's wall time and rate, ours with and without its start-up, and the ratio.
+Prints each tool's wall time and rate, ours with and without its start-up (``grade`` on one
+notebook), and the ratios; with ``--trees``, each tree's grader in turn, alternating, against
+the same nbgrader run of each round.
 """
 
 from __future__ import annotations
@@ -119,17 +122,30 @@ def run(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> flo
     return seconds
 
 
+def _ours(tree: Path, folder: Path, out: Path, jobs: int) -> float:
+    """``grade --jobs N`` of ``folder`` with the grader of source tree ``tree``."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    return run([sys.executable, "-m", "grader", "grade", str(folder), "--jobs", str(jobs),
+                "--out", str(out)], tree, env)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nbgrader", default="/tmp/nbg-venv/bin/nbgrader")
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--trees", nargs="+", type=Path, default=[ROOT],
+                        help="source trees whose graders are measured, alternating (default: "
+                             "this one)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="rounds, each with one nbgrader run")
     args = parser.parse_args()
+    n = args.n
     with tempfile.TemporaryDirectory(prefix="bpg-peers-") as tmp:
         work = Path(tmp)
         course = work / "course"
-        students = make_course(course, args.n, seed=7)
+        students = make_course(course, n, seed=7)
         nbg = [args.nbgrader, "--Application.log_level=WARN"]
         # nbgrader runs its venv's alembic (the gradebook's migrations) from PATH
         nbg_env = {**os.environ, "PATH": f"{Path(args.nbgrader).parent}:{os.environ['PATH']}"}
@@ -141,39 +157,44 @@ def main() -> None:
         for sid in students:
             shutil.copy(course / "submitted" / sid / "ps1" / "backprop.ipynb",
                         ours / f"{sid}.ipynb")
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        grade = [sys.executable, "-m", "grader", "grade", str(ours), "--jobs", str(args.jobs)]
-        ours_s = run([*grade, "--out", str(work / "out1")], ROOT, env)
-        nbgrader_s = run([*nbg[:1], "autograde", "ps1", "--force", *nbg[1:]], course, nbg_env)
-        ours2_s = run([*grade, "--out", str(work / "out2")], ROOT, env)
-        # start-up: the same command on one notebook
-        one = work / "one"
+        one = work / "one"          # the start-up: the same command on one notebook
         one.mkdir()
         shutil.copy(ours / "student000.ipynb", one)
-        start_s = run([sys.executable, "-m", "grader", "grade", str(one), "--jobs",
-                       str(args.jobs), "--out", str(work / "out-one")], ROOT, env)
-
-        batch = json.loads((work / "out1" / "batch.json").read_text())
-        scores = {s["student"]: s["score"] for s in batch["students"]}
-        graded = sum(1 for sid in students if (course / "autograded" / sid / "ps1" /
-                                               "backprop.ipynb").exists())
-        if graded != len(students):
-            raise SystemExit(f"nbgrader autograded {graded} of {len(students)} notebooks")
-    n = args.n
-    best = min(ours_s, ours2_s)
-    steady = max(best - start_s, 1e-9) / max(n - 1, 1)
-    print(f"{n} notebooks ({sum(1 for v in students.values() if v != 'right')} with wrong "
-          f"gradients or partial work); nbgrader autograded {graded}")
-    print(f"nbgrader autograde (one call)        {nbgrader_s:7.1f} s  {nbgrader_s / n:6.3f} s a "
-          f"notebook  {n / nbgrader_s:6.2f}/s")
-    print(f"grade --jobs {args.jobs}, with start-up         {best:7.1f} s  {best / n:6.3f} s a "
-          f"notebook  {n / best:6.2f}/s  ({ours_s:.1f} s and {ours2_s:.1f} s, before and after)")
-    print(f"grade --jobs {args.jobs}, one notebook (start-up) {start_s:7.1f} s")
-    print(f"grade --jobs {args.jobs}, without start-up       {steady:18.3f} s a notebook  "
-          f"{1 / steady:6.2f}/s")
-    print(f"ours vs nbgrader: {nbgrader_s / best:.1f}x with start-up, "
-          f"{(nbgrader_s / n) / steady:.1f}x per notebook without it")
-    print("scores (ours): " + " ".join(f"{v:g}" for v in scores.values()))
+        print(f"{n} notebooks ({sum(1 for v in students.values() if v != 'right')} with wrong "
+              f"gradients or partial work); grade --jobs {args.jobs}; each grader's class run "
+              "before and after nbgrader's, the faster one counted")
+        scores: dict[Path, list[float]] = {}
+        for r in range(1, args.rounds + 1):
+            runs = work / f"round{r}"
+            before = {tree: _ours(tree, ours, runs / f"{k}-before", args.jobs)
+                      for k, tree in enumerate(args.trees)}
+            shutil.rmtree(course / "autograded", ignore_errors=True)
+            nbgrader_s = run([*nbg[:1], "autograde", "ps1", "--force", *nbg[1:]], course,
+                             nbg_env)
+            graded = sum(1 for sid in students if (course / "autograded" / sid / "ps1" /
+                                                   "backprop.ipynb").exists())
+            if graded != n:
+                raise SystemExit(f"nbgrader autograded {graded} of {n} notebooks")
+            after = {tree: _ours(tree, ours, runs / f"{k}-after", args.jobs)
+                     for k, tree in enumerate(args.trees)}
+            start = {tree: _ours(tree, one, runs / f"{k}-one", args.jobs)
+                     for k, tree in enumerate(args.trees)}
+            print(f"round {r}: nbgrader autograde (one call) {nbgrader_s:6.1f} s, "
+                  f"{nbgrader_s / n:.3f} s a notebook")
+            for k, tree in enumerate(args.trees):
+                best = min(before[tree], after[tree])
+                steady = max(best - start[tree], 1e-9) / max(n - 1, 1)
+                print(f"  {tree}: class {best:5.2f} s ({before[tree]:.2f} / {after[tree]:.2f}), "
+                      f"{n / best:5.2f}/s, {nbgrader_s / best:5.1f}x nbgrader with start-up; "
+                      f"start-up (one notebook) {start[tree]:.2f} s; without it "
+                      f"{steady * 1000:.1f} ms a notebook, "
+                      f"{(nbgrader_s / n) / steady:5.1f}x")
+                batch = json.loads((runs / f"{k}-before" / "batch.json").read_text())
+                scores[tree] = [s["score"] for s in batch["students"]]
+    for tree, marks in scores.items():
+        print(f"scores ({tree}): " + " ".join(f"{v:g}" for v in marks))
+    if len({tuple(v) for v in scores.values()}) > 1:
+        raise SystemExit("the trees gave different scores")
 
 
 if __name__ == "__main__":
