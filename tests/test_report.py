@@ -385,6 +385,30 @@ def test_values_beyond_the_scale_take_the_end_colours_and_nan_cells_are_hatched(
                                    ("url(#ex1-dcounts-map2-hatch)", "M3 0h1v1h-1z")]
 
 
+def test_runs_of_a_colour_are_one_rectangle_and_halfway_values_round_to_even(wrong_result):
+    from grader.output.heatmap import _VALUE_COLOURS as colours    # 21: -1 .. 1 by 0.1
+    # 0.25 and 0.75 of the scale lie halfway between levels: 2.5 -> 2, 7.5 -> 8, as round()
+    rows = ((1.0, 0.25, 0.25, 0.75), (0.0, 0.0, -0.25, 1.0))
+    views = (TensorView("expected", (2, 4), rows), TensorView("actual", (2, 4), rows),
+             TensorView("difference", (2, 4), ((0.0,) * 4, (0.0,) * 4)))
+    out = render_report(with_gradient(wrong_result, "dcounts", views=views))
+    figure = re.search(r'<figure class="heatmap" data-label="expected">(.*?)</figure>', out,
+                       re.S).group(1)
+    paths = re.findall(r'<path fill="([^"]+)" d="([^"]+)">', figure)
+    assert paths == [(colours[8], "M2 1h1v1h-1z"), (colours[10], "M0 1h2v1h-2z"),
+                     (colours[12], "M1 0h2v1h-2z"), (colours[18], "M3 0h1v1h-1z"),
+                     (colours[20], "M0 0h1v1h-1zM3 1h1v1h-1z")]
+
+
+def test_a_hand_edited_view_with_a_short_row_still_renders_hatched_where_cells_lack(
+        wrong_result):
+    views = (TensorView("expected", (2, 3), ((1.0, 0.0, 1.0), (0.0,))),
+             TensorView("actual", (2, 3), ((1.0, 0.0, 1.0), (0.0,))),
+             TensorView("difference", (2, 3), ((0.0, 0.0, 0.0), (0.0,))))
+    out = render_report(with_gradient(wrong_result, "dcounts", views=views))
+    assert re.search(r'<path fill="url\(#ex1-dcounts-map0-hatch\)" d="M1 1h2v1h-2z"', out)
+
+
 def test_a_status_the_grader_does_not_know_still_gets_an_escaped_badge(wrong_result):
     r = with_gradient(wrong_result, "dcounts", status="<i>odd</i>")
     for _ in range(2):                  # the second time too: badges are remembered per status

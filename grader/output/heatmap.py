@@ -9,8 +9,9 @@ the cell with the greatest difference is outlined.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
+
+import numpy as np
 
 from .formatting import page_number
 from .results import GradientResult, TensorView
@@ -71,51 +72,66 @@ class Heatmap:
     high: str
 
 
-def _paths(levels: list[list[int | None]]) -> tuple[dict[int, list[str]], list[str]]:
-    """Path data per colour level: one rectangle per run of equal cells in a row (``None``: a
-    cell holding NaN / inf)."""
-    by_level: dict[int, list[str]] = {}
-    bad: list[str] = []
-    for y, row in enumerate(levels):
-        x = 0
-        for key, run in itertools.groupby(row):
-            w = len(list(run))
-            rect = f"M{x} {y}h{w}v1h-{w}z"
-            (bad if key is None else by_level.setdefault(key, [])).append(rect)
-            x += w
-    return by_level, bad
-
-
-def _heatmap(view: TensorView, *, ident: str, gradient: str, scale: float) -> Heatmap:
+def _cells(view: TensorView) -> np.ndarray:
+    """The view's values as a (rows, cols) float64 array, NaN where a cell holds NaN / inf."""
     rows = len(view.values)
-    cols = len(view.values[0]) if rows else 0
+    cols = max((len(row) for row in view.values), default=0)
+    values = [row if len(row) == cols else (*row, *(None,) * (cols - len(row)))
+              for row in view.values]      # a short row (a hand-edited file): hatched after
+    return np.array(values, dtype=np.float64).reshape(rows, cols)       # None -> NaN
+
+
+def _paths(levels: np.ndarray) -> tuple[dict[int, str], str]:
+    """Path data per colour level (-1: a cell holding NaN / inf, returned apart): one rectangle
+    per run of equal cells in a row, the rectangles in reading order. The runs are found by
+    numpy; Python only writes each run's rectangle (a view has up to a thousand cells, and a
+    failing notebook some thirty views)."""
+    rows, cols = levels.shape
+    if not levels.size:
+        return {}, ""
+    starts = np.ones(levels.shape, dtype=bool)          # where a run begins: a row's first
+    starts[:, 1:] = levels[:, 1:] != levels[:, :-1]     # cell, or one unlike the cell before
+    ys, xs = np.nonzero(starts)
+    flat = ys * cols + xs
+    widths = np.diff(np.append(flat, rows * cols))      # a run ends where the next begins
+    keys = levels[ys, xs]
+    order = np.argsort(keys, kind="stable")             # by level, reading order within one
+    rects = [f"M{x} {y}h{w}v1h-{w}z" for x, y, w in
+             zip(xs[order].tolist(), ys[order].tolist(), widths[order].tolist())]
+    ordered = keys[order]
+    bounds = np.flatnonzero(np.diff(ordered)) + 1
+    paths = {int(ordered[a]): "".join(rects[a:b]) for a, b in
+             zip([0, *bounds.tolist()], [*bounds.tolist(), len(rects)])}
+    return paths, paths.pop(-1, "")
+
+
+def _heatmap(view: TensorView, cells: np.ndarray, *, ident: str, gradient: str,
+             scale: float) -> Heatmap:
+    rows, cols = cells.shape
     is_diff = view.label == "difference"
-    # the colour level of every cell (None: NaN / inf), clamped to 0..last inline: a helper
-    # function or min/max per cell cost more than the arithmetic
-    if is_diff:
-        colours, top = _DIFF_COLOURS, scale or 1.0
-        n = len(colours)
-        last = n - 1
-        levels = [[None if v is None else
-                   k if 0 <= (k := int(v / top * n)) <= last else 0 if k < 0 else last
-                   for v in row] for row in view.values]
+    # the colour level of every cell, clamped to 0..last: the difference's from 0 up, truncated
+    # (int()); a value's either side of the middle one, rounded half to even (round())
+    with np.errstate(all="ignore"):
+        if is_diff:
+            colours, top = _DIFF_COLOURS, scale or 1.0
+            n = len(colours)
+            level = np.trunc(cells / top * n)
 
-        def bounds(k: int) -> tuple[float, float]:
-            return (k * top / n, (k + 1) * top / n)
-        low, high = "0", page_number(top)
-    else:
-        colours, top = _VALUE_COLOURS, scale or 1.0
-        n = len(colours)
-        last = n - 1
-        half = n // 2
-        levels = [[None if v is None else
-                   k if 0 <= (k := half + round(v / top * half)) <= last else 0 if k < 0 else last
-                   for v in row] for row in view.values]
+            def bounds(k: int) -> tuple[float, float]:
+                return (k * top / n, (k + 1) * top / n)
+            low, high = "0", page_number(top)
+        else:
+            colours, top = _VALUE_COLOURS, scale or 1.0
+            n = len(colours)
+            half = n // 2
+            level = half + np.rint(cells / top * half)
 
-        def bounds(k: int) -> tuple[float, float]:
-            return ((k - half - 0.5) * top / half, (k - half + 0.5) * top / half)
-        low, high = page_number(-top), page_number(top)
+            def bounds(k: int) -> tuple[float, float]:
+                return ((k - half - 0.5) * top / half, (k - half + 0.5) * top / half)
+            low, high = page_number(-top), page_number(top)
+        levels = np.where(np.isnan(cells), -1, np.clip(level, 0, n - 1)).astype(np.int64)
     by_level, bad = _paths(levels)
+
     def title(k: int) -> str:
         lo, hi = bounds(k)
         if k == n - 1:
@@ -123,7 +139,7 @@ def _heatmap(view: TensorView, *, ident: str, gradient: str, scale: float) -> He
         if k == 0 and not is_diff:
             return f"{view.label}: {page_number(hi)} and below"
         return f"{view.label}: {page_number(lo)} to {page_number(hi)}"
-    layers = tuple(Layer(colours[k], "".join(d), title(k)) for k, d in sorted(by_level.items()))
+    layers = tuple(Layer(colours[k], d, title(k)) for k, d in sorted(by_level.items()))
     px = max(4.0, min(24.0, _HEATMAP_PX / max(rows, cols, 1)))
     shape = " × ".join(str(d) for d in view.shape) or "scalar"
     pooled = ""
@@ -141,22 +157,25 @@ def _heatmap(view: TensorView, *, ident: str, gradient: str, scale: float) -> He
         description += "; hatched cells are NaN or infinite"
     heading = {"actual": "actual (yours)", "expected": "expected (autograd)"}.get(view.label, what)
     return Heatmap(ident, view.label, heading, caption, description, rows, cols, cols * px,
-                   rows * px, layers, "".join(bad), view.worst_cell, colours, low, high)
+                   rows * px, layers, bad, view.worst_cell, colours, low, high)
 
 
 def heatmaps(g: GradientResult, ident: str) -> tuple[Heatmap, ...]:
     """expected and actual share one scale (expected's range: the truth looks right, a runaway
     actual saturates); the difference has its own."""
-    def top(view: TensorView) -> float:
-        return max([abs(v) for row in view.values for v in row if v is not None], default=0.0)
+    cells = [_cells(view) for view in g.views]
 
-    values = [v for v in g.views if v.label != "difference"]
-    expected = next((v for v in values if v.label == "expected"), None)
+    def top(values: np.ndarray) -> float:
+        finite = np.abs(values[~np.isnan(values)])
+        return float(finite.max()) if finite.size else 0.0
+
+    values = [(v, c) for v, c in zip(g.views, cells) if v.label != "difference"]
+    expected = next((c for v, c in values if v.label == "expected"), None)
     shared = top(expected) if expected is not None else 0.0
     if shared == 0.0:
-        shared = max((top(v) for v in values), default=0.0)
+        shared = max((top(c) for _, c in values), default=0.0)
     maps = []
-    for i, view in enumerate(g.views):
-        scale = top(view) if view.label == "difference" else shared
-        maps.append(_heatmap(view, ident=f"{ident}-map{i}", gradient=g.name, scale=scale))
+    for i, (view, c) in enumerate(zip(g.views, cells)):
+        scale = top(c) if view.label == "difference" else shared
+        maps.append(_heatmap(view, c, ident=f"{ident}-map{i}", gradient=g.name, scale=scale))
     return tuple(maps)
