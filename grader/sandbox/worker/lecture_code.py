@@ -44,6 +44,7 @@ class LectureSession:
     def __init__(self) -> None:
         self.compiled: dict[tuple[str, int, str], tuple[Any, int]] = {}
         self.opaque_ran = False
+        self.load_read = False          # whether the session's loaded file was read (_inert_load)
         self.took_compiled = False
 
     def take_compiled(self, blob: bytes) -> None:
@@ -295,9 +296,10 @@ def _run_steps(meta: dict[str, Any], tensors: dict[str, torch.Tensor], filename:
             for var in s["vars"]:
                 ns[str(var)] = value.clone()
 
-    if not session.opaque_ran and not _inert_load(
-            linecache.cache.get(filename, (0, None, [], filename))[2]):
-        session.opaque_ran = True
+    if not session.load_read:      # the file loaded once, before the session's first run
+        session.load_read = True
+        if not _inert_load(linecache.cache.get(filename, (0, None, [], filename))[2]):
+            session.opaque_ran = True
     last = len(steps) - 1
     substitute(-1)
     for position, step in enumerate(steps):
