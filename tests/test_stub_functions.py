@@ -22,7 +22,7 @@ QUICK = GradeRequest(options=GradingOptions(train_steps=2))
 
 def made(code):
     tree = ast.parse(code)
-    return functions_made_at_run_time(tree, code, exercise_functions(tree))
+    return functions_made_at_run_time(code, exercise_functions(tree), tree=tree)
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -130,6 +130,22 @@ def test_a_notebook_of_lambdas_keeps_them_as_definitions(tmp_path):
     submission = load_submission(path)
     assert submission.functions == {"dprobs": ("dlogprobs", "probs")}
     assert "open(" not in submission.code and "dprobs = lambda" in submission.code
+
+
+def test_a_notebook_that_makes_its_functions_at_run_time_names_the_line_in_the_joined_cells(
+        tmp_path):
+    # a notebook's joined code is parsed only where a line number in it is needed: here
+    nb = new_notebook(cells=[new_code_cell("import torch"),
+                             new_code_cell("def dprobs(dlogprobs, probs):\n    return 1\n"),
+                             new_code_cell("x = 2\nfrom my_solution import dlogprobs, dh\n")])
+    path = tmp_path / "made.ipynb"
+    nbformat.write(nb, path)
+    submission = load_submission(path)
+    twin = made(submission.code)
+    assert submission.tree is None and twin is not None and twin.names == ("dlogprobs", "dh")
+    assert submission.code.splitlines()[twin.line - 1] == "from my_solution import dlogprobs, dh"
+    assert [n for n in submission.notes if "made at run time" in n] == [
+        f"{twin.describe()}: {twin.advice()}"]
 
 
 def test_check_on_a_globals_loop_exits_2_with_the_reason_and_the_flags():

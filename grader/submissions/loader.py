@@ -46,18 +46,26 @@ def submission_from_code(code: str, *, name: str, path: str = "", source_kind: s
     """Classify Python source as stub format or lecture style. ``cell_trees``: ``code`` is
     join_cell_trees', these its cells' trees: each statement in it was in a cell whose tree
     passed too_deep, and nests as deep here (no need to walk the whole tree again); what is
-    read from the statements alone is read from the cells' (shared, per process) trees."""
-    tree = parse_source(code, filename=name)
+    read from the statements alone is read from the cells' (shared, per process) trees, and
+    ``code`` itself is parsed only where a line number in it is needed (the submission's
+    ``tree`` is then None: what reads it parses ``code``)."""
     if cell_trees is None:
+        tree: ast.Module | None = parse_source(code, filename=name)
         _refuse_deep_nesting(tree, filename=name)
-    functions = exercise_functions(tree)
-    made = functions_made_at_run_time(tree, code, functions, cell_trees=cell_trees)
+        statements = tree
+    else:   # the cells' statements, in order: what a parse of ``code`` would hold, lines aside
+        tree = None
+        statements = ast.Module(body=[node for cell in cell_trees for node in cell.body],
+                                type_ignores=[])
+    functions = exercise_functions(statements)
+    made = functions_made_at_run_time(code, functions, tree=tree, cell_trees=cell_trees,
+                                      parse=lambda: parse_source(code, filename=name))
     if functions:
         if made is not None and made.names:
             notes = (*notes, f"{made.describe()}: {made.advice()}")
         return Submission(name=name, path=path, code=code, format="stubs",
                           source_kind=source_kind, functions=functions, notes=notes, tree=tree)
-    if looks_like_lecture_style(tree, cell_trees=cell_trees):
+    if looks_like_lecture_style(statements, cell_trees=cell_trees):
         return Submission(name=name, path=path, code=code, format="lecture",
                           source_kind=source_kind, notes=notes, tree=tree)
     if made is not None:

@@ -175,15 +175,24 @@ def _is_training_loop(node: ast.stmt, nodes: list[ast.AST] | None = None) -> boo
     return False
 
 
-def statement_source(lines: list[str], node: ast.stmt) -> str:
-    """The statement's own text, dedented; ast.unparse when it shares a line with another."""
+def statement_source(lines: list[str], node: ast.stmt, *, checked: bool = True) -> str:
+    """The statement's own text, dedented; ast.unparse when it shares a line with another.
+
+    A dedented text is parsed to check it (ast.unparse where it does not parse), unless
+    ``checked`` is off: the caller parses what it makes of it. A statement of a cell's top
+    level is its own lines as they are, which parse: its cell did (the check was a notebook's
+    most frequent parse)."""
     start = first_line(node)
     end, col = node.end_lineno or node.lineno, node.col_offset
     first, last = lines[start - 1], lines[end - 1]
     tail = last[node.end_col_offset or len(last):].strip()
     if first[:col].strip() == "" and (not tail or tail.startswith("#")):
+        if col == 0:
+            return "\n".join(lines[start - 1:end])
         block = [ln[col:] if ln[:col].strip() == "" else ln for ln in lines[start - 1:end]]
         text = "\n".join(block)
+        if not checked:
+            return text
         try:
             ast.parse(text)
             return text

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
+from typing import Callable
 
 from ..lecture.catalog import GRADIENTS, STUB_NAMES
 from .kept import KeptByNode
@@ -72,11 +73,14 @@ def exercise_functions(tree: ast.Module) -> dict[str, tuple[str, ...]]:
     return found
 
 
-def functions_made_at_run_time(tree: ast.Module, code: str, defined: dict[str, tuple[str, ...]],
-                               *, cell_trees: tuple[ast.Module, ...] | None = None
+def functions_made_at_run_time(code: str, defined: dict[str, tuple[str, ...]], *,
+                               tree: ast.Module | None,
+                               cell_trees: tuple[ast.Module, ...] | None = None,
+                               parse: Callable[[], ast.Module] | None = None
                                ) -> RunTimeFunctions | None:
     """The exercise functions ``code`` makes at run time and does not define as read above, and
     the first top-level statement that makes functions that way; None when none does.
+    ``tree``: ``code`` parsed, or None: ``parse()`` parses it where it is needed.
     ``cell_trees``: the notebook cells ``code`` joins (their statements are ``tree``'s): the
     usual None is found from them, each statement's answer kept with it."""
     if cell_trees is not None:
@@ -85,6 +89,9 @@ def functions_made_at_run_time(tree: ast.Module, code: str, defined: dict[str, t
                              if isinstance(node, (ast.Import, ast.ImportFrom)) for a in node.names)
         if all(_made_by_kept(node, imported) is None for node in body):
             return None
+    if tree is None:
+        assert parse is not None, "functions_made_at_run_time: no tree and nothing to parse"
+        tree = parse()
     names: list[str] = []
     line = 0
     imported = {(a.asname or a.name).split(".")[0] for node in tree.body

@@ -33,7 +33,8 @@ class Submission:
     source_kind: str              # "py" | "ipynb"
     functions: dict[str, tuple[str, ...]] = field(default_factory=dict)  # stub -> parameters
     notes: tuple[str, ...] = ()
-    # ``code`` as parsed here, handed to the integrity scan so a submission is parsed once
+    # ``code`` as parsed here, handed to the integrity scan so a submission is parsed once;
+    # None for a notebook, whose cells' trees were read instead (what needs it parses ``code``)
     tree: ast.Module | None = field(default=None, compare=False, repr=False)
 
 

@@ -138,7 +138,8 @@ def _build_backward(statements: list[Statement], training: Statement, body: list
     prologue = [line for n in free if (found := inputs[n]) for line in [found[1]]]
     params = sorted({n for n in free if n in EXERCISE4_INPUT_NAMES and inputs[n] is None}
                     | {found[0] for found in inputs.values() if found})
-    body_text = [statement_source(lines, node) for node, *_ in chosen]
+    # checked as one module below, each statement ast.unparse'd if it does not parse
+    body_text = [statement_source(lines, node, checked=False) for node, *_ in chosen]
     code = _backward_module(prelude, params, where, prologue, body_text, returned)
     try:
         ast.parse(code)
