@@ -155,16 +155,17 @@ def judge_answer(gradient: Gradient, config: Config, mode: str, actual: torch.Te
 
 def verdict_from_tensor(gradient: Gradient, state: LectureState, actual: torch.Tensor,
                         options: GradingOptions, *, inputs: dict[str, Any] | None = None,
-                        inexact_upstream: tuple[str, ...] = ()) -> Verdict:
+                        inexact_upstream: tuple[str, ...] = (), teach: bool = True) -> Verdict:
     """A gradient the student computed by other means (lecture-style code) vs autograd's, in
-    chained mode, with the same hints and explanations as a stub's answer. An answer on the
-    meta device (only its shape came back) gets its verdict and nothing else."""
+    chained mode, with the same hints and explanations as a stub's answer (``teach``: see
+    judge_answer). An answer on the meta device (only its shape came back) gets its verdict
+    and nothing else."""
     return judge_answer(gradient, state.config, "chained", actual,
                         state.grads[f"d{gradient.variable}"],
                         scale=upstream_scale(gradient, state),
                         pool={**lecture_inputs(state), **state.grads, **(inputs or {})},
                         options=options, inexact_upstream=inexact_upstream,
-                        teach=actual.device.type != "meta",
+                        teach=teach and actual.device.type != "meta",
                         noise=autograd_noise(gradient, state))
 
 

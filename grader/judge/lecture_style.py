@@ -52,10 +52,12 @@ class _Grader:
     cannot be used, and turns what came back into verdicts."""
 
     def __init__(self, session: SandboxSession, plan: LecturePlan, state: LectureState,
-                 options: GradingOptions) -> None:
+                 options: GradingOptions, *, teach: frozenset[str] | None = None) -> None:
         self.session, self.plan, self.state, self.options = session, plan, state, options
         self.program = plan.program
         self.notes: list[str] = []
+        # the gradients whose hint and explanation can be shown (None: all); see _grade_configs
+        self.teach = teach
 
     def _request(self, substituted: Substituted) -> CallOutcome:
         meta, tensors = self.plan.request(self.state, substituted)
@@ -179,7 +181,8 @@ class _Grader:
         inexact = tuple(u for u in upstream if self._inexact(own[u], self.state.grads[u]))
         inputs = {"h": self.state.forward["h"], **({"dh": own["dh"]} if "dh" in own else {})}
         verdict = verdict_from_tensor(gradient, self.state, actual, self.options,
-                                      inputs=inputs, inexact_upstream=inexact)
+                                      inputs=inputs, inexact_upstream=inexact,
+                                      teach=self.teach is None or gradient.name in self.teach)
         reads = {n for i in src.steps for n in self.program.statement(i).reads}
         used = tuple(name for name, (_, names) in substituted.items()
                      if name != gradient.name and reads & set(names))
@@ -345,10 +348,17 @@ def _grade_configs(session: SandboxSession, plan: LecturePlan, state: LectureSta
     notes: list[str] = []
     if not plan.program.sources:
         return verdicts, notes
+    # A hidden config's hint or explanation is shown only for a gradient right in the lecture
+    # config (grader.judge.gradient_results): for the others its verdict is compared briefly,
+    # as the stubs' hidden configs are (status, maxdiff and message the same)
+    teach: frozenset[str] | None = None
     for config in (request.config, *request.hidden_configs()):
         config_state = state if config == request.config else cached_lecture_state(config)
-        grader = _Grader(session, plan, config_state, request.options)
-        verdicts += grader.grade()
+        grader = _Grader(session, plan, config_state, request.options, teach=teach)
+        found = grader.grade()
+        if teach is None:
+            teach = frozenset(v.gradient.name for v in found if v.passed)
+        verdicts += found
         notes += [n for n in grader.notes if n not in notes]
     _name_literal_sizes(verdicts, plan.program, request.config)
     return verdicts, notes
