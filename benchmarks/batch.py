@@ -366,8 +366,10 @@ def main() -> None:
         print(json.dumps(split(files, Path(args.config), Path(args.out))))
         return
 
-    from realistic_class import KINDS, generate
+    from realistic_class import KINDS, compile_bytecode, generate
 
+    for tree in args.trees:
+        compile_bytecode(tree)
     with tempfile.TemporaryDirectory(prefix="bpg-bench-") as tmp:
         work = Path(tmp)
         kinds = generate(work / "in", args.n)

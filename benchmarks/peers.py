@@ -40,7 +40,7 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from realistic_class import ROOT, build, student_notebook_body  # noqa: E402
+from realistic_class import ROOT, build, compile_bytecode, student_notebook_body  # noqa: E402
 
 WORDS = ROOT / "grader" / "data" / "census_first_names.txt"
 EX1_GRADIENTS = re.findall(r"cmp\('(\w+)', d\w+, (\w+)\)", build._body().split("# Exercise 2")[0])
@@ -142,6 +142,8 @@ def main() -> None:
                         help="rounds, each with one nbgrader run")
     args = parser.parse_args()
     n = args.n
+    for tree in args.trees:
+        compile_bytecode(tree)
     with tempfile.TemporaryDirectory(prefix="bpg-peers-") as tmp:
         work = Path(tmp)
         course = work / "course"

@@ -35,6 +35,15 @@ ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = (ROOT / "solutions" / "backprop.py").read_text()
 
 
+def compile_bytecode(tree: Path) -> None:
+    """The tree's grader package compiled to bytecode (__pycache__, ignored by git), as an
+    installed package is: where PYTHONDONTWRITEBYTECODE is set (this VM), an editable tree
+    would otherwise be compiled again by every process the benchmark starts."""
+    import compileall
+
+    compileall.compile_dir(str(tree / "grader"), quiet=1)
+
+
 def _load_build():      # tests/submissions/real/build.py, without making tests a package
     spec = importlib.util.spec_from_file_location(
         "real_build", ROOT / "tests" / "submissions" / "real" / "build.py")
