@@ -12,6 +12,19 @@ from grader.lecture.model import (BN_SEED, Config, build_dataset, build_lecture_
 from conftest import NAMES, requires_names
 
 
+def _notebook_examples(words, stoi, block_size):
+    """The notebook's build_dataset loop, written out literally, as an independent check."""
+    X, Y = [], []
+    for w in words:
+        context = [0] * block_size
+        for ch in w + '.':
+            ix = stoi[ch]
+            X.append(context)
+            Y.append(ix)
+            context = context[1:] + [ix]
+    return torch.tensor(X).reshape(-1, block_size), torch.tensor(Y)
+
+
 def _lecture_notebook_setup(words):
     """The notebook's own cells, written out literally, as an independent check."""
     chars = sorted(list(set(''.join(words))))
@@ -20,22 +33,11 @@ def _lecture_notebook_setup(words):
     vocab_size = len(stoi)
     block_size = 3
 
-    def build(ws):
-        X, Y = [], []
-        for w in ws:
-            context = [0] * block_size
-            for ch in w + '.':
-                ix = stoi[ch]
-                X.append(context)
-                Y.append(ix)
-                context = context[1:] + [ix]
-        return torch.tensor(X), torch.tensor(Y)
-
     words = list(words)
     random.seed(42)
     random.shuffle(words)
     n1 = int(0.8 * len(words))
-    Xtr, Ytr = build(words[:n1])
+    Xtr, Ytr = _notebook_examples(words[:n1], stoi, block_size)
     n_embd, n_hidden = 10, 64
     g = torch.Generator().manual_seed(2147483647)
     C = torch.randn((vocab_size, n_embd), generator=g)
@@ -60,18 +62,6 @@ def test_parameters_and_batch_match_the_notebook_to_the_bit_on_the_default_words
     for name in ("C", "W1", "b1", "W2", "b2"):
         assert torch.equal(state.params[name], ref[name]), name
     assert torch.equal(state.Xb, ref["Xb"]) and torch.equal(state.Yb, ref["Yb"])
-
-
-def _notebook_examples(words, stoi, block_size):
-    X, Y = [], []
-    for w in words:
-        context = [0] * block_size
-        for ch in w + '.':
-            ix = stoi[ch]
-            X.append(context)
-            Y.append(ix)
-            context = context[1:] + [ix]
-    return torch.tensor(X).reshape(-1, block_size), torch.tensor(Y)
 
 
 def _same(a, b):
