@@ -504,3 +504,70 @@ def test_a_change_made_by_torch_that_an_earlier_step_altered_is_seen_at_the_step
         del builtins.original
     assert not reply["errors"], reply["errors"]
     assert reply["changed_inputs"] == [{"input": "x", "step": 2}]
+
+
+# -- what the grading process compiles for the child, and what it leaves to it -------------------
+
+def _compiled_steps_of(code):
+    import marshal
+
+    from grader.judge.lecture_run import LecturePlan
+    from grader.submissions.lecture_source import read_lecture_code
+    program = read_lecture_code(code, name="s.py", cells=False)
+    return {text for _, _, text in marshal.loads(LecturePlan.of(program).compiled)}, program
+
+
+def test_steps_that_fold_to_large_constants_or_warn_are_left_to_the_child(tmp_path):
+    # compile() folds constants and runs in the grading process without the child's limits;
+    # and a SyntaxWarning belongs in the student's output, which only the child's compile gives
+    folds = "dprobs = dlogprobs / probs + 0 * len(" + " + ".join(
+        f"('a' * {4096 - k},)" for k in range(60)) + ")"
+    long = "dcounts_sum_inv = (" + " + ".join(["dprobs.sum(1, keepdim=True)"] * 90) + ") * 0"
+    warns = "dcounts = dprobs * counts_sum_inv if 1 is not None else None"
+    code = (LECTURE / "correct.py").read_text().replace(
+        "dlogprobs = torch.zeros_like(logprobs)",
+        f"dlogprobs = torch.zeros_like(logprobs)\n{folds}\n{long}\n{warns}")
+    compiled, program = _compiled_steps_of(code)
+    assert not {folds, long, warns} & compiled
+    assert "dlogprobs = torch.zeros_like(logprobs)" in compiled       # the usual steps are sent
+    path = tmp_path / "folds.py"
+    path.write_text(code)
+    r = grade_submission(path, request=GradeRequest(options=GradingOptions(exercises=("ex1",))))
+    assert "SyntaxWarning" in r.output and by_name(r)[("ex1", "dlogprobs")].passed
+
+
+def test_asserts_in_steps_run_even_when_the_grader_runs_optimised():
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    code = ("import marshal\nfrom grader.sandbox.worker.lecture_code import compile_step\n"
+            "code, _ = compile_step('s.py', 1, 'assert False, \"kept\"')\n"
+            "try:\n    exec(code, {})\nexcept AssertionError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True)
+    assert out.stdout.strip() == "kept"
+
+
+def test_a_form_feed_or_line_separator_in_a_py_file_keeps_its_steps_whole(tmp_path):
+    # Python does not end a line at U+2028 or a form feed; str.splitlines does
+    for odd in ("# a note\u2028still the note\n", "\f\n", "# page\x0cbreak\n"):
+        code = (LECTURE / "correct.py").read_text().replace(
+            "dlogprobs = torch.zeros_like(logprobs)",
+            f"{odd}dlogprobs = torch.zeros_like(logprobs)")
+        path = tmp_path / "odd.py"
+        path.write_text(code)
+        r = grade_submission(path, request=GradeRequest(options=GradingOptions(exercises=("ex1",))))
+        assert by_name(r)[("ex1", "dlogprobs")].status == "exact", repr(odd)
+
+
+def test_a_hidden_config_equal_to_the_lecture_s_is_taught_as_the_lecture_s():
+    # under another name it is the same config: its verdicts are the lecture config's modes
+    lecture = Config()
+    request = GradeRequest(hidden=(dataclasses.replace(lecture, name="copy"),),
+                           options=GradingOptions(exercises=("ex1",)))
+    r = grade_submission(LECTURE / "mistakes.py", request=request)
+    wrong = [g for g in r.exercises[0].gradients if g.status == "wrong" and g.hint]
+    assert wrong
+    for g in wrong:
+        assert [m.hint for m in g.modes] == [g.hint] * len(g.modes), g.name

@@ -10,6 +10,9 @@ compute it, what cmp() was given, and what was changed in place.
 
 from __future__ import annotations
 
+import marshal
+import threading
+import warnings
 from dataclasses import dataclass
 from types import CodeType
 from typing import Any
@@ -28,17 +31,38 @@ _MAX_FILES_BYTES = 1_000_000      # cell texts sent along for tracebacks
 _INPUT_NAMES = frozenset((*FORWARD_NAMES, *PARAMETER_NAMES, "Xb", "Yb"))
 
 # Each step's code, compiled here and sent along, by its line and text: most steps of a class are
-# the same few lines, which a child would otherwise compile again for every student
-_STEP_CODE: KeptByText[tuple[CodeType, int] | None] = KeptByText(4096)
+# the same few lines, which a child would otherwise compile again for every student. Only a
+# short step whose code stays small: compile() runs here without the child's limits, and folds
+# constants (a few characters can make a large one); a step compile() warns about is left to
+# the child too, where the warning is the student's output. False: the child compiles it.
+_MAX_STEP_CHARS = 2_000
+_MAX_STEP_CODE_BYTES = 32 * 1024
+_MAX_COMPILED_BYTES = 1 << 20         # a request's compiled steps, all together
+_STEP_CODE: KeptByText[tuple[CodeType, int] | bool] = KeptByText(4096)
+_CATCHING_WARNINGS = threading.Lock()   # warnings.catch_warnings changes the whole process's
 
 
 def _step_code(line: int, code: str) -> tuple[CodeType, int] | None:
-    def make(_: str) -> tuple[CodeType, int] | None:
-        try:
-            return compile_step("<step>", line, code)
-        except Exception:  # noqa: BLE001  a step that does not compile raises in the child
-            return None
-    return _STEP_CODE.of(f"{line}:{code}", make)
+    if len(code) > _MAX_STEP_CHARS:
+        return None
+
+    def make(_: str) -> tuple[CodeType, int] | bool:
+        with _CATCHING_WARNINGS, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                found = compile_step("<step>", line, code)
+            except Exception:  # noqa: BLE001  a step that does not compile raises in the child
+                return False
+        if caught or len(marshal.dumps(found[0])) > _MAX_STEP_CODE_BYTES:
+            return False
+        return found
+    return _STEP_CODE.of(f"{line}:{code}", make) or None
+
+
+def _compiled(program: LectureProgram) -> bytes:
+    steps = [program.statement(i) for i in program.run]
+    blob = compiled_steps(((st.file, st.line, st.code) for st in steps), _step_code)
+    return blob if len(blob) <= _MAX_COMPILED_BYTES else marshal.dumps({})
 
 
 # gradient name -> (the step position after which autograd's replaces it, -1: from the start;
@@ -56,9 +80,8 @@ class LecturePlan:
 
     @classmethod
     def of(cls, program: LectureProgram) -> LecturePlan:
-        steps = [program.statement(i) for i in program.run]
         return cls(program, {index: position for position, index in enumerate(program.run)},
-                   compiled_steps(((st.file, st.line, st.code) for st in steps), _step_code))
+                   _compiled(program))
 
     def record_key(self, k: int) -> str:
         return f"r{k}"

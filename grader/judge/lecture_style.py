@@ -354,7 +354,9 @@ def _grade_configs(session: SandboxSession, plan: LecturePlan, state: LectureSta
     teach: frozenset[str] | None = None
     for config in (request.config, *request.hidden_configs()):
         config_state = state if config == request.config else cached_lecture_state(config)
-        grader = _Grader(session, plan, config_state, request.options, teach=teach)
+        # (a hidden config equal to the lecture's, under another name, is read as the lecture's)
+        grader = _Grader(session, plan, config_state, request.options,
+                         teach=None if config == request.config else teach)
         found = grader.grade()
         if teach is None:
             teach = frozenset(v.gradient.name for v in found if v.passed)

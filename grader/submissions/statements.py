@@ -9,6 +9,7 @@ as the grader never runs them.
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -62,7 +63,7 @@ def read_statements(code: str, *, name: str, cells: bool
     file_lines: dict[str, list[str]] = {}
     for label, file, text in _split_cells(code, name=name, cells=cells):
         files[file] = text
-        file_lines[file] = text.splitlines()
+        file_lines[file] = _source_lines(text)
         # a notebook's cells are mostly the lecture's own, the same in every notebook of a
         # class: their statements are read once per process (a .py file's text is its own)
         analysed = _cell_statements(text) if cells else _statements_of(text)
@@ -85,7 +86,7 @@ def _cell_statements(text: str) -> tuple[_Analysed, ...]:
 
 
 def _statements_of(text: str) -> tuple[_Analysed, ...]:
-    lines = text.splitlines()
+    lines = _source_lines(text)
     try:
         tree = ast.parse(text)
     except SyntaxError:      # the loader refuses such files and leaves out such cells
@@ -102,12 +103,24 @@ def _statements_of(text: str) -> tuple[_Analysed, ...]:
     return tuple(out)
 
 
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+
+
+def _source_lines(text: str) -> list[str]:
+    """``text``'s lines as Python numbers them: str.splitlines also breaks at form feeds,
+    vertical tabs, U+2028 and others, which Python keeps inside a line."""
+    lines = _NEWLINE.split(text)
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
 def _split_cells(code: str, *, name: str, cells: bool) -> list[tuple[str | None, str, str]]:
     """(cell label, file name for tracebacks, text) per cell; one entry for a .py file."""
     if not cells:
         return [(None, name, code)]
     parts: list[tuple[str | None, list[str]]] = [(None, [])]
-    for line in code.splitlines():
+    for line in _source_lines(code):
         m = CELL_MARKER_RE.match(line)
         if m:
             parts.append((m.group("label"), []))

@@ -69,13 +69,14 @@ class LectureSession:
 
 def compile_step(file: str, line: int, code: str) -> tuple[CodeType, int]:
     """A step's code object, its lines numbered as in its cell, and its kind (_step_kind);
-    what compile() raises for it, raised."""
+    what compile() raises for it, raised. Asserts kept (optimize 0), as the child runs them,
+    wherever this compiles."""
     text = "\n" * (line - 1) + code
     try:
         tree = ast.parse(text, file, "exec")
-        return compile(tree, file, "exec"), _step_kind(tree)
+        return compile(tree, file, "exec", optimize=0), _step_kind(tree)
     except Exception:  # noqa: BLE001  compiled from the text, as before: its error is raised
-        return compile(text, file, "exec"), OPAQUE
+        return compile(text, file, "exec", optimize=0), OPAQUE
 
 
 def _with_file_name(code: CodeType, file: str) -> CodeType:
