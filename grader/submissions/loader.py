@@ -58,8 +58,9 @@ def submission_from_code(code: str, *, name: str, path: str = "", source_kind: s
         statements = ast.Module(body=[node for cell in cell_trees for node in cell.body],
                                 type_ignores=[])
     functions = exercise_functions(statements)
-    made = functions_made_at_run_time(code, functions, tree=tree, cell_trees=cell_trees,
-                                      parse=lambda: parse_source(code, filename=name))
+    made = functions_made_at_run_time(
+        code, functions, cell_trees=cell_trees,
+        parse=lambda: tree if tree is not None else parse_source(code, filename=name))
     if functions:
         if made is not None and made.names:
             notes = (*notes, f"{made.describe()}: {made.advice()}")

@@ -74,14 +74,13 @@ def exercise_functions(tree: ast.Module) -> dict[str, tuple[str, ...]]:
 
 
 def functions_made_at_run_time(code: str, defined: dict[str, tuple[str, ...]], *,
-                               tree: ast.Module | None,
-                               cell_trees: tuple[ast.Module, ...] | None = None,
-                               parse: Callable[[], ast.Module] | None = None
+                               parse: Callable[[], ast.Module],
+                               cell_trees: tuple[ast.Module, ...] | None = None
                                ) -> RunTimeFunctions | None:
     """The exercise functions ``code`` makes at run time and does not define as read above, and
     the first top-level statement that makes functions that way; None when none does.
-    ``tree``: ``code`` parsed, or None: ``parse()`` parses it where it is needed.
-    ``cell_trees``: the notebook cells ``code`` joins (their statements are ``tree``'s): the
+    ``parse()``: ``code``'s tree, asked for only where the cells cannot tell.
+    ``cell_trees``: the notebook cells ``code`` joins (their statements are its statements): the
     usual None is found from them, each statement's answer kept with it."""
     if cell_trees is not None:
         body = [node for cell in cell_trees for node in cell.body]
@@ -89,9 +88,7 @@ def functions_made_at_run_time(code: str, defined: dict[str, tuple[str, ...]], *
                              if isinstance(node, (ast.Import, ast.ImportFrom)) for a in node.names)
         if all(_made_by_kept(node, imported) is None for node in body):
             return None
-    if tree is None:
-        assert parse is not None, "functions_made_at_run_time: no tree and nothing to parse"
-        tree = parse()
+    tree = parse()
     names: list[str] = []
     line = 0
     imported = {(a.asname or a.name).split(".")[0] for node in tree.body
