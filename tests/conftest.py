@@ -118,9 +118,9 @@ def descendants(root: int) -> Iterator[tuple[int, list[bytes]]]:
 
 
 def is_fork_server(argv: list[bytes]) -> bool:
-    """Whether a command line is a sandbox worker's (grader.sandbox.worker.forkserver's main)."""
+    """Whether a command line is a sandbox worker's (grader.sandbox.worker.entry's main)."""
     return argv[0] == sys.executable.encode() and any(
-        b"from grader.sandbox.worker.forkserver import main" in a for a in argv)
+        b"from grader.sandbox.worker.entry import main" in a for a in argv)
 
 
 def worker_pid(runner) -> int | None:

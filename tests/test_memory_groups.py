@@ -3,6 +3,7 @@ memory cgroup of its own; where none can be made, the per-process limits hold al
 
 from __future__ import annotations
 
+import socket
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -88,6 +89,46 @@ def test_a_session_within_its_limit_is_untouched(runner):
     code = "import torch\ndef f(x):\n    return x * torch.ones(2**24).sum()\n"     # 64 MiB
     out = run_in_sandbox(code, X, MEMORY, function="f", runner=runner)
     assert out.status == "ok" and out.tensors["result"].item() == 2**24
+
+
+def test_a_child_is_in_its_own_group_before_the_students_code_runs(runner):
+    """The spare joins the group the worker made for it before it takes a session: the file's
+    first line already runs there."""
+    code = ("line = next(l for l in open('/proc/self/cgroup') if ':memory:' in l)\n"
+            "print(line.strip().rsplit('/', 2)[-2:])\n"
+            "def f(x):\n    return x\n")
+    with SandboxSession(code, "s.py", MEMORY, runner=runner) as s:
+        assert s.start().status == "ok"
+        folder, group = eval(s.output().strip())          # noqa: S307  our own print
+    assert folder == worker_folder(runner).name and group.startswith("child-")
+
+
+def test_the_worker_hears_whether_a_spare_joined_its_group():
+    from grader.sandbox.worker.spare import joined_group
+
+    for said, joined in ((b"1", True), (b"0", False)):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with ours, theirs:
+            theirs.send(said)
+            assert joined_group(ours) is joined
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    theirs.close()                                  # the spare ended before it said anything
+    with ours, pytest.raises(OSError):
+        joined_group(ours)
+
+
+def test_a_spare_that_cannot_join_its_group_says_so(capsys):
+    from grader.sandbox.worker import spare
+
+    class Refused(memory_groups.SessionGroup):
+        def __init__(self) -> None:
+            pass
+
+        def join(self) -> None:
+            raise PermissionError(13, "Permission denied")
+
+    assert spare._joined(Refused()) is False
+    assert "no memory cgroup for a child" in capsys.readouterr().err
 
 
 def test_each_childs_group_goes_with_its_session_and_the_folder_with_the_worker():

@@ -245,7 +245,7 @@ def test_the_worker_forks_children_from_one_thread_with_torch_already_imported(r
 
 
 def test_student_code_runs_with_the_garbage_collector_on(runner):
-    """The worker imports torch with it off (forkserver.main): its children must not inherit
+    """The worker imports torch with it off (entry.main): its children must not inherit
     that, or code that makes reference cycles in a loop would run out of memory."""
     code = ("import gc\n"
             "def f(x):\n"
@@ -384,6 +384,40 @@ def test_plain_tensor_code_raises_no_integrity_record(runner):
     code = "def f(x):\n    return (x * 2).sum(0, keepdim=True)\n"
     out = run_in_sandbox(code, {"x": torch.ones(2, 2)}, function="f", runner=runner)
     assert out.status == "ok" and out.integrity == ()
+
+
+@as_root
+def test_a_session_stops_without_waiting_and_its_uid_serves_no_second_child_meanwhile(
+        runner, monkeypatch):
+    """A session's close asks the worker to stop its child and gives the uid back at once; the
+    worker, not the runner, makes sure that no two children ever share a uid. Here the uid goes
+    to a second session while the first is still open (as if its stop were still unread): the
+    worker ends the first (and the process it left running) before the second starts."""
+    leaves = ("import os, time\n"
+              "if os.fork() == 0:\n"
+              "    time.sleep(60)\n"
+              "    os._exit(0)\n"
+              "def f(x):\n    return x\n")
+    others = ("import os\n"
+              "def f(x):\n"
+              "    print(sorted(p for p in os.listdir('/proc') if p.isdigit()\n"
+              "                 and os.stat('/proc/' + p).st_uid == os.getuid()\n"
+              "                 and int(p) != os.getpid()))\n"
+              "    return x\n")
+    with open_session(leaves, filename="leaves.py", runner=runner) as first:
+        uid = first.uid
+        assert uid is not None
+        monkeypatch.setattr(runner._uids, "take", lambda: uid)
+        with open_session(others, filename="others.py", runner=runner) as second:
+            assert second.uid == uid
+            assert second.call("f", {"x": torch.ones(1)}).status == "ok"
+            seen = second.output().strip()
+    assert seen == "[]", f"processes of uid {uid} outside the second child: {seen}"
+    monkeypatch.undo()
+    started = time.monotonic()
+    with open_session("def f(x):\n    return x\n", filename="s.py", runner=runner) as s:
+        assert s.call("f", {"x": torch.ones(1)}).status == "ok"
+    assert time.monotonic() - started < 30      # the runner goes on with fresh uids
 
 
 def test_sessions_in_threads_share_one_worker_and_each_gets_its_own_uid(runner):

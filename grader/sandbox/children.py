@@ -52,15 +52,17 @@ class ForkedChild:
         self.limit: str | None = None   # "memory": the worker saw its memory cgroup run out
 
     def stop(self, *, wait: bool) -> tuple[int | None, int]:
-        """Stop the child and all it started: (its exit code if it ended by itself, how many
-        processes were killed). ``wait``: until every one is gone and counted (after a failure);
-        otherwise the worker finishes in the background and the count is 0."""
+        """Stop the child and all it started. ``wait`` (after a failure): until every one is
+        gone and counted; returns (its exit code if it ended by itself, how many processes were
+        killed). Otherwise the request is sent and (None, 0) returned at once: the worker kills
+        the child and finishes in the background, and will not start a child with this uid
+        before it has (forkserver.ForkServer._spawn), so the uid is free to take again now."""
         code: int | None = None
         processes = 0
         try:
             self.control.settimeout(15)
             self.control.send(json.dumps({"op": "stop", "wait": wait}).encode())
-            while True:
+            while wait:
                 message = json.loads(self.control.recv(4096) or b"{}")
                 if message.get("event") == "exited" and code is None:
                     code = message.get("code")
@@ -135,7 +137,7 @@ Child = ForkedChild | DirectChild
 
 
 def start_direct_child(limits: Limits) -> DirectChild | str:
-    """Start a child as a fresh interpreter (grader.sandbox.worker.forkserver.serve_direct);
+    """Start a child as a fresh interpreter (grader.sandbox.worker.entry.serve_direct);
     the child, or why it could not start."""
     proto, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     roomy(proto, theirs)

@@ -1,7 +1,7 @@
 """Starting the sandbox's worker process and stopping it: its command line (in bubblewrap where
 asked), its environment, the end of its stderr, the wait for its "ready".
 
-The worker is ``grader.sandbox.worker.forkserver.main`` in a fresh, isolated interpreter (``-I``)
+The worker is ``grader.sandbox.worker.entry.main`` in a fresh, isolated interpreter (``-I``)
 that sees only the package and the installed libraries, never the current folder. Torch-free: a
 command can start the worker first and import torch while the worker starts.
 """
@@ -115,7 +115,7 @@ class WorkerProcess:
 
 
 def python_command(*, use_bwrap: bool, entry: str) -> list[str]:
-    """A fresh interpreter that runs ``grader.sandbox.worker.forkserver``'s ``entry`` with the
+    """A fresh interpreter that runs ``grader.sandbox.worker.entry``'s ``entry`` with the
     rest of its command line as arguments; in bubblewrap, it finds only the package and the
     installed libraries."""
     paths = [str(Path(_PACKAGE_DIR).parent)]
@@ -123,7 +123,7 @@ def python_command(*, use_bwrap: bool, entry: str) -> list[str]:
                           [os.path.abspath(p) for p in sys.path if p]) if p not in paths]
     return [sys.executable, "-I", "-c",
             f"import sys; sys.path[:0] = {paths!r}; "
-            f"from grader.sandbox.worker.forkserver import {entry}; {entry}(*sys.argv[1:])"]
+            f"from grader.sandbox.worker.entry import {entry}; {entry}(*sys.argv[1:])"]
 
 
 def launch_worker(*, use_bwrap: bool, tmp_bytes: int) -> WorkerProcess | str:

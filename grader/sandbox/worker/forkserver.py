@@ -1,7 +1,7 @@
 """The sandbox's long-lived worker: imports torch once, then forks one child per session.
 
-``main()`` runs in its own process (in bubblewrap where it works: grader.sandbox.bubblewrap),
-started by ``grader.sandbox.runner.SandboxRunner``. It runs torch once, with one thread, and
+It runs in its own process (in bubblewrap where it works: grader.sandbox.bubblewrap), started by
+``grader.sandbox.runner.SandboxRunner`` (its entry: grader.sandbox.worker.entry.main). It runs torch once, with one thread, and
 checks that it still has one when it forks (a fork of running thread pools can leave the child's
 locks held forever); each child, in its memory cgroup (memory_groups), takes namespaces of its
 own (isolation), sets its limits, drops to its session's uid and serves
@@ -21,8 +21,12 @@ Messages are JSON on SOCK_SEQPACKET sockets:
 * worker -> session, control socket: ``{"event": "started", "pid"}``, ``{"event": "failed",
   "message"}``, ``{"event": "exited", "code", "limit"?}`` when the child ends by itself
   (limit "memory": killed for its memory cgroup), ``{"event": "stopped", "code",
-  "processes"}`` after a stop.
-* session -> worker, control socket: ``{"op": "stop"}``; closing the socket means the same.
+  "processes"}`` after a stop that waits.
+* session -> worker, control socket: ``{"op": "stop", "wait": bool}``; closing the socket means
+  the same without waiting. Waiting: every process of the session is killed and reaped before
+  the answer. Not waiting (the usual end), no answer: the child is killed now and the rest
+  finished in the background; the runner takes the uid again at once, and a spawn for a uid
+  whose session still runs here ends that session first.
   ``{"op": "lower"}``: the child's stub call has run long; its processes get the least CPU
   priority (processes.lower_priority), with no answer.
 """
@@ -31,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib
 import json
 import os
 import selectors
@@ -48,21 +51,12 @@ from typing import Any
 from .isolation import can_unshare, remove_leftovers
 from .memory_groups import GroupFolder, SessionGroup
 from .processes import (become_subreaper, can_drop_uid, children, kill_uid, lower_priority,
-                        processes_of, set_limits, status_number)
-from .spare import serve_as_spare
+                        processes_of, status_number)
+from .spare import fork_spare, joined_group
 
-__all__ = ["ForkServer", "main", "serve_direct"]
+__all__ = ["ForkServer"]
 
 _KILL_SECONDS = 5.0
-# imported once here so that children need not read them from disk (after dropping to an
-# unprivileged uid they may not be able to: a Python under /root, for example)
-_PRELOAD = ("torch", "torch.nn.functional", "numpy", "grader.sandbox.worker.child",
-            "grader.sandbox.worker.guard", "grader.sandbox.worker.errors",
-            "grader.sandbox.worker.lecture_code", "grader.lecture.training",
-            "grader.lecture.model", "math", "random", "ctypes", "socket", "encodings.idna",
-            "pickle", "shutil", "subprocess", "threading", "signal", "resource", "json", "re",
-            "itertools", "functools", "collections", "operator", "copy", "typing",
-            "dataclasses", "statistics", "time", "string")
 _MAIN = "main"          # selector data of a runner's connection
 
 
@@ -114,7 +108,10 @@ class ForkServer:
         """Get ready, then serve every runner's requests until the last connection closes."""
         self._get_ready()
         while True:
-            events = self.selector.select(0.005 if self.dying else None)
+            # without a spare, requests waiting now come first: the next spare's fork takes
+            # milliseconds (a spawn that finds none forks one itself)
+            events = self.selector.select(0 if self.spare is None else
+                                          0.005 if self.dying else None)
             for key, _ in events:
                 try:
                     if key.data is _MAIN:
@@ -132,7 +129,7 @@ class ForkServer:
             try:
                 self._reap()
                 self._tend_dying()
-                if self.spare is None:
+                if self.spare is None and not events:
                     self._make_spare()
             except Exception:
                 traceback.print_exc()
@@ -207,15 +204,13 @@ class ForkServer:
 
     # -- children ---------------------------------------------------------------------------
     def _make_spare(self) -> None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        sys.stderr.flush()
-        worker = os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            ours.close()
-            serve_as_spare(theirs, self.watch, worker=worker)
-        theirs.close()
-        self.spare = (pid, ours, self.groups.group_for(pid))
+        group = self.groups.new_group()
+        try:
+            pid, sock = fork_spare(self.watch, group)
+        except OSError:
+            self._drop_group(group)
+            raise
+        self.spare = (pid, sock, group)
 
     def _spawn(self, spec: dict[str, Any], control: socket.socket, proto_fd: int,
                out_fd: int) -> None:
@@ -228,6 +223,12 @@ class ForkServer:
             control.close()
             return
         uid = spec.get("uid") if self.can_drop_uid else None
+        # a runner gives a uid back once it has asked for its session's stop, without waiting
+        # for the answer (ForkedChild.stop): a session of this uid still running here has a
+        # stop on its way, unread, and ends now; two children never share a uid
+        for old in [s for s in self.by_pid.values()
+                    if uid is not None and s.uid == uid and s not in self.dying]:
+            self._stop_session(old)
         # the uid must be clean before reuse; where children share the worker's IPC namespace
         # and temporary folders, every stopped session must be before another child runs
         for old in [s for s in self.dying if uid is not None and (
@@ -250,6 +251,9 @@ class ForkServer:
             pid, sock, group = self.spare
             self.spare = None
             try:
+                if group is not None and not joined_group(sock):
+                    self._drop_group(group)
+                    group = None
                 if group is not None:
                     group.limit(int(limits["memory_bytes"]))
                 socket.send_fds(sock, [orders], [proto_fd, out_fd])
@@ -272,7 +276,6 @@ class ForkServer:
         if group is not None and group.oom_event is not None:
             self.selector.register(group.oom_event, selectors.EVENT_READ, _OomAlarm(session))
         self._send(control, {"event": "started", "pid": pid})
-        self._make_spare()
 
     def _drop_group(self, group: SessionGroup | None) -> None:
         """Remove a memory group now, or once its last process is gone."""
@@ -312,17 +315,21 @@ class ForkServer:
                 return
             if message.get("op") != "stop":
                 return
-        self.selector.unregister(session.control)
         if message.get("wait"):
-            processes: int | None = self._finish(session)
-        else:                                # the usual end: kill the child, tidy up later
-            self._kill(session, sweep=False)
-            self.dying.append(session)
-            processes = None
-        if data:
+            self.selector.unregister(session.control)
+            processes = self._finish(session)
             self._send(session.control, {"event": "stopped", "code": session.code,
                                          "processes": processes})
+            session.control.close()
+        else:                                # the usual end: the runner does not wait
+            self._stop_session(session)
+
+    def _stop_session(self, session: _Session) -> None:
+        """The usual end of a session: kill its child now, tidy up later (_tend_dying)."""
+        self.selector.unregister(session.control)
         session.control.close()
+        self._kill(session, sweep=False)
+        self.dying.append(session)
 
     def _remaining(self, session: _Session) -> list[int]:
         """The session's processes among this worker's children, zombies included. Every
@@ -418,33 +425,3 @@ class ForkServer:
             os.kill(self.spare[0], signal.SIGKILL)
         for session in list(self.by_pid.values()) + self.dying:
             self._finish(session)
-
-
-def main(fd: str, groups: str = "") -> None:
-    """The worker's entry: ``fd`` is the main socket to the runner; ``groups``, where the
-    runner made one, its folder for the children's memory cgroups ("<fd>:<version>",
-    grader.sandbox.worker.memory_groups)."""
-    # no cyclic collections while torch is imported: its objects all stay (frozen before the
-    # first fork), so a collection would find nothing to free, and a batch waits for the worker
-    gc.disable()
-    for name in _PRELOAD:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass
-    ForkServer(socket.socket(fileno=int(fd)), groups).serve()
-    sys.stderr.flush()
-    os._exit(0)     # every child is gone; tearing torch down would only make the runner wait
-
-
-def serve_direct(fd: str, limits: str) -> None:
-    """Where there is no fork server (not Linux): this fresh interpreter is the child itself,
-    started in its working folder, serving the protocol on socket ``fd``."""
-    spec = json.loads(limits)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)       # a too-large write fails with EFBIG
-    set_limits(spec)
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    from .child import serve, warm_up
-
-    serve(int(fd), spec, warm_up())

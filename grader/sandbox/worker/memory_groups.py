@@ -12,8 +12,8 @@ kernel lets the grader make one:
   cgroup.subtree_control lists it, and we may write there): memory.max, memory.swap.max 0,
   memory.oom.group.
 
-The worker moves each child (forked ahead of time, a spare) into its group before it runs any
-student code. When the group runs out, the kernel kills one of its processes; the worker is told
+The worker makes a group for each child (forked ahead of time, a spare), which joins it before
+it runs any student code. When the group runs out, the kernel kills one of its processes; the worker is told
 (v1: an eventfd on memory.oom_control; v2: memory.oom.group kills them all) and ends the whole
 session, which is then reported as the memory limit. Groups go when their session's processes
 have, and a worker's folder when the worker stops; folders of graders that died are removed when
@@ -31,7 +31,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-__all__ = ["GroupFolder", "SessionGroup", "WorkerGroup", "make_worker_group"]
+__all__ = ["GroupFolder", "SessionGroup", "WorkerGroup", "make_worker_group",
+           "no_group_for_child"]
 
 _PREFIX = "backprop-grader-"
 _V1_ROOT = "/sys/fs/cgroup/memory"
@@ -127,7 +128,7 @@ class WorkerGroup:
     fd: int = field(default=-1)
 
     def argument(self) -> str:
-        """How the worker is told: "<fd>:<version>" (forkserver.main)."""
+        """How the worker is told: "<fd>:<version>" (entry.main)."""
         return f"{self.fd}:{self.version}"
 
     def close(self) -> None:
@@ -205,8 +206,11 @@ class SessionGroup:
         finally:
             os.close(fd)
 
-    def add(self, pid: int) -> None:
-        self._write("cgroup.procs", str(pid))
+    def join(self) -> None:
+        """Move the calling process in (a spare, before anything else). Moving a process waits
+        for the kernel (an RCU grace period: milliseconds), which the spare does rather than
+        the worker, whose loop serves every runner."""
+        self._write("cgroup.procs", str(os.getpid()))
 
     def limit(self, memory_bytes: int) -> None:
         """At most ``memory_bytes`` for all the group's processes, memory files and tmpfs pages
@@ -255,6 +259,11 @@ class SessionGroup:
         return True
 
 
+def no_group_for_child(error: OSError) -> None:
+    print(f"backprop-grader worker: no memory cgroup for a child ({error}); its memory limit "
+          "is per process only", file=sys.stderr)
+
+
 class GroupFolder:
     """In the worker: the runner's folder for its children's groups (``argument``:
     WorkerGroup.argument(), or "" where there is none), and the groups still to remove."""
@@ -263,21 +272,19 @@ class GroupFolder:
         fd, version = argument.split(":") if argument else ("-1", "0")
         self.fd, self.version = int(fd), int(version)
         self.busy: list[SessionGroup] = []      # to remove once their processes are gone
+        self.made = 0                           # groups made, for distinct names
 
-    def group_for(self, pid: int) -> SessionGroup | None:
-        """A memory group for the spare ``pid``, which is moved in now, before it can run any
-        student code (its limit is set when a session takes it); None where there is none."""
+    def new_group(self) -> SessionGroup | None:
+        """A memory group for the next spare, which joins it (SessionGroup.join) before it can
+        run any student code; its limit is set when a session takes it. None where there is
+        none."""
         if self.fd < 0:
             return None
-        group = None
+        self.made += 1
         try:
-            group = SessionGroup(self.fd, self.version, f"child-{pid}")
-            group.add(pid)
-            return group
+            return SessionGroup(self.fd, self.version, f"child-{self.made}")
         except OSError as e:
-            print(f"backprop-grader worker: no memory cgroup for a child ({e}); its memory "
-                  "limit is per process only", file=sys.stderr)
-            self.drop(group)
+            no_group_for_child(e)
             return None
 
     def drop(self, group: SessionGroup | None) -> None:

@@ -1,7 +1,7 @@
 """A spare child: forked from the worker ahead of time, it becomes the next session's child.
 
-It waits on its orders socket (already in its memory group, where there is one: the fork server
-moved it there); the fork server sends the session's limits, uid and working folder, with the
+It first joins the memory group the fork server made for it, where there is one, and says on its
+orders socket whether it did; then it waits there for orders. The fork server sends the session's limits, uid and working folder, with the
 protocol socket and the output pipe attached. The spare then isolates itself (a session of its
 own, only those descriptors open, and where the kernel allows, IPC and mount namespaces of its
 own with a fresh tmpfs for /tmp: grader.sandbox.worker.isolation), sets its limits, drops to the
@@ -23,27 +23,70 @@ import traceback
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from .isolation import enter_own_namespaces
+from .memory_groups import SessionGroup, no_group_for_child
 from .processes import child_environment, die_with_parent, forbid_new_privileges, set_limits
 
 if TYPE_CHECKING:
     from .guard import AutogradWatch
 
-__all__ = ["serve_as_spare"]
+__all__ = ["fork_spare", "joined_group", "serve_as_spare"]
 
 _PROTOCOL_FD = 3
 
 
-def serve_as_spare(orders: socket.socket, watch: AutogradWatch, *, worker: int) -> NoReturn:
-    """In the forked child of the worker (pid ``worker``): wait for a session and serve it;
-    whatever happens, never return into the worker's loop."""
+def fork_spare(watch: AutogradWatch, group: SessionGroup | None) -> tuple[int, socket.socket]:
+    """In the worker: fork a spare that joins ``group`` (where there is one) and then waits for
+    its orders; its pid and the worker's end of its orders socket."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    sys.stderr.flush()
+    worker = os.getpid()
+    try:
+        pid = os.fork()
+    except OSError:
+        ours.close()
+        theirs.close()
+        raise
+    if pid == 0:
+        ours.close()
+        serve_as_spare(theirs, watch, worker=worker, group=group)
+    theirs.close()
+    return pid, ours
+
+
+def joined_group(orders: socket.socket) -> bool:
+    """In the worker, before it gives a spare made with a group its orders: whether the spare
+    joined the group (it says so before anything else); OSError where it ended first."""
+    orders.settimeout(5.0)
+    said = orders.recv(16)
+    if said not in (b"0", b"1"):
+        raise OSError("the spare ended before it joined its memory group")
+    return said == b"1"
+
+
+def serve_as_spare(orders: socket.socket, watch: AutogradWatch, *, worker: int,
+                   group: SessionGroup | None) -> NoReturn:
+    """In the forked child of the worker (pid ``worker``): join ``group``, then wait for a
+    session and serve it; whatever happens, never return into the worker's loop."""
     code = 71
     try:
+        if group is not None:
+            orders.send(b"1" if _joined(group) else b"0")
         _wait_for_session(orders, watch, worker)
         code = 0
     except BaseException:
         traceback.print_exc()
     finally:
         os._exit(code)
+
+
+def _joined(group: SessionGroup) -> bool:
+    """Whether this spare is now in ``group`` (else its memory limit is per process only)."""
+    try:
+        group.join()
+        return True
+    except OSError as e:
+        no_group_for_child(e)
+        return False
 
 
 def _wait_for_session(orders: socket.socket, watch: AutogradWatch, worker: int) -> None:
