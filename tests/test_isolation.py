@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from contextlib import ExitStack
 from typing import Iterator
 
@@ -110,6 +111,35 @@ def test_without_namespaces_what_a_session_left_is_removed_before_another_child_
     with session("ipc_replayer.py", fallback_runner) as after:
         assert after.call("replay", X).status == "ok"
         assert printed(after, "found") == "[]"
+
+
+def test_without_namespaces_a_session_whose_child_ended_is_cleared_before_its_uid_serves_again(
+        fallback_runner, monkeypatch):
+    """The first session's child ends by itself (a timer signal) and the uid goes to a second
+    session before the first is closed (as if its stop were still unread): the worker clears
+    the first session before the second child runs, never while it runs."""
+    if not fallback_runner.can_drop_uid:
+        pytest.skip("children without a uid of their own share the grader's: nothing of theirs "
+                    "can be told apart and removed")
+    ends = "import signal\ndef f(x):\n    signal.setitimer(signal.ITIMER_REAL, 0.05)\n    return x\n"
+    keeps = ("import ctypes\n"                   # a SysV segment: the IPC namespace is shared
+             "libc = ctypes.CDLL(None, use_errno=True)\n"
+             "made = libc.shmget(0x5EC12E8, 4096, 0o1000 | 0o600) >= 0\n"
+             "def f(x):\n"
+             "    print('kept', made, libc.shmget(0x5EC12E8, 4096, 0) >= 0)\n"
+             "    return x\n")
+    with SandboxSession(ends, "ends.py", Limits(), runner=fallback_runner) as first:
+        assert first.start().status == "ok" and first.call("f", X).status == "ok"
+        uid = first.uid
+        time.sleep(0.5)                   # its child is gone, and reaped by the worker
+        monkeypatch.setattr(fallback_runner._uids, "take", lambda: uid)
+        second = SandboxSession(keeps, "keeps.py", Limits(), runner=fallback_runner)
+        assert second.start().status == "ok" and second.uid == uid
+        monkeypatch.undo()
+    with second:                          # the first's stop is read now
+        time.sleep(0.2)
+        assert second.call("f", X).status == "ok"
+        assert printed(second, "kept") == "True True"
 
 
 def test_no_posix_message_queue_can_be_made(runner):

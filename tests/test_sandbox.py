@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -18,7 +19,7 @@ from grader.sandbox.runner import SandboxRunner
 from grader.sandbox.session import Call, SandboxSession, run_in_sandbox
 from grader.sandbox.wire import WireLimits
 
-from conftest import ROOT, SOLUTION, require_bwrap, short_wall_time, worker_pid
+from conftest import ROOT, SOLUTION, descendants, require_bwrap, short_wall_time, worker_pid
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: children drop to their own "
                                                        "uid only when the grader runs as root")
@@ -392,19 +393,14 @@ def test_a_session_stops_without_waiting_and_its_uid_serves_no_second_child_mean
     """A session's close asks the worker to stop its child and gives the uid back at once; the
     worker, not the runner, makes sure that no two children ever share a uid. Here the uid goes
     to a second session while the first is still open (as if its stop were still unread): the
-    worker ends the first (and the process it left running) before the second starts."""
-    leaves = ("import os, time\n"
-              "if os.fork() == 0:\n"
-              "    time.sleep(60)\n"
-              "    os._exit(0)\n"
-              "def f(x):\n    return x\n")
+    worker ends the first child before the second starts."""
     others = ("import os\n"
               "def f(x):\n"
               "    print(sorted(p for p in os.listdir('/proc') if p.isdigit()\n"
               "                 and os.stat('/proc/' + p).st_uid == os.getuid()\n"
               "                 and int(p) != os.getpid()))\n"
               "    return x\n")
-    with open_session(leaves, filename="leaves.py", runner=runner) as first:
+    with open_session("def f(x):\n    return x\n", filename="first.py", runner=runner) as first:
         uid = first.uid
         assert uid is not None
         monkeypatch.setattr(runner._uids, "take", lambda: uid)
@@ -414,10 +410,47 @@ def test_a_session_stops_without_waiting_and_its_uid_serves_no_second_child_mean
             seen = second.output().strip()
     assert seen == "[]", f"processes of uid {uid} outside the second child: {seen}"
     monkeypatch.undo()
-    started = time.monotonic()
     with open_session("def f(x):\n    return x\n", filename="s.py", runner=runner) as s:
-        assert s.call("f", {"x": torch.ones(1)}).status == "ok"
-    assert time.monotonic() - started < 30      # the runner goes on with fresh uids
+        assert s.call("f", {"x": torch.ones(1)}).status == "ok"     # fresh uids go on
+
+
+_PIDS = Path("/sys/fs/cgroup/pids")
+
+
+@pytest.mark.skipif(not os.access(_PIDS, os.W_OK), reason="needs root and cgroup v1's pids "
+                    "controller at /sys/fs/cgroup/pids, to keep the worker from forking")
+def test_a_worker_that_cannot_fork_its_next_spare_waits_for_the_next_request(tmp_path):
+    """Forking the next spare fails (here: the worker's pids group is full). The worker tries
+    again at the next request, not in a loop: idle, it uses no CPU and forks nothing."""
+    group = _PIDS / f"backprop-grader-test-{os.getpid()}"
+    group.mkdir()
+    try:
+        with SandboxRunner() as r:
+            for _ in range(2):          # two uids, each swept once (the sweep forks too)
+                with open_session("def f(x):\n    return x\n", filename="w.py", runner=r):
+                    pass
+            for pid, _ in descendants(r._worker.proc.pid):     # type: ignore[union-attr]
+                (group / "cgroup.procs").write_text(str(pid))
+            (group / "pids.max").write_text((group / "pids.current").read_text())
+            with open_session("def f(x):\n    return x\n", filename="s.py", runner=r) as s:
+                assert s.call("f", {"x": torch.ones(1)}).status == "ok"   # the spare there
+                before = _cpu_seconds(worker_pid(r))
+                time.sleep(1.0)
+                used = _cpu_seconds(worker_pid(r)) - before
+                failed = int((group / "pids.events").read_text().split()[1])
+            (group / "pids.max").write_text("max")
+        assert failed <= 3, f"{failed} forks failed in a second"
+        assert used < 0.5, f"the idle worker used {used:.2f} s of CPU in a second"
+    finally:
+        for pid in (group / "cgroup.procs").read_text().split():
+            with contextlib.suppress(OSError):
+                (_PIDS / "cgroup.procs").write_text(pid)
+        group.rmdir()
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def test_sessions_in_threads_share_one_worker_and_each_gets_its_own_uid(runner):

@@ -43,7 +43,7 @@ def roomy(*sockets: socket.socket) -> None:
 
 class ForkedChild:
     """A child of the fork server, talked to on ``control`` (its lifetime) and ``proto`` (the
-    requests); ``uid`` (its own, or None) goes to ``release`` once it is stopped."""
+    requests); ``uid`` (its own, or None) goes to ``release`` once its stop is asked for."""
 
     def __init__(self, control: socket.socket, proto: socket.socket, output: int,
                  uid: int | None, *, release: Callable[[int], None]) -> None:

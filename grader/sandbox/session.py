@@ -165,8 +165,8 @@ class SandboxSession:
         return outcome
 
     def _stop(self, *, wait: bool = False) -> tuple[int | None, int]:
-        """Stop the child and all it started: (its exit code if it ended by itself, how many
-        processes were killed; 0 unless ``wait``)."""
+        """Stop the child and all it started. With ``wait``: (its exit code if it ended by
+        itself, how many processes were killed); without, (None, 0) at once."""
         child, self.child = self.child, None
         self._reader = None
         if child is None:

@@ -1,13 +1,13 @@
 """The sandbox's long-lived worker: imports torch once, then forks one child per session.
 
 It runs in its own process (in bubblewrap where it works: grader.sandbox.bubblewrap), started by
-``grader.sandbox.runner.SandboxRunner`` (its entry: grader.sandbox.worker.entry.main). It runs torch once, with one thread, and
-checks that it still has one when it forks (a fork of running thread pools can leave the child's
-locks held forever); each child, in its memory cgroup (memory_groups), takes namespaces of its
-own (isolation), sets its limits, drops to its session's uid and serves
-grader.sandbox.worker.child's protocol (grader.sandbox.worker.spare). The worker is a child
-subreaper: every process a child starts stays its descendant, so "no process left behind" is
-something it can check rather than hope for.
+``grader.sandbox.runner.SandboxRunner`` (its entry: grader.sandbox.worker.entry.main). It runs
+torch once, with one thread, and checks that it still has one when it forks (a fork of running
+thread pools can leave the child's locks held forever); each child, in its memory cgroup
+(memory_groups), takes namespaces of its own (isolation), sets its limits, drops to its
+session's uid and serves grader.sandbox.worker.child's protocol (grader.sandbox.worker.spare).
+The worker is a child subreaper: every process a child starts stays its descendant, so "no
+process left behind" is something it can check rather than hope for.
 
 Messages are JSON on SOCK_SEQPACKET sockets:
 
@@ -60,7 +60,7 @@ _KILL_SECONDS = 5.0
 _MAIN = "main"          # selector data of a runner's connection
 
 
-@dataclass
+@dataclass(eq=False)         # one session is one session, whatever its fields say
 class _Session:
     control: socket.socket
     pid: int
@@ -91,7 +91,9 @@ class ForkServer:
         self.can_drop_uid = can_drop_uid()
         self.selector = selectors.DefaultSelector()
         self.by_pid: dict[int, _Session] = {}        # sessions whose child is not reaped yet
+        self.running: list[_Session] = []             # not stopped yet (child reaped or not)
         self.dying: list[_Session] = []               # stopped, processes not all gone yet
+        self.spare_failed = False                     # the last fork of a spare failed
         self.spare: tuple[int, socket.socket, SessionGroup | None] | None = None
         self.watch: Any = None                        # the AutogradWatch every child inherits
         self.swept: set[int] = set()                  # uids cleared of leftovers
@@ -110,8 +112,8 @@ class ForkServer:
         while True:
             # without a spare, requests waiting now come first: the next spare's fork takes
             # milliseconds (a spawn that finds none forks one itself)
-            events = self.selector.select(0 if self.spare is None else
-                                          0.005 if self.dying else None)
+            events = self.selector.select(0 if self.spare is None and not self.spare_failed
+                                          else 0.005 if self.dying else None)
             for key, _ in events:
                 try:
                     if key.data is _MAIN:
@@ -129,10 +131,16 @@ class ForkServer:
             try:
                 self._reap()
                 self._tend_dying()
-                if self.spare is None and not events:
-                    self._make_spare()
             except Exception:
                 traceback.print_exc()
+            if events:
+                self.spare_failed = False
+            elif self.spare is None and not self.spare_failed:
+                try:
+                    self._make_spare()
+                except Exception:
+                    self.spare_failed = True    # tried again after the next event, not at once
+                    traceback.print_exc()
 
     def _get_ready(self) -> None:
         """Run torch once here, not in every child; tell each runner the worker is ready."""
@@ -226,8 +234,7 @@ class ForkServer:
         # a runner gives a uid back once it has asked for its session's stop, without waiting
         # for the answer (ForkedChild.stop): a session of this uid still running here has a
         # stop on its way, unread, and ends now; two children never share a uid
-        for old in [s for s in self.by_pid.values()
-                    if uid is not None and s.uid == uid and s not in self.dying]:
+        for old in [s for s in self.running if uid is not None and s.uid == uid]:
             self._stop_session(old)
         # the uid must be clean before reuse; where children share the worker's IPC namespace
         # and temporary folders, every stopped session must be before another child runs
@@ -272,6 +279,7 @@ class ForkServer:
             return
         session = _Session(control, pid, uid, workdir, group)
         self.by_pid[pid] = session
+        self.running.append(session)
         self.selector.register(control, selectors.EVENT_READ, session)
         if group is not None and group.oom_event is not None:
             self.selector.register(group.oom_event, selectors.EVENT_READ, _OomAlarm(session))
@@ -300,6 +308,8 @@ class ForkServer:
             remove_leftovers(session.uid)
 
     def _on_control(self, session: _Session) -> None:
+        if session not in self.running:       # stopped earlier in this round of events
+            return
         try:
             data = session.control.recv(4096)
         except OSError:
@@ -317,6 +327,7 @@ class ForkServer:
                 return
         if message.get("wait"):
             self.selector.unregister(session.control)
+            self.running.remove(session)
             processes = self._finish(session)
             self._send(session.control, {"event": "stopped", "code": session.code,
                                          "processes": processes})
@@ -328,6 +339,7 @@ class ForkServer:
         """The usual end of a session: kill its child now, tidy up later (_tend_dying)."""
         self.selector.unregister(session.control)
         session.control.close()
+        self.running.remove(session)
         self._kill(session, sweep=False)
         self.dying.append(session)
 
@@ -423,5 +435,6 @@ class ForkServer:
     def _shutdown(self) -> None:
         if self.spare is not None:
             os.kill(self.spare[0], signal.SIGKILL)
-        for session in list(self.by_pid.values()) + self.dying:
+        every = {id(s): s for s in (*self.by_pid.values(), *self.running, *self.dying)}
+        for session in every.values():
             self._finish(session)

@@ -13,11 +13,11 @@ kernel lets the grader make one:
   memory.oom.group.
 
 The worker makes a group for each child (forked ahead of time, a spare), which joins it before
-it runs any student code. When the group runs out, the kernel kills one of its processes; the worker is told
-(v1: an eventfd on memory.oom_control; v2: memory.oom.group kills them all) and ends the whole
-session, which is then reported as the memory limit. Groups go when their session's processes
-have, and a worker's folder when the worker stops; folders of graders that died are removed when
-the next runner makes its own.
+it runs any student code. When the group runs out, the kernel kills one of its processes; the
+worker is told (v1: an eventfd on memory.oom_control; v2: memory.oom.group kills them all) and
+ends the whole session, which is then reported as the memory limit. Groups go when their
+session's processes have, and a worker's folder when the worker stops; folders of graders that
+died are removed when the next runner makes its own.
 
 Where no group can be made (not root, cgroup v2 without delegation, no memory controller), the
 runner says why (``SandboxRunner.memory_problem``) and the per-process limits hold alone.
@@ -166,8 +166,8 @@ def make_worker_group() -> WorkerGroup | str:
 
 
 class SessionGroup:
-    """In the worker: one child's memory group, in the folder ``parent_fd`` (a WorkerGroup's).
-    Made for a spare, which is moved in at once; the limit is set when a session takes it."""
+    """One child's memory group, in the folder ``parent_fd`` (a WorkerGroup's): made by the
+    worker for a spare, which joins it first thing; the limit is set when a session takes it."""
 
     def __init__(self, parent_fd: int, version: int, name: str) -> None:
         self.parent_fd, self.version, self.name = parent_fd, version, name

@@ -1,12 +1,12 @@
 """A spare child: forked from the worker ahead of time, it becomes the next session's child.
 
 It first joins the memory group the fork server made for it, where there is one, and says on its
-orders socket whether it did; then it waits there for orders. The fork server sends the session's limits, uid and working folder, with the
-protocol socket and the output pipe attached. The spare then isolates itself (a session of its
-own, only those descriptors open, and where the kernel allows, IPC and mount namespaces of its
-own with a fresh tmpfs for /tmp: grader.sandbox.worker.isolation), sets its limits, drops to the
-session's uid, and serves grader.sandbox.worker.child's protocol until the grader closes the
-socket.
+orders socket whether it did; then it waits there for orders. The fork server sends the
+session's limits, uid and working folder, with the protocol socket and the output pipe attached.
+The spare then isolates itself (a session of its own, only those descriptors open, and where the
+kernel allows, IPC and mount namespaces of its own with a fresh tmpfs for /tmp:
+grader.sandbox.worker.isolation), sets its limits, drops to the session's uid, and serves
+grader.sandbox.worker.child's protocol until the grader closes the socket.
 """
 
 from __future__ import annotations
