@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, replace
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from ..output.results import IntegrityFlag
 from ..submissions.kept import KeptByNode
@@ -130,6 +130,18 @@ def _with_helpers(program: LectureProgram, source: GradientSource) -> list[State
     return out
 
 
+# what a statement's tree shows depends on the tree alone, and the lecture's statements are the
+# same shared nodes in every notebook of a class (grader.submissions.kept)
+_USES: KeptByNode[list[tuple[int, str]]] = KeptByNode(8192)
+_CALLS: KeptByNode[list[tuple[int, str]]] = KeptByNode(8192)
+
+
+def _found(node: ast.AST, what_of: Callable[[ast.AST], str | None]) -> list[tuple[int, str]]:
+    """(line, what) for every node under ``node`` that ``what_of`` names, sorted, once each."""
+    return sorted({(sub.lineno, what) for sub in ast.walk(node)
+                   if (what := what_of(sub)) is not None})
+
+
 def lecture_integrity_flags(program: LectureProgram, *, filename: str, backward_code: str,
                             events: Iterable[Mapping[str, str]]) -> tuple[IntegrityFlag, ...]:
     """The run-time records, then the static flags of the exercise code: the statements that run
@@ -141,14 +153,12 @@ def lecture_integrity_flags(program: LectureProgram, *, filename: str, backward_
     flags: list[IntegrityFlag] = []
     for st in program.statements:
         if st.index in ran:
-            uses = [(sub.lineno, what) for sub in ast.walk(st.node)
-                    if (what := flagged_use(sub)) is not None]
+            uses = _USES.of(st.node, lambda: _found(st.node, flagged_use))
         elif st.index in span and st.kind != "training":
-            uses = [(sub.lineno, what) for sub in ast.walk(st.node)
-                    if (what := _autograd_call(sub)) is not None]
+            uses = _CALLS.of(st.node, lambda: _found(st.node, _autograd_call))
         else:
             continue
-        for line, what in sorted(set(uses)):
+        for line, what in uses:
             flag = IntegrityFlag("source", f"{filename}, {_where(st, line)}: {what}: "
                                            f"{_line_text(program.files, st, line)}")
             if flag not in flags:
