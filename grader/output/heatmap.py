@@ -81,6 +81,9 @@ def _cells(view: TensorView) -> np.ndarray:
     return np.array(values, dtype=np.float64).reshape(rows, cols)       # None -> NaN
 
 
+_RECT = "M%d %dh%dv1h-%dz"        # a run of cells: x, y, width, then back by the width
+
+
 def _paths(levels: np.ndarray) -> tuple[dict[int, str], str]:
     """Path data per colour level (-1: a cell holding NaN / inf, returned apart): one rectangle
     per run of equal cells in a row, the rectangles in reading order. The runs are found by
@@ -96,12 +99,12 @@ def _paths(levels: np.ndarray) -> tuple[dict[int, str], str]:
     widths = np.diff(np.append(flat, rows * cols))      # a run ends where the next begins
     keys = levels[ys, xs]
     order = np.argsort(keys, kind="stable")             # by level, reading order within one
-    rects = [f"M{x} {y}h{w}v1h-{w}z" for x, y, w in
-             zip(xs[order].tolist(), ys[order].tolist(), widths[order].tolist())]
+    # each run's x, y, width, width, in that order: a level's rectangles are one % format
+    numbers = np.stack([xs[order], ys[order], widths[order], widths[order]], axis=1)
     ordered = keys[order]
     bounds = np.flatnonzero(np.diff(ordered)) + 1
-    paths = {int(ordered[a]): "".join(rects[a:b]) for a, b in
-             zip([0, *bounds.tolist()], [*bounds.tolist(), len(rects)])}
+    paths = {int(ordered[a]): _RECT * (b - a) % tuple(numbers[a:b].ravel().tolist())
+             for a, b in zip([0, *bounds.tolist()], [*bounds.tolist(), len(ordered)])}
     return paths, paths.pop(-1, "")
 
 
