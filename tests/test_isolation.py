@@ -100,11 +100,15 @@ def test_a_recorders_ipc_objects_and_files_reach_no_replayer_beside_it_or_after_
         assert printed(after, "found") == "[]"
 
 
-def test_without_namespaces_what_a_session_left_is_removed_before_another_child_runs(
-        fallback_runner):
-    if not fallback_runner.can_drop_uid:
+def _needs_own_uids(runner: SandboxRunner) -> None:
+    if not runner.can_drop_uid:
         pytest.skip("children without a uid of their own share the grader's: nothing of theirs "
                     "can be told apart and removed")
+
+
+def test_without_namespaces_what_a_session_left_is_removed_before_another_child_runs(
+        fallback_runner):
+    _needs_own_uids(fallback_runner)
     with session("ipc_recorder.py", fallback_runner) as recorder:
         assert recorder.call("record", X).status == "ok"
         assert "sysv" in printed(recorder, "made")
@@ -118,10 +122,11 @@ def test_without_namespaces_a_session_whose_child_ended_is_cleared_before_its_ui
     """The first session's child ends by itself (a timer signal) and the uid goes to a second
     session before the first is closed (as if its stop were still unread): the worker clears
     the first session before the second child runs, never while it runs."""
-    if not fallback_runner.can_drop_uid:
-        pytest.skip("children without a uid of their own share the grader's: nothing of theirs "
-                    "can be told apart and removed")
-    ends = "import signal\ndef f(x):\n    signal.setitimer(signal.ITIMER_REAL, 0.05)\n    return x\n"
+    _needs_own_uids(fallback_runner)
+    ends = ("import signal\n"
+            "def f(x):\n"
+            "    signal.setitimer(signal.ITIMER_REAL, 0.05)\n"
+            "    return x\n")
     keeps = ("import ctypes\n"                   # a SysV segment: the IPC namespace is shared
              "libc = ctypes.CDLL(None, use_errno=True)\n"
              "made = libc.shmget(0x5EC12E8, 4096, 0o1000 | 0o600) >= 0\n"
