@@ -434,18 +434,32 @@ def test_a_worker_that_cannot_fork_its_next_spare_waits_for_the_next_request(tmp
             (group / "pids.max").write_text((group / "pids.current").read_text())
             with open_session("def f(x):\n    return x\n", filename="s.py", runner=r) as s:
                 assert s.call("f", {"x": torch.ones(1)}).status == "ok"   # the spare there
-                before = _cpu_seconds(worker_pid(r))
+                before, failed_before = _cpu_seconds(worker_pid(r)), _failed_forks(group)
                 time.sleep(1.0)
                 used = _cpu_seconds(worker_pid(r)) - before
-                failed = int((group / "pids.events").read_text().split()[1])
+                failed = _failed_forks(group) - failed_before
+                started = time.monotonic()
+                another = SandboxSession("def f(x):\n    return x\n", "t.py", Limits(), runner=r)
+                refused = another.start()
+                waited = time.monotonic() - started
+                another.close()
             (group / "pids.max").write_text("max")
-        assert failed <= 3, f"{failed} forks failed in a second"
+        assert failed <= 5, f"{failed} forks failed in a second"      # a loop: hundreds
         assert used < 0.5, f"the idle worker used {used:.2f} s of CPU in a second"
+        # a session that finds no child to be had is told so at once, not after a timeout
+        assert refused.status == "error", refused
+        assert "could not fork a child" in (refused.message or "") or \
+            "could not start a child" in (refused.message or ""), refused.message
+        assert waited < 10, f"the refused session waited {waited:.1f} s"
     finally:
         for pid in (group / "cgroup.procs").read_text().split():
             with contextlib.suppress(OSError):
                 (_PIDS / "cgroup.procs").write_text(pid)
         group.rmdir()
+
+
+def _failed_forks(group: Path) -> int:
+    return int((group / "pids.events").read_text().split()[1])       # "max N"
 
 
 def _cpu_seconds(pid: int) -> float:

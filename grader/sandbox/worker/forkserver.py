@@ -205,6 +205,9 @@ class ForkServer:
         control = socket.socket(fileno=fds[0])
         try:
             self._spawn(spec, control, fds[1], fds[2])
+        except OSError as e:    # before the child (clearing its uid forks): said now, not timed out
+            self._send(control, {"event": "failed", "message": f"could not start a child: {e}"})
+            control.close()
         finally:
             os.close(fds[1])
             os.close(fds[2])
@@ -253,7 +256,10 @@ class ForkServer:
         orders = json.dumps({"limits": limits, "uid": uid, "workdir": workdir}).encode()
         for _ in range(2):
             if self.spare is None:
-                self._make_spare()
+                try:
+                    self._make_spare()
+                except OSError:         # no fork now (a full pids group, say)
+                    continue
             assert self.spare is not None
             pid, sock, group = self.spare
             self.spare = None
