@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["fork_spare", "joined_group", "serve_as_spare"]
 
 _PROTOCOL_FD = 3
+_JOIN_SECONDS = 5.0     # a join takes milliseconds: a spare silent for longer is given up
 
 
 def fork_spare(watch: AutogradWatch, group: SessionGroup | None) -> tuple[int, socket.socket]:
@@ -56,7 +57,7 @@ def fork_spare(watch: AutogradWatch, group: SessionGroup | None) -> tuple[int, s
 def joined_group(orders: socket.socket) -> bool:
     """In the worker, before it gives a spare made with a group its orders: whether the spare
     joined the group (it says so before anything else); OSError where it ended first."""
-    orders.settimeout(5.0)
+    orders.settimeout(_JOIN_SECONDS)
     said = orders.recv(16)
     if said not in (b"0", b"1"):
         raise OSError("the spare ended before it joined its memory group")
