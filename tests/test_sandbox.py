@@ -245,6 +245,24 @@ def test_the_worker_forks_children_from_one_thread_with_torch_already_imported(r
     assert out.output.split() == [str(runner.worker_info["pid"]), "True"]
 
 
+_HUGE_PAGE_SETTINGS = Path("/sys/kernel/mm/transparent_hugepage")
+
+
+@pytest.mark.skipif(not (_HUGE_PAGE_SETTINGS / "enabled").exists(),
+                    reason="needs a kernel with transparent huge pages (their settings in "
+                           "/sys/kernel/mm/transparent_hugepage)")
+def test_the_worker_asks_glibc_for_huge_pages_and_sees_the_kernels_settings(runner):
+    """torch leaves the worker ~150 MB of heap: in 2 MB pages each child's fork and exit cost a
+    fraction. glibc puts it there only if it can read the kernel's settings, in bwrap too."""
+    runner.start()
+    pid = worker_pid(runner)
+    assert pid is not None
+    environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert b"GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in environment
+    seen = Path(f"/proc/{pid}/root") / _HUGE_PAGE_SETTINGS.relative_to("/") / "enabled"
+    assert seen.read_text() == (_HUGE_PAGE_SETTINGS / "enabled").read_text()
+
+
 def test_student_code_runs_with_the_garbage_collector_on(runner):
     """The worker imports torch with it off (entry.main): its children must not inherit
     that, or code that makes reference cycles in a loop would run out of memory."""

@@ -21,6 +21,7 @@ from pathlib import Path
 __all__ = ["find_bwrap", "library_paths", "sandbox_command"]
 
 _SYSTEM_DIRS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+_HUGE_PAGE_SETTINGS = "/sys/kernel/mm/transparent_hugepage"
 
 
 def find_bwrap() -> str | None:
@@ -71,6 +72,9 @@ def sandbox_command(command: list[str], *, bwrap: str, package_dir: str, tmp_byt
     # /tmp first: a package or Python under /tmp (a CI clone, say) is bound on top of it after,
     # where a later tmpfs would hide it
     args += ["--proc", "/proc", "--dev", "/dev", "--size", str(tmp_bytes), "--tmpfs", "/tmp"]
+    # of /sys only the huge-page settings, read-only: glibc's malloc reads them to put its heap
+    # in 2 MB pages (worker.processes.WORKER_ENV), and keeps 4 KB pages where it cannot
+    args += ["--ro-bind-try", _HUGE_PAGE_SETTINGS, _HUGE_PAGE_SETTINGS]
     bound: list[str] = []
     made: set[str] = {"/tmp"}
     for path in sorted({*_python_roots(), *library_paths(), _real(package_dir)}):

@@ -1,0 +1,31 @@
+# Looks through /sys for the machine's cgroups, network devices and kernel settings, and tries
+# to change the huge-page setting the sandbox lets glibc read. Only that folder is there, read-only.
+# expect-gradient: dlogprobs
+# expect-status: exact
+# expect-output: outside the huge-page settings: [] blocked: OSError
+# expect-needs: bwrap
+import os
+
+import torch
+
+_SETTINGS = "/sys/kernel/mm/transparent_hugepage"
+
+
+def dlogprobs(logprobs, Yb, n):
+    outside = []
+    for root, dirs, files in os.walk("/sys"):
+        if root == _SETTINGS or root.startswith(_SETTINGS + "/"):
+            dirs[:] = []
+        elif not _SETTINGS.startswith(root + "/"):      # a folder above the settings is fine
+            outside.append(root)
+        outside += [os.path.join(root, f) for f in files if root != _SETTINGS]
+    try:
+        with open(os.path.join(_SETTINGS, "enabled"), "w") as f:
+            f.write("never")
+        print("WROTE")
+    except OSError as e:
+        print("outside the huge-page settings:", sorted(outside)[:5], "blocked:",
+              "OSError" if isinstance(e, OSError) else type(e).__name__)
+    out = torch.zeros_like(logprobs)
+    out[range(n), Yb] = -1.0 / n
+    return out
