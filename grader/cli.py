@@ -375,6 +375,10 @@ def run() -> None:
     import os
 
     gc.disable()
+    # numpy's BLAS, loaded with torch, starts a thread for each core that spins a while: CPU
+    # taken from this process's imports and the sandbox worker's, which run side by side then.
+    # The tensors here are small, and torch's own work is on one thread too (api)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     code = main()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -112,3 +112,22 @@ def test_grade_shows_escape_sequences_in_file_names_instead_of_obeying_them(tmp_
     for raw in RAW_CONTROLS:
         assert raw not in p.stdout + p.stderr, raw
     assert "skipped notes\\x1b[2J\\x07\\r.txt: not a .py" in p.stdout
+
+
+def test_the_command_starts_no_blas_threads_beside_its_imports():
+    """numpy's BLAS, loaded with torch, would start a thread for each core that spins while
+    the command and the sandbox's worker import torch side by side (cli.run); a setting of
+    the user's own is kept."""
+    code = ("import os, grader.cli as cli\n"
+            "def main():\n"
+            "    import numpy\n"
+            "    print(os.environ['OPENBLAS_NUM_THREADS'], len(os.listdir('/proc/self/task')))\n"
+            "    return 0\n"
+            "cli.main = main\n"
+            "cli.run()\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["1", "1"], out.stderr
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "OPENBLAS_NUM_THREADS": "2"},
+                         capture_output=True, text=True)
+    assert out.stdout.split()[:1] == ["2"], out.stderr
