@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import EXERCISE, ROOT, SOLUTION, SUBMISSIONS, with_overrides
 
 RAW_CONTROLS = ("\x1b", "\x07", "\r", "\x9b", "\u202e")
@@ -114,6 +116,8 @@ def test_grade_shows_escape_sequences_in_file_names_instead_of_obeying_them(tmp_
     assert "skipped notes\\x1b[2J\\x07\\r.txt: not a .py" in p.stdout
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads in /proc/self/task "
+                                                                "(Linux)")
 def test_the_command_starts_no_blas_threads_beside_its_imports():
     """numpy's BLAS, loaded with torch, would start a thread for each core that spins while
     the command and the sandbox's worker import torch side by side (cli.run); a setting of

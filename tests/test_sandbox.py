@@ -261,6 +261,30 @@ def test_the_worker_asks_glibc_for_huge_pages_and_sees_the_kernels_settings(runn
     assert b"GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in environment
     seen = Path(f"/proc/{pid}/root") / _HUGE_PAGE_SETTINGS.relative_to("/") / "enabled"
     assert seen.read_text() == (_HUGE_PAGE_SETTINGS / "enabled").read_text()
+    if runner.isolation == "bwrap":     # and nothing of /sys but the settings, read-only
+        mounts = [line.split() for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()]
+        under_sys = [(m[4], m[5].split(",")) for m in mounts if m[4].startswith("/sys")]
+        assert [(point, "ro" in options) for point, options in under_sys] == \
+            [(str(_HUGE_PAGE_SETTINGS), True)]
+
+
+def test_bwrap_is_shown_the_huge_page_settings_only_where_they_can_be_read(tmp_path,
+                                                                            monkeypatch):
+    """bwrap gives up on a bind whose source it cannot reach (a missing one aside), and the
+    grader would then fall back to weaker isolation: no bind where the settings are unreadable."""
+    def binds(settings: Path) -> list[list[str]]:
+        monkeypatch.setattr(bubblewrap, "_HUGE_PAGE_SETTINGS", str(settings))
+        args = bubblewrap.sandbox_command(["python"], bwrap="bwrap", package_dir=str(ROOT),
+                                          tmp_bytes=2**20, env={})
+        return [args[i - 1:i + 2] for i, a in enumerate(args) if a == str(settings)][:1]
+
+    settings = tmp_path / "transparent_hugepage"
+    settings.mkdir()
+    (settings / "enabled").write_text("always [madvise] never\n")
+    assert binds(settings) == [["--ro-bind", str(settings), str(settings)]]
+    assert binds(tmp_path / "missing") == []
+    monkeypatch.setattr(bubblewrap.os, "access", lambda path, mode: False)   # e.g. not root
+    assert binds(settings) == []
 
 
 def test_student_code_runs_with_the_garbage_collector_on(runner):

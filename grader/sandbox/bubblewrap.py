@@ -73,8 +73,10 @@ def sandbox_command(command: list[str], *, bwrap: str, package_dir: str, tmp_byt
     # where a later tmpfs would hide it
     args += ["--proc", "/proc", "--dev", "/dev", "--size", str(tmp_bytes), "--tmpfs", "/tmp"]
     # of /sys only the huge-page settings, read-only: glibc's malloc reads them to put its heap
-    # in 2 MB pages (worker.processes.WORKER_ENV), and keeps 4 KB pages where it cannot
-    args += ["--ro-bind-try", _HUGE_PAGE_SETTINGS, _HUGE_PAGE_SETTINGS]
+    # in 2 MB pages (worker.processes.WORKER_ENV), and keeps 4 KB pages where it cannot. Only
+    # where they can be read: bwrap gives up on a source it cannot reach (but a missing one)
+    if os.access(os.path.join(_HUGE_PAGE_SETTINGS, "enabled"), os.R_OK):
+        args += ["--ro-bind", _HUGE_PAGE_SETTINGS, _HUGE_PAGE_SETTINGS]
     bound: list[str] = []
     made: set[str] = {"/tmp"}
     for path in sorted({*_python_roots(), *library_paths(), _real(package_dir)}):

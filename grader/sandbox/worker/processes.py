@@ -27,7 +27,9 @@ SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_N
 # glibc's heap in 2 MB pages where the kernel has them on request (madvise): torch leaves the
 # worker ~150 MB of heap, and every child's fork and exit copy and free its page table, one
 # entry a page. In 2 MB pages that is a 512th: fork and exit of the worker cost ~3 ms of kernel
-# time instead of ~7.5. glibc reads the kernel's settings in /sys (bubblewrap.sandbox_command)
+# time instead of ~7.5. glibc reads the kernel's settings in /sys (bubblewrap.sandbox_command).
+# A child's own allocations of 2 MB and more too: memory it touches sparsely counts in whole
+# 2 MB pages, within the same limits (set_limits, the memory cgroups)
 _HUGE_PAGES = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
 # the worker's whole environment: nothing of the grader's reaches the sandbox
 WORKER_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", **SINGLE_THREAD_ENV,

@@ -1,5 +1,6 @@
 # Looks through /sys for the machine's cgroups, network devices and kernel settings, and tries
-# to change the huge-page setting the sandbox lets glibc read. Only that folder is there, read-only.
+# to change the huge-page setting the sandbox shows the worker's glibc. Of /sys only that folder
+# is there, read-only (and a child running as a uid of its own cannot even enter /sys).
 # expect-gradient: dlogprobs
 # expect-status: exact
 # expect-output: outside the huge-page settings: [] blocked: OSError
